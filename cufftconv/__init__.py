@@ -1,0 +1,23 @@
+"""cufftconv: long FFT convolutions on NVIDIA GPUs with the FlashFFTConv method.
+
+``fftconv(u, k, mode=...)`` for single calls, ``FFTConv`` plans for repeated ones. Works on
+NumPy, CuPy, PyTorch and JAX arrays and returns the caller's kind of array.
+"""
+
+from . import dispatch, reference
+from .api import clear_plan_cache, fftconv
+from .device import gpu_available
+from .plan import FFTConv
+from .validation import MODES
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "FFTConv",
+    "MODES",
+    "clear_plan_cache",
+    "dispatch",
+    "fftconv",
+    "gpu_available",
+    "reference",
+]

@@ -1,0 +1,274 @@
+"""``FFTConv``: a convolution plan for repeated calls with the same shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import dispatch
+from .device import DeviceInfo
+from .interop import Operand, describe, execution_context, to_device, to_host, wrap, writable_view
+from .validation import ConvSpec, build_spec, check_gates, check_out
+
+
+class FFTConv:
+    """A plan for ``y = postgate * conv(pregate * u, k)`` with fixed shapes, dtypes and mode.
+
+    Planning validates the signature once, picks the execution path from the dispatch
+    table (``plan.route``), and builds what that path needs (compiled kernels, DFT and
+    twiddle tables, FFT plans). If the filter ``k`` is given at planning, its spectrum is
+    computed once and reused by every call. Compared with calling :func:`cufftconv.fftconv`
+    each time, a call skips planning and the re-validation of what the plan fixed; it only
+    checks that the operands match the planned shapes, dtype and device.
+
+    Args:
+        u_shape: shape ``(..., L)`` of the input, e.g. ``(B, H, L)``.
+        k: the filter ``(..., Lk)`` (any real float dtype), fixed for the plan's life. Or
+            give ``k_shape`` instead and pass ``k`` at each call.
+        k_shape: shape of the filter when ``k`` is passed per call.
+        dtype: u's dtype: "float16", "bfloat16", "float32" or "float64".
+        k_dtype: the filter's dtype when ``k`` is passed per call (default "float32").
+        mode: "causal" (default), "full", "same", "valid" or "circular".
+        pregate, postgate: whether calls pass gates (of dtype ``dtype``; pregate has u's
+            shape, postgate the output's).
+        device: CUDA device index of the operands, "cpu" for host arrays (NumPy, CPU
+            tensors), or None for the current CUDA device (host when there is no GPU).
+
+    Example:
+        >>> import numpy as np, cufftconv
+        >>> u = np.random.randn(2, 3, 100).astype(np.float32)
+        >>> k = np.random.randn(3, 100).astype(np.float32)
+        >>> with cufftconv.FFTConv(u.shape, k=k, dtype="float32") as plan:
+        ...     y = plan(u)
+        >>> y.shape
+        (2, 3, 100)
+    """
+
+    def __init__(
+        self,
+        u_shape: tuple[int, ...],
+        *,
+        k: Any = None,
+        k_shape: tuple[int, ...] | None = None,
+        dtype: str = "float16",
+        k_dtype: str | None = None,
+        mode: str = "causal",
+        pregate: bool = False,
+        postgate: bool = False,
+        device: int | str | None = None,
+    ) -> None:
+        kop = None
+        if k is not None:
+            kop = describe("k", k)
+            if k_shape is not None and tuple(k_shape) != kop.shape:
+                raise ValueError(f"k_shape: got {tuple(k_shape)} but k has shape {kop.shape}")
+            if k_dtype is not None and k_dtype != kop.dtype:
+                raise TypeError(f"k_dtype: got {k_dtype} but k has dtype {kop.dtype}")
+            k_shape, k_dtype = kop.shape, kop.dtype
+        elif k_shape is None:
+            raise ValueError("k_shape: give the filter k or its shape k_shape")
+        dev = _resolve_device(device, kop)
+        for name, flag in (("pregate", pregate), ("postgate", postgate)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name}: got {flag!r}; allowed: True or False")
+        self._spec = build_spec(
+            tuple(u_shape),
+            tuple(k_shape),
+            mode=mode,
+            dtype=dtype,
+            k_dtype=k_dtype or "float32",
+            pregate_dtype=dtype if pregate else None,
+            postgate_dtype=dtype if postgate else None,
+            device=dev,
+        )
+        self._setup()
+        self._kspec = None
+        if kop is not None:
+            with self._context(kop):
+                self._kspec = self._executor.spectrum(self._import(kop))
+
+    @classmethod
+    def _from_spec(cls, spec: ConvSpec) -> FFTConv:
+        plan = cls.__new__(cls)
+        plan._spec = spec
+        plan._setup()
+        plan._kspec = None
+        return plan
+
+    def _setup(self) -> None:
+        self._dev: DeviceInfo | None = dispatch.target_device(self._spec)
+        self._route = dispatch.choose(self._spec, self._dev)
+        with self._context(None):
+            self._executor = self._route.build(self._spec, self._dev)
+
+    @property
+    def route(self) -> str:
+        """Name of the dispatch-table row this plan runs (e.g. "cufft")."""
+        return self._route.name
+
+    @property
+    def spec(self) -> ConvSpec:
+        return self._spec
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return self._spec.out_shape
+
+    def __call__(
+        self,
+        u: Any,
+        k: Any = None,
+        *,
+        pregate: Any = None,
+        postgate: Any = None,
+        out: Any = None,
+    ) -> Any:
+        """Run the plan. Operands must match the planned shapes, dtypes and device."""
+        s = self._spec
+        uop = describe("u", u)
+        if uop.shape != s.u_shape or uop.dtype != s.dtype or uop.device != s.device:
+            raise ValueError(
+                f"u: got shape {uop.shape}, dtype {uop.dtype} on {uop.where}; this plan is for "
+                f"shape {s.u_shape}, dtype {s.dtype} on {_where(s.device)}"
+            )
+        kop = None
+        if k is None and self._kspec is None:
+            raise ValueError("k: this plan holds no filter; pass k")
+        if k is not None:
+            if self._kspec is not None:
+                raise ValueError("k: this plan already holds a filter; make a new plan to change it")
+            kop = describe("k", k)
+            if kop.shape != s.k_shape or kop.dtype != s.k_dtype or kop.device != s.device:
+                raise ValueError(
+                    f"k: got shape {kop.shape}, dtype {kop.dtype} on {kop.where}; this plan is "
+                    f"for shape {s.k_shape}, dtype {s.k_dtype} on {_where(s.device)}"
+                )
+        pre = _gate("pregate", pregate, s.pregate_dtype, uop)
+        post = _gate("postgate", postgate, s.postgate_dtype, uop)
+        check_gates(s, pre, post)
+        oop = None
+        if out is not None:
+            oop = describe("out", out)
+            if oop.device != s.device:
+                raise ValueError(f"out: is on {oop.where} but u is on {uop.where}")
+            check_out(s, uop, oop)
+        return self._execute(uop, kop, pre, post, oop)
+
+    execute = __call__
+
+    def _execute(
+        self,
+        uop: Operand,
+        kop: Operand | None,
+        pre: Operand | None,
+        post: Operand | None,
+        oop: Operand | None,
+    ) -> Any:
+        ex = self._executor
+        with self._context(uop):
+            kspec = self._kspec if kop is None else ex.spectrum(self._import(kop))
+            y = ex.run(
+                self._import(uop),
+                kspec,
+                None if pre is None else self._import(pre),
+                None if post is None else self._import(post),
+            )
+            if oop is None:
+                return wrap(y, uop, self._spec.dtype)
+            target = writable_view(oop)
+            if ex.xp is not _module_of(target):
+                y = ex.xp.asnumpy(y) if hasattr(ex.xp, "asnumpy") else y
+            target[...] = y
+            return oop.obj
+
+    def _import(self, op: Operand) -> Any:
+        """Bring an operand to where the executor computes (GPU or host)."""
+        if self._executor.xp.__name__ == "numpy":
+            return to_host(op)
+        return to_device(op)
+
+    def _context(self, op: Operand | None) -> Any:
+        if self._dev is None:
+            return _nullcontext()
+        return execution_context(op if op is not None else _NO_OPERAND, self._dev.index)
+
+    def free(self) -> None:
+        """Release the plan's filter spectrum and executor."""
+        self._kspec = None
+        self._executor = None
+
+    def __enter__(self) -> FFTConv:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.free()
+
+    def __repr__(self) -> str:
+        s = self._spec
+        return (
+            f"FFTConv(u_shape={s.u_shape}, k_shape={s.k_shape}, dtype={s.dtype!r}, "
+            f"mode={s.mode!r}, gated={s.gated}, route={self.route!r})"
+        )
+
+
+_NO_OPERAND = Operand("none", None, "cupy", (), "float32", None)
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _where(device: int | None) -> str:
+    return "host" if device is None else f"cuda:{device}"
+
+
+def _module_of(arr: Any) -> Any:
+    import numpy as np
+
+    if isinstance(arr, np.ndarray):
+        return np
+    from .device import require_cupy
+
+    return require_cupy()
+
+
+def _gate(name: str, gate: Any, planned: str | None, uop: Operand) -> Operand | None:
+    if gate is None:
+        if planned is not None:
+            raise ValueError(f"{name}: this plan was made with {name}=True; pass {name}")
+        return None
+    if planned is None:
+        raise ValueError(f"{name}: this plan was made without {name}; make a plan with {name}=True")
+    op = describe(name, gate)
+    if op.dtype != planned or op.device != uop.device:
+        raise ValueError(
+            f"{name}: got dtype {op.dtype} on {op.where}; this plan expects dtype {planned} "
+            f"on {uop.where}"
+        )
+    return op
+
+
+def _resolve_device(device: int | str | None, kop: Operand | None) -> int | None:
+    from .device import device_count, gpu_available, require_cupy
+
+    if device == "cpu":
+        dev = None
+    elif device is None:
+        if kop is not None:
+            return kop.device
+        dev = int(require_cupy().cuda.Device().id) if gpu_available() else None
+    elif isinstance(device, int) and not isinstance(device, bool):
+        if not 0 <= device < device_count():
+            raise ValueError(
+                f"device: got {device}; this machine has {device_count()} CUDA device(s)"
+            )
+        dev = device
+    else:
+        raise TypeError(f"device: got {device!r}; allowed: None, 'cpu' or a CUDA device index")
+    if kop is not None and kop.device != dev:
+        raise ValueError(f"k: is on {kop.where} but device={device!r}")
+    return dev
+

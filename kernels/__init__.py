@@ -1,0 +1,1 @@
+"""CUDA C++ sources of cufftconv, shipped as package data (``cufftconv.kernels``)."""
