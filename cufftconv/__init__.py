@@ -13,8 +13,8 @@ from .validation import MODES
 __version__ = "0.1.0"
 
 __all__ = [
-    "FFTConv",
     "MODES",
+    "FFTConv",
     "clear_plan_cache",
     "dispatch",
     "fftconv",

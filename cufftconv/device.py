@@ -69,7 +69,7 @@ class DeviceInfo:
         return 10 * self.compute_capability[0] + self.compute_capability[1]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def device_info(index: int) -> DeviceInfo:
     """Properties of GPU ``index`` read from the driver (cached)."""
     cp = require_cupy()

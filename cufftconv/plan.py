@@ -196,7 +196,7 @@ class FFTConv:
         self._kspec = None
         self._executor = None
 
-    def __enter__(self) -> FFTConv:
+    def __enter__(self) -> FFTConv:  # noqa: PYI034 - Self needs Python 3.11
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -4,12 +4,11 @@ import hashlib
 
 import numpy as np
 import pytest
+from helpers import rel_err
 
 import cufftconv
 from cufftconv import reference
 from cufftconv.validation import MODES
-
-from helpers import rel_err
 
 TOL = {"float16": 1e-3, "float32": 2e-5, "float64": 1e-11}
 

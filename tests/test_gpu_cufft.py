@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
+from helpers import rel_err
 
 import cufftconv
 from cufftconv import reference
 from cufftconv.validation import MODES
-
-from helpers import rel_err
 
 pytestmark = pytest.mark.gpu
 
@@ -154,7 +153,7 @@ def test_jax_zero_copy_round_trip(rng):
 
     assert to_device(describe("u", u)).data.ptr == u.unsafe_buffer_pointer()
     y = cufftconv.fftconv(u, k)
-    assert isinstance(y, jax.Array) and list(y.devices())[0] == gpu
+    assert isinstance(y, jax.Array) and next(iter(y.devices())) == gpu
     ref = reference.fftconv_direct(np.asarray(u), np.asarray(k))
     assert rel_err(np.asarray(y), ref) <= 2e-5
     ub = u.astype(jnp.bfloat16)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,10 +24,19 @@ def _producer_stream(op: Operand) -> Any | None:
         key = (op.device, ptr)
         stream = _external.get(key)
         if stream is None:
-            stream = require_cupy().cuda.ExternalStream(ptr, op.device)
+            stream = _external_stream(ptr, op.device)
             _external[key] = stream
         return stream
     return None
+
+
+def _external_stream(ptr: int, device: int) -> Any:
+    cp = require_cupy()
+    with warnings.catch_warnings():
+        # CuPy 14 deprecates ExternalStream for Stream.from_external, which needs the
+        # producer's stream object; a raw pointer is what every framework can give.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return cp.cuda.ExternalStream(ptr, device)
 
 
 @contextlib.contextmanager
