@@ -180,9 +180,8 @@ def _dft(n: int, inverse: bool) -> np.ndarray:
 
 @lru_cache(maxsize=64)
 def _twiddle(n1: int, n2: int, inverse: bool) -> np.ndarray:
-    n = n1 * n2
-    e = np.outer(np.arange(n1), np.arange(n2)) % n
-    t = np.exp((2j if inverse else -2j) * np.pi * e / n)
+    e = np.outer(np.arange(n1), np.arange(n2))  # k1*n2 < n1*n2: no reduction needed
+    t = np.exp((2j if inverse else -2j) * np.pi * e / (n1 * n2))
     t.flags.writeable = False
     return t
 

@@ -1,7 +1,8 @@
 """Tests of ``cufftconv.reference``: the NumPy Monarch FFT convolution vs numpy.fft and SciPy.
 
-No GPU needed. Inputs are fresh random normals (never zeros) each run; parametrized tests
-print their seed, hypothesis tests draw theirs. Errors are ``||y - y_ref|| / ||y_ref||``.
+No GPU needed. Inputs are fresh random normals (never zeros) each run: parametrized tests
+use conftest's ``rng`` (seed printed on failure), hypothesis tests draw a seed. Errors are
+``||y - y_ref|| / ||y_ref||``.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import doctest
 import itertools
 import math
-import secrets
 
 import numpy as np
 import pytest
@@ -24,13 +24,6 @@ SEEDS = st.integers(0, 2**63 - 1)
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-@pytest.fixture
-def rng() -> np.random.Generator:
-    seed = secrets.randbits(63)
-    print(f"rng seed: {seed}")  # shown by pytest on failure
-    return np.random.default_rng(seed)
 
 
 def assert_close(y: np.ndarray, y_ref: np.ndarray, tol: float = TOL, what: str = "") -> None:
@@ -460,6 +453,7 @@ SHAPES = [
     ((3, 1), (1, 4)),
     ((2, 1, 3), (5, 1)),  # six sequences share each of five filters
     ((5,), (5,)),  # nothing shared
+    ((4, 2, 3), (4, 1, 1)),  # shared axes after an unshared one
 ]
 GRID_LENGTHS = [(1, 1), (1, 6), (7, 3), (129, 151), (151, 129), (1134, 37), (97, 97), (64, 64)]
 

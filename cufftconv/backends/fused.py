@@ -1,0 +1,111 @@
+"""The fused Monarch tensor-core path: FFT -> filter multiply -> inverse FFT (+ gates) in one kernel.
+
+This module is the dispatch row; the kernel family and its launch live in
+:mod:`cufftconv.fused`. The row takes 16-bit inputs whose FFT size falls in the family's
+table and whose filter broadcasts as ``(H, Lk)`` against ``u (B, H, L)``, and whose kernel fits
+the device's shared memory. Everything else falls through to the exact cuFFT row.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..device import DeviceInfo, require_cupy
+from ..dtypes import to_compute
+from ..validation import ConvSpec, linear_length
+
+MIN_N = 256  # smaller problems are zero padded up to the smallest kernel
+
+
+def fft_size(spec: ConvSpec) -> int | None:
+    """The kernel's FFT size for ``spec``, or None when no power of two fits the mode."""
+    from .. import fused
+
+    if spec.mode == "circular":
+        n = spec.L  # the period is the FFT size: only exact powers of two
+        return n if n in fused.SUPPORTED_N else None
+    need = linear_length(spec.L, spec.Lk, spec.mode)
+    n = max(MIN_N, 1 << (need - 1).bit_length())
+    return n if n in fused.SUPPORTED_N else None
+
+
+def batch_channels(spec: ConvSpec) -> tuple[int, int] | None:
+    """(B, H) of the ``u (B, H, L)``, ``k (H, Lk)`` view of the spec, or None if k broadcasts
+    in another way (e.g. varies along u's batch axes or broadcasts u itself)."""
+    u_lead, k_lead = spec.u_shape[:-1], spec.k_shape[:-1]
+    if spec.lead_shape != u_lead:
+        return None
+    trimmed = k_lead
+    while trimmed and trimmed[0] == 1:
+        trimmed = trimmed[1:]
+    if trimmed and u_lead[len(u_lead) - len(trimmed):] != trimmed:
+        return None
+    channels = math.prod(trimmed)
+    return math.prod(u_lead) // channels, channels
+
+
+def accepts(spec: ConvSpec, dev: DeviceInfo | None) -> str | None:
+    from .. import fused
+
+    if dev is None:
+        return "no CUDA GPU"
+    if spec.dtype not in fused.DTYPES:
+        return f"u is {spec.dtype}; the fused kernels take {' or '.join(fused.DTYPES)}"
+    for gdt in (spec.pregate_dtype, spec.postgate_dtype):
+        if gdt is not None and gdt != spec.dtype:
+            return f"a gate is {gdt}, not u's dtype {spec.dtype}"
+    n = fft_size(spec)
+    if n is None:
+        return f"no fused kernel for mode={spec.mode!r} with L={spec.L}, Lk={spec.Lk}"
+    if batch_channels(spec) is None:
+        return f"k {spec.k_shape} does not broadcast as (H, Lk) against u {spec.u_shape}"
+    need = fused.shared_bytes(n, spec.dtype)
+    if need > dev.smem_per_block_optin:
+        return f"needs {need} B of shared memory; {dev.name} allows {dev.smem_per_block_optin}"
+    return None
+
+
+class FusedExecutor:
+    """Runs one instantiation of the fused kernel family for a spec."""
+
+    def __init__(self, spec: ConvSpec, dev: DeviceInfo | None) -> None:
+        from .. import fused
+
+        self.xp = require_cupy()
+        self.spec = spec
+        self.n = fft_size(spec)
+        self.B, self.H = batch_channels(spec)
+        self.kernel = fused.FusedConv(
+            self.n,
+            spec.dtype,
+            pregate=spec.pregate_dtype is not None,
+            postgate=spec.postgate_dtype is not None,
+        )
+        self.k_used = min(spec.Lk, spec.L) if spec.mode == "causal" else spec.Lk
+
+    def _rows(self, a: Any, length: int) -> Any:
+        """``a`` as (B, H, length) with a unit stride along the sequence."""
+        a = a.reshape(self.B, self.H, length)
+        if a.strides[-1] != a.itemsize:
+            a = self.xp.ascontiguousarray(a)
+        return a
+
+    def spectrum(self, k: Any) -> Any:
+        kc = to_compute(k[..., : self.k_used], self.spec.k_dtype, "float32", self.xp)
+        return self.kernel.filter_spectrum(kc.reshape(self.H, kc.shape[-1]))
+
+    def run(self, u: Any, kspec: Any, pregate: Any | None, postgate: Any | None) -> Any:
+        s = self.spec
+        y = self.xp.empty((self.B, self.H, s.Lout), dtype=u.dtype)
+        self.kernel(
+            self._rows(u, s.L),
+            kspec,
+            y,
+            L=s.L,
+            out_offset=s.offset,
+            Lout=s.Lout,
+            pregate=None if pregate is None else self._rows(pregate, s.L),
+            postgate=None if postgate is None else self._rows(postgate, s.Lout),
+        )
+        return y.reshape(s.out_shape)
