@@ -1094,6 +1094,7 @@ _COLORS = {
     "scipy": "tab:green",
 }
 _MARKERS = {"conv": "o", "gated": "s", "causal": "^"}
+_STYLES = {"conv": "-", "gated": "-.", "causal": ":"}  # "--" is the HBM floor's
 
 
 def write_plot(result: dict[str, Any], path: Path) -> bool:
@@ -1130,6 +1131,7 @@ def _plot_panel(ax: Any, result: dict[str, Any], dtype: str) -> None:
             if pts:
                 ax.plot(
                     *zip(*pts, strict=True),
+                    _STYLES[variant],
                     color=_COLORS[impl],
                     marker=_MARKERS[variant],
                     label=f"{impl} {variant}",
@@ -1140,6 +1142,7 @@ def _plot_panel(ax: Any, result: dict[str, Any], dtype: str) -> None:
                 *zip(*floor, strict=True),
                 "--",
                 color="black",
+                linewidth=1,
                 marker=_MARKERS[variant],
                 markerfacecolor="none",
                 label=f"HBM floor {variant}",
