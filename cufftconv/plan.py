@@ -166,18 +166,18 @@ class FFTConv:
         ex = self._executor
         with self._context(uop):
             kspec = self._kspec if kop is None else ex.spectrum(self._import(kop))
+            target = None if oop is None else writable_view(oop)
             y = ex.run(
                 self._import(uop),
                 kspec,
                 None if pre is None else self._import(pre),
                 None if post is None else self._import(post),
+                out=target if _module_of(target) is ex.xp else None,
             )
             if oop is None:
                 return wrap(y, uop, self._spec.dtype)
-            target = writable_view(oop)
-            if ex.xp is not _module_of(target):
-                y = ex.xp.asnumpy(y) if hasattr(ex.xp, "asnumpy") else y
-            target[...] = y
+            if y is not target:  # host arrays computed on the GPU
+                target[...] = ex.xp.asnumpy(y)
             return oop.obj
 
     def _import(self, op: Operand) -> Any:
@@ -228,6 +228,8 @@ def _where(device: int | None) -> str:
 def _module_of(arr: Any) -> Any:
     import numpy as np
 
+    if arr is None:
+        return None
     if isinstance(arr, np.ndarray):
         return np
     from .device import require_cupy

@@ -1,7 +1,7 @@
 """Execution paths. Each module holds one path; :mod:`cufftconv.dispatch` picks between them.
 
 An executor is built for one :class:`~cufftconv.validation.ConvSpec` and offers
-``spectrum(k) -> kspec`` and ``run(u, kspec, pregate, postgate) -> y`` on arrays of its
+``spectrum(k) -> kspec`` and ``run(u, kspec, pregate, postgate, out=None) -> y`` (written into ``out`` when given) on arrays of its
 array module ``xp`` (bfloat16 as uint16 bits).
 """
 
@@ -15,4 +15,6 @@ class Executor(Protocol):
 
     def spectrum(self, k: Any) -> Any: ...
 
-    def run(self, u: Any, kspec: Any, pregate: Any | None, postgate: Any | None) -> Any: ...
+    def run(
+        self, u: Any, kspec: Any, pregate: Any | None, postgate: Any | None, out: Any = None
+    ) -> Any: ...

@@ -95,7 +95,9 @@ class FusedExecutor:
         kc = to_compute(k[..., : self.k_used], self.spec.k_dtype, "float32", self.xp)
         return self.kernel.filter_spectrum(kc.reshape(self.H, kc.shape[-1]))
 
-    def run(self, u: Any, kspec: Any, pregate: Any | None, postgate: Any | None) -> Any:
+    def run(
+        self, u: Any, kspec: Any, pregate: Any | None, postgate: Any | None, out: Any = None
+    ) -> Any:
         s = self.spec
         y = self.xp.empty((self.B, self.H, s.Lout), dtype=u.dtype)
         self.kernel(
@@ -108,4 +110,8 @@ class FusedExecutor:
             pregate=None if pregate is None else self._rows(pregate, s.L),
             postgate=None if postgate is None else self._rows(postgate, s.Lout),
         )
-        return y.reshape(s.out_shape)
+        y = y.reshape(s.out_shape)
+        if out is None:
+            return y
+        out[...] = y
+        return out

@@ -23,11 +23,17 @@ class HostExecutor:
         # The reference builds its own spectrum; keep k widened once per plan.
         return to_compute(np.asarray(k), self.spec.k_dtype, "float64", np)
 
-    def run(self, u: Any, kspec: Any, pregate: Any | None, postgate: Any | None) -> Any:
+    def run(
+        self, u: Any, kspec: Any, pregate: Any | None, postgate: Any | None, out: Any = None
+    ) -> Any:
         s = self.spec
         pre = None if pregate is None else to_compute(pregate, s.pregate_dtype, "float64", np)
         post = None if postgate is None else to_compute(postgate, s.postgate_dtype, "float64", np)
         y = reference.fftconv(
             to_compute(u, s.dtype, "float64", np), kspec, mode=s.mode, pregate=pre, postgate=post
         )
-        return from_compute(y, s.dtype, np)
+        y = from_compute(y, s.dtype, np)
+        if out is None:
+            return y
+        out[...] = y
+        return out
