@@ -34,6 +34,18 @@ def _needs_gpu(spec: ConvSpec, dev: DeviceInfo | None) -> str | None:
     return None if dev is not None else "no CUDA GPU (or CuPy) available"
 
 
+def _accepts_fused(spec: ConvSpec, dev: DeviceInfo | None) -> str | None:
+    from .backends.fused import accepts
+
+    return accepts(spec, dev)
+
+
+def _build_fused(spec: ConvSpec, dev: DeviceInfo | None) -> Any:
+    from .backends.fused import FusedExecutor
+
+    return FusedExecutor(spec, dev)
+
+
 def _build_cufft(spec: ConvSpec, dev: DeviceInfo | None) -> Any:
     from .backends.cufft import CufftExecutor
 
@@ -48,6 +60,12 @@ def _build_host(spec: ConvSpec, dev: DeviceInfo | None) -> Any:
 
 _lock = threading.Lock()
 _TABLE: list[Route] = [
+    Route(
+        "fused-monarch",
+        "fused Monarch FFT conv on tensor cores (fp16/bf16, FFT size 256..32768)",
+        _accepts_fused,
+        _build_fused,
+    ),
     Route(
         "cufft",
         "exact cuFFT (cupy.fft) rfft-multiply-irfft in float32/float64, any shape and mode",
@@ -87,8 +105,16 @@ def target_device(spec: ConvSpec) -> DeviceInfo | None:
     return None
 
 
-def choose(spec: ConvSpec, dev: DeviceInfo | None = None) -> Route:
-    """The first route that accepts ``spec`` on ``dev``."""
+def choose(spec: ConvSpec, dev: DeviceInfo | None = None, *, path: str | None = None) -> Route:
+    """The first route that accepts ``spec`` on ``dev`` (or the row named ``path``)."""
+    if path is not None:
+        rows = {r.name: r for r in _TABLE}
+        if path not in rows:
+            raise ValueError(f"path: got {path!r}; allowed: None or one of {', '.join(rows)}")
+        reason = rows[path].accepts(spec, dev)
+        if reason is not None:
+            raise ValueError(f"path: {path!r} cannot run this convolution: {reason}")
+        return rows[path]
     for route in _TABLE:
         if route.accepts(spec, dev) is None:
             return route

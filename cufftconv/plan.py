@@ -32,6 +32,8 @@ class FFTConv:
             shape, postgate the output's).
         device: CUDA device index of the operands, "cpu" for host arrays (NumPy, CPU
             tensors), or None for the current CUDA device (host when there is no GPU).
+        path: force one row of the dispatch table (e.g. "cufft" for the exact path, to
+            compare); None (default) lets the table choose. ValueError if the row declines.
 
     Example:
         >>> import numpy as np, cufftconv
@@ -55,6 +57,7 @@ class FFTConv:
         pregate: bool = False,
         postgate: bool = False,
         device: int | str | None = None,
+        path: str | None = None,
     ) -> None:
         kop = None
         if k is not None:
@@ -80,7 +83,7 @@ class FFTConv:
             postgate_dtype=dtype if postgate else None,
             device=dev,
         )
-        self._setup()
+        self._setup(path)
         self._kspec = None
         if kop is not None:
             with self._context(kop):
@@ -94,9 +97,9 @@ class FFTConv:
         plan._kspec = None
         return plan
 
-    def _setup(self) -> None:
+    def _setup(self, path: str | None = None) -> None:
         self._dev: DeviceInfo | None = dispatch.target_device(self._spec)
-        self._route = dispatch.choose(self._spec, self._dev)
+        self._route = dispatch.choose(self._spec, self._dev, path=path)
         with self._context(None):
             self._executor = self._route.build(self._spec, self._dev)
 
