@@ -1,0 +1,437 @@
+"""Fused tensor-core forward FFT convolution (FlashFFTConv method), FFT sizes 256..32768.
+
+One kernel per call: load (pre * u), FFT, multiply by the filter spectrum, inverse FFT,
+postgate, crop and store, with the data crossing HBM once. The CUDA source is
+``kernels/monarch_conv.cu`` (one templated kernel family); this module compiles the
+instantiations it needs through NVRTC (``cupy.RawModule``) and launches them.
+
+Factorisation: N = R * 16**A with A = 2 (N < 4096) or 3 (N >= 4096) radix-16 stages on tensor
+cores and one radix-R stage (R in 1, 2, 4, 8) in fp32. Two sequences (b, b+1) of one channel are
+packed as the real and imaginary part of one complex sequence. The filter spectrum is kept in the
+kernel's digit-reversed, fragment-major order, as fp16 normalised per channel by a power of two.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+SUPPORTED_N: tuple[int, ...] = tuple(1 << e for e in range(8, 16))
+DTYPES = ("float16", "bfloat16")
+KERNEL_FILE = "monarch_conv.cu"
+KERNEL_NAME = "monarch_conv_fwd"
+# PAD bit 0: input zero on [N/2, N) (skips half of the first stage); bit 1: only outputs in
+# [0, N/2) are kept (skips half of the last stage).
+PAD_VARIANTS = (0, 1, 2, 3)
+
+_DT_CODE = {"float16": 0, "bfloat16": 1}
+_LOCK = threading.Lock()
+_MODULES: dict[tuple, list] = {}  # key -> [lock, compiled kernels or None]
+_INCLUDE_RE = re.compile(r'^\s*#\s*include\s*"([^"]+)"\s*$', re.MULTILINE)
+
+
+# ------------------------------------------------------------------------------------------------
+# Static configuration (mirrors mc::Cfg<N> in monarch_conv.cu)
+# ------------------------------------------------------------------------------------------------
+def _check_n(n: int) -> None:
+    if n not in SUPPORTED_N:
+        raise ValueError(
+            f"FFT size {n} not supported by the fused kernels (supported: {SUPPORTED_N})"
+        )
+
+
+def _check_dtype(dtype: str) -> None:
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+
+
+def factorisation(n: int) -> tuple[int, ...]:
+    """Radices in execution order of the forward transform (fp32 radix first, if any)."""
+    _check_n(n)
+    a = 3 if n >= 4096 else 2
+    r = n // 16**a
+    return ((r,) if r > 1 else ()) + (16,) * a
+
+
+def config(n: int) -> dict:
+    """Launch geometry of the kernel for FFT size n."""
+    _check_n(n)
+    a = 3 if n >= 4096 else 2
+    m = 16**a
+    r = n // m
+    p = 8 // r if a == 2 else 1
+    threads = 512 if n >= 16384 else 256
+    return {"A": a, "M": m, "R": r, "pairs_per_block": p, "threads": threads}
+
+
+def shared_bytes(n: int, dtype: str) -> int:
+    """Dynamic shared memory (bytes) one block of the kernel needs."""
+    _check_dtype(dtype)
+    c = config(n)
+    data = c["pairs_per_block"] * c["R"] * 2 * c["M"] * 2
+    tables = (64 + n // 64) * 8
+    return data + tables + (c["threads"] // 32) * 4
+
+
+def filter_row_halves(n: int) -> int:
+    """Length (in fp16 values) of one channel of the filter spectrum: 2n values + exponent + pad."""
+    return 2 * n + 8
+
+
+# ------------------------------------------------------------------------------------------------
+# Source and compilation
+# ------------------------------------------------------------------------------------------------
+def kernels_dir() -> Path:
+    try:
+        from importlib import resources
+
+        p = Path(str(resources.files("cufftconv.kernels")))
+        if (p / KERNEL_FILE).is_file():
+            return p
+    except (ImportError, ModuleNotFoundError, TypeError, AttributeError):
+        pass
+    return Path(__file__).resolve().parents[1] / "kernels"
+
+
+def _inline_includes(path: Path, seen: set[str]) -> str:
+    text = path.read_text()
+
+    def sub(m: re.Match) -> str:
+        name = m.group(1)
+        inc = path.parent / name
+        if not inc.is_file():
+            return m.group(0)
+        if name in seen:
+            return f"// (already included: {name})"
+        seen.add(name)
+        return f"// ---- begin {name} ----\n{_inline_includes(inc, seen)}\n// ---- end {name} ----"
+
+    return _INCLUDE_RE.sub(sub, text)
+
+
+@cache
+def kernel_source() -> str:
+    """The kernel source with the local ``#include "*.cuh"`` headers inlined.
+
+    Inlining makes the text self-contained, so CuPy's compile cache (keyed on the source text)
+    sees header edits too.
+    """
+    return _inline_includes(kernels_dir() / KERNEL_FILE, set())
+
+
+def compile_options(arch: str | None = None) -> tuple[str, ...]:
+    """NVRTC options. ``arch`` like 'sm_90' or 'compute_90'; None leaves it to CuPy."""
+    opts = ("--std=c++17", f"-I{kernels_dir()}")
+    if arch is not None:
+        opts = opts + (f"--gpu-architecture={arch}",)
+    return opts
+
+
+def _flag(b: bool) -> str:
+    return "true" if b else "false"
+
+
+def name_expression(n: int, dtype: str, pregate: bool, postgate: bool, pad: int) -> str:
+    _check_n(n)
+    _check_dtype(dtype)
+    if pad not in PAD_VARIANTS:
+        raise ValueError(f"pad must be one of {PAD_VARIANTS}")
+    return f"{KERNEL_NAME}<{n}, {_DT_CODE[dtype]}, {_flag(pregate)}, {_flag(postgate)}, {pad}>"
+
+
+def name_expressions(n: int, dtype: str, pregate: bool, postgate: bool) -> list[str]:
+    """Every template instantiation a FusedConv(n, dtype, pregate, postgate) may launch."""
+    return [name_expression(n, dtype, pregate, postgate, pad) for pad in PAD_VARIANTS]
+
+
+def all_name_expressions() -> list[str]:
+    return [
+        e
+        for n in SUPPORTED_N
+        for dt in DTYPES
+        for pre in (False, True)
+        for post in (False, True)
+        for e in name_expressions(n, dt, pre, post)
+    ]
+
+
+# ------------------------------------------------------------------------------------------------
+# Filter spectrum order
+# ------------------------------------------------------------------------------------------------
+@cache
+def freq_index(n: int) -> np.ndarray:
+    """Frequency held at each position of the kernel's spectrum order (a permutation of 0..n-1).
+
+    Position = tile * 256 + lane * 8 + e. Tile = q (A = 2) or q * 16 + k0 (A = 3); in a tile,
+    lane (g, t) and element e = 4 j + c hold row = g + 8 (c >> 1) and col = 8 j + 2 t + (c & 1)
+    of the last forward radix-16 stage. Decimation in frequency gives
+    freq = q + R * (k0 + 16 k1 + 256 k2) with (k1, k2) = (row, col) for A = 3 and
+    freq = q + R * (row + 16 col) for A = 2.
+    """
+    c = config(n)
+    r = c["R"]
+    lane = np.arange(32)
+    g, t = lane >> 2, lane & 3
+    e = np.arange(8)
+    j, ci = e >> 2, e & 3
+    row = g[:, None] + 8 * (ci[None, :] >> 1)
+    col = 8 * j[None, :] + 2 * t[:, None] + (ci[None, :] & 1)
+    if c["A"] == 2:
+        q = np.arange(r)[:, None, None]
+        f = q + r * (row[None] + 16 * col[None])
+    else:
+        q = np.arange(r)[:, None, None, None]
+        k0 = np.arange(16)[None, :, None, None]
+        f = q + r * (k0 + 16 * row[None, None] + 256 * col[None, None])
+    f = f.reshape(-1).astype(np.int64)
+    assert f.size == n
+    return f
+
+
+# ------------------------------------------------------------------------------------------------
+# Runtime
+# ------------------------------------------------------------------------------------------------
+def _cupy():
+    import cupy
+
+    return cupy
+
+
+def _get_module(n: int, dtype: str, pregate: bool, postgate: bool):
+    """{pad: (RawKernel, blocks per SM)} for one configuration, compiled once per device/arch."""
+    cp = _cupy()
+    dev = cp.cuda.Device()
+    key = (dev.id, dev.compute_capability, n, dtype, pregate, postgate)
+    with _LOCK:
+        slot = _MODULES.setdefault(key, [threading.Lock(), None])
+    if slot[1] is None:
+        with slot[0]:  # per-configuration lock: other configurations compile in parallel
+            if slot[1] is None:
+                slot[1] = _build(n, dtype, pregate, postgate)
+    return slot[1]
+
+
+def _build(n: int, dtype: str, pregate: bool, postgate: bool):
+    cp = _cupy()
+    names = name_expressions(n, dtype, pregate, postgate)
+    mod = cp.RawModule(code=kernel_source(), options=compile_options(None), name_expressions=names)
+    smem = shared_bytes(n, dtype)
+    threads = config(n)["threads"]
+    kernels = {}
+    for pad, name in zip(PAD_VARIANTS, names):
+        kern = mod.get_function(name)
+        if smem > 48 * 1024:
+            kern.max_dynamic_shared_size_bytes = smem
+        kernels[pad] = (kern, _blocks_per_sm(kern, threads, smem))
+    kernels["module"] = mod
+    return kernels
+
+
+def precompile(configs, max_workers: int | None = None) -> None:
+    """Compile (n, dtype, pregate, postgate) configurations ahead of use, in parallel threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cp = _cupy()
+    dev_id = cp.cuda.Device().id
+
+    def one(cfg):
+        with cp.cuda.Device(dev_id):
+            _get_module(*cfg)
+
+    with ThreadPoolExecutor(max_workers=max_workers) as ex:
+        list(ex.map(one, list(configs)))
+
+
+def _blocks_per_sm(kern, threads: int, smem: int) -> int:
+    try:
+        from cupy_backends.cuda.api import driver
+
+        return max(
+            1, int(driver.occupancyMaxActiveBlocksPerMultiprocessor(kern.kernel.ptr, threads, smem))
+        )
+    except (ImportError, AttributeError, RuntimeError):  # older CuPy: be conservative
+        return 1
+
+
+@cache
+def _sm_count(dev_id: int) -> int:
+    cp = _cupy()
+    return int(cp.cuda.runtime.getDeviceProperties(dev_id)["multiProcessorCount"])
+
+
+_GPU_INDEX: dict[tuple[int, int], object] = {}
+
+
+def _gpu_freq_index(n: int):
+    cp = _cupy()
+    key = (cp.cuda.Device().id, n)
+    idx = _GPU_INDEX.get(key)
+    if idx is None:
+        f = freq_index(n)
+        sel = np.where(f <= n // 2, f, n - f)
+        idx = (cp.asarray(sel), cp.asarray(f > n // 2))
+        _GPU_INDEX[key] = idx
+    return idx
+
+
+class FusedConv:
+    """Fused forward convolution for one (FFT size, dtype, gating) configuration."""
+
+    def __init__(self, n: int, dtype: str, *, pregate: bool, postgate: bool):
+        _check_n(n)
+        _check_dtype(dtype)
+        self.n = int(n)
+        self.dtype = dtype
+        self.pregate = bool(pregate)
+        self.postgate = bool(postgate)
+        c = config(n)
+        self.threads = c["threads"]
+        self.pairs_per_block = c["pairs_per_block"]
+        self.smem = shared_bytes(n, dtype)
+
+    @property
+    def storage_dtype(self):
+        return np.dtype(np.float16) if self.dtype == "float16" else np.dtype(np.uint16)
+
+    # --------------------------------------------------------------------------------------------
+    def filter_spectrum(self, k):
+        """Spectrum of k (H, Lk) zero padded to n, in kernel order: fp16 (H, 2n + 8).
+
+        Per channel: n complex values (re, im interleaved) scaled by 2**-e so that max |K| <= 1,
+        then e itself (an integer, stored as fp16) and zeros.
+        """
+        cp = _cupy()
+        k = cp.asarray(k)
+        if k.ndim != 2:
+            raise ValueError(f"k must have shape (H, Lk), got {k.shape}")
+        h, lk = k.shape
+        if not 1 <= lk <= self.n:
+            raise ValueError(f"filter length {lk} must be in [1, {self.n}]")
+        n = self.n
+        real_t = cp.float64 if k.dtype == cp.float64 else cp.float32
+        kr = cp.fft.rfft(k.astype(real_t, copy=False), n=n, axis=-1)
+        sel, conj = _gpu_freq_index(n)
+        kk = kr[:, sel]
+        kk = cp.where(conj[None, :], cp.conj(kk), kk)
+        mag = cp.abs(kk).max(axis=1)
+        e = cp.where(mag > 0, cp.ceil(cp.log2(cp.where(mag > 0, mag, 1))), 0)
+        kk = kk * cp.exp2(-e)[:, None]
+        out = cp.zeros((h, filter_row_halves(n)), dtype=cp.float16)
+        out[:, 0 : 2 * n : 2] = kk.real
+        out[:, 1 : 2 * n : 2] = kk.imag
+        out[:, 2 * n] = e
+        return out
+
+    # --------------------------------------------------------------------------------------------
+    def _check_io(self, name, a, shape):
+        cp = _cupy()
+        if not isinstance(a, cp.ndarray):
+            raise TypeError(f"{name} must be a cupy.ndarray")
+        if a.dtype != self.storage_dtype:
+            raise TypeError(
+                f"{name} must have dtype {self.storage_dtype} for {self.dtype}, got {a.dtype}"
+            )
+        if a.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+        if a.shape[-1] > 1 and a.strides[-1] != a.itemsize:
+            raise ValueError(f"{name}: last axis must be contiguous")
+        return np.int64(a.strides[0] // a.itemsize), np.int64(a.strides[1] // a.itemsize)
+
+    def __call__(
+        self, u, kf, y, *, L: int, out_offset: int, Lout: int, pregate=None, postgate=None
+    ) -> None:
+        """y[b,h,t] = post * sum_s kpad[h,s] (pre*u)pad[b,h,(t + out_offset - s) mod n], t < Lout."""
+        launch = self.prepare(
+            u, kf, y, L=L, out_offset=out_offset, Lout=Lout, pregate=pregate, postgate=postgate
+        )
+        if launch is not None:
+            kern, grid, args = launch
+            kern((grid,), (self.threads,), args, shared_mem=self.smem)
+
+    def prepare(self, u, kf, y, *, L: int, out_offset: int, Lout: int, pregate=None, postgate=None):
+        """Validate a call; return (kernel, grid size, kernel arguments), or None if empty."""
+        cp = _cupy()
+        n = self.n
+        if u.ndim != 3:
+            raise ValueError(f"u must have shape (B, H, L), got {u.shape}")
+        b, h, lu = u.shape
+        L, out_offset, Lout = int(L), int(out_offset), int(Lout)
+        if lu != L or not 1 <= L <= n:
+            raise ValueError(f"L={L} must equal u.shape[-1]={lu} and lie in [1, {n}]")
+        if out_offset < 0 or Lout < 0 or out_offset + Lout > n:
+            raise ValueError(f"need 0 <= out_offset and out_offset + Lout <= {n}")
+        if (pregate is not None) != self.pregate or (postgate is not None) != self.postgate:
+            raise ValueError("pregate/postgate presence must match the FusedConv configuration")
+        usb, ush = self._check_io("u", u, (b, h, L))
+        ysb, ysh = self._check_io("y", y, (b, h, Lout))
+        psb = psh = qsb = qsh = np.int64(0)
+        if pregate is not None:
+            psb, psh = self._check_io("pregate", pregate, (b, h, L))
+        if postgate is not None:
+            qsb, qsh = self._check_io("postgate", postgate, (b, h, Lout))
+        if (
+            not isinstance(kf, cp.ndarray)
+            or kf.dtype != cp.float16
+            or kf.shape != (h, filter_row_halves(n))
+        ):
+            raise ValueError(
+                f"kf must be the float16 (H, {filter_row_halves(n)}) output of filter_spectrum"
+            )
+        if not kf.flags.c_contiguous:
+            raise ValueError("kf must be C-contiguous")
+        if b == 0 or h == 0 or Lout == 0:
+            return None
+        pad = int(L <= n // 2) | (int(out_offset + Lout <= n // 2) << 1)
+        kern, per_sm = _get_module(n, self.dtype, self.pregate, self.postgate)[pad]
+        npairs = ((b + 1) // 2) * h
+        nunits = -(-npairs // self.pairs_per_block)
+        grid = min(nunits, per_sm * _sm_count(cp.cuda.Device().id))
+        args = (
+            u,
+            pregate if pregate is not None else u,
+            kf,
+            y,
+            postgate if postgate is not None else y,
+            usb,
+            ush,
+            psb,
+            psh,
+            ysb,
+            ysh,
+            qsb,
+            qsh,
+            np.int32(b),
+            np.int32(h),
+            np.int32(L),
+            np.int32(out_offset),
+            np.int32(Lout),
+        )
+        return kern, grid, args
+        kern((grid,), (self.threads,), args, shared_mem=self.smem)
+
+
+def hbm_bytes(n: int, B: int, H: int, L: int, Lout: int, pregate: bool, postgate: bool) -> int:
+    """Bytes that must cross HBM (16-bit u [+pre], y [+post]); the floor used in benchmarks."""
+    del n
+    return 2 * B * H * (L * (1 + pregate) + Lout * (1 + postgate))
+
+
+__all__ = [
+    "DTYPES",
+    "SUPPORTED_N",
+    "FusedConv",
+    "all_name_expressions",
+    "compile_options",
+    "config",
+    "factorisation",
+    "freq_index",
+    "hbm_bytes",
+    "kernel_source",
+    "name_expressions",
+    "precompile",
+    "shared_bytes",
+]

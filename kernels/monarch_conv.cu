@@ -1,0 +1,541 @@
+// cufftconv: fused forward FFT convolution, one templated kernel family for FFT sizes 256..32768.
+//
+//   y[b,h,t] = post[b,h,t] * sum_s kpad[h,s] * upad[b,h,(t + out_offset - s) mod N],  t < Lout,
+//   upad = (pre * u)[b,h,:L] zero padded to N.
+//
+// One thread block holds P "pairs" on chip; a pair is the two sequences (b, b+1) of one channel h
+// packed as x = u_b + i u_{b+1} (k is real, so conv(x) = y_b + i y_{b+1} with no unpacking).
+// The FFT of size N = R * M, M = 16^A (A = 2 or 3), R in {1, 2, 4, 8}, is a decimation-in-
+// frequency Monarch chain: a radix-R stage in fp32 on CUDA cores (most significant digit), then
+// A radix-16 stages on tensor cores, each followed by an fp32 twiddle on the accumulators. The
+// spectrum stays in digit-reversed order; the filter spectrum (fused.py) is stored in the same
+// order, so no transpose is ever needed, and the inverse is the exact reverse chain.
+//
+// Data never leaves the chip between the load and the store:
+//   L0  global -> smem (raw 16-bit u or pre*u), per-pair max |x| for a power-of-two scale
+//   L1  radix-R stage + scale + twiddle, in place, to fp16
+//   (A = 3) stage 0 on tensor cores over smem tiles
+//   core: two radix-16 stages in registers, * K, two inverse stages in registers
+//   (A = 3) inverse stage 0 over smem tiles
+//   S   inverse radix-R stage, unscale, postgate, crop, global store
+// The per-pair power-of-two scale maps max |x| into [1, 2), so the fp16 intermediates cannot
+// overflow whatever the input range, and bf16 inputs run on fp16 tensor cores (8x finer than
+// bf16). With a pregate, pre*u is rounded once to the input dtype before the scale is taken.
+#include "monarch_tile.cuh"
+
+// Profiling hook (benchmarks/fused_dev.py --breakdown): bit 0 skips the forward radix-R pass,
+// bit 1 the tensor-core phases, bit 2 the inverse radix-R math. 0 (the default) is the kernel.
+#ifndef MONARCH_SKIP
+#define MONARCH_SKIP 0
+#endif
+
+namespace mc {
+
+template <int N_>
+struct Cfg {
+  static constexpr int N = N_;
+  static_assert(N >= 256 && N <= 32768 && (N & (N - 1)) == 0, "FFT size must be a power of two in [256, 32768]");
+  static constexpr int A = N >= 4096 ? 3 : 2;     // radix-16 stages
+  static constexpr int M = A == 3 ? 4096 : 256;   // 16^A
+  static constexpr int R = N / M;                 // fp32 radix stage (1, 2, 4, 8)
+  static constexpr int LOGR = R == 1 ? 0 : R == 2 ? 1 : R == 4 ? 2 : 3;
+  static constexpr int P = A == 2 ? 8 / R : 1;    // pairs per block
+  static constexpr int THREADS = N >= 16384 ? 512 : 256;
+  static constexpr int WARPS = THREADS / 32;
+  static constexpr int MINB = 65536 / (THREADS * 128);  // keeps registers <= 128 per thread
+  static constexpr int TBL1 = N / 64;             // coarse twiddle table entries
+  static constexpr int DATA_HALVES = P * R * 2 * M;
+  static constexpr int DATA_BYTES = DATA_HALVES * 2;
+  static constexpr int TBL_BYTES = (64 + TBL1) * 8;
+  static constexpr int SMEM_BYTES = DATA_BYTES + TBL_BYTES + WARPS * 4;
+  static constexpr int KSTRIDE = 2 * N + 8;       // halves per channel in the filter spectrum
+};
+
+// XOR swizzle of 16-byte chunks inside one M-long plane: conflict-free ldmatrix over rows of any
+// radix-16 digit, conflict-free fragment stores, and conflict-free contiguous runs.
+__device__ __forceinline__ int swz(int m) {
+  const int c = m >> 3;
+  return ((c ^ (((c >> 3) & 1) ^ ((c >> 5) & 7))) << 3) | (m & 7);
+}
+
+template <int N, int DT, bool PRE, bool POST, int PAD>
+struct MonarchConv {
+  using C = Cfg<N>;
+  static constexpr int A = C::A, M = C::M, R = C::R, P = C::P, THREADS = C::THREADS, WARPS = C::WARPS;
+  static constexpr bool IN_HALF = (PAD & 1) != 0;   // u (after padding) is zero on [N/2, N)
+  static constexpr bool OUT_HALF = (PAD & 2) != 0;  // only outputs in [0, N/2) are stored
+  static constexpr int KS0 = (IN_HALF && R == 1) ? 1 : 2;   // k-steps of the first tensor stage
+  static constexpr int JN0 = (OUT_HALF && R == 1) ? 1 : 2;  // n-halves of the last tensor stage
+
+  const u16* __restrict__ u;
+  const u16* __restrict__ pre;
+  const u16* __restrict__ kf;
+  u16* __restrict__ y;
+  const u16* __restrict__ post;
+  long long u_sb, u_sh, pre_sb, pre_sh, y_sb, y_sh, post_sb, post_sh;
+  int B, H, L, out_offset, Lout;
+  int nBP, npairs;
+
+  u16* sdata;
+  const cf* T0;  // exp(-2 pi i k / N), k < 64
+  const cf* T1;  // exp(-2 pi i 64 k / N), k < N / 64
+  u32* red;      // per-warp max |x| bits
+  int tid, lane, warp, g, t;
+
+  Dft16 F;
+  cf W256[8];   // 0.25 * w_256^(row*col) for this lane's tile elements
+  cf W4096[8];  // 0.25 * w_4096^(row*col) (A == 3 only)
+
+  // exp(-2 pi i p / N), exact integer phase reduction, two accurate table entries.
+  __device__ __forceinline__ cf tw(int p) const {
+    p &= N - 1;
+    return cmul(T1[p >> 6], T0[p & 63]);
+  }
+  __device__ __forceinline__ int sidx(int p, int q, int plane, int m) const {
+    return ((p * R + q) * 2 + plane) * M + swz(m);
+  }
+  __device__ __forceinline__ u32 sdata_addr(int p, int q, int plane, int m) const {
+    return smem_u32(sdata + sidx(p, q, plane, m));
+  }
+  __device__ __forceinline__ int tile_row(int e) const { return g + 8 * ((e & 3) >> 1); }
+  __device__ __forceinline__ int tile_col(int e) const { return 8 * (e >> 2) + 2 * t + (e & 1); }
+
+  // Power-of-two scale exponent E of pair p: max |x| * 2^E in [1, 2).
+  __device__ __forceinline__ int pair_exp(int p) const {
+    constexpr int WPP = WARPS / P;
+    u32 m = 0;
+#pragma unroll
+    for (int w = 0; w < WPP; ++w) m = max(m, red[p * WPP + w]);
+    const float f = Dt<DT>::one((u16)m);
+    if (!(f > 0.f)) return 0;
+    const int ex = (int)((__float_as_uint(f) >> 23) & 0xff);
+    return min(max(127 - ex, -126), 126);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  __device__ __forceinline__ void setup(unsigned char* smem) {
+    sdata = (u16*)smem;
+    cf* t0 = (cf*)(smem + C::DATA_BYTES);
+    cf* t1 = t0 + 64;
+    red = (u32*)(t1 + C::TBL1);
+    T0 = t0;
+    T1 = t1;
+    tid = threadIdx.x;
+    lane = tid & 31;
+    warp = tid >> 5;
+    g = lane >> 2;
+    t = lane & 3;
+    for (int k = tid; k < 64 + C::TBL1; k += THREADS) {
+      const int ph = k < 64 ? k : 64 * (k - 64);
+      double s, c;
+      sincospi(-2.0 * (double)ph / (double)N, &s, &c);
+      if (k < 64)
+        t0[k] = {(float)c, (float)s};
+      else
+        t1[k - 64] = {(float)c, (float)s};
+    }
+    __syncthreads();
+    F = make_dft16(lane, [&](int m) { return tw(m * (N / 16)); });
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const int rc = tile_row(e) * tile_col(e);
+      W256[e] = cscale(tw((rc & 255) * (N / 256)), 0.25f);
+      if (A == 3) W4096[e] = cscale(tw((rc & 4095) * (N / 4096)), 0.25f);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // L0: global -> smem raw copy of x = (pre *) u, zero padded; per-warp max |x|.
+  __device__ __forceinline__ void load_raw(int unit) {
+    constexpr int TPP = THREADS / P;
+    constexpr int NIN = IN_HALF ? N / 2 : N;
+    constexpr int CH = NIN / 8;
+    const int p = tid / TPP, lt = tid % TPP;
+    const int pair = unit * P + p;
+    u32 mx = 0;
+    if (pair < npairs) {
+      const int h = pair / nBP, b0 = 2 * (pair % nBP);
+#pragma unroll 4
+      for (int ci = lt; ci < 2 * CH; ci += TPP) {
+        const int plane = ci >= CH;
+        const int n = (ci - plane * CH) * 8;
+        const int b = b0 + plane;
+        uint4 v = make_uint4(0u, 0u, 0u, 0u);
+        if (b < B) {
+          const u16* row = u + b * u_sb + h * u_sh;
+          v = load_chunk8(row, n, L, ((unsigned long long)row & 15) == 0);
+          if (PRE) {
+            const u16* prow = pre + b * pre_sb + h * pre_sh;
+            const uint4 gv = load_chunk8(prow, n, L, ((unsigned long long)prow & 15) == 0);
+            u32* vv = (u32*)&v;
+            const u32* gg = (const u32*)&gv;
+#pragma unroll
+            for (int k = 0; k < 4; ++k)
+              vv[k] = Dt<DT>::pack(Dt<DT>::lo(vv[k]) * Dt<DT>::lo(gg[k]), Dt<DT>::hi(vv[k]) * Dt<DT>::hi(gg[k]));
+          }
+          mx = absmax_bits(mx, v.x);
+          mx = absmax_bits(mx, v.y);
+          mx = absmax_bits(mx, v.z);
+          mx = absmax_bits(mx, v.w);
+        }
+        *(uint4*)(sdata + sidx(p, n / M, plane, n % M)) = v;
+      }
+    }
+    mx = __reduce_max_sync(0xffffffffu, mx);
+    if (lane == 0) red[warp] = mx;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // L1: radix-R stage in fp32 (+ scale + twiddle w_N^(k*m)), in place, to fp16.
+  __device__ __forceinline__ void stage_r_fwd() {
+    constexpr int JN = (R == 1 && IN_HALF) ? M / 2 : M;
+    constexpr int RIN = (R > 1 && IN_HALF) ? R / 2 : R;
+    constexpr int UPP = JN / 2, TPP = THREADS / P;
+    const int p = tid / TPP;
+    const float sc = __uint_as_float((u32)(pair_exp(p) + 127) << 23);
+    for (int ui = tid % TPP; ui < UPP; ui += TPP) {
+      const int j = 2 * ui;
+      cf x[2][R];
+#pragma unroll
+      for (int q = 0; q < R; ++q) {
+        if (q < RIN) {
+          const u32 wr = *(const u32*)(sdata + sidx(p, q, 0, j));
+          const u32 wi = *(const u32*)(sdata + sidx(p, q, 1, j));
+          x[0][q] = {Dt<DT>::lo(wr), Dt<DT>::lo(wi)};
+          x[1][q] = {Dt<DT>::hi(wr), Dt<DT>::hi(wi)};
+        } else {
+          x[0][q] = x[1][q] = {0.f, 0.f};
+        }
+      }
+#pragma unroll
+      for (int jj = 0; jj < 2; ++jj) {
+        SmallDft<R, false>::run(x[jj]);
+#pragma unroll
+        for (int k = 0; k < R; ++k) x[jj][k] = k == 0 ? cscale(x[jj][k], sc) : cmul(x[jj][k], cscale(tw(k * (j + jj)), sc));
+      }
+#pragma unroll
+      for (int k = 0; k < R; ++k) {
+        *(u32*)(sdata + sidx(p, k, 0, j)) = pack_h2(x[0][k].x, x[1][k].x);
+        *(u32*)(sdata + sidx(p, k, 1, j)) = pack_h2(x[0][k].y, x[1][k].y);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // B tile of rows "row0 + rstride * (8s + 0..7)", columns col0 + 0..15 of pair p, row q.
+  template <int KS>
+  __device__ __forceinline__ BTile load_btile(int p, int q, int rbase, int rstride) const {
+    BTile x;
+    const int mi = lane >> 3, rr = lane & 7;
+    const int plane = mi & 1, hcol = mi >> 1;
+#pragma unroll
+    for (int s = 0; s < KS; ++s) {
+      u32 d[4];
+      ldsm_x4_t(d, sdata_addr(p, q, plane, rbase + rstride * (8 * s + rr) + 8 * hcol));
+      x.b[s][0][0] = d[0];
+      x.b[s][0][1] = d[1];
+      x.b[s][1][0] = d[2];
+      x.b[s][1][1] = d[3];
+    }
+    if (KS == 1) {
+#pragma unroll
+      for (int j = 0; j < 2; ++j) x.b[1][j][0] = x.b[1][j][1] = 0u;
+    }
+    return x;
+  }
+
+  // Store tile element (row, col..col+1) pairs of a CTile (rows = row digit) into smem at
+  // m = rbase + rstride * row + col, conjugating if CONJ. Scale applied by the caller.
+  template <bool CONJ>
+  __device__ __forceinline__ void store_ctile(const CTile& c, int p, int q, int rbase, int rstride) {
+    const float si = CONJ ? -1.f : 1.f;
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const int m = rbase + rstride * (g + 8 * hh) + 8 * j + 2 * t;
+        *(u32*)(sdata + sidx(p, q, 0, m)) = pack_h2(c.r[j][2 * hh], c.r[j][2 * hh + 1]);
+        *(u32*)(sdata + sidx(p, q, 1, m)) = pack_h2(si * c.i[j][2 * hh], si * c.i[j][2 * hh + 1]);
+      }
+  }
+
+  // Last inverse stage output: c has rows = low digit (stride 1), cols = most significant
+  // radix-16 digit n0 (stride M/16); stores conj(c) transposed, n-halves 0..JN-1.
+  template <int JN>
+  __device__ __forceinline__ void store_last(const CTile& c, int p, int q, int cbase) {
+#pragma unroll
+    for (int j = 0; j < JN; ++j) {
+      const int m = (M / 16) * (8 * j + g) + cbase + 2 * t;
+      const u32 r0 = movt(pack_h2(c.r[j][0], c.r[j][1]));
+      const u32 r1 = movt(pack_h2(c.r[j][2], c.r[j][3]));
+      const u32 i0 = movt(pack_h2(-c.i[j][0], -c.i[j][1]));
+      const u32 i1 = movt(pack_h2(-c.i[j][2], -c.i[j][3]));
+      *(u32*)(sdata + sidx(p, q, 0, m)) = r0;
+      *(u32*)(sdata + sidx(p, q, 0, m + 8)) = r1;
+      *(u32*)(sdata + sidx(p, q, 1, m)) = i0;
+      *(u32*)(sdata + sidx(p, q, 1, m + 8)) = i1;
+    }
+  }
+
+  // This lane's 8 filter-spectrum values of one tile (fp16 complex, lane-major); issued early.
+  struct KFrag {
+    uint4 a, b;
+  };
+  __device__ __forceinline__ KFrag load_kfrag(const u16* ktile) const {
+    return {__ldg((const uint4*)(ktile + 16 * lane)), __ldg((const uint4*)(ktile + 16 * lane + 8))};
+  }
+  // Pointwise multiply by the filter spectrum.
+  __device__ __forceinline__ void mul_filter(CTile& c, const KFrag& kq) const {
+    const u32 kw[8] = {kq.a.x, kq.a.y, kq.a.z, kq.a.w, kq.b.x, kq.b.y, kq.b.z, kq.b.w};
+#pragma unroll
+    for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), {h2lo(kw[e]), h2hi(kw[e])}));
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Middle of the chain for one 256-point tile: two forward radix-16 stages (the first from smem),
+  // * K, two inverse stages. Returns P (see below) as an HTile in A layout, rows = first digit.
+  //   fwd:  X (rows d0, cols d1) -F-> rows k0 -W-> -F-> Z (rows k0, cols k1) -*K->
+  //   inv:  -conj F-> rows k0, cols n1 -> Pt = (result * W) ; true value = conj(Pt)
+  template <int KS>
+  __device__ __forceinline__ HTile core_pair(int p, int q, int rbase, int rstride, const KFrag& kq) {
+    CTile c;
+    {
+      const BTile x = load_btile<KS>(p, q, rbase, rstride);
+      cdft_bdata<KS>(c, F, x);
+    }
+#pragma unroll
+    for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), W256[e]));
+    HTile hy = ctile_pack<false>(c);
+    cdft_adata<false, 2>(c, F, hy);
+    mul_filter(c, kq);
+    hy = ctile_pack<false>(c);
+    cdft_adata<true, 2>(c, F, hy);   // conj of the true inverse DFT
+#pragma unroll
+    for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), W256[e]));
+    return ctile_pack<false>(c);     // = conj(true value)
+  }
+
+  // ------------------------------------------------------------------------------------------
+  __device__ __forceinline__ void core_a2(int unit) {
+    for (int item = warp; item < P * R; item += WARPS) {
+      const int p = item / R, q = item % R;
+      const int pair = min(unit * P + p, npairs - 1);
+      const int h = pair / nBP;
+      const KFrag kq = load_kfrag(kf + (long long)h * C::KSTRIDE + q * 512);
+      const HTile pc = core_pair<KS0>(p, q, 0, 16, kq);  // rows k0, cols n1, conjugated
+      // last stage over n0: true = conj( conj(Y^T) F ) = conj( pc^T F ); rows n1, cols n0
+      HTile pt;
+      afrag_transpose(pt.r, pc.r);
+      afrag_transpose(pt.i, pc.i);
+      CTile c;
+      cdft_adata<false, JN0>(c, F, pt);
+      store_last<JN0>(c, p, q, 0);
+    }
+  }
+
+  __device__ __forceinline__ void stage0_fwd_a3(int unit) {
+    for (int item = warp; item < P * R * 16; item += WARPS) {
+      const int p = item / (R * 16), q = (item / 16) % R, n1 = item % 16;
+      CTile c;
+      const BTile x = load_btile<KS0>(p, q, 16 * n1, 256);
+      cdft_bdata<KS0>(c, F, x);  // rows k0, cols n2
+      const cf wr0 = tw(((g * n1) & 255) * (N / 256)), wr1 = tw((((g + 8) * n1) & 255) * (N / 256));
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        ctile_set(c, e, cmul(ctile_get(c, e), cmul(W4096[e], (e & 2) ? wr1 : wr0)));
+      store_ctile<false>(c, p, q, 16 * n1, 256);
+    }
+  }
+
+  __device__ __forceinline__ const u16* ktile_a3(int unit, int item) const {
+    const int p = item / (R * 16), tile = item % (R * 16);
+    const int pair = min(unit * P + p, npairs - 1);
+    return kf + (long long)(pair / nBP) * C::KSTRIDE + tile * 512;
+  }
+
+  __device__ __forceinline__ void core_a3(int unit) {
+    constexpr int ITEMS = P * R * 16;
+    KFrag knext = load_kfrag(ktile_a3(unit, warp));  // filter tiles run one item ahead
+    for (int item = warp; item < ITEMS; item += WARPS) {
+      const int p = item / (R * 16), q = (item / 16) % R, k0 = item % 16;
+      const KFrag kq = knext;
+      if (item + WARPS < ITEMS) knext = load_kfrag(ktile_a3(unit, item + WARPS));
+      const HTile pc = core_pair<2>(p, q, 256 * k0, 16, kq);  // rows k1, cols n2, conjugated
+      // stage over k1: true = conj( F conj(Y) ) = conj(F pc); B operand from pc transposed.
+      const BTile x = htile_to_b(pc);
+      CTile c;
+      cdft_bdata<2>(c, F, x);  // rows n1, cols n2 (conjugated)
+      // inverse twiddle conj(w_4096^(k0 (16 n1 + n2))) * 0.25 -> conj(c * w) * 0.25
+      const cf wr0 = cscale(tw(((k0 * g) & 255) * (N / 256)), 0.25f);
+      const cf wr1 = cscale(tw(((k0 * (g + 8)) & 255) * (N / 256)), 0.25f);
+      cf wc[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) wc[k] = tw(((k0 * (8 * (k >> 1) + 2 * t + (k & 1))) & 4095) * (N / 4096));
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        ctile_set(c, e, cmul(ctile_get(c, e), cmul((e & 2) ? wr1 : wr0, wc[2 * (e >> 2) + (e & 1)])));
+      store_ctile<true>(c, p, q, 256 * k0, 16);
+    }
+  }
+
+  __device__ __forceinline__ void stage0_inv_a3() {
+    for (int item = warp; item < P * R * 16; item += WARPS) {
+      const int p = item / (R * 16), q = (item / 16) % R, n1 = item % 16;
+      // A operand = Y^T (rows n2, cols k0) straight from smem with transposing loads
+      HTile yt;
+      const int mi = lane >> 3, rr = lane & 7;
+      const int k0 = rr + 8 * (mi >> 1), hcol = mi & 1;
+      ldsm_x4_t(yt.r, sdata_addr(p, q, 0, 256 * k0 + 16 * n1 + 8 * hcol));
+      ldsm_x4_t(yt.i, sdata_addr(p, q, 1, 256 * k0 + 16 * n1 + 8 * hcol));
+      CTile c;
+      cdft_adata<true, JN0>(c, F, yt);  // conj of true; rows n2, cols n0
+      store_last<JN0>(c, p, q, 16 * n1);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // S: inverse radix-R stage, unscale, postgate, crop, store.
+  // eh: the filter-spectrum exponent of this thread's pair (loaded early by the caller).
+  __device__ __forceinline__ void stage_r_inv_store(int unit, int eh) {
+    constexpr int JN = (R == 1 && OUT_HALF) ? M / 2 : M;
+    constexpr int QOUT = (R > 1 && OUT_HALF) ? R / 2 : R;
+    constexpr int UPP = JN / 2, TPP = THREADS / P;
+    const int p = tid / TPP;
+    const int pair = unit * P + p;
+    if (pair >= npairs) return;
+    const int h = pair / nBP, b0 = 2 * (pair % nBP);
+    const float us = ldexpf(1.0f, eh - pair_exp(p) - 4 - C::LOGR);
+    u16* __restrict__ yrows[2] = {y + b0 * y_sb + h * y_sh, y + (b0 + 1) * y_sb + h * y_sh};
+    const u16* __restrict__ prows[2] = {nullptr, nullptr};
+    if (POST) {
+      prows[0] = post + b0 * post_sb + h * post_sh;
+      prows[1] = post + (b0 + 1) * post_sb + h * post_sh;
+    }
+#pragma unroll(R <= 4 ? 2 : 1)
+    for (int ui = tid % TPP; ui < UPP; ui += TPP) {
+      const int j = 2 * ui;
+      cf x[2][R];
+#pragma unroll
+      for (int k = 0; k < R; ++k) {
+        const u32 wr = *(const u32*)(sdata + sidx(p, k, 0, j));
+        const u32 wi = *(const u32*)(sdata + sidx(p, k, 1, j));
+        x[0][k] = {h2lo(wr), h2lo(wi)};
+        x[1][k] = {h2hi(wr), h2hi(wi)};
+      }
+#pragma unroll
+      for (int jj = 0; jj < 2 && !(MONARCH_SKIP & 4); ++jj) {
+#pragma unroll
+        for (int k = 1; k < R; ++k) {
+          const cf w = tw(k * (j + jj));
+          x[jj][k] = cmul(x[jj][k], {w.x, -w.y});
+        }
+        SmallDft<R, true>::run(x[jj]);
+      }
+#pragma unroll
+      for (int q = 0; q < QOUT; ++q) {
+        const int tt = q * M + j - out_offset;  // output index of jj = 0
+        if (tt + 1 < 0 || tt >= Lout) continue;
+#pragma unroll
+        for (int plane = 0; plane < 2; ++plane) {
+          const int b = b0 + plane;
+          if (b >= B) continue;
+          float v0 = (plane ? x[0][q].y : x[0][q].x) * us;
+          float v1 = (plane ? x[1][q].y : x[1][q].x) * us;
+          u16* __restrict__ yrow = yrows[plane];
+          const bool both = tt >= 0 && tt + 1 < Lout;
+          const u16* __restrict__ prow = prows[plane];
+          if (both && (((unsigned long long)(yrow + tt) & 3) == 0)) {
+            if (POST) {
+              if ((((unsigned long long)(prow + tt)) & 3) == 0) {
+                const u32 gw = ldg_stream4(prow + tt);
+                v0 *= Dt<DT>::lo(gw);
+                v1 *= Dt<DT>::hi(gw);
+              } else {
+                v0 *= Dt<DT>::one(ldg_stream2(prow + tt));
+                v1 *= Dt<DT>::one(ldg_stream2(prow + tt + 1));
+              }
+            }
+            stg_stream4(yrow + tt, Dt<DT>::pack(v0, v1));
+          } else {
+            if (tt >= 0) {
+              if (POST) v0 *= Dt<DT>::one(ldg_stream2(prow + tt));
+              stg_stream2(yrow + tt, Dt<DT>::from(v0));
+            }
+            if (tt + 1 < Lout && tt + 1 >= 0) {
+              if (POST) v1 *= Dt<DT>::one(ldg_stream2(prow + tt + 1));
+              stg_stream2(yrow + tt + 1, Dt<DT>::from(v1));
+            }
+          }
+        }
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  __device__ __forceinline__ void run(unsigned char* smem) {
+    setup(smem);
+    const int nunits = (npairs + P - 1) / P;
+    for (int unit = blockIdx.x; unit < nunits; unit += gridDim.x) {
+      int eh = 0;  // filter exponent of this thread's pair, used at the very end
+      {
+        const int pair = min(unit * P + tid / (THREADS / P), npairs - 1);
+        eh = (int)h2lo((u32)__ldg(kf + (long long)(pair / nBP) * C::KSTRIDE + 2 * N));
+      }
+      load_raw(unit);
+      __syncthreads();
+      if (!(MONARCH_SKIP & 1)) stage_r_fwd();
+      __syncthreads();
+      if (!(MONARCH_SKIP & 2)) {
+        if constexpr (A == 3) {
+          stage0_fwd_a3(unit);
+          __syncthreads();
+          core_a3(unit);
+          __syncthreads();
+          stage0_inv_a3();
+        } else {
+          core_a2(unit);
+        }
+      }
+      __syncthreads();
+      stage_r_inv_store(unit, eh);
+      __syncthreads();
+    }
+  }
+};
+
+}  // namespace mc
+
+// Kernel entry point. Strides are in elements; the filter spectrum kf comes from
+// FusedConv.filter_spectrum (fp16, kernel order, 2N + 8 halves per channel).
+template <int N, int DT, bool PRE, bool POST, int PAD>
+__global__ void __launch_bounds__(mc::Cfg<N>::THREADS, mc::Cfg<N>::MINB)
+monarch_conv_fwd(const unsigned short* __restrict__ u, const unsigned short* __restrict__ pre,
+                 const unsigned short* __restrict__ kf, unsigned short* __restrict__ y,
+                 const unsigned short* __restrict__ post, long long u_sb, long long u_sh,
+                 long long pre_sb, long long pre_sh, long long y_sb, long long y_sh,
+                 long long post_sb, long long post_sh, int B, int H, int L, int out_offset,
+                 int Lout) {
+  extern __shared__ __align__(16) unsigned char monarch_smem[];
+  mc::MonarchConv<N, DT, PRE, POST, PAD> k;
+  k.u = u;
+  k.pre = pre;
+  k.kf = kf;
+  k.y = y;
+  k.post = post;
+  k.u_sb = u_sb;
+  k.u_sh = u_sh;
+  k.pre_sb = pre_sb;
+  k.pre_sh = pre_sh;
+  k.y_sb = y_sb;
+  k.y_sh = y_sh;
+  k.post_sb = post_sb;
+  k.post_sh = post_sh;
+  k.B = B;
+  k.H = H;
+  k.L = L;
+  k.out_offset = out_offset;
+  k.Lout = Lout;
+  k.nBP = (B + 1) >> 1;
+  k.npairs = k.nBP * H;
+  k.run(monarch_smem);
+}

@@ -1,0 +1,181 @@
+"""CI (no GPU): every fused-kernel instantiation compiles through NVRTC, with no register spills.
+
+NVRTC needs no GPU. The kernels include no CUDA headers at all (inline PTX and NVRTC
+built-ins only), so NVRTC itself is the one dependency: if it cannot be loaded these tests
+fail, they do not skip. ptxas statistics come from NVRTC's own log (``--ptxas-options=-v``),
+so the spill check covers exactly the code NVRTC produces.
+
+Budget: every instantiation once for sm_90, a representative set for sm_80 and sm_86, compiled
+in parallel threads (NVRTC releases the GIL while compiling).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from cufftconv import fused
+
+_SPILL_RE = re.compile(
+    r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads"
+)
+_ENTRY_RE = re.compile(r"Compiling entry function '([^']+)' for '(sm_\d+)'")
+_REGS_RE = re.compile(r"Used (\d+) registers")
+
+
+def _nvrtc():
+    # A plain import on purpose: a missing NVRTC must fail this test module, not skip it.
+    from cupy.cuda import nvrtc
+
+    nvrtc.getVersion()  # loads libnvrtc; raises if it is missing
+    return nvrtc
+
+
+def compile_group(names: list[str], arch: str) -> dict:
+    """Compile one NVRTC program with the given name expressions; return per-kernel ptxas info."""
+    nvrtc = _nvrtc()
+    prog = nvrtc.createProgram(fused.kernel_source(), fused.KERNEL_FILE, [], [])
+    try:
+        for nm in names:
+            nvrtc.addNameExpression(prog, nm)
+        opts = list(fused.compile_options(arch)) + ["--ptxas-options=--verbose"]
+        try:
+            nvrtc.compileProgram(prog, opts)
+        except Exception as exc:  # surface the compiler log
+            raise AssertionError(f"NVRTC failed for {arch}:\n{nvrtc.getProgramLog(prog)}") from exc
+        log = nvrtc.getProgramLog(prog)
+        lowered = {nm: nvrtc.getLoweredName(prog, nm) for nm in names}
+        cubin = nvrtc.getCUBIN(prog)
+    finally:
+        nvrtc.destroyProgram(prog)
+    assert len(cubin) > 0
+    # split the log per entry function
+    info = {}
+    blocks = _ENTRY_RE.split(log)
+    # blocks = [pre, mangled, arch, text, mangled, arch, text, ...]
+    for i in range(1, len(blocks) - 2, 3):
+        mangled, sm, text = blocks[i], blocks[i + 1], blocks[i + 2]
+        sp = _SPILL_RE.search(text)
+        rg = _REGS_RE.search(text)
+        assert sp and rg, f"no ptxas statistics for {mangled}:\n{text}"
+        info[mangled] = {
+            "arch": sm,
+            "stack": int(sp.group(1)),
+            "spill_st": int(sp.group(2)),
+            "spill_ld": int(sp.group(3)),
+            "regs": int(rg.group(1)),
+        }
+    by_name = {}
+    for nm, mg in lowered.items():
+        assert mg in info, f"{nm} ({mg}) missing from the ptxas log"
+        by_name[nm] = info[mg]
+    return by_name
+
+
+def _groups_sm90():
+    # one program per (n, dtype): 16 instantiations each
+    return [
+        [
+            e
+            for pre in (False, True)
+            for post in (False, True)
+            for e in fused.name_expressions(n, dt, pre, post)
+        ]
+        for n in fused.SUPPORTED_N
+        for dt in fused.DTYPES
+    ]
+
+
+def _groups_representative():
+    # every size, both dtypes, every gating and padding variant appears at least once
+    names = []
+    for i, n in enumerate(fused.SUPPORTED_N):
+        dt = fused.DTYPES[i % 2]
+        pre, post = bool(i & 1), bool(i & 2)
+        names.append(fused.name_expression(n, dt, pre, post, i % 4))
+        names.append(
+            fused.name_expression(n, fused.DTYPES[1 - i % 2], not pre, not post, 3 - i % 4)
+        )
+    return [names[i : i + 4] for i in range(0, len(names), 4)]
+
+
+def _run(groups, arch):
+    workers = max(2, min(8, os.cpu_count() or 2))
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        results = list(ex.map(lambda g: compile_group(g, arch), groups))
+    merged = {}
+    for r in results:
+        merged.update(r)
+    return merged
+
+
+def _check_no_spills(info: dict):
+    bad = {k: v for k, v in info.items() if v["spill_st"] or v["spill_ld"] or v["stack"]}
+    assert not bad, f"register spills / stack use: {bad}"
+
+
+def test_nvrtc_available():
+    nvrtc = _nvrtc()
+    major, _minor = nvrtc.getVersion()
+    assert major >= 12
+
+
+def test_all_instantiations_sm90():
+    groups = _groups_sm90()
+    info = _run(groups, "sm_90")
+    assert set(info) == set(fused.all_name_expressions())
+    _check_no_spills(info)
+    assert max(v["regs"] for v in info.values()) <= 128
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_86"])
+def test_representative_instantiations(arch):
+    info = _run(_groups_representative(), arch)
+    _check_no_spills(info)
+
+
+# ------------------------------------------------------------------------------------------------
+# Host-side facts the kernels rely on (no compiler needed)
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n", fused.SUPPORTED_N)
+def test_freq_index_is_permutation(n):
+    f = fused.freq_index(n)
+    assert np.array_equal(np.sort(f), np.arange(n))
+
+
+@pytest.mark.parametrize("n", fused.SUPPORTED_N)
+def test_factorisation_and_smem(n):
+    assert int(np.prod(fused.factorisation(n))) == n
+    assert all(r in (2, 4, 8, 16) for r in fused.factorisation(n))
+    for dt in fused.DTYPES:
+        assert 0 < fused.shared_bytes(n, dt) <= 227 * 1024  # sm_90 / sm_80 opt-in maximum
+
+
+def test_name_expressions_shape():
+    names = fused.all_name_expressions()
+    assert len(names) == len(set(names)) == len(fused.SUPPORTED_N) * 2 * 4 * len(fused.PAD_VARIANTS)
+    assert (
+        fused.name_expressions(4096, "bfloat16", True, False)[0]
+        == "monarch_conv_fwd<4096, 1, true, false, 0>"
+    )
+    with pytest.raises(ValueError):
+        fused.name_expressions(100, "float16", False, False)
+    with pytest.raises(ValueError):
+        fused.name_expressions(256, "float32", False, False)
+
+
+def test_source_is_self_contained():
+    src = fused.kernel_source()
+    assert '#include "' not in src
+    assert "#include <" not in src  # no CUDA / system headers needed
+    assert "monarch_conv_fwd" in src
+
+
+def test_compile_options():
+    opts = fused.compile_options("sm_90")
+    assert "--std=c++17" in opts and "--gpu-architecture=sm_90" in opts
+    assert not any(o.startswith("--gpu-architecture") for o in fused.compile_options(None))
