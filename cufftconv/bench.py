@@ -202,6 +202,7 @@ class BenchConfig:
     seed: int
     max_seconds: float | None = None
     results_md: Path | None = None
+    path: str | None = None  # force one dispatch row for cufftconv (e.g. "cufft")
     argv: list[str] = field(default_factory=list)
 
     @property
@@ -314,7 +315,9 @@ def _host64(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def _cufftconv_impl(w: Workload, inp: _Inputs, poisoned: Any, device: str | None) -> _Impl:
+def _cufftconv_impl(
+    w: Workload, inp: _Inputs, poisoned: Any, device: str | None, path: str | None = None
+) -> _Impl:
     """cufftconv through a plan holding k, like the baselines' precomputed spectrum.
 
     The timed call allocates its output like the baselines do; the checked call writes into
@@ -331,6 +334,7 @@ def _cufftconv_impl(w: Workload, inp: _Inputs, poisoned: Any, device: str | None
         pregate=w.gated,
         postgate=w.gated,
         device=device,
+        path=path,
     )
     gates = inp.gates()
     return _Impl(
@@ -686,7 +690,7 @@ def _gpu_row(gpu: _Gpu, w: Workload, cfg: BenchConfig) -> dict[str, Any]:
     _measure(
         row,
         "cufftconv",
-        lambda: _cufftconv_impl(w, inp, gpu.full_nan(inp.u), None),
+        lambda: _cufftconv_impl(w, inp, gpu.full_nan(inp.u), None, cfg.path),
         timer,
         ref,
         idx,
@@ -1236,6 +1240,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, help="random seed (default: fresh, recorded in the JSON)")
     p.add_argument(
+        "--path", help="force one dispatch row for cufftconv, e.g. cufft (default: the table's)"
+    )
+    p.add_argument(
         "--max-seconds", type=_positive_float, help="stop starting new rows after this many seconds"
     )
     p.add_argument(
@@ -1279,6 +1286,7 @@ def resolve_config(args: argparse.Namespace, gpu: bool, argv: list[str]) -> Benc
         seed=args.seed if args.seed is not None else int.from_bytes(os.urandom(4), "little"),
         max_seconds=args.max_seconds,
         results_md=args.results_md,
+        path=args.path,
         argv=argv,
     )
 
