@@ -7,6 +7,7 @@ NumPy, CuPy, PyTorch and JAX arrays and returns the caller's kind of array.
 from . import dispatch, reference
 from .api import clear_plan_cache, fftconv
 from .device import gpu_available
+from .grad import fftconv_bwd
 from .plan import FFTConv
 from .validation import MODES
 
@@ -18,6 +19,7 @@ __all__ = [
     "clear_plan_cache",
     "dispatch",
     "fftconv",
+    "fftconv_bwd",
     "gpu_available",
     "reference",
 ]

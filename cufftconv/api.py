@@ -31,9 +31,12 @@ def _cached_plan(spec: ConvSpec) -> FFTConv:
 
 
 def clear_plan_cache() -> None:
-    """Drop the plans cached by :func:`fftconv` (compiled kernels stay cached)."""
+    """Drop the plans cached by :func:`fftconv` and ``fftconv_bwd`` (compiled kernels stay)."""
     with _plans_lock:
         _plans.clear()
+    from .grad import clear_bwd_cache
+
+    clear_bwd_cache()
 
 
 def fftconv(

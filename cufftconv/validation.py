@@ -162,7 +162,7 @@ def build_spec(
     )
 
 
-def _same_place(u: Operand, other: Operand) -> None:
+def check_same_place(u: Operand, other: Operand) -> None:
     if (u.device is None) != (other.device is None):
         raise TypeError(
             f"{other.name}: is a {other.kind} array on {other.where} but u is a {u.kind} array on "
@@ -186,7 +186,7 @@ def spec_from_operands(
     """Validate user operands (shapes, dtypes, devices, gates, out) and return the spec."""
     for op in (k, pregate, postgate, out):
         if op is not None:
-            _same_place(u, op)
+            check_same_place(u, op)
     spec = build_spec(
         u.shape,
         k.shape,

@@ -34,6 +34,7 @@ class HostExecutor:
         )
         y = from_compute(y, s.dtype, np)
         if out is None:
-            return y
+            # The reference may hand back a read-only broadcast view; callers own the result.
+            return y if y.flags.writeable else y.copy()
         out[...] = y
         return out
