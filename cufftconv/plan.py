@@ -6,7 +6,16 @@ from typing import Any
 
 from . import dispatch
 from .device import DeviceInfo
-from .interop import Operand, describe, execution_context, to_device, to_host, wrap, writable_view
+from .interop import (
+    Operand,
+    describe,
+    execution_context,
+    to_device,
+    to_host,
+    torch_empty,
+    wrap,
+    writable_view,
+)
 from .validation import ConvSpec, build_spec, check_gates, check_out
 
 
@@ -169,7 +178,14 @@ class FFTConv:
         ex = self._executor
         with self._context(uop):
             kspec = self._kspec if kop is None else ex.spectrum(self._import(kop))
-            target = None if oop is None else writable_view(oop)
+            result = None
+            if oop is not None:
+                target = writable_view(oop)
+            elif uop.kind == "torch" and uop.device is not None:
+                # Let PyTorch's caching allocator own the output: no DLPack on the way back.
+                result, target = torch_empty(self._spec.out_shape, uop)
+            else:
+                target = None
             y = ex.run(
                 self._import(uop),
                 kspec,
@@ -177,6 +193,8 @@ class FFTConv:
                 None if post is None else self._import(post),
                 out=target if _module_of(target) is ex.xp else None,
             )
+            if result is not None:
+                return result
             if oop is None:
                 return wrap(y, uop, self._spec.dtype)
             if y is not target:  # host arrays computed on the GPU

@@ -1,6 +1,15 @@
 """Array interchange: describe user operands, import them zero-copy, return the caller's kind."""
 
-from .arrays import Operand, describe, to_device, to_host, wrap, writable_view
+from .arrays import (
+    Operand,
+    describe,
+    to_device,
+    to_host,
+    torch_as_cupy,
+    torch_empty,
+    wrap,
+    writable_view,
+)
 from .streams import execution_context
 
 __all__ = [
@@ -9,6 +18,8 @@ __all__ = [
     "execution_context",
     "to_device",
     "to_host",
+    "torch_as_cupy",
+    "torch_empty",
     "wrap",
     "writable_view",
 ]
