@@ -158,7 +158,7 @@ def have_torch():
     return torch.cuda.is_available()
 
 
-def run(sizes, dtype, quick, out_json=None):
+def run(sizes, dtype, quick, out_json=None, baselines=True):
     dev = cp.cuda.Device()
     props = cp.cuda.runtime.getDeviceProperties(dev.id)
     name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
@@ -180,9 +180,13 @@ def run(sizes, dtype, quick, out_json=None):
             t_fused = timeit(pb.fused) * scale
             floor = fused.hbm_bytes(n, B_FULL, H_FULL, pb.L, pb.L, pb.gated, pb.gated) / bw * 1e3
             err = pb.relerr()
-            t_cupy = timeit(pb.cupy_baseline(), reps=5, warmup=1) * scale
+            t_cupy = (
+                timeit(pb.cupy_baseline(), reps=5, warmup=1) * scale if baselines else float("nan")
+            )
             t_torch = (
-                timeit(pb.torch_baseline(), reps=5, warmup=1) * scale if use_torch else float("nan")
+                timeit(pb.torch_baseline(), reps=5, warmup=1) * scale
+                if use_torch and baselines
+                else float("nan")
             )
             row = {
                 "n": n,
@@ -245,6 +249,17 @@ def breakdown(sizes, dtype):
         cp.get_default_memory_pool().free_all_blocks()
 
 
+def once(sizes, dtype, variant):
+    """Run the fused kernel twice per size (warm-up, then the launch to profile, e.g. under ncu)."""
+    for n in sizes:
+        pb = Problem(n, variant, dtype, *problem_size(n, False))
+        pb.fused()
+        pb.fused()
+        cp.cuda.runtime.deviceSynchronize()
+        del pb
+        cp.get_default_memory_pool().free_all_blocks()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default=",".join(str(n) for n in fused.SUPPORTED_N))
@@ -252,13 +267,17 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--breakdown", action="store_true")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--once", default=None, choices=VARIANTS, help="run each size twice (profiling)")
+    ap.add_argument("--no-baselines", action="store_true", help="skip the CuPy/PyTorch timings")
     a = ap.parse_args()
     sizes = [int(s) for s in a.sizes.split(",")]
     fused.precompile([(n, a.dtype, g, g) for n in sizes for g in (False, True)], max_workers=16)
-    if a.breakdown:
+    if a.once:
+        once(sizes, a.dtype, a.once)
+    elif a.breakdown:
         breakdown(sizes, a.dtype)
     else:
-        run(sizes, a.dtype, a.quick, a.json)
+        run(sizes, a.dtype, a.quick, a.json, baselines=not a.no_baselines)
 
 
 if __name__ == "__main__":

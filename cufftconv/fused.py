@@ -63,9 +63,17 @@ def config(n: int) -> dict:
     a = 3 if n >= 4096 else 2
     m = 16**a
     r = n // m
-    p = 8 // r if a == 2 else 1
+    p = (2 if r == 8 else 8 // r) if a == 2 else 1
     threads = 512 if n >= 16384 else 256
-    return {"A": a, "M": m, "R": r, "pairs_per_block": p, "threads": threads}
+    raw_buffers = 2 if n <= 4096 else 1 if n <= 16384 else 0
+    return {
+        "A": a,
+        "M": m,
+        "R": r,
+        "pairs_per_block": p,
+        "threads": threads,
+        "raw_buffers": raw_buffers,
+    }
 
 
 def shared_bytes(n: int, dtype: str) -> int:
@@ -73,8 +81,9 @@ def shared_bytes(n: int, dtype: str) -> int:
     _check_dtype(dtype)
     c = config(n)
     data = c["pairs_per_block"] * c["R"] * 2 * c["M"] * 2
+    raw = c["raw_buffers"] * 2 * c["pairs_per_block"] * 2 * n * 2  # cp.async staging (u, pre)
     tables = (64 + n // 64) * 8
-    return data + tables + (c["threads"] // 32) * 4
+    return data + raw + tables + (c["threads"] // 32) * 4
 
 
 def filter_row_halves(n: int) -> int:
@@ -352,6 +361,25 @@ class FusedConv:
             kern, grid, args = launch
             kern((grid,), (self.threads,), args, shared_mem=self.smem)
 
+    def launcher(self, B: int, H: int, L: int, out_offset: int, Lout: int) -> Launcher:
+        """A pre-resolved launch for C-contiguous (B, H, L) operands: the per-call fast path.
+
+        Everything that depends only on the shapes (instantiation, grid, strides, sizes) is
+        fixed here, so a call only passes pointers and a stream.
+        """
+        cp = _cupy()
+        n = self.n
+        pad = int(L <= n // 2) | (int(out_offset + Lout <= n // 2) << 1)
+        kern, per_sm = _get_module(n, self.dtype, self.pregate, self.postgate)[pad]
+        npairs = ((B + 1) // 2) * H
+        grid = min(-(-npairs // self.pairs_per_block), per_sm * _sm_count(cp.cuda.Device().id))
+        i64, i32 = np.int64, np.int32
+        tail = (
+            i64(H * L), i64(L), i64(H * L), i64(L), i64(H * Lout), i64(Lout),
+            i64(H * Lout), i64(Lout), i32(B), i32(H), i32(L), i32(out_offset), i32(Lout),
+        )
+        return Launcher(kern.kernel, (grid,), (self.threads,), self.smem, tail)
+
     def prepare(self, u, kf, y, *, L: int, out_offset: int, Lout: int, pregate=None, postgate=None):
         """Validate a call; return (kernel, grid size, kernel arguments), or None if empty."""
         cp = _cupy()
@@ -412,6 +440,21 @@ class FusedConv:
         )
         return kern, grid, args
         kern((grid,), (self.threads,), args, shared_mem=self.smem)
+
+
+class Launcher:
+    """Launch one fused instantiation on raw device pointers (ints) and a CuPy stream."""
+
+    __slots__ = ("block", "func", "grid", "smem", "tail")
+
+    def __init__(self, func, grid: tuple, block: tuple, smem: int, tail: tuple) -> None:
+        self.func, self.grid, self.block, self.smem, self.tail = func, grid, block, smem, tail
+
+    def __call__(self, u: int, pre: int, kf, y: int, post: int, stream) -> None:
+        # Pointers go in as Python ints: CuPy packs those as 8-byte values, a pointer's size.
+        self.func(
+            self.grid, self.block, (u, pre, kf, y, post, *self.tail), self.smem, stream
+        )
 
 
 def hbm_bytes(n: int, B: int, H: int, L: int, Lout: int, pregate: bool, postgate: bool) -> int:

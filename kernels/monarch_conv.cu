@@ -39,15 +39,22 @@ struct Cfg {
   static constexpr int M = A == 3 ? 4096 : 256;   // 16^A
   static constexpr int R = N / M;                 // fp32 radix stage (1, 2, 4, 8)
   static constexpr int LOGR = R == 1 ? 0 : R == 2 ? 1 : R == 4 ? 2 : 3;
-  static constexpr int P = A == 2 ? 8 / R : 1;    // pairs per block
+  // pairs per block; R = 8 takes 2 pairs so that every thread has work in the radix-R passes
+  static constexpr int P = A == 2 ? (R == 8 ? 2 : 8 / R) : 1;
   static constexpr int THREADS = N >= 16384 ? 512 : 256;
   static constexpr int WARPS = THREADS / 32;
   static constexpr int MINB = 65536 / (THREADS * 128);  // keeps registers <= 128 per thread
   static constexpr int TBL1 = N / 64;             // coarse twiddle table entries
   static constexpr int DATA_HALVES = P * R * 2 * M;
   static constexpr int DATA_BYTES = DATA_HALVES * 2;
+  // Raw input staging buffers (cp.async prefetch of the next unit while this one computes):
+  // RAWB buffers of [u | pre][P pairs][2 planes][N] 16-bit values. 0: no prefetch (the data
+  // buffer is loaded directly; 32K has no room for a second copy).
+  static constexpr int RAWB = N <= 4096 ? 2 : N <= 16384 ? 1 : 0;
+  static constexpr int RAW_HALVES = P * 2 * N;  // one source (u or pre) of one buffer
+  static constexpr int RAW_BYTES = RAWB * 2 * RAW_HALVES * 2;
   static constexpr int TBL_BYTES = (64 + TBL1) * 8;
-  static constexpr int SMEM_BYTES = DATA_BYTES + TBL_BYTES + WARPS * 4;
+  static constexpr int SMEM_BYTES = DATA_BYTES + RAW_BYTES + TBL_BYTES + WARPS * 4;
   static constexpr int KSTRIDE = 2 * N + 8;       // halves per channel in the filter spectrum
 };
 
@@ -62,6 +69,7 @@ template <int N, int DT, bool PRE, bool POST, int PAD>
 struct MonarchConv {
   using C = Cfg<N>;
   static constexpr int A = C::A, M = C::M, R = C::R, P = C::P, THREADS = C::THREADS, WARPS = C::WARPS;
+  static constexpr int RAWB = C::RAWB;
   static constexpr bool IN_HALF = (PAD & 1) != 0;   // u (after padding) is zero on [N/2, N)
   static constexpr bool OUT_HALF = (PAD & 2) != 0;  // only outputs in [0, N/2) are stored
   static constexpr int KS0 = (IN_HALF && R == 1) ? 1 : 2;   // k-steps of the first tensor stage
@@ -77,6 +85,7 @@ struct MonarchConv {
   int nBP, npairs;
 
   u16* sdata;
+  u16* sraw;     // raw staging buffers (RAWB > 0)
   const cf* T0;  // exp(-2 pi i k / N), k < 64
   const cf* T1;  // exp(-2 pi i 64 k / N), k < N / 64
   u32* red;      // per-warp max |x| bits
@@ -115,7 +124,8 @@ struct MonarchConv {
   // ------------------------------------------------------------------------------------------
   __device__ __forceinline__ void setup(unsigned char* smem) {
     sdata = (u16*)smem;
-    cf* t0 = (cf*)(smem + C::DATA_BYTES);
+    sraw = (u16*)(smem + C::DATA_BYTES);
+    cf* t0 = (cf*)(smem + C::DATA_BYTES + C::RAW_BYTES);
     cf* t1 = t0 + 64;
     red = (u32*)(t1 + C::TBL1);
     T0 = t0;
@@ -186,21 +196,92 @@ struct MonarchConv {
   }
 
   // ------------------------------------------------------------------------------------------
+  // L0 (RAWB > 0): asynchronous global -> raw staging copy of u (and pre) of one unit.
+  // Chunks that cannot go through cp.async (row not 16-byte aligned) are loaded synchronously.
+  __device__ __forceinline__ u16* raw_ptr(int buf, int src, int p, int plane) const {
+    return sraw + ((buf * 2 + src) * P + p) * (2 * N) + plane * N;
+  }
+  __device__ __forceinline__ void issue_load(int unit, int buf, int nunits) {
+    if (unit >= nunits) return;
+    constexpr int TPP = THREADS / P;
+    constexpr int NIN = IN_HALF ? N / 2 : N;
+    constexpr int CH = NIN / 8;
+    const int p = tid / TPP, lt = tid % TPP;
+    const int pair = unit * P + p;
+    const bool live = pair < npairs;
+    const int h = live ? pair / nBP : 0, b0 = live ? 2 * (pair % nBP) : 0;
+#pragma unroll 4
+    for (int ci = lt; ci < 2 * CH; ci += TPP) {
+      const int plane = ci >= CH;
+      const int n = (ci - plane * CH) * 8;
+      const int b = b0 + plane;
+#pragma unroll
+      for (int src = 0; src < (PRE ? 2 : 1); ++src) {
+        u16* dst = raw_ptr(buf, src, p, plane) + n;
+        if (!live || b >= B || n >= L) {
+          *(uint4*)dst = make_uint4(0u, 0u, 0u, 0u);
+          continue;
+        }
+        const u16* row = src ? pre + b * pre_sb + h * pre_sh : u + b * u_sb + h * u_sh;
+        if (((unsigned long long)row & 15) == 0) {
+          cp_async16(smem_u32(dst), row + n, 2 * min(8, L - n));
+        } else {
+          *(uint4*)dst = load_chunk8(row, n, L, false);
+        }
+      }
+    }
+  }
+
+  // After the copies of this unit landed: x = pre * u (rounded to the input type, in place) and
+  // the per-warp max |x|, over this thread's own chunks (the ones it copied).
+  __device__ __forceinline__ void prep_raw(int buf) {
+    constexpr int TPP = THREADS / P;
+    constexpr int NIN = IN_HALF ? N / 2 : N;
+    constexpr int CH = NIN / 8;
+    const int p = tid / TPP, lt = tid % TPP;
+    u32 mx = 0;
+#pragma unroll 4
+    for (int ci = lt; ci < 2 * CH; ci += TPP) {
+      const int plane = ci >= CH;
+      const int n = (ci - plane * CH) * 8;
+      uint4* dst = (uint4*)(raw_ptr(buf, 0, p, plane) + n);
+      uint4 v = *dst;
+      if (PRE) {
+        const uint4 gv = *(const uint4*)(raw_ptr(buf, 1, p, plane) + n);
+        u32* vv = (u32*)&v;
+        const u32* gg = (const u32*)&gv;
+#pragma unroll
+        for (int k = 0; k < 4; ++k)
+          vv[k] = Dt<DT>::pack(Dt<DT>::lo(vv[k]) * Dt<DT>::lo(gg[k]), Dt<DT>::hi(vv[k]) * Dt<DT>::hi(gg[k]));
+        *dst = v;
+      }
+      mx = absmax_bits(mx, v.x);
+      mx = absmax_bits(mx, v.y);
+      mx = absmax_bits(mx, v.z);
+      mx = absmax_bits(mx, v.w);
+    }
+    mx = __reduce_max_sync(0xffffffffu, mx);
+    if (lane == 0) red[warp] = mx;
+  }
+
+  // ------------------------------------------------------------------------------------------
   // L1: radix-R stage in fp32 (+ scale + twiddle w_N^(k*m)), in place, to fp16.
-  __device__ __forceinline__ void stage_r_fwd() {
+  // Source: the raw staging buffer buf (RAWB > 0) or sdata itself (RAWB == 0).
+  __device__ __forceinline__ void stage_r_fwd(int buf, int ex) {
     constexpr int JN = (R == 1 && IN_HALF) ? M / 2 : M;
     constexpr int RIN = (R > 1 && IN_HALF) ? R / 2 : R;
     constexpr int UPP = JN / 2, TPP = THREADS / P;
     const int p = tid / TPP;
-    const float sc = __uint_as_float((u32)(pair_exp(p) + 127) << 23);
+    const float sc = __uint_as_float((u32)(ex + 127) << 23);
+    const u16* rr0 = RAWB > 0 ? raw_ptr(buf, 0, p, 0) : nullptr;
     for (int ui = tid % TPP; ui < UPP; ui += TPP) {
       const int j = 2 * ui;
       cf x[2][R];
 #pragma unroll
       for (int q = 0; q < R; ++q) {
         if (q < RIN) {
-          const u32 wr = *(const u32*)(sdata + sidx(p, q, 0, j));
-          const u32 wi = *(const u32*)(sdata + sidx(p, q, 1, j));
+          const u32 wr = RAWB > 0 ? *(const u32*)(rr0 + q * M + j) : *(const u32*)(sdata + sidx(p, q, 0, j));
+          const u32 wi = RAWB > 0 ? *(const u32*)(rr0 + N + q * M + j) : *(const u32*)(sdata + sidx(p, q, 1, j));
           x[0][q] = {Dt<DT>::lo(wr), Dt<DT>::lo(wi)};
           x[1][q] = {Dt<DT>::hi(wr), Dt<DT>::hi(wi)};
         } else {
@@ -316,12 +397,26 @@ struct MonarchConv {
   }
 
   // ------------------------------------------------------------------------------------------
-  __device__ __forceinline__ void core_a2(int unit) {
+  // Filter tile of this warp's first item of a unit (issued at the top of the unit, so its
+  // latency hides behind the load and radix-R phases).
+  __device__ __forceinline__ const u16* ktile_first(int unit) const {
+    if constexpr (A == 3) {
+      return ktile_a3(unit, warp);
+    } else {
+      const int p = warp / R, q = warp % R;
+      const int pair = min(unit * P + p, npairs - 1);
+      return kf + (long long)(pair / nBP) * C::KSTRIDE + q * 512;
+    }
+  }
+
+  __device__ __forceinline__ void core_a2(int unit, const KFrag& kfirst) {
     for (int item = warp; item < P * R; item += WARPS) {
       const int p = item / R, q = item % R;
-      const int pair = min(unit * P + p, npairs - 1);
-      const int h = pair / nBP;
-      const KFrag kq = load_kfrag(kf + (long long)h * C::KSTRIDE + q * 512);
+      KFrag kq = kfirst;
+      if (item != warp) {
+        const int pair = min(unit * P + p, npairs - 1);
+        kq = load_kfrag(kf + (long long)(pair / nBP) * C::KSTRIDE + q * 512);
+      }
       const HTile pc = core_pair<KS0>(p, q, 0, 16, kq);  // rows k0, cols n1, conjugated
       // last stage over n0: true = conj( conj(Y^T) F ) = conj( pc^T F ); rows n1, cols n0
       HTile pt;
@@ -353,9 +448,9 @@ struct MonarchConv {
     return kf + (long long)(pair / nBP) * C::KSTRIDE + tile * 512;
   }
 
-  __device__ __forceinline__ void core_a3(int unit) {
+  __device__ __forceinline__ void core_a3(int unit, const KFrag& kfirst) {
     constexpr int ITEMS = P * R * 16;
-    KFrag knext = load_kfrag(ktile_a3(unit, warp));  // filter tiles run one item ahead
+    KFrag knext = kfirst;  // filter tiles run one item ahead
     for (int item = warp; item < ITEMS; item += WARPS) {
       const int p = item / (R * 16), q = (item / 16) % R, k0 = item % 16;
       const KFrag kq = knext;
@@ -396,7 +491,7 @@ struct MonarchConv {
   // ------------------------------------------------------------------------------------------
   // S: inverse radix-R stage, unscale, postgate, crop, store.
   // eh: the filter-spectrum exponent of this thread's pair (loaded early by the caller).
-  __device__ __forceinline__ void stage_r_inv_store(int unit, int eh) {
+  __device__ __forceinline__ void stage_r_inv_store(int unit, int eh, int ex) {
     constexpr int JN = (R == 1 && OUT_HALF) ? M / 2 : M;
     constexpr int QOUT = (R > 1 && OUT_HALF) ? R / 2 : R;
     constexpr int UPP = JN / 2, TPP = THREADS / P;
@@ -404,7 +499,7 @@ struct MonarchConv {
     const int pair = unit * P + p;
     if (pair >= npairs) return;
     const int h = pair / nBP, b0 = 2 * (pair % nBP);
-    const float us = ldexpf(1.0f, eh - pair_exp(p) - 4 - C::LOGR);
+    const float us = ldexpf(1.0f, eh - ex - 4 - C::LOGR);
     u16* __restrict__ yrows[2] = {y + b0 * y_sb + h * y_sh, y + (b0 + 1) * y_sb + h * y_sh};
     const u16* __restrict__ prows[2] = {nullptr, nullptr};
     if (POST) {
@@ -472,33 +567,72 @@ struct MonarchConv {
   }
 
   // ------------------------------------------------------------------------------------------
+  __device__ __forceinline__ void tensor_phases(int unit, const KFrag& kfirst) {
+    if (!(MONARCH_SKIP & 2)) {
+      if constexpr (A == 3) {
+        stage0_fwd_a3(unit);
+        __syncthreads();
+        core_a3(unit, kfirst);
+        __syncthreads();
+        stage0_inv_a3();
+      } else {
+        core_a2(unit, kfirst);
+      }
+    }
+  }
+
+  __device__ __forceinline__ int filter_exp(int unit) const {
+    const int pair = min(unit * P + tid / (THREADS / P), npairs - 1);
+    return (int)h2lo((u32)__ldg(kf + (long long)(pair / nBP) * C::KSTRIDE + 2 * N));
+  }
+
+  // Barriers: every smem hand-over between threads is separated by a __syncthreads. With
+  // prefetch, the raw buffer of a unit is refilled (for unit + RAWB * grid) only after the
+  // barrier that ends its radix-R pass; red[] and sdata are rewritten in the next iteration
+  // only after its first barrier, which every thread reaches after finishing this store.
   __device__ __forceinline__ void run(unsigned char* smem) {
     setup(smem);
     const int nunits = (npairs + P - 1) / P;
-    for (int unit = blockIdx.x; unit < nunits; unit += gridDim.x) {
-      int eh = 0;  // filter exponent of this thread's pair, used at the very end
-      {
-        const int pair = min(unit * P + tid / (THREADS / P), npairs - 1);
-        eh = (int)h2lo((u32)__ldg(kf + (long long)(pair / nBP) * C::KSTRIDE + 2 * N));
+    const int p = tid / (THREADS / P);
+    if constexpr (RAWB > 0) {
+#pragma unroll
+      for (int s = 0; s < RAWB; ++s) {
+        issue_load(blockIdx.x + s * gridDim.x, s, nunits);
+        cp_async_commit();
       }
-      load_raw(unit);
-      __syncthreads();
-      if (!(MONARCH_SKIP & 1)) stage_r_fwd();
-      __syncthreads();
-      if (!(MONARCH_SKIP & 2)) {
-        if constexpr (A == 3) {
-          stage0_fwd_a3(unit);
-          __syncthreads();
-          core_a3(unit);
-          __syncthreads();
-          stage0_inv_a3();
-        } else {
-          core_a2(unit);
-        }
+      int buf = 0;
+      for (int unit = blockIdx.x; unit < nunits; unit += gridDim.x) {
+        const int eh = filter_exp(unit);  // filter exponent of this thread's pair
+        const KFrag kfirst = load_kfrag(ktile_first(unit));
+        cp_async_wait<RAWB - 1>();
+        prep_raw(buf);
+        __syncthreads();
+        const int ex = pair_exp(p);
+        if (!(MONARCH_SKIP & 1)) stage_r_fwd(buf, ex);
+        __syncthreads();
+        issue_load(unit + RAWB * gridDim.x, buf, nunits);
+        cp_async_commit();
+        tensor_phases(unit, kfirst);
+        __syncthreads();
+        stage_r_inv_store(unit, eh, ex);
+        buf = (buf + 1 == RAWB) ? 0 : buf + 1;
       }
-      __syncthreads();
-      stage_r_inv_store(unit, eh);
-      __syncthreads();
+      cp_async_wait<0>();
+    } else {
+      for (int unit = blockIdx.x; unit < nunits; unit += gridDim.x) {
+        const int eh = filter_exp(unit);
+        load_raw(unit);
+        __syncthreads();
+        const int ex = pair_exp(p);
+        if (!(MONARCH_SKIP & 1)) stage_r_fwd(0, ex);
+        __syncthreads();
+        // (not hoisted here: 8 more live registers spill the 32K kernels)
+        const KFrag kfirst = load_kfrag(ktile_first(unit));
+        tensor_phases(unit, kfirst);
+        __syncthreads();
+        stage_r_inv_store(unit, eh, ex);
+        __syncthreads();
+      }
     }
   }
 };

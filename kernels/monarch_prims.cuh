@@ -127,6 +127,21 @@ __device__ __forceinline__ u32 ldg_stream4(const void* p) { return __ldcs((const
 __device__ __forceinline__ void stg_stream2(u16* p, u16 v) { __stcs(p, v); }
 __device__ __forceinline__ void stg_stream4(void* p, u32 v) { __stcs((u32*)p, v); }
 
+// ---------------------------------------------------------------------------------------------
+// Asynchronous global -> shared copies (sm_80+): 16 bytes, the bytes past src_bytes zero-filled.
+// ---------------------------------------------------------------------------------------------
+__device__ __forceinline__ void cp_async16(u32 dst, const void* src, int src_bytes) {
+  asm volatile(
+      "{.reg .u64 ga; cvta.to.global.u64 ga, %1; cp.async.cg.shared.global [%0], [ga], 16, %2;}" ::"r"(dst),
+      "l"((u64)src), "r"(src_bytes)
+      : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int NPEND>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(NPEND) : "memory");
+}
+
 // 8 consecutive 16-bit values row[n .. n+7] (zero beyond len), vectorised when the row is
 // 16-byte aligned.
 __device__ __forceinline__ uint4 load_chunk8(const u16* row, int n, int len, bool aligned16) {

@@ -119,3 +119,84 @@ class FusedExecutor:
             return y
         out[...] = y
         return out
+
+
+def fast_call(ex: FusedExecutor, kspec: Any, device: int) -> Any:
+    """A per-call fast path for a plan holding its filter: C-contiguous PyTorch or CuPy
+    operands of exactly the planned shape and dtype go straight to a pre-resolved launch.
+
+    Returns ``fast(u, pregate, postgate) -> y or None``; None means "take the general path"
+    (which also raises the proper errors for anything invalid).
+    """
+    import sys
+
+    from ..interop.streams import _external_stream, torch_stream_ptr
+
+    cp, s = ex.xp, ex.spec
+    launch = ex.kernel.launcher(ex.B, ex.H, s.L, s.offset, s.Lout)
+    u_shape, out_shape = s.u_shape, s.out_shape
+    need_pre, need_post = s.pregate_dtype is not None, s.postgate_dtype is not None
+    torch = sys.modules.get("torch")
+    t_dtype = getattr(torch, s.dtype) if torch is not None else None
+    c_dtype = cp.dtype(s.dtype) if s.dtype == "float16" else None  # CuPy has no bfloat16
+    streams: dict[int, Any] = {}
+    get_device = cp.cuda.runtime.getDevice
+
+    def torch_ok(a: Any, shape: tuple[int, ...]) -> bool:
+        return (
+            type(a) is torch.Tensor
+            and a.shape == shape
+            and a.dtype is t_dtype
+            and a.get_device() == device
+            and a.is_contiguous()
+        )
+
+    def cupy_ok(a: Any, shape: tuple[int, ...]) -> bool:
+        return (
+            type(a) is cp.ndarray
+            and a.shape == shape
+            and a.dtype == c_dtype
+            and a.data.device_id == device
+            and a.flags.c_contiguous
+        )
+
+    def fast(u: Any, pre: Any, post: Any) -> Any:
+        if (pre is not None) != need_pre or (post is not None) != need_post:
+            return None
+        if get_device() != device:
+            return None
+        if t_dtype is not None and type(u) is torch.Tensor:
+            if not torch_ok(u, u_shape):
+                return None
+            if (pre is not None and not torch_ok(pre, u_shape)) or (
+                post is not None and not torch_ok(post, out_shape)
+            ):
+                return None
+            ptr = torch_stream_ptr(device)
+            stream = streams.get(ptr)
+            if stream is None:
+                stream = streams[ptr] = (
+                    cp.cuda.Stream.null if ptr == 0 else _external_stream(ptr, device)
+                )
+            y = torch.empty(out_shape, dtype=t_dtype, device=u.device)
+            u_ptr, y_ptr = u.data_ptr(), y.data_ptr()
+            pre_ptr = u_ptr if pre is None else pre.data_ptr()
+            post_ptr = y_ptr if post is None else post.data_ptr()
+            launch(u_ptr, pre_ptr, kspec, y_ptr, post_ptr, stream)
+            return y
+        if c_dtype is not None and type(u) is cp.ndarray:
+            if not cupy_ok(u, u_shape):
+                return None
+            if (pre is not None and not cupy_ok(pre, u_shape)) or (
+                post is not None and not cupy_ok(post, out_shape)
+            ):
+                return None
+            y = cp.empty(out_shape, dtype=c_dtype)
+            u_ptr, y_ptr = u.data.ptr, y.data.ptr
+            pre_ptr = u_ptr if pre is None else pre.data.ptr
+            post_ptr = y_ptr if post is None else post.data.ptr
+            launch(u_ptr, pre_ptr, kspec, y_ptr, post_ptr, cp.cuda.get_current_stream())
+            return y
+        return None
+
+    return fast
