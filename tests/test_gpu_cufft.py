@@ -11,6 +11,14 @@ from cufftconv.validation import MODES
 pytestmark = pytest.mark.gpu
 
 TOL = {"float16": 1e-3, "bfloat16": 6e-3, "float32": 2e-5, "float64": 1e-11}
+# A handful of outputs cannot average their rounding errors: a gated 16-bit result is rounded
+# twice (pre*u on load, y on store), up to one unit in the last place each, i.e. 2**-10 (fp16)
+# or 2**-7 (bf16) relative for a single element, plus the FFT's own error.
+TINY_TOL = {"float16": 2.5e-3, "bfloat16": 2e-2}
+
+
+def _tol(dtype, n_out):
+    return TINY_TOL.get(dtype, TOL[dtype]) if n_out < 64 else TOL[dtype]
 
 
 def _cp():
@@ -72,7 +80,8 @@ def test_cupy_all_modes(rng, shape, Lk, mode, dtype):
         _host(u), _host(k), mode=mode,
         pregate=None if pre is None else _host(pre), postgate=None if post is None else _host(post),
     )
-    assert rel_err(_host(out), ref) <= TOL[dtype]
+    err = rel_err(_host(out), ref)
+    assert err <= _tol(dtype, out.size), err
 
 
 @pytest.mark.parametrize("mode", ["causal", "circular", "full"])
