@@ -141,8 +141,8 @@ class FFTConv:
         out: Any = None,
     ) -> Any:
         """Run the plan. Operands must match the planned shapes, dtypes and device."""
-        if self._fast is not None and k is None and out is None:
-            y = self._fast(u, pregate, postgate)
+        if self._fast is not None and k is None:
+            y = self._fast(u, pregate, postgate, out)
             if y is not None:
                 return y
         s = self._spec

@@ -175,5 +175,8 @@ def test_plan_fast_path_cupy():
     assert isinstance(y, cp.ndarray) and y.dtype == np.float16
     ref = reference.fftconv_direct(u.get().astype(np.float64), k.get(), mode="circular")
     assert rel_err(y.get(), ref) <= 1e-3
+    out = cp.full(u.shape, cp.nan, dtype=cp.float16)
+    assert plan(u, out=out) is out
+    assert bool((out == y).all())
     with pytest.raises(ValueError, match="u: got shape"):
         plan(u[:2])  # the fast path declines; the general path names the problem

@@ -125,8 +125,8 @@ def fast_call(ex: FusedExecutor, kspec: Any, device: int) -> Any:
     """A per-call fast path for a plan holding its filter: C-contiguous PyTorch or CuPy
     operands of exactly the planned shape and dtype go straight to a pre-resolved launch.
 
-    Returns ``fast(u, pregate, postgate) -> y or None``; None means "take the general path"
-    (which also raises the proper errors for anything invalid).
+    Returns ``fast(u, pregate, postgate, out) -> y or None``; None means "take the general
+    path" (which also raises the proper errors for anything invalid).
     """
     import sys
 
@@ -160,7 +160,7 @@ def fast_call(ex: FusedExecutor, kspec: Any, device: int) -> Any:
             and a.flags.c_contiguous
         )
 
-    def fast(u: Any, pre: Any, post: Any) -> Any:
+    def fast(u: Any, pre: Any, post: Any, out: Any) -> Any:
         if (pre is not None) != need_pre or (post is not None) != need_post:
             return None
         if get_device() != device:
@@ -178,7 +178,12 @@ def fast_call(ex: FusedExecutor, kspec: Any, device: int) -> Any:
                 stream = streams[ptr] = (
                     cp.cuda.Stream.null if ptr == 0 else _external_stream(ptr, device)
                 )
-            y = torch.empty(out_shape, dtype=t_dtype, device=u.device)
+            if out is None:
+                y = torch.empty(out_shape, dtype=t_dtype, device=u.device)
+            elif torch_ok(out, out_shape):
+                y = out
+            else:
+                return None
             u_ptr, y_ptr = u.data_ptr(), y.data_ptr()
             pre_ptr = u_ptr if pre is None else pre.data_ptr()
             post_ptr = y_ptr if post is None else post.data_ptr()
@@ -191,7 +196,12 @@ def fast_call(ex: FusedExecutor, kspec: Any, device: int) -> Any:
                 post is not None and not cupy_ok(post, out_shape)
             ):
                 return None
-            y = cp.empty(out_shape, dtype=c_dtype)
+            if out is None:
+                y = cp.empty(out_shape, dtype=c_dtype)
+            elif cupy_ok(out, out_shape):
+                y = out
+            else:
+                return None
             u_ptr, y_ptr = u.data.ptr, y.data.ptr
             pre_ptr = u_ptr if pre is None else pre.data.ptr
             post_ptr = y_ptr if post is None else post.data.ptr
