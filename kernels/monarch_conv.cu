@@ -70,6 +70,14 @@ struct MonarchConv {
   using C = Cfg<N>;
   static constexpr int A = C::A, M = C::M, R = C::R, P = C::P, THREADS = C::THREADS, WARPS = C::WARPS;
   static constexpr int RAWB = C::RAWB;
+  // consecutive columns per thread in the radix-R passes (registers: V * R complex values)
+  // (capped so that every thread of a pair still has a column group: JN / V >= threads per pair)
+  static constexpr int VR = R <= 2 ? 8 : R == 4 ? 4 : 2;
+  static constexpr __host__ __device__ int vcols(int jn) {
+    int v = VR;
+    while (v > 2 && jn / v < THREADS / P) v /= 2;
+    return v;
+  }
   static constexpr bool IN_HALF = (PAD & 1) != 0;   // u (after padding) is zero on [N/2, N)
   static constexpr bool OUT_HALF = (PAD & 2) != 0;  // only outputs in [0, N/2) are stored
   static constexpr int KS0 = (IN_HALF && R == 1) ? 1 : 2;   // k-steps of the first tensor stage
@@ -267,37 +275,59 @@ struct MonarchConv {
   // ------------------------------------------------------------------------------------------
   // L1: radix-R stage in fp32 (+ scale + twiddle w_N^(k*m)), in place, to fp16.
   // Source: the raw staging buffer buf (RAWB > 0) or sdata itself (RAWB == 0).
+  // Each thread handles V consecutive columns j..j+V-1 (V-element smem accesses, one chunk of a
+  // swizzled plane); the twiddle of column j+jj is w_N^(k j) * w_N^(k jj), one table lookup per k.
   __device__ __forceinline__ void stage_r_fwd(int buf, int ex) {
     constexpr int JN = (R == 1 && IN_HALF) ? M / 2 : M;
     constexpr int RIN = (R > 1 && IN_HALF) ? R / 2 : R;
-    constexpr int UPP = JN / 2, TPP = THREADS / P;
+    constexpr int V = vcols(JN);
+    constexpr int UPP = JN / V, TPP = THREADS / P;
     const int p = tid / TPP;
     const float sc = __uint_as_float((u32)(ex + 127) << 23);
     const u16* rr0 = RAWB > 0 ? raw_ptr(buf, 0, p, 0) : nullptr;
     for (int ui = tid % TPP; ui < UPP; ui += TPP) {
-      const int j = 2 * ui;
-      cf x[2][R];
+      const int j = V * ui;
+      cf x[V][R];
 #pragma unroll
       for (int q = 0; q < R; ++q) {
         if (q < RIN) {
-          const u32 wr = RAWB > 0 ? *(const u32*)(rr0 + q * M + j) : *(const u32*)(sdata + sidx(p, q, 0, j));
-          const u32 wi = RAWB > 0 ? *(const u32*)(rr0 + N + q * M + j) : *(const u32*)(sdata + sidx(p, q, 1, j));
-          x[0][q] = {Dt<DT>::lo(wr), Dt<DT>::lo(wi)};
-          x[1][q] = {Dt<DT>::hi(wr), Dt<DT>::hi(wi)};
+          u32 wr[V / 2], wi[V / 2];
+          lds_v<V>(wr, RAWB > 0 ? rr0 + q * M + j : sdata + sidx(p, q, 0, j));
+          lds_v<V>(wi, RAWB > 0 ? rr0 + N + q * M + j : sdata + sidx(p, q, 1, j));
+#pragma unroll
+          for (int v = 0; v < V / 2; ++v) {
+            x[2 * v][q] = {Dt<DT>::lo(wr[v]), Dt<DT>::lo(wi[v])};
+            x[2 * v + 1][q] = {Dt<DT>::hi(wr[v]), Dt<DT>::hi(wi[v])};
+          }
         } else {
-          x[0][q] = x[1][q] = {0.f, 0.f};
+#pragma unroll
+          for (int jj = 0; jj < V; ++jj) x[jj][q] = {0.f, 0.f};
         }
       }
 #pragma unroll
-      for (int jj = 0; jj < 2; ++jj) {
-        SmallDft<R, false>::run(x[jj]);
-#pragma unroll
-        for (int k = 0; k < R; ++k) x[jj][k] = k == 0 ? cscale(x[jj][k], sc) : cmul(x[jj][k], cscale(tw(k * (j + jj)), sc));
-      }
+      for (int jj = 0; jj < V; ++jj) SmallDft<R, false>::run(x[jj]);
 #pragma unroll
       for (int k = 0; k < R; ++k) {
-        *(u32*)(sdata + sidx(p, k, 0, j)) = pack_h2(x[0][k].x, x[1][k].x);
-        *(u32*)(sdata + sidx(p, k, 1, j)) = pack_h2(x[0][k].y, x[1][k].y);
+        if (k == 0) {
+#pragma unroll
+          for (int jj = 0; jj < V; ++jj) x[jj][0] = cscale(x[jj][0], sc);
+        } else {
+          cf w = cscale(tw(k * j), sc);
+          const cf st = T0[k];
+#pragma unroll
+          for (int jj = 0; jj < V; ++jj) {
+            x[jj][k] = cmul(x[jj][k], w);
+            if (jj + 1 < V) w = cmul(w, st);
+          }
+        }
+        u32 wr[V / 2], wi[V / 2];
+#pragma unroll
+        for (int v = 0; v < V / 2; ++v) {
+          wr[v] = pack_h2(x[2 * v][k].x, x[2 * v + 1][k].x);
+          wi[v] = pack_h2(x[2 * v][k].y, x[2 * v + 1][k].y);
+        }
+        sts_v<V>(sdata + sidx(p, k, 0, j), wr);
+        sts_v<V>(sdata + sidx(p, k, 1, j), wi);
       }
     }
   }
@@ -491,10 +521,15 @@ struct MonarchConv {
   // ------------------------------------------------------------------------------------------
   // S: inverse radix-R stage, unscale, postgate, crop, store.
   // eh: the filter-spectrum exponent of this thread's pair (loaded early by the caller).
+  // Each thread handles V consecutive columns; a (q, plane) run of V outputs that lies inside
+  // [0, Lout) with V-element-aligned rows goes out as one vector store (its postgate as one
+  // vector load, issued before the smem reads); anything else takes a per-element path.
   __device__ __forceinline__ void stage_r_inv_store(int unit, int eh, int ex) {
     constexpr int JN = (R == 1 && OUT_HALF) ? M / 2 : M;
     constexpr int QOUT = (R > 1 && OUT_HALF) ? R / 2 : R;
-    constexpr int UPP = JN / 2, TPP = THREADS / P;
+    constexpr int V = vcols(JN);
+    constexpr int UPP = JN / V, TPP = THREADS / P;
+    constexpr bool GPRE = R == 1;  // postgate of the whole iteration loaded up front (registers)
     const int p = tid / TPP;
     const int pair = unit * P + p;
     if (pair >= npairs) return;
@@ -506,59 +541,98 @@ struct MonarchConv {
       prows[0] = post + b0 * post_sb + h * post_sh;
       prows[1] = post + (b0 + 1) * post_sb + h * post_sh;
     }
+    // vector path allowed for this plane: row exists and y (and post) - out_offset is aligned
+    bool vok[2];
+#pragma unroll
+    for (int plane = 0; plane < 2; ++plane) {
+      const unsigned long long ya = (unsigned long long)(yrows[plane] - out_offset);
+      const unsigned long long pa = POST ? (unsigned long long)(prows[plane] - out_offset) : 0ull;
+      vok[plane] = (b0 + plane < B) && ((ya | pa) & (2 * V - 1)) == 0;
+    }
 #pragma unroll(R <= 4 ? 2 : 1)
     for (int ui = tid % TPP; ui < UPP; ui += TPP) {
-      const int j = 2 * ui;
-      cf x[2][R];
+      const int j = V * ui;
+      u32 gw[QOUT][2][V / 2];
+      if (POST && GPRE) {
+#pragma unroll
+        for (int q = 0; q < QOUT; ++q)
+#pragma unroll
+          for (int plane = 0; plane < 2; ++plane) {
+            const int tt = q * M + j - out_offset;
+            if (vok[plane] && tt >= 0 && tt + V <= Lout) {
+              ldg_v<V>(gw[q][plane], prows[plane] + tt);
+            } else {
+#pragma unroll
+              for (int v = 0; v < V / 2; ++v) gw[q][plane][v] = 0u;
+            }
+          }
+      }
+      cf x[V][R];
 #pragma unroll
       for (int k = 0; k < R; ++k) {
-        const u32 wr = *(const u32*)(sdata + sidx(p, k, 0, j));
-        const u32 wi = *(const u32*)(sdata + sidx(p, k, 1, j));
-        x[0][k] = {h2lo(wr), h2lo(wi)};
-        x[1][k] = {h2hi(wr), h2hi(wi)};
-      }
+        u32 wr[V / 2], wi[V / 2];
+        lds_v<V>(wr, sdata + sidx(p, k, 0, j));
+        lds_v<V>(wi, sdata + sidx(p, k, 1, j));
 #pragma unroll
-      for (int jj = 0; jj < 2 && !(MONARCH_SKIP & 4); ++jj) {
+        for (int v = 0; v < V / 2; ++v) {
+          x[2 * v][k] = {h2lo(wr[v]), h2lo(wi[v])};
+          x[2 * v + 1][k] = {h2hi(wr[v]), h2hi(wi[v])};
+        }
+      }
+      if (!(MONARCH_SKIP & 4)) {
 #pragma unroll
         for (int k = 1; k < R; ++k) {
-          const cf w = tw(k * (j + jj));
-          x[jj][k] = cmul(x[jj][k], {w.x, -w.y});
+          const cf w0 = tw(k * j), s0 = T0[k];
+          cf w = {w0.x, -w0.y};
+          const cf st = {s0.x, -s0.y};
+#pragma unroll
+          for (int jj = 0; jj < V; ++jj) {
+            x[jj][k] = cmul(x[jj][k], w);
+            if (jj + 1 < V) w = cmul(w, st);
+          }
         }
-        SmallDft<R, true>::run(x[jj]);
+#pragma unroll
+        for (int jj = 0; jj < V; ++jj) SmallDft<R, true>::run(x[jj]);
       }
 #pragma unroll
       for (int q = 0; q < QOUT; ++q) {
         const int tt = q * M + j - out_offset;  // output index of jj = 0
-        if (tt + 1 < 0 || tt >= Lout) continue;
+        if (tt + V <= 0 || tt >= Lout) continue;
 #pragma unroll
         for (int plane = 0; plane < 2; ++plane) {
           const int b = b0 + plane;
           if (b >= B) continue;
-          float v0 = (plane ? x[0][q].y : x[0][q].x) * us;
-          float v1 = (plane ? x[1][q].y : x[1][q].x) * us;
           u16* __restrict__ yrow = yrows[plane];
-          const bool both = tt >= 0 && tt + 1 < Lout;
-          const u16* __restrict__ prow = prows[plane];
-          if (both && (((unsigned long long)(yrow + tt) & 3) == 0)) {
+          if (vok[plane] && tt >= 0 && tt + V <= Lout) {
+            u32 o[V / 2], gq[V / 2];
             if (POST) {
-              if ((((unsigned long long)(prow + tt)) & 3) == 0) {
-                const u32 gw = ldg_stream4(prow + tt);
-                v0 *= Dt<DT>::lo(gw);
-                v1 *= Dt<DT>::hi(gw);
+              if (GPRE) {
+#pragma unroll
+                for (int v = 0; v < V / 2; ++v) gq[v] = gw[q][plane][v];
               } else {
-                v0 *= Dt<DT>::one(ldg_stream2(prow + tt));
-                v1 *= Dt<DT>::one(ldg_stream2(prow + tt + 1));
+                ldg_v<V>(gq, prows[plane] + tt);
               }
             }
-            stg_stream4(yrow + tt, Dt<DT>::pack(v0, v1));
-          } else {
-            if (tt >= 0) {
-              if (POST) v0 *= Dt<DT>::one(ldg_stream2(prow + tt));
-              stg_stream2(yrow + tt, Dt<DT>::from(v0));
+#pragma unroll
+            for (int v = 0; v < V / 2; ++v) {
+              float v0 = (plane ? x[2 * v][q].y : x[2 * v][q].x) * us;
+              float v1 = (plane ? x[2 * v + 1][q].y : x[2 * v + 1][q].x) * us;
+              if (POST) {
+                v0 *= Dt<DT>::lo(gq[v]);
+                v1 *= Dt<DT>::hi(gq[v]);
+              }
+              o[v] = Dt<DT>::pack(v0, v1);
             }
-            if (tt + 1 < Lout && tt + 1 >= 0) {
-              if (POST) v1 *= Dt<DT>::one(ldg_stream2(prow + tt + 1));
-              stg_stream2(yrow + tt + 1, Dt<DT>::from(v1));
+            stg_v<V>(yrow + tt, o);
+          } else {
+            const u16* __restrict__ prow = prows[plane];
+#pragma unroll
+            for (int jj = 0; jj < V; ++jj) {
+              const int ti = tt + jj;
+              if (ti < 0 || ti >= Lout) continue;
+              float v0 = (plane ? x[jj][q].y : x[jj][q].x) * us;
+              if (POST) v0 *= Dt<DT>::one(ldg_stream2(prow + ti));
+              stg_stream2(yrow + ti, Dt<DT>::from(v0));
             }
           }
         }

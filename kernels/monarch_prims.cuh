@@ -157,4 +157,51 @@ __device__ __forceinline__ uint4 load_chunk8(const u16* row, int n, int len, boo
   return v;
 }
 
+// V consecutive 16-bit values (V = 2, 4, 8) as V/2 packed words: shared memory, and streaming
+// global loads/stores. The address must be 2V-byte aligned.
+template <int V>
+__device__ __forceinline__ void lds_v(u32 (&w)[V / 2], const u16* p) {
+  if constexpr (V == 8) {
+    const uint4 v = *(const uint4*)p;
+    w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+  } else if constexpr (V == 4) {
+    const uint2 v = *(const uint2*)p;
+    w[0] = v.x, w[1] = v.y;
+  } else {
+    w[0] = *(const u32*)p;
+  }
+}
+template <int V>
+__device__ __forceinline__ void sts_v(u16* p, const u32 (&w)[V / 2]) {
+  if constexpr (V == 8) {
+    *(uint4*)p = make_uint4(w[0], w[1], w[2], w[3]);
+  } else if constexpr (V == 4) {
+    *(uint2*)p = make_uint2(w[0], w[1]);
+  } else {
+    *(u32*)p = w[0];
+  }
+}
+template <int V>
+__device__ __forceinline__ void ldg_v(u32 (&w)[V / 2], const u16* p) {
+  if constexpr (V == 8) {
+    const uint4 v = __ldcs((const uint4*)p);
+    w[0] = v.x, w[1] = v.y, w[2] = v.z, w[3] = v.w;
+  } else if constexpr (V == 4) {
+    const uint2 v = __ldcs((const uint2*)p);
+    w[0] = v.x, w[1] = v.y;
+  } else {
+    w[0] = __ldcs((const u32*)p);
+  }
+}
+template <int V>
+__device__ __forceinline__ void stg_v(u16* p, const u32 (&w)[V / 2]) {
+  if constexpr (V == 8) {
+    __stcs((uint4*)p, make_uint4(w[0], w[1], w[2], w[3]));
+  } else if constexpr (V == 4) {
+    __stcs((uint2*)p, make_uint2(w[0], w[1]));
+  } else {
+    __stcs((u32*)p, w[0]);
+  }
+}
+
 }  // namespace mc
