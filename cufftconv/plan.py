@@ -142,7 +142,12 @@ class FFTConv:
     ) -> Any:
         """Run the plan. Operands must match the planned shapes, dtypes and device."""
         if self._fast is not None and k is None:
-            y = self._fast(u, pregate, postgate, out)
+            try:
+                y = self._fast(u, pregate, postgate, out)
+            except Exception as err:
+                if _is_out_of_memory(err):
+                    raise self._memory_error() from err
+                raise
             if y is not None:
                 return y
         s = self._spec
@@ -178,6 +183,29 @@ class FFTConv:
     execute = __call__
 
     def _execute(
+        self,
+        uop: Operand,
+        kop: Operand | None,
+        pre: Operand | None,
+        post: Operand | None,
+        oop: Operand | None,
+    ) -> Any:
+        try:
+            return self._execute_on_device(uop, kop, pre, post, oop)
+        except Exception as err:
+            if _is_out_of_memory(err):
+                raise self._memory_error() from err
+            raise
+
+    def _memory_error(self) -> MemoryError:
+        s = self._spec
+        return MemoryError(
+            f"cufftconv: not enough {'GPU' if self._dev else 'host'} memory for "
+            f"u of shape {s.u_shape} ({s.dtype}), k {s.k_shape}, mode={s.mode!r} on the "
+            f"{self.route!r} path (output {s.out_shape}); split the batch or free memory"
+        )
+
+    def _execute_on_device(
         self,
         uop: Operand,
         kop: Operand | None,
@@ -251,6 +279,11 @@ class _nullcontext:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    """CuPy's OutOfMemoryError is a MemoryError; PyTorch's is a RuntimeError of its own."""
+    return isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError"
 
 
 def _where(device: int | None) -> str:
