@@ -80,6 +80,11 @@ struct MonarchConv {
   }
   static constexpr bool IN_HALF = (PAD & 1) != 0;   // u (after padding) is zero on [N/2, N)
   static constexpr bool OUT_HALF = (PAD & 2) != 0;  // only outputs in [0, N/2) are stored
+  // postgate words per thread that stage_r_inv_store may hold up front for R > 1 (16 spills 2K)
+  static constexpr int GPRE_WORDS = 8;
+  // separate registers for the DFT-16 B fragments (make_dft16); off where it spills (16K, both
+  // gates, zero-padded input: 8 bytes)
+  static constexpr bool SPLIT_F = !(N == 16384 && PRE && POST && PAD == 1);
   static constexpr int KS0 = (IN_HALF && R == 1) ? 1 : 2;   // k-steps of the first tensor stage
   static constexpr int JN0 = (OUT_HALF && R == 1) ? 1 : 2;  // n-halves of the last tensor stage
 
@@ -101,7 +106,9 @@ struct MonarchConv {
 
   Dft16 F;
   cf W256[8];   // 0.25 * w_256^(row*col) for this lane's tile elements
-  cf W4096[8];  // 0.25 * w_4096^(row*col) (A == 3 only)
+  // 0.25 * w_4096^(row*(col + 16*warp)) (A == 3 only): the stage-0 twiddle of this lane's tile
+  // elements for n1 = warp, row twiddle folded in (n1 = warp + 8 multiplies by w_32^row)
+  cf W4096[8];
 
   // exp(-2 pi i p / N), exact integer phase reduction, two accurate table entries.
   __device__ __forceinline__ cf tw(int p) const {
@@ -153,12 +160,13 @@ struct MonarchConv {
         t1[k - 64] = {(float)c, (float)s};
     }
     __syncthreads();
-    F = make_dft16(lane, [&](int m) { return tw(m * (N / 16)); });
+    // B >> 31 is 0 for every launch that has work (B >= 1)
+    F = make_dft16<SPLIT_F>(lane, [&](int m) { return tw(m * (N / 16)); }, (u32)(B >> 31));
 #pragma unroll
     for (int e = 0; e < 8; ++e) {
       const int rc = tile_row(e) * tile_col(e);
       W256[e] = cscale(tw((rc & 255) * (N / 256)), 0.25f);
-      if (A == 3) W4096[e] = cscale(tw((rc & 4095) * (N / 4096)), 0.25f);
+      if (A == 3) W4096[e] = cscale(tw(((tile_row(e) * (tile_col(e) + 16 * warp)) & 4095) * (N / 4096)), 0.25f);
     }
   }
 
@@ -339,10 +347,13 @@ struct MonarchConv {
     BTile x;
     const int mi = lane >> 3, rr = lane & 7;
     const int plane = mi & 1, hcol = mi >> 1;
+    // k-step s adds 8 rstride: chunk bit 4 (rstride 16, rbase a multiple of 256) or bit 8
+    // (rstride 256), outside the swizzle's XOR source bits: one swizzle per call.
+    const u32 a0 = sdata_addr(p, q, plane, rbase + rstride * rr + 8 * hcol);
 #pragma unroll
     for (int s = 0; s < KS; ++s) {
       u32 d[4];
-      ldsm_x4_t(d, sdata_addr(p, q, plane, rbase + rstride * (8 * s + rr) + 8 * hcol));
+      ldsm_x4_t(d, a0 + 2 * 8 * rstride * s);
       x.b[s][0][0] = d[0];
       x.b[s][0][1] = d[1];
       x.b[s][1][0] = d[2];
@@ -360,13 +371,19 @@ struct MonarchConv {
   template <bool CONJ>
   __device__ __forceinline__ void store_ctile(const CTile& c, int p, int q, int rbase, int rstride) {
     const float si = CONJ ? -1.f : 1.f;
+    // One swizzle per call: the chunk of m00 = rbase + rstride * g + 2t is even (rbase and
+    // rstride * g are multiples of 16), so +8 (j = 1) flips chunk bit 0 (swz: ^ 8); + 8 rstride
+    // (hh = 1) sets chunk bit 4 (rstride 16, rbase multiple of 256: bit 4 clear before) or bit 8
+    // (rstride 256), neither of which is in the XOR source bits 3, 5..7 (swz: + 8 rstride).
+    u16* base = sdata + (p * R + q) * 2 * M;
+    const int s00 = swz(rbase + rstride * g + 2 * t);
 #pragma unroll
     for (int j = 0; j < 2; ++j)
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
-        const int m = rbase + rstride * (g + 8 * hh) + 8 * j + 2 * t;
-        *(u32*)(sdata + sidx(p, q, 0, m)) = pack_h2(c.r[j][2 * hh], c.r[j][2 * hh + 1]);
-        *(u32*)(sdata + sidx(p, q, 1, m)) = pack_h2(si * c.i[j][2 * hh], si * c.i[j][2 * hh + 1]);
+        u16* d = base + ((s00 ^ (8 * j)) + 8 * rstride * hh);
+        *(u32*)d = pack_h2(c.r[j][2 * hh], c.r[j][2 * hh + 1]);
+        *(u32*)(d + M) = pack_h2(si * c.i[j][2 * hh], si * c.i[j][2 * hh + 1]);
       }
   }
 
@@ -374,17 +391,23 @@ struct MonarchConv {
   // radix-16 digit n0 (stride M/16); stores conj(c) transposed, n-halves 0..JN-1.
   template <int JN>
   __device__ __forceinline__ void store_last(const CTile& c, int p, int q, int cbase) {
+    // One swizzle per call: m0 = (M/16) g + cbase + 2t has an even chunk (cbase = 16 n1), m0 + 8
+    // flips chunk bit 0 (swz: ^ 8); + (M/16) * 8 j sets chunk bit 4 (M = 256: clear before, as
+    // the chunk is < 16) or bit 8 (M = 4096), outside the XOR source bits 3, 5..7.
+    u16* base = sdata + (p * R + q) * 2 * M;
+    const int s0 = swz((M / 16) * g + cbase + 2 * t);
 #pragma unroll
     for (int j = 0; j < JN; ++j) {
-      const int m = (M / 16) * (8 * j + g) + cbase + 2 * t;
       const u32 r0 = movt(pack_h2(c.r[j][0], c.r[j][1]));
       const u32 r1 = movt(pack_h2(c.r[j][2], c.r[j][3]));
       const u32 i0 = movt(pack_h2(-c.i[j][0], -c.i[j][1]));
       const u32 i1 = movt(pack_h2(-c.i[j][2], -c.i[j][3]));
-      *(u32*)(sdata + sidx(p, q, 0, m)) = r0;
-      *(u32*)(sdata + sidx(p, q, 0, m + 8)) = r1;
-      *(u32*)(sdata + sidx(p, q, 1, m)) = i0;
-      *(u32*)(sdata + sidx(p, q, 1, m + 8)) = i1;
+      u16* d0 = base + (s0 + (M / 2) * j);
+      u16* d1 = base + ((s0 ^ 8) + (M / 2) * j);
+      *(u32*)d0 = r0;
+      *(u32*)d1 = r1;
+      *(u32*)(d0 + M) = i0;
+      *(u32*)(d1 + M) = i1;
     }
   }
 
@@ -464,10 +487,19 @@ struct MonarchConv {
       CTile c;
       const BTile x = load_btile<KS0>(p, q, 16 * n1, 256);
       cdft_bdata<KS0>(c, F, x);  // rows k0, cols n2
-      const cf wr0 = tw(((g * n1) & 255) * (N / 256)), wr1 = tw((((g + 8) * n1) & 255) * (N / 256));
+      // twiddle w_4096^(k0 (16 n1 + n2)) * 0.25; W4096 holds it for n1 = warp. Items run with
+      // n1 = item % 16 in {warp, warp + 8} (WARPS = 8 or 16): n1 = warp + 8 adds w_32^row,
+      // w_32^g for rows g and w_32^g * (-i) for rows g + 8.
+      static_assert(WARPS == 8 || WARPS == 16, "stage0 twiddle folding assumes 8 or 16 warps");
+      if (WARPS == 16 || n1 == warp) {
 #pragma unroll
-      for (int e = 0; e < 8; ++e)
-        ctile_set(c, e, cmul(ctile_get(c, e), cmul(W4096[e], (e & 2) ? wr1 : wr0)));
+        for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), W4096[e]));
+      } else {
+        const cf z0 = tw(g * (N / 32));
+        const cf z1 = mul_mi<false>(z0);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), cmul(W4096[e], (e & 2) ? z1 : z0)));
+      }
       store_ctile<false>(c, p, q, 16 * n1, 256);
     }
   }
@@ -482,7 +514,8 @@ struct MonarchConv {
     constexpr int ITEMS = P * R * 16;
     KFrag knext = kfirst;  // filter tiles run one item ahead
     for (int item = warp; item < ITEMS; item += WARPS) {
-      const int p = item / (R * 16), q = (item / 16) % R, k0 = item % 16;
+      // (16 warps: k0 = warp for every item, so the twiddle below is loop-invariant)
+      const int p = item / (R * 16), q = (item / 16) % R, k0 = WARPS == 16 ? warp : item % 16;
       const KFrag kq = knext;
       if (item + WARPS < ITEMS) knext = load_kfrag(ktile_a3(unit, item + WARPS));
       const HTile pc = core_pair<2>(p, q, 256 * k0, 16, kq);  // rows k1, cols n2, conjugated
@@ -491,14 +524,21 @@ struct MonarchConv {
       CTile c;
       cdft_bdata<2>(c, F, x);  // rows n1, cols n2 (conjugated)
       // inverse twiddle conj(w_4096^(k0 (16 n1 + n2))) * 0.25 -> conj(c * w) * 0.25
-      const cf wr0 = cscale(tw(((k0 * g) & 255) * (N / 256)), 0.25f);
-      const cf wr1 = cscale(tw(((k0 * (g + 8)) & 255) * (N / 256)), 0.25f);
-      cf wc[4];
+      // element (row g + 8 hh, col 8 j + 2 t + cc): exponent k0 (16 g + 2 t) + k0 (128 hh + 8 j + cc)
+      // = per-lane base times warp-uniform factors a1^cc a8^j a128^hh (4 table lookups, not 6)
+      cf w[8];
+      w[0] = cscale(tw(((k0 * (16 * g + 2 * t)) & 4095) * (N / 4096)), 0.25f);  // e = 0
+      {
+        const cf a1 = tw(k0 * (N / 4096)), a8 = tw(8 * k0 * (N / 4096)), a128 = tw(128 * k0 * (N / 4096));
+        w[1] = cmul(w[0], a1);  // cc = 1
+        w[4] = cmul(w[0], a8);  // j = 1
+        w[5] = cmul(w[4], a1);
 #pragma unroll
-      for (int k = 0; k < 4; ++k) wc[k] = tw(((k0 * (8 * (k >> 1) + 2 * t + (k & 1))) & 4095) * (N / 4096));
+        for (int e = 0; e < 8; ++e)
+          if (e & 2) w[e] = cmul(w[e & ~2], a128);  // hh = 1
+      }
 #pragma unroll
-      for (int e = 0; e < 8; ++e)
-        ctile_set(c, e, cmul(ctile_get(c, e), cmul((e & 2) ? wr1 : wr0, wc[2 * (e >> 2) + (e & 1)])));
+      for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), w[e]));
       store_ctile<true>(c, p, q, 256 * k0, 16);
     }
   }
@@ -529,7 +569,9 @@ struct MonarchConv {
     constexpr int QOUT = (R > 1 && OUT_HALF) ? R / 2 : R;
     constexpr int V = vcols(JN);
     constexpr int UPP = JN / V, TPP = THREADS / P;
-    constexpr bool GPRE = R == 1;  // postgate of the whole iteration loaded up front (registers)
+    // postgate of the whole iteration loaded up front (registers): R = 1, and the A = 2 sizes
+    // where each thread has a single column group (512, 1K: 8 words); larger R/V spill
+    constexpr bool GPRE = R == 1 || (A == 2 && UPP <= TPP && QOUT * V <= GPRE_WORDS);
     const int p = tid / TPP;
     const int pair = unit * P + p;
     if (pair >= npairs) return;

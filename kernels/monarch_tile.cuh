@@ -74,8 +74,8 @@ struct Dft16 {
 };
 
 // w16(m) = exp(-2 pi i m / 16) from a caller-supplied accurate table lookup.
-template <class W16>
-__device__ __forceinline__ Dft16 make_dft16(int lane, W16 w16) {
+template <bool SPLIT_B, class W16>
+__device__ __forceinline__ Dft16 make_dft16(int lane, W16 w16, u32 opaque_zero) {
   const int g = lane >> 2, t = lane & 3;
   Dft16 d;
   auto fr = [&](int i, int k) { return w16((i * k) & 15).x; };
@@ -99,6 +99,19 @@ __device__ __forceinline__ Dft16 make_dft16(int lane, W16 w16) {
     d.br[j][1] = pack_h2(fr(2 * t + 8, n), fr(2 * t + 9, n));
     d.bi[j][0] = pack_h2(fi(2 * t, n), fi(2 * t + 1, n));
     d.bi[j][1] = pack_h2(fi(2 * t + 8, n), fi(2 * t + 9, n));
+  }
+  // F is symmetric, so the B fragments equal A-fragment registers in another arrangement. With
+  // SPLIT_B they are kept as separate registers (xor with opaque_zero, 0 at run time but unknown
+  // to the compiler), so that no mma needs register moves to pair its operands (~35 moves per
+  // 256-point core item); this costs up to 8 registers.
+  if constexpr (SPLIT_B) {
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+#pragma unroll
+      for (int k = 0; k < 2; ++k) {
+        d.br[j][k] ^= opaque_zero;
+        d.bi[j][k] ^= opaque_zero;
+      }
   }
   return d;
 }
