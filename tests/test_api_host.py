@@ -149,3 +149,12 @@ def test_no_gpu_uses_numpy_route():
         pytest.skip("a GPU is present")
     plan = cufftconv.FFTConv((2, 8), k=np.ones(8, np.float32), dtype="float32")
     assert plan.route == "numpy-reference"
+
+
+def test_error_bound_rule():
+    from cufftconv.cli import error_bound
+
+    assert error_bound("float16", 10_000) == 1e-3
+    assert error_bound("bfloat16", 10_000) == 6e-3
+    assert error_bound("float16", 6) == 2.5e-3  # two roundings cannot average out
+    assert error_bound("float32", 6) == 2e-5  # exact paths keep their bound

@@ -6,19 +6,13 @@ from helpers import rel_err
 
 import cufftconv
 from cufftconv import reference
+from cufftconv.cli import CHECK_TOLERANCE, error_bound
 from cufftconv.validation import MODES
 
 pytestmark = pytest.mark.gpu
 
-TOL = {"float16": 1e-3, "bfloat16": 6e-3, "float32": 2e-5, "float64": 1e-11}
-# A handful of outputs cannot average their rounding errors: a gated 16-bit result is rounded
-# twice (pre*u on load, y on store), up to one unit in the last place each, i.e. 2**-10 (fp16)
-# or 2**-7 (bf16) relative for a single element, plus the FFT's own error.
-TINY_TOL = {"float16": 2.5e-3, "bfloat16": 2e-2}
-
-
-def _tol(dtype, n_out):
-    return TINY_TOL.get(dtype, TOL[dtype]) if n_out < 64 else TOL[dtype]
+TOL = CHECK_TOLERANCE
+_tol = error_bound  # looser only for outputs too small to average rounding errors
 
 
 def _cp():
