@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .sources import kernels_dir
+
 SUPPORTED_N: tuple[int, ...] = tuple(1 << e for e in range(8, 16))
 DTYPES = ("float16", "bfloat16")
 KERNEL_FILE = "monarch_conv.cu"
@@ -94,18 +96,6 @@ def filter_row_halves(n: int) -> int:
 # ------------------------------------------------------------------------------------------------
 # Source and compilation
 # ------------------------------------------------------------------------------------------------
-def kernels_dir() -> Path:
-    try:
-        from importlib import resources
-
-        p = Path(str(resources.files("cufftconv.kernels")))
-        if (p / KERNEL_FILE).is_file():
-            return p
-    except (ImportError, ModuleNotFoundError, TypeError, AttributeError):
-        pass
-    return Path(__file__).resolve().parents[1] / "kernels"
-
-
 def _inline_includes(path: Path, seen: set[str]) -> str:
     text = path.read_text()
 
