@@ -86,6 +86,20 @@ struct MonarchConv {
   // gates, zero-padded input: 8 bytes)
   static constexpr bool SPLIT_F = !(N == 16384 && PRE && POST && PAD == 1);
   static constexpr int KS0 = (IN_HALF && R == 1) ? 1 : 2;   // k-steps of the first tensor stage
+  // geometry of stage_r_inv_store (S_: store pass)
+  static constexpr int JN_S = (R == 1 && OUT_HALF) ? M / 2 : M;
+  static constexpr int QOUT = (R > 1 && OUT_HALF) ? R / 2 : R;
+  static constexpr int V_S = vcols(JN_S);
+  static constexpr int UPP_S = JN_S / V_S, TPP = THREADS / P;
+  // postgate of the whole iteration loaded up front (registers): R = 1, and the A = 2 sizes
+  // where each thread has a single column group (512, 1K: 8 words); larger R/V spill
+  static constexpr bool GPRE = R == 1 || (A == 2 && UPP_S <= TPP && QOUT * V_S <= GPRE_WORDS);
+  // postgate staged in shared memory instead (2K): each thread cp.async-copies its own vector
+  // runs into the raw buffer of the current unit once the radix-R pass has consumed it; the
+  // buffer is then refilled one unit ahead instead of RAWB = 2 units ahead (see run()).
+  static constexpr bool PSTAGE = POST && !GPRE && RAWB == 2;
+  static_assert(!PSTAGE || (UPP_S <= TPP && QOUT * 2 * V_S * THREADS <= P * 2 * N),
+                "staged postgate: one column group per thread, fits one raw source region");
   static constexpr int JN0 = (OUT_HALF && R == 1) ? 1 : 2;  // n-halves of the last tensor stage
 
   const u16* __restrict__ u;
@@ -564,14 +578,38 @@ struct MonarchConv {
   // Each thread handles V consecutive columns; a (q, plane) run of V outputs that lies inside
   // [0, Lout) with V-element-aligned rows goes out as one vector store (its postgate as one
   // vector load, issued before the smem reads); anything else takes a per-element path.
-  __device__ __forceinline__ void stage_r_inv_store(int unit, int eh, int ex) {
-    constexpr int JN = (R == 1 && OUT_HALF) ? M / 2 : M;
-    constexpr int QOUT = (R > 1 && OUT_HALF) ? R / 2 : R;
-    constexpr int V = vcols(JN);
-    constexpr int UPP = JN / V, TPP = THREADS / P;
-    // postgate of the whole iteration loaded up front (registers): R = 1, and the A = 2 sizes
-    // where each thread has a single column group (512, 1K: 8 words); larger R/V spill
-    constexpr bool GPRE = R == 1 || (A == 2 && UPP <= TPP && QOUT * V <= GPRE_WORDS);
+  // PSTAGE: this thread's postgate runs of unit (the ones stage_r_inv_store takes as vectors)
+  // -> shared memory at word ((q * 2 + plane) * THREADS + tid) * V / 2 of raw buffer buf.
+  __device__ __forceinline__ const u16* post_stage(int buf, int q, int plane) const {
+    return raw_ptr(buf, 0, 0, 0) + ((q * 2 + plane) * THREADS + tid) * V_S;
+  }
+  __device__ __forceinline__ void issue_post(int unit, int buf) {
+    constexpr int V = V_S;
+    const int p = tid / TPP, ui = tid % TPP;
+    const int pair = unit * P + p;
+    if (pair >= npairs || ui >= UPP_S) return;
+    const int h = pair / nBP, b0 = 2 * (pair % nBP);
+    const int j = V * ui;
+#pragma unroll
+    for (int plane = 0; plane < 2; ++plane) {
+      // same test as vok[] in stage_r_inv_store
+      const u16* yr = y + (b0 + plane) * y_sb + h * y_sh;
+      const u16* pr = post + (b0 + plane) * post_sb + h * post_sh;
+      const unsigned long long ya = (unsigned long long)(yr - out_offset);
+      const unsigned long long pa = (unsigned long long)(pr - out_offset);
+      if (!((b0 + plane < B) && ((ya | pa) & (2 * V - 1)) == 0)) continue;
+#pragma unroll
+      for (int q = 0; q < QOUT; ++q) {
+        const int tt = q * M + j - out_offset;
+        if (tt >= 0 && tt + V <= Lout) cp_async_ca<2 * V>(smem_u32(post_stage(buf, q, plane)), pr + tt);
+      }
+    }
+  }
+
+  __device__ __forceinline__ void stage_r_inv_store(int unit, int eh, int ex, int buf) {
+    constexpr int JN = JN_S;
+    constexpr int V = V_S;
+    constexpr int UPP = UPP_S;
     const int p = tid / TPP;
     const int pair = unit * P + p;
     if (pair >= npairs) return;
@@ -651,6 +689,8 @@ struct MonarchConv {
               if (GPRE) {
 #pragma unroll
                 for (int v = 0; v < V / 2; ++v) gq[v] = gw[q][plane][v];
+              } else if (PSTAGE) {
+                lds_v<V>(gq, post_stage(buf, q, plane));
               } else {
                 ldg_v<V>(gq, prows[plane] + tt);
               }
@@ -711,8 +751,11 @@ struct MonarchConv {
     const int nunits = (npairs + P - 1) / P;
     const int p = tid / (THREADS / P);
     if constexpr (RAWB > 0) {
+      // PSTAGE: the next unit is loaded into the other buffer after the first barrier (every
+      // store of the previous unit, which read its postgate from that buffer, is done); the
+      // postgate of this unit goes into this unit's buffer after the second barrier.
 #pragma unroll
-      for (int s = 0; s < RAWB; ++s) {
+      for (int s = 0; s < (PSTAGE ? 1 : RAWB); ++s) {
         issue_load(blockIdx.x + s * gridDim.x, s, nunits);
         cp_async_commit();
       }
@@ -720,17 +763,26 @@ struct MonarchConv {
       for (int unit = blockIdx.x; unit < nunits; unit += gridDim.x) {
         const int eh = filter_exp(unit);  // filter exponent of this thread's pair
         const KFrag kfirst = load_kfrag(ktile_first(unit));
-        cp_async_wait<RAWB - 1>();
+        cp_async_wait<PSTAGE ? 0 : RAWB - 1>();
         prep_raw(buf);
         __syncthreads();
+        if constexpr (PSTAGE) {
+          issue_load(unit + gridDim.x, buf ^ 1, nunits);
+          cp_async_commit();
+        }
         const int ex = pair_exp(p);
         if (!(MONARCH_SKIP & 1)) stage_r_fwd(buf, ex);
         __syncthreads();
-        issue_load(unit + RAWB * gridDim.x, buf, nunits);
+        if constexpr (PSTAGE) {
+          issue_post(unit, buf);
+        } else {
+          issue_load(unit + RAWB * gridDim.x, buf, nunits);
+        }
         cp_async_commit();
         tensor_phases(unit, kfirst);
+        if constexpr (PSTAGE) cp_async_wait<0>();  // own postgate copies (and the next unit)
         __syncthreads();
-        stage_r_inv_store(unit, eh, ex);
+        stage_r_inv_store(unit, eh, ex, buf);
         buf = (buf + 1 == RAWB) ? 0 : buf + 1;
       }
       cp_async_wait<0>();
@@ -746,7 +798,7 @@ struct MonarchConv {
         const KFrag kfirst = load_kfrag(ktile_first(unit));
         tensor_phases(unit, kfirst);
         __syncthreads();
-        stage_r_inv_store(unit, eh, ex);
+        stage_r_inv_store(unit, eh, ex, 0);
         __syncthreads();
       }
     }

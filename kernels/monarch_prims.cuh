@@ -136,6 +136,14 @@ __device__ __forceinline__ void cp_async16(u32 dst, const void* src, int src_byt
       "l"((u64)src), "r"(src_bytes)
       : "memory");
 }
+// 4, 8 or 16 bytes global -> shared through L1 (.ca; the source must be BYTES-aligned).
+template <int BYTES>
+__device__ __forceinline__ void cp_async_ca(u32 dst, const void* src) {
+  static_assert(BYTES == 4 || BYTES == 8 || BYTES == 16, "cp.async.ca copies 4, 8 or 16 bytes");
+  asm volatile("{.reg .u64 ga; cvta.to.global.u64 ga, %1; cp.async.ca.shared.global [%0], [ga], %2;}" ::"r"(dst),
+               "l"((u64)src), "n"(BYTES)
+               : "memory");
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 template <int NPEND>
 __device__ __forceinline__ void cp_async_wait() {
