@@ -63,7 +63,9 @@ def _torch_malloc(size: int, device: int) -> int:
     return ptr
 
 
-def _torch_free(ptr: int, device: int) -> None:
+def _torch_free(ptr: int, device: int, _held: dict[int, Any] = _held) -> None:
+    # Bound at definition: CuPy may free its last blocks at interpreter exit, after this
+    # module's globals were cleared.
     _held.pop(ptr, None)
 
 
