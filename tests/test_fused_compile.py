@@ -5,8 +5,9 @@ built-ins only), so NVRTC itself is the one dependency: if it cannot be loaded t
 fail, they do not skip. ptxas statistics come from NVRTC's own log (``--ptxas-options=-v``),
 so the spill check covers exactly the code NVRTC produces.
 
-Budget: every instantiation once for sm_90, a representative set for sm_80 and sm_86, compiled
-in parallel threads (NVRTC releases the GIL while compiling).
+Budget: every instantiation for sm_90, and for sm_80 / sm_86 every one whose shared memory fits
+those devices (the dispatcher cannot pick the others there), compiled in parallel threads (NVRTC
+releases the GIL while compiling).
 """
 
 from __future__ import annotations
@@ -90,17 +91,23 @@ def _groups_sm90():
     ]
 
 
-def _groups_representative():
-    # every size, both dtypes, every gating and padding variant appears at least once
-    names = []
-    for i, n in enumerate(fused.SUPPORTED_N):
-        dt = fused.DTYPES[i % 2]
-        pre, post = bool(i & 1), bool(i & 2)
-        names.append(fused.name_expression(n, dt, pre, post, i % 4))
-        names.append(
-            fused.name_expression(n, fused.DTYPES[1 - i % 2], not pre, not post, 3 - i % 4)
-        )
-    return [names[i : i + 4] for i in range(0, len(names), 4)]
+# Opt-in shared memory per block: what the dispatcher checks before it picks a kernel.
+ARCH_SMEM = {"sm_80": 163 * 1024, "sm_86": 99 * 1024}
+
+
+def _groups_fitting(limit: int):
+    # every instantiation the dispatcher can pick on a device with this shared-memory limit
+    return [
+        [
+            e
+            for pre in (False, True)
+            for post in (False, True)
+            for e in fused.name_expressions(n, dt, pre, post)
+        ]
+        for n in fused.SUPPORTED_N
+        for dt in fused.DTYPES
+        if fused.shared_bytes(n, dt) <= limit
+    ]
 
 
 def _run(groups, arch):
@@ -132,9 +139,12 @@ def test_all_instantiations_sm90():
     assert max(v["regs"] for v in info.values()) <= 128
 
 
-@pytest.mark.parametrize("arch", ["sm_80", "sm_86"])
-def test_representative_instantiations(arch):
-    info = _run(_groups_representative(), arch)
+@pytest.mark.parametrize("arch", sorted(ARCH_SMEM))
+def test_dispatchable_instantiations(arch):
+    groups = _groups_fitting(ARCH_SMEM[arch])
+    assert groups, "no fused kernel fits this architecture"
+    info = _run(groups, arch)
+    assert set(info) == {e for g in groups for e in g}
     _check_no_spills(info)
 
 
