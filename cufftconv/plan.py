@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from . import dispatch
@@ -247,7 +248,7 @@ class FFTConv:
 
     def _context(self, op: Operand | None) -> Any:
         if self._dev is None:
-            return _nullcontext()
+            return contextlib.nullcontext()
         return execution_context(op if op is not None else _NO_OPERAND, self._dev.index)
 
     def free(self) -> None:
@@ -271,14 +272,6 @@ class FFTConv:
 
 
 _NO_OPERAND = Operand("none", None, "cupy", (), "float32", None)
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _is_out_of_memory(err: BaseException) -> bool:
