@@ -2,38 +2,23 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import Any
 
+from .cache import BuildCache
 from .interop import describe
 from .plan import FFTConv
 from .validation import ConvSpec, check_mode, spec_from_operands
 
-_PLAN_CACHE_SIZE = 64
-_plans: OrderedDict[ConvSpec, FFTConv] = OrderedDict()
-_plans_lock = threading.Lock()
+_plans: BuildCache[FFTConv] = BuildCache(64)
 
 
 def _cached_plan(spec: ConvSpec) -> FFTConv:
-    with _plans_lock:
-        plan = _plans.get(spec)
-        if plan is not None:
-            _plans.move_to_end(spec)
-            return plan
-    plan = FFTConv._from_spec(spec)  # planning may compile: outside the lock
-    with _plans_lock:
-        plan = _plans.setdefault(spec, plan)
-        _plans.move_to_end(spec)
-        while len(_plans) > _PLAN_CACHE_SIZE:
-            _plans.popitem(last=False)
-    return plan
+    return _plans.get(spec, lambda: FFTConv._from_spec(spec))
 
 
 def clear_plan_cache() -> None:
     """Drop the plans cached by :func:`fftconv` and ``fftconv_bwd`` (compiled kernels stay)."""
-    with _plans_lock:
-        _plans.clear()
+    _plans.clear()
     from .grad import clear_bwd_cache
 
     clear_bwd_cache()

@@ -1164,31 +1164,29 @@ def _plot_panel(ax: Any, result: dict[str, Any], dtype: str) -> None:
 # Command line
 
 
-def _fft_size(text: str) -> int:
+def _int_arg(text: str) -> int:
     try:
-        n = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _fft_size(text: str) -> int:
+    n = _int_arg(text)
     if n < 8 or n > 2**24 or n & (n - 1):
         raise argparse.ArgumentTypeError(f"FFT sizes are powers of two from 8 to 2**24, got {n}")
     return n
 
 
 def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    n = _int_arg(text)
     if n < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
     return n
 
 
 def _nonnegative_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    n = _int_arg(text)
     if n < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
     return n

@@ -21,12 +21,12 @@ NumPy float64 path; fused backward kernels register rows ahead of them with
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from typing import Any, Protocol
 
 import numpy as np
 
 from . import dispatch
+from .cache import BuildCache
 from .device import DeviceInfo, require_cupy
 from .dispatch import Route
 from .dtypes import from_compute, to_compute
@@ -262,31 +262,21 @@ def choose_bwd(spec: ConvSpec, dev: DeviceInfo | None = None) -> Route:
     raise AssertionError("the NumPy row accepts everything")
 
 
-_CACHE_SIZE = 64
-_cache: OrderedDict[ConvSpec, tuple[DeviceInfo | None, str, Any]] = OrderedDict()
-_cache_lock = threading.Lock()
+_cache: BuildCache[tuple[DeviceInfo | None, str, Any]] = BuildCache(64)
 
 
 def _executor(spec: ConvSpec) -> tuple[DeviceInfo | None, str, Any]:
-    with _cache_lock:
-        hit = _cache.get(spec)
-        if hit is not None:
-            _cache.move_to_end(spec)
-            return hit
-    dev = dispatch.target_device(spec)
-    route = choose_bwd(spec, dev)
-    entry = (dev, route.name, route.build(spec, dev))  # may compile: outside the lock
-    with _cache_lock:
-        entry = _cache.setdefault(spec, entry)
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return entry
+    def build() -> tuple[DeviceInfo | None, str, Any]:
+        dev = dispatch.target_device(spec)
+        route = choose_bwd(spec, dev)
+        return dev, route.name, route.build(spec, dev)
+
+    return _cache.get(spec, build)
 
 
 def clear_bwd_cache() -> None:
     """Drop the cached backward executors."""
-    with _cache_lock:
-        _cache.clear()
+    _cache.clear()
 
 
 # --------------------------------------------------------------------------- public API
