@@ -77,26 +77,13 @@ def compile_group(names: list[str], arch: str) -> dict:
     return by_name
 
 
-def _groups_sm90():
-    # one program per (n, dtype): 16 instantiations each
-    return [
-        [
-            e
-            for pre in (False, True)
-            for post in (False, True)
-            for e in fused.name_expressions(n, dt, pre, post)
-        ]
-        for n in fused.SUPPORTED_N
-        for dt in fused.DTYPES
-    ]
-
-
 # Opt-in shared memory per block: what the dispatcher checks before it picks a kernel.
 ARCH_SMEM = {"sm_80": 163 * 1024, "sm_86": 99 * 1024}
 
 
-def _groups_fitting(limit: int):
-    # every instantiation the dispatcher can pick on a device with this shared-memory limit
+def _groups_fitting(limit: float):
+    # every instantiation the dispatcher can pick on a device with this shared-memory limit,
+    # one program per (n, dtype): 16 instantiations each
     return [
         [
             e
@@ -132,7 +119,7 @@ def test_nvrtc_available():
 
 
 def test_all_instantiations_sm90():
-    groups = _groups_sm90()
+    groups = _groups_fitting(float("inf"))
     info = _run(groups, "sm_90")
     assert set(info) == set(fused.all_name_expressions())
     _check_no_spills(info)
