@@ -46,6 +46,18 @@ def _build_fused(spec: ConvSpec, dev: DeviceInfo | None) -> Any:
     return FusedExecutor(spec, dev)
 
 
+def _accepts_long(spec: ConvSpec, dev: DeviceInfo | None) -> str | None:
+    from .backends.long import accepts
+
+    return accepts(spec, dev)
+
+
+def _build_long(spec: ConvSpec, dev: DeviceInfo | None) -> Any:
+    from .backends.long import LongExecutor
+
+    return LongExecutor(spec, dev)
+
+
 def _build_cufft(spec: ConvSpec, dev: DeviceInfo | None) -> Any:
     from .backends.cufft import CufftExecutor
 
@@ -65,6 +77,12 @@ _TABLE: list[Route] = [
         "fused Monarch FFT conv on tensor cores (fp16/bf16, FFT size 256..32768)",
         _accepts_fused,
         _build_fused,
+    ),
+    Route(
+        "long-monarch",
+        "three-pass long FFT conv (fp16/bf16, FFT size 65536..2**26), fp32 workspace chunks",
+        _accepts_long,
+        _build_long,
     ),
     Route(
         "cufft",

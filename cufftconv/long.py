@@ -1,0 +1,358 @@
+"""Long FFT convolutions, FFT sizes 65536 and up: three passes through a chunked workspace.
+
+A sequence of FFT size N = N1 * N2 no longer fits on chip, so the transform is split (see
+``kernels/long_conv.cu``): a column pass (DFT over N1 with the twiddle), a row pass that keeps
+each row of N2 points on chip through forward DFT, filter multiply and inverse DFT, and an
+inverse column pass that applies the postgate and crops. Two sequences of a channel travel as
+one complex sequence. All arithmetic is fp32; the one intermediate is a complex fp32 workspace
+for a chunk of pairs, small enough to stay in L2 between passes when ``chunk_bytes`` allows.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import cache
+
+import numpy as np
+
+from .sources import inline_source
+
+MIN_N = 1 << 16
+MAX_N = 1 << 26
+SUPPORTED_N: tuple[int, ...] = tuple(1 << e for e in range(16, 27))
+DTYPES = ("float16", "bfloat16")
+KERNEL_FILE = "long_conv.cu"
+COL_POINTS = 8192  # points per column tile (N1 * C): 64 KiB of complex fp32
+MAX_ROW = 16384  # longest row kept on chip (128 KiB of complex fp32)
+# Workspace per launch group. Measured on an H200 (benchmarks/RESULTS.md): see long_dev.py.
+CHUNK_BYTES = 32 << 20
+
+_DT_CODE = {"float16": 0, "bfloat16": 1}
+_LOCK = threading.Lock()
+_MODULES: dict[tuple, list] = {}
+
+
+def _check_n(n: int) -> None:
+    if n not in SUPPORTED_N:
+        raise ValueError(
+            f"FFT size {n} not supported by the long kernels (supported: {SUPPORTED_N})"
+        )
+
+
+def _check_dtype(dtype: str) -> None:
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+
+
+def split(n: int) -> tuple[int, int, int]:
+    """(N1, N2, C): column DFT size, row DFT size, columns per column tile."""
+    _check_n(n)
+    n2 = min(n // 256, MAX_ROW)
+    n1 = n // n2
+    return n1, n2, COL_POINTS // n1
+
+
+def rows_per_block(n2: int) -> int:
+    return 1 if n2 >= 4096 else 4096 // n2
+
+
+def threads(kind: str, n: int) -> int:
+    return 512 if kind == "rows" and split(n)[1] >= 16384 else 256
+
+
+def _padded(m: int) -> int:
+    return m + (m >> 5)
+
+
+def shared_bytes(n: int) -> dict[str, int]:
+    """Dynamic shared memory (bytes) of each pass's block."""
+    n1, n2, c = split(n)
+    return {"cols": _padded(n1 * c) * 8, "rows": _padded(n2 * rows_per_block(n2)) * 8}
+
+
+def max_shared_bytes(n: int) -> int:
+    return max(shared_bytes(n).values())
+
+
+# ------------------------------------------------------------------------------------------------
+# Digit-reversed order of the in-place transforms
+# ------------------------------------------------------------------------------------------------
+def radices(m: int) -> tuple[int, ...]:
+    """Stage radices of the kernel's size-m transform: 16 while it divides, then 2, 4 or 8."""
+    out = []
+    while m > 1:
+        r = min(16, m)
+        out.append(r)
+        m //= r
+    return tuple(out)
+
+
+@cache
+def digit_rev(m: int) -> np.ndarray:
+    """Frequency held at each position after the kernel's forward transform of size m."""
+    f = np.zeros(m, dtype=np.int64)
+    s = np.arange(m, dtype=np.int64)
+    mult, size = 1, m
+    for r in radices(m):
+        sub = size // r
+        f += (s // sub) * mult
+        s %= sub
+        mult *= r
+        size = sub
+    return f
+
+
+@cache
+def freq_index(n: int) -> np.ndarray:
+    """Frequency at (row position r, column position s) of the row pass: (N1, N2) int64."""
+    n1, n2, _ = split(n)
+    return digit_rev(n1)[:, None] + n1 * digit_rev(n2)[None, :]
+
+
+# ------------------------------------------------------------------------------------------------
+# Compilation
+# ------------------------------------------------------------------------------------------------
+def _flag(b: bool) -> str:
+    return "true" if b else "false"
+
+
+def name_expressions(n: int, dtype: str, pregate: bool, postgate: bool) -> dict[str, str]:
+    """The three instantiations a LongConv(n, dtype, pregate, postgate) launches."""
+    _check_dtype(dtype)
+    n1, n2, c = split(n)
+    dt = _DT_CODE[dtype]
+    return {
+        "cols_fwd": f"long_cols_fwd<{n1}, {n2}, {c}, {dt}, {_flag(pregate)}>",
+        "rows": f"long_rows<{n1}, {n2}>",
+        "cols_inv": f"long_cols_inv<{n1}, {n2}, {c}, {dt}, {_flag(postgate)}>",
+    }
+
+
+def all_name_expressions() -> list[str]:
+    names: dict[str, None] = {}
+    for n in SUPPORTED_N:
+        for dt in DTYPES:
+            for gate in (False, True):
+                names.update(dict.fromkeys(name_expressions(n, dt, gate, gate).values()))
+    return list(names)
+
+
+def kernel_source() -> str:
+    return inline_source(KERNEL_FILE)
+
+
+def compile_options(arch: str | None = None) -> tuple[str, ...]:
+    opts: tuple[str, ...] = ("--std=c++17",)
+    return opts + ((f"--gpu-architecture={arch}",) if arch is not None else ())
+
+
+def _cupy():
+    import cupy
+
+    return cupy
+
+
+def _get_kernels(n: int, dtype: str, pregate: bool, postgate: bool) -> dict:
+    cp = _cupy()
+    dev = cp.cuda.Device()
+    key = (dev.id, dev.compute_capability, n, dtype, pregate, postgate)
+    with _LOCK:
+        slot = _MODULES.setdefault(key, [threading.Lock(), None])
+    if slot[1] is None:
+        with slot[0]:
+            if slot[1] is None:
+                names = name_expressions(n, dtype, pregate, postgate)
+                mod = cp.RawModule(
+                    code=kernel_source(),
+                    options=compile_options(),
+                    name_expressions=list(names.values()),
+                )
+                smem = shared_bytes(n)
+                kernels = {}
+                for role, name in names.items():
+                    kern = mod.get_function(name)
+                    need = smem["rows" if role == "rows" else "cols"]
+                    if need > 48 * 1024:
+                        kern.max_dynamic_shared_size_bytes = need
+                    kernels[role] = (kern, need)
+                kernels["module"] = mod
+                slot[1] = kernels
+    return slot[1]
+
+
+_GPU_INDEX: dict[tuple[int, int], tuple] = {}
+
+
+def _gpu_freq_index(n: int):
+    cp = _cupy()
+    key = (cp.cuda.Device().id, n)
+    idx = _GPU_INDEX.get(key)
+    if idx is None:
+        f = freq_index(n).reshape(-1)
+        sel = np.where(f <= n // 2, f, n - f).astype(np.int32)
+        idx = (cp.asarray(sel), cp.asarray(f > n // 2))
+        _GPU_INDEX[key] = idx
+    return idx
+
+
+# ------------------------------------------------------------------------------------------------
+# Runtime
+# ------------------------------------------------------------------------------------------------
+class LongConv:
+    """Long forward convolution for one (FFT size, dtype, gating) configuration."""
+
+    def __init__(self, n: int, dtype: str, *, pregate: bool, postgate: bool) -> None:
+        _check_n(n)
+        _check_dtype(dtype)
+        self.n = int(n)
+        self.dtype = dtype
+        self.pregate = bool(pregate)
+        self.postgate = bool(postgate)
+        self.n1, self.n2, self.c = split(n)
+        self.rows = rows_per_block(self.n2)
+
+    @property
+    def storage_dtype(self) -> np.dtype:
+        return np.dtype(np.float16) if self.dtype == "float16" else np.dtype(np.uint16)
+
+    def filter_spectrum(self, k):
+        """Spectrum of k (H, Lk) zero padded to n, divided by n, in the row pass's order:
+        complex64 (H, N1, N2)."""
+        cp = _cupy()
+        k = cp.asarray(k)
+        if k.ndim != 2:
+            raise ValueError(f"k must have shape (H, Lk), got {k.shape}")
+        h, lk = k.shape
+        if not 1 <= lk <= self.n:
+            raise ValueError(f"filter length {lk} must be in [1, {self.n}]")
+        n = self.n
+        real_t = cp.float64 if k.dtype == cp.float64 else cp.float32
+        sel, conj = _gpu_freq_index(n)
+        out = cp.empty((h, self.n1, self.n2), dtype=cp.complex64)
+        flat = out.reshape(h, n)
+        # A few channels at a time: the rfft temporaries stay O(n), not O(H n).
+        step = max(1, (256 << 20) // (16 * n))
+        for h0 in range(0, h, step):
+            kr = cp.fft.rfft(k[h0 : h0 + step].astype(real_t, copy=False), n=n, axis=-1)
+            kk = kr[:, sel]
+            kk = cp.where(conj[None, :], cp.conj(kk), kk) * (1.0 / n)
+            flat[h0 : h0 + step] = kk
+        return out
+
+    def _check_io(self, name: str, a, shape: tuple[int, ...]) -> tuple[np.int64, np.int64]:
+        cp = _cupy()
+        if not isinstance(a, cp.ndarray):
+            raise TypeError(f"{name} must be a cupy.ndarray")
+        if a.dtype != self.storage_dtype:
+            raise TypeError(
+                f"{name} must have dtype {self.storage_dtype} for {self.dtype}, got {a.dtype}"
+            )
+        if a.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+        if a.shape[-1] > 1 and a.strides[-1] != a.itemsize:
+            raise ValueError(f"{name}: last axis must be contiguous")
+        return np.int64(a.strides[0] // a.itemsize), np.int64(a.strides[1] // a.itemsize)
+
+    def chunk_pairs(self, npairs: int, chunk_bytes: int | None = None) -> int:
+        budget = CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
+        return max(1, min(npairs, budget // (8 * self.n)))
+
+    def __call__(
+        self,
+        u,
+        kf,
+        y,
+        *,
+        L: int,
+        out_offset: int,
+        Lout: int,
+        pregate=None,
+        postgate=None,
+        chunk_bytes: int | None = None,
+    ) -> None:
+        """y[b,h,t] = post * sum_s kpad[h,s] (pre*u)pad[b,h,(t + out_offset - s) mod n], t < Lout."""
+        cp = _cupy()
+        n = self.n
+        if u.ndim != 3:
+            raise ValueError(f"u must have shape (B, H, L), got {u.shape}")
+        b, h, lu = u.shape
+        L, out_offset, Lout = int(L), int(out_offset), int(Lout)
+        if lu != L or not 1 <= L <= n:
+            raise ValueError(f"L={L} must equal u.shape[-1]={lu} and lie in [1, {n}]")
+        if out_offset < 0 or Lout < 0 or out_offset + Lout > n:
+            raise ValueError(f"need 0 <= out_offset and out_offset + Lout <= {n}")
+        if (pregate is not None) != self.pregate or (postgate is not None) != self.postgate:
+            raise ValueError("pregate/postgate presence must match the LongConv configuration")
+        usb, ush = self._check_io("u", u, (b, h, L))
+        ysb, ysh = self._check_io("y", y, (b, h, Lout))
+        psb = psh = qsb = qsh = np.int64(0)
+        if pregate is not None:
+            psb, psh = self._check_io("pregate", pregate, (b, h, L))
+        if postgate is not None:
+            qsb, qsh = self._check_io("postgate", postgate, (b, h, Lout))
+        if (
+            not isinstance(kf, cp.ndarray)
+            or kf.dtype != cp.complex64
+            or kf.shape != (h, self.n1, self.n2)
+        ):
+            raise ValueError(
+                f"kf must be the complex64 (H, {self.n1}, {self.n2}) output of filter_spectrum"
+            )
+        if not kf.flags.c_contiguous:
+            raise ValueError("kf must be C-contiguous")
+        if b == 0 or h == 0 or Lout == 0:
+            return
+        ks = _get_kernels(n, self.dtype, self.pregate, self.postgate)
+        npairs = ((b + 1) // 2) * h
+        chunk = self.chunk_pairs(npairs, chunk_bytes)
+        ws = cp.empty((chunk, n), dtype=cp.complex64)
+        pre = pregate if pregate is not None else u
+        post = postgate if postgate is not None else y
+        i32, i64 = np.int32, np.int64
+        (fwd, s_cols), (rows, s_rows), (inv, _) = ks["cols_fwd"], ks["rows"], ks["cols_inv"]
+        t_rows = threads("rows", n)
+        for p0 in range(0, npairs, chunk):
+            m = min(chunk, npairs - p0)
+            fwd(
+                (m, self.n2 // self.c),
+                (256,),
+                (u, pre, ws, usb, ush, psb, psh, i32(b), i32(h), i32(L), i64(p0)),
+                shared_mem=s_cols,
+            )
+            rows((m, self.n1 // self.rows), (t_rows,), (ws, kf, i32(b), i64(p0)), shared_mem=s_rows)
+            inv(
+                (m, self.n2 // self.c),
+                (256,),
+                (
+                    ws,
+                    post,
+                    y,
+                    ysb,
+                    ysh,
+                    qsb,
+                    qsh,
+                    i32(b),
+                    i32(h),
+                    i32(out_offset),
+                    i32(Lout),
+                    i64(p0),
+                ),
+                shared_mem=s_cols,
+            )
+
+
+__all__ = [
+    "DTYPES",
+    "MAX_N",
+    "MIN_N",
+    "SUPPORTED_N",
+    "LongConv",
+    "all_name_expressions",
+    "digit_rev",
+    "freq_index",
+    "kernel_source",
+    "max_shared_bytes",
+    "name_expressions",
+    "shared_bytes",
+    "split",
+]

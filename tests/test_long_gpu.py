@@ -1,0 +1,156 @@
+"""GPU tests of the long-sequence path (FFT sizes 65536 and up, three passes).
+
+Fresh random inputs each run, outputs poisoned with NaN (``out=``), float64 reference from
+scipy.signal.fftconvolve / numpy.fft on the same rounded 16-bit inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import rel_err
+
+cp = pytest.importorskip("cupy")
+torch = pytest.importorskip("torch")
+signal = pytest.importorskip("scipy.signal")
+
+try:
+    _NDEV = cp.cuda.runtime.getDeviceCount()
+except cp.cuda.runtime.CUDARuntimeError:
+    _NDEV = 0
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(_NDEV == 0, reason="needs a CUDA device")]
+
+import cufftconv
+from cufftconv import dispatch, long
+from cufftconv.validation import build_spec
+
+TOL = {"float16": 2e-3, "bfloat16": 1e-2}  # issue #4's bounds for the long path
+
+
+def _ref(u, k, mode, pre=None, post=None):
+    x = u if pre is None else u * pre
+    L = x.shape[-1]
+    if mode == "circular":
+        y = np.fft.irfft(np.fft.rfft(x, axis=-1) * np.fft.rfft(k, n=L, axis=-1), n=L, axis=-1)
+    elif mode == "causal":
+        y = signal.fftconvolve(x, np.broadcast_to(k, x.shape[:-1] + k.shape[-1:]), axes=-1)[..., :L]
+    else:
+        y = signal.fftconvolve(
+            x, np.broadcast_to(k, x.shape[:-1] + k.shape[-1:]), mode=mode, axes=-1
+        )
+    return y if post is None else y * post
+
+
+def _case(rng, dtype, B, H, L, Lk, mode, gated):
+    tdt = getattr(torch, dtype)
+    u = torch.randn(B, H, L, dtype=torch.float32).to(tdt)
+    k = torch.from_numpy(rng.standard_normal((H, Lk)).astype(np.float32) / np.sqrt(Lk))
+    pre = post = None
+    if gated:
+        pre = torch.randn(B, H, L).to(tdt)
+    spec = build_spec(
+        tuple(u.shape),
+        tuple(k.shape),
+        mode=mode,
+        dtype=dtype,
+        k_dtype="float32",
+        pregate_dtype=dtype if gated else None,
+        postgate_dtype=dtype if gated else None,
+        device=0,
+    )
+    if gated:
+        post = torch.randn(B, H, spec.Lout).to(tdt)
+    return u, k, pre, post, spec
+
+
+def _run(rng, dtype, B, H, L, Lk, mode, gated, n_expect):
+    u, k, pre, post, spec = _case(rng, dtype, B, H, L, Lk, mode, gated)
+    assert dispatch.choose(spec, dispatch.target_device(spec)).name == "long-monarch"
+    assert long.SUPPORTED_N and n_expect in long.SUPPORTED_N
+    dev = "cuda"
+    out = torch.full(spec.out_shape, float("nan"), dtype=u.dtype, device=dev)
+    y = cufftconv.fftconv(
+        u.to(dev),
+        k.to(dev),
+        mode=mode,
+        pregate=None if pre is None else pre.to(dev),
+        postgate=None if post is None else post.to(dev),
+        out=out,
+    )
+    assert y.data_ptr() == out.data_ptr()
+    got = y.float().cpu().numpy().astype(np.float64)
+    assert not np.isnan(got).any(), "unwritten (NaN) outputs"
+    f64 = lambda t: None if t is None else t.double().numpy()
+    want = _ref(f64(u), f64(k), mode, f64(pre), f64(post))
+    err = rel_err(got, want)
+    assert err <= TOL[dtype], f"{dtype} {mode} L={L} Lk={Lk} gated={gated}: rel err {err:.2e}"
+    return err
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("n", [1 << 16, 1 << 18, 1 << 20, 1 << 22])
+def test_circular_and_causal(rng, dtype, n):
+    bh = {1 << 16: (3, 5), 1 << 18: (2, 3), 1 << 20: (2, 2), 1 << 22: (1, 2)}[n]
+    _run(rng, dtype, *bh, n, n, "circular", False, n)
+    _run(rng, dtype, *bh, n // 2, n // 2, "causal", True, n)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize(
+    "L,Lk,mode",
+    [
+        (40001, 30011, "full"),  # odd lengths -> 131072
+        (65537, 4099, "same"),  # prime L -> 131072
+        (100003, 77, "valid"),  # valid, FFT 131072
+        (50000, 50000, "causal"),  # 65536 > L: zero padding inside the loads
+        (300007, 1000, "causal"),  # -> 524288
+        (1 << 17, 1 << 17, "circular"),
+    ],
+)
+def test_modes_odd_lengths(rng, dtype, L, Lk, mode):
+    for gated in (False, True):
+        spec = build_spec((1, 1, L), (1, Lk), mode=mode, dtype=dtype, k_dtype="float32")
+        from cufftconv.backends.long import fft_size
+
+        n = fft_size(spec)
+        _run(rng, dtype, 1, 3, L, Lk, mode, gated, n)  # B = 1: unpaired sequence
+
+
+def test_cupy_noncontiguous_and_plan(rng):
+    """CuPy fp16 input as a strided view, through a plan holding k (spectrum kept)."""
+    B, H, L = 3, 4, 1 << 16
+    base = cp.asarray(rng.standard_normal((B, 2 * H, L)).astype(np.float16))
+    u = base[:, ::2]  # non-contiguous view
+    k = cp.asarray(rng.standard_normal((H, 1000)).astype(np.float32) / 30)
+    plan = cufftconv.FFTConv(u.shape, k=k, dtype="float16", mode="causal")
+    assert plan.route == "long-monarch"
+    before = base.copy()
+    for _ in range(2):
+        y = plan(u)
+        want = _ref(u.get().astype(np.float64), k.get().astype(np.float64), "causal")
+        assert rel_err(y.get(), want) <= TOL["float16"]
+    assert bool((base == before).all()), "input written"
+
+
+def test_deterministic(rng):
+    u = cp.asarray(rng.standard_normal((2, 3, 1 << 18)).astype(np.float16))
+    k = cp.asarray(rng.standard_normal((3, 1 << 18)).astype(np.float32))
+    a = cufftconv.fftconv(u, k, mode="circular")
+    b = cufftconv.fftconv(u, k, mode="circular")
+    assert bool((a.view(cp.uint16) == b.view(cp.uint16)).all())
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 1 << 40])
+def test_chunking_gives_same_result(rng, chunk_bytes):
+    """One pair per launch group and everything in one group agree bitwise."""
+    n = 1 << 16
+    conv = long.LongConv(n, "float16", pregate=False, postgate=False)
+    u = cp.asarray(rng.standard_normal((5, 3, n)).astype(np.float16))
+    k = cp.asarray(rng.standard_normal((3, n)).astype(np.float32))
+    kf = conv.filter_spectrum(k)
+    y1 = cp.full((5, 3, n), np.nan, dtype=np.float16)
+    y2 = cp.full((5, 3, n), np.nan, dtype=np.float16)
+    conv(u, kf, y1, L=n, out_offset=0, Lout=n, chunk_bytes=chunk_bytes)
+    conv(u, kf, y2, L=n, out_offset=0, Lout=n)
+    assert bool((y1.view(cp.uint16) == y2.view(cp.uint16)).all())

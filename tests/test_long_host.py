@@ -1,0 +1,92 @@
+"""The long-sequence kernels' index algebra, checked on the host with a NumPy mirror.
+
+The mirror runs the same in-place mixed-radix stages as ``kernels/long_conv.cu`` (decimation in
+frequency forward, the mirrored decimation in time inverse) and the same three passes, so the
+permutations in :mod:`cufftconv.long` and the twiddle signs are checked without a GPU.
+"""
+
+import numpy as np
+import pytest
+
+from cufftconv import long as lc
+from cufftconv import reference
+
+
+def _stage(x: np.ndarray, r: int, m: int, sign: int, dit: bool) -> np.ndarray:
+    """One radix-r stage on blocks of size m along the last axis (the kernel's ``stage``)."""
+    n = x.shape[-1]
+    s = m // r
+    y = x.reshape(x.shape[:-1] + (n // m, r, s))  # (..., block, i, j): element j + i*s
+    j = np.arange(s)
+    q = np.arange(r)
+    tw = np.exp(sign * 2j * np.pi * np.outer(q, j) / m)  # w_m^(sign q j)
+    dft = np.exp(sign * 2j * np.pi * np.outer(q, q) / r)
+    if dit:
+        y = y * tw
+        y = np.einsum("iq,...qj->...ij", dft, y)
+    else:
+        y = np.einsum("qi,...ij->...qj", dft, y)
+        y = y * tw
+    return y.reshape(x.shape)
+
+
+def _fwd(x: np.ndarray) -> np.ndarray:
+    m = x.shape[-1]
+    for r in lc.radices(x.shape[-1]):
+        x = _stage(x, r, m, -1, False)
+        m //= r
+    return x
+
+
+def _inv(x: np.ndarray) -> np.ndarray:
+    sizes = []
+    m = x.shape[-1]
+    for r in lc.radices(m):
+        sizes.append((r, m))
+        m //= r
+    for r, m in reversed(sizes):
+        x = _stage(x, r, m, 1, True)
+    return x
+
+
+@pytest.mark.parametrize("m", [2, 4, 8, 16, 32, 128, 256, 512, 4096, 8192, 16384])
+def test_digit_reversed_order(m, rng):
+    x = rng.standard_normal(m) + 1j * rng.standard_normal(m)
+    got = _fwd(x)
+    want = np.fft.fft(x)[lc.digit_rev(m)]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9 * np.abs(want).max())
+    back = _inv(got) / m
+    np.testing.assert_allclose(back, x, rtol=0, atol=1e-12 * m)
+
+
+def _three_pass(z: np.ndarray, kspec: np.ndarray, n: int) -> np.ndarray:
+    """The kernels' passes on one complex sequence z (length n), filter in kernel order."""
+    n1, n2, _ = lc.split(n)
+    a = z.reshape(n1, n2).T.copy()  # columns as rows: (n2, n1)
+    a = _fwd(a)  # position r holds k1 = digit_rev(n1)[r]
+    k1 = lc.digit_rev(n1)
+    a = a * np.exp(-2j * np.pi * np.outer(np.arange(n2), k1) / n)
+    ws = a.T.copy()  # (r, n2)
+    ws = _inv(_fwd(ws) * kspec)
+    ws = ws * np.exp(2j * np.pi * np.outer(k1, np.arange(n2)) / n)
+    y = _inv(ws.T.copy()).T  # (m1, n2)
+    return y.reshape(n)
+
+
+@pytest.mark.parametrize("n", [1 << 16, 1 << 17])
+def test_three_pass_circular(n, rng):
+    k = rng.standard_normal(n)
+    u = rng.standard_normal((2, n))
+    spec = np.fft.fft(k)[lc.freq_index(n)] / n
+    y = _three_pass(u[0] + 1j * u[1], spec, n)
+    want = reference.fftconv(u, k, mode="circular")
+    np.testing.assert_allclose(y.real, want[0], atol=1e-9 * np.abs(want).max())
+    np.testing.assert_allclose(y.imag, want[1], atol=1e-9 * np.abs(want).max())
+
+
+def test_split_table():
+    for n in lc.SUPPORTED_N:
+        n1, n2, c = lc.split(n)
+        assert n1 * n2 == n and n2 <= lc.MAX_ROW and n1 * c == lc.COL_POINTS and n2 % c == 0
+        assert lc.freq_index(n).shape == (n1, n2) if n <= 1 << 20 else True
+    assert len(set(lc.all_name_expressions())) == len(lc.all_name_expressions())
