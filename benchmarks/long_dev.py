@@ -40,6 +40,78 @@ def copy_bandwidth() -> float:
     return 2 * x.nbytes / (ms * 1e-3)
 
 
+def run_case(n: int, variant: str, bw: float, chunks_mb: list[int]) -> None:
+    B = 8
+    H = max(1, 64 * 768 * 8192 // (B * n))
+    scale = 64 * 768 / (B * H)
+    L = n // 2 if variant == "causal" else n
+    gated = variant == "gated"
+    conv = lc.LongConv(n, "float16", pregate=gated, postgate=gated)
+    u = cp.random.standard_normal((B, H, L), dtype=cp.float32).astype(cp.float16)
+    k = cp.random.standard_normal((H, L), dtype=cp.float32) / np.sqrt(L)
+    pre = (
+        cp.random.standard_normal((B, H, L), dtype=cp.float32).astype(cp.float16) if gated else None
+    )
+    post = (
+        cp.random.standard_normal((B, H, L), dtype=cp.float32).astype(cp.float16) if gated else None
+    )
+    kf = conv.filter_spectrum(k)
+    y = cp.full((B, H, L), cp.nan, dtype=cp.float16)
+    floor_ms = (4 if gated else 2) * B * H * L * 2 / bw * 1e3 * scale
+    tu, tk = torch.from_dlpack(u), torch.from_dlpack(k)
+    tpre = torch.from_dlpack(pre) if gated else None
+    tpost = torch.from_dlpack(post) if gated else None
+
+    def torch_run():
+        x = tu.float() if tpre is None else (tu * tpre).float()
+        r = torch.fft.irfft(torch.fft.rfft(x, n=n) * torch.fft.rfft(tk, n=n), n=n)[..., :L]
+        return (r if tpost is None else r * tpost).half()
+
+    torch.cuda.synchronize()
+    t_torch = bench(torch_run, reps=3, warmup=1) * scale
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    torch_run()
+    torch_peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    torch.cuda.empty_cache()
+    # accuracy on one pair against float64
+    conv(u, kf, y, L=L, out_offset=0, Lout=L, pregate=pre, postgate=post)
+    x64 = u[0, 0].get().astype(np.float64)
+    if gated:
+        x64 = x64 * pre[0, 0].get().astype(np.float64)
+    ref = np.fft.irfft(
+        np.fft.rfft(x64, n=n) * np.fft.rfft(k[0].get().astype(np.float64), n=n), n=n
+    )[:L]
+    if gated:
+        ref = ref * post[0, 0].get().astype(np.float64)
+    err = np.linalg.norm(y[0, 0].get().astype(np.float64) - ref) / np.linalg.norm(ref)
+    for mb in chunks_mb:
+        cb = (mb << 20) if mb else 1 << 60
+        t = (
+            bench(
+                lambda cb=cb: conv(
+                    u,
+                    kf,
+                    y,
+                    L=L,
+                    out_offset=0,
+                    Lout=L,
+                    pregate=pre,
+                    postgate=post,
+                    chunk_bytes=cb,
+                )
+            )
+            * scale
+        )
+        print(
+            f"N={n:>8} {variant:9s} B={B} H={H:4d} chunk={mb:4d}MB  ours {t:9.2f} ms  "
+            f"torch {t_torch:9.2f} ms  x{t_torch / t:5.2f}  floor {floor_ms:7.2f}  "
+            f"eff {floor_ms / t:5.3f}  err {err:.1e}  torch peak {torch_peak:.0f} MB  "
+            f"ws {lc.LongConv(n, 'float16', pregate=False, postgate=False).chunk_pairs((B + 1) // 2 * H, cb) * n * 8 / 2**20:.0f} MB",
+            flush=True,
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="*", default=[1 << e for e in range(16, 23)])
@@ -49,81 +121,8 @@ def main() -> None:
     bw = copy_bandwidth()
     print(f"{torch.cuda.get_device_name()}  copy bandwidth {bw / 1e12:.2f} TB/s")
     for n in args.sizes:
-        B = 8
-        H = max(1, 64 * 768 * 8192 // (B * n))
-        scale = 64 * 768 / (B * H)
         for variant in args.variants:
-            L = n // 2 if variant == "causal" else n
-            gated = variant == "gated"
-            conv = lc.LongConv(n, "float16", pregate=gated, postgate=gated)
-            u = cp.random.standard_normal((B, H, L), dtype=cp.float32).astype(cp.float16)
-            k = cp.random.standard_normal((H, L), dtype=cp.float32) / np.sqrt(L)
-            pre = (
-                cp.random.standard_normal((B, H, L), dtype=cp.float32).astype(cp.float16)
-                if gated
-                else None
-            )
-            post = (
-                cp.random.standard_normal((B, H, L), dtype=cp.float32).astype(cp.float16)
-                if gated
-                else None
-            )
-            kf = conv.filter_spectrum(k)
-            y = cp.full((B, H, L), cp.nan, dtype=cp.float16)
-            floor_ms = (4 if gated else 2) * B * H * L * 2 / bw * 1e3 * scale
-            tu, tk = torch.from_dlpack(u), torch.from_dlpack(k)
-            tpre = torch.from_dlpack(pre) if gated else None
-            tpost = torch.from_dlpack(post) if gated else None
-
-            def torch_run():
-                x = tu.float() if tpre is None else (tu * tpre).float()
-                r = torch.fft.irfft(torch.fft.rfft(x, n=n) * torch.fft.rfft(tk, n=n), n=n)[..., :L]
-                return (r if tpost is None else r * tpost).half()
-
-            torch.cuda.synchronize()
-            t_torch = bench(torch_run, reps=3, warmup=1) * scale
-            torch.cuda.reset_peak_memory_stats()
-            base = torch.cuda.memory_allocated()
-            torch_run()
-            torch_peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-            torch.cuda.empty_cache()
-            # accuracy on one pair against float64
-            conv(u, kf, y, L=L, out_offset=0, Lout=L, pregate=pre, postgate=post)
-            x64 = u[0, 0].get().astype(np.float64)
-            if gated:
-                x64 = x64 * pre[0, 0].get().astype(np.float64)
-            ref = np.fft.irfft(
-                np.fft.rfft(x64, n=n) * np.fft.rfft(k[0].get().astype(np.float64), n=n), n=n
-            )[:L]
-            if gated:
-                ref = ref * post[0, 0].get().astype(np.float64)
-            err = np.linalg.norm(y[0, 0].get().astype(np.float64) - ref) / np.linalg.norm(ref)
-            for mb in args.chunks_mb:
-                cb = (mb << 20) if mb else 1 << 60
-                t = (
-                    bench(
-                        lambda: conv(
-                            u,
-                            kf,
-                            y,
-                            L=L,
-                            out_offset=0,
-                            Lout=L,
-                            pregate=pre,
-                            postgate=post,
-                            chunk_bytes=cb,
-                        )
-                    )
-                    * scale
-                )
-                print(
-                    f"N={n:>8} {variant:9s} B={B} H={H:4d} chunk={mb:4d}MB  ours {t:9.2f} ms  "
-                    f"torch {t_torch:9.2f} ms  x{t_torch / t:5.2f}  floor {floor_ms:7.2f}  "
-                    f"eff {floor_ms / t:5.3f}  err {err:.1e}  torch peak {torch_peak:.0f} MB  "
-                    f"ws {lc.LongConv(n, 'float16', pregate=False, postgate=False).chunk_pairs((B + 1) // 2 * H, cb) * n * 8 / 2**20:.0f} MB",
-                    flush=True,
-                )
-            del u, k, kf, y, pre, post, tu, tk, tpre, tpost
+            run_case(n, variant, bw, args.chunks_mb)
             cp.get_default_memory_pool().free_all_blocks()
 
 
