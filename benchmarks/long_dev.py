@@ -1,6 +1,6 @@
 """Development timing of the long-sequence path against PyTorch's rfft conv, side by side.
 
-    python benchmarks/long_dev.py [--sizes 65536 1048576] [--chunks-mb 8 32 128 0]
+    python benchmarks/long_dev.py [--sizes 65536 1048576] [--configs 0x1 16x3] [--breakdown]
 
 Workloads as the anchors file: B = 8, H cut so that B*H*N = 64*768*8192, times scaled to
 B=64, H=768. A chunk of 0 MB means "all pairs in one launch group". Prints one line per
@@ -40,7 +40,9 @@ def copy_bandwidth() -> float:
     return 2 * x.nbytes / (ms * 1e-3)
 
 
-def run_case(n: int, variant: str, bw: float, chunks_mb: list[int]) -> None:
+def run_case(
+    n: int, variant: str, bw: float, configs: list[tuple[int, int]], breakdown: bool
+) -> None:
     B = 8
     H = max(1, 64 * 768 * 8192 // (B * n))
     scale = 64 * 768 / (B * H)
@@ -85,44 +87,44 @@ def run_case(n: int, variant: str, bw: float, chunks_mb: list[int]) -> None:
     if gated:
         ref = ref * post[0, 0].get().astype(np.float64)
     err = np.linalg.norm(y[0, 0].get().astype(np.float64) - ref) / np.linalg.norm(ref)
-    for mb in chunks_mb:
+    kw = {"L": L, "out_offset": 0, "Lout": L, "pregate": pre, "postgate": post}
+    for mb, lanes in configs:
         cb = (mb << 20) if mb else 1 << 60
-        t = (
-            bench(
-                lambda cb=cb: conv(
-                    u,
-                    kf,
-                    y,
-                    L=L,
-                    out_offset=0,
-                    Lout=L,
-                    pregate=pre,
-                    postgate=post,
-                    chunk_bytes=cb,
-                )
-            )
-            * scale
-        )
+        t = bench(lambda cb=cb, lanes=lanes: conv(u, kf, y, chunk_bytes=cb, streams=lanes, **kw))
+        t *= scale
+        ws = conv.chunk_pairs((B + 1) // 2 * H, cb) * n * 8 * lanes / 2**20
         print(
-            f"N={n:>8} {variant:9s} B={B} H={H:4d} chunk={mb:4d}MB  ours {t:9.2f} ms  "
+            f"N={n:>8} {variant:9s} B={B} H={H:4d} chunk={mb:4d}MB x{lanes}  ours {t:9.2f} ms  "
             f"torch {t_torch:9.2f} ms  x{t_torch / t:5.2f}  floor {floor_ms:7.2f}  "
-            f"eff {floor_ms / t:5.3f}  err {err:.1e}  torch peak {torch_peak:.0f} MB  "
-            f"ws {lc.LongConv(n, 'float16', pregate=False, postgate=False).chunk_pairs((B + 1) // 2 * H, cb) * n * 8 / 2**20:.0f} MB",
+            f"eff {floor_ms / t:5.3f}  err {err:.1e}  torch peak {torch_peak:.0f} MB  ws {ws:.0f} MB",
             flush=True,
         )
+    if breakdown:
+        parts = [
+            bench(lambda p=p: conv(u, kf, y, chunk_bytes=1 << 60, only_pass=p, **kw)) * scale
+            for p in range(3)
+        ]
+        print("   passes (all pairs at once): " + "  ".join(f"{t:8.2f} ms" for t in parts))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="*", default=[1 << e for e in range(16, 23)])
-    ap.add_argument("--chunks-mb", type=int, nargs="*", default=[16, 32, 0])
+    ap.add_argument(
+        "--configs",
+        nargs="*",
+        default=["0x1", "16x3", "8x4"],
+        help="workspace chunk MB x streams; 0 MB = all pairs in one group",
+    )
+    ap.add_argument("--breakdown", action="store_true", help="time each pass alone")
     ap.add_argument("--variants", nargs="*", default=["circular", "causal", "gated"])
     args = ap.parse_args()
+    configs = [tuple(int(v) for v in c.split("x")) for c in args.configs]
     bw = copy_bandwidth()
     print(f"{torch.cuda.get_device_name()}  copy bandwidth {bw / 1e12:.2f} TB/s")
     for n in args.sizes:
         for variant in args.variants:
-            run_case(n, variant, bw, args.chunks_mb)
+            run_case(n, variant, bw, configs, args.breakdown)
             cp.get_default_memory_pool().free_all_blocks()
 
 

@@ -26,6 +26,7 @@ COL_POINTS = 8192  # points per column tile (N1 * C): 64 KiB of complex fp32
 MAX_ROW = 16384  # longest row kept on chip (128 KiB of complex fp32)
 # Workspace per launch group. Measured on an H200 (benchmarks/RESULTS.md): see long_dev.py.
 CHUNK_BYTES = 32 << 20
+STREAMS = 1  # launch groups in flight at once (each with its own workspace)
 
 _DT_CODE = {"float16": 0, "bfloat16": 1}
 _LOCK = threading.Lock()
@@ -269,6 +270,8 @@ class LongConv:
         pregate=None,
         postgate=None,
         chunk_bytes: int | None = None,
+        streams: int | None = None,
+        only_pass: int | None = None,
     ) -> None:
         """y[b,h,t] = post * sum_s kpad[h,s] (pre*u)pad[b,h,(t + out_offset - s) mod n], t < Lout."""
         cp = _cupy()
@@ -305,40 +308,84 @@ class LongConv:
         ks = _get_kernels(n, self.dtype, self.pregate, self.postgate)
         npairs = ((b + 1) // 2) * h
         chunk = self.chunk_pairs(npairs, chunk_bytes)
-        ws = cp.empty((chunk, n), dtype=cp.complex64)
+        groups = [(p0, min(chunk, npairs - p0)) for p0 in range(0, npairs, chunk)]
+        lanes = min(len(groups), STREAMS if streams is None else max(1, int(streams)))
+        ws = cp.empty((lanes, chunk, n), dtype=cp.complex64)
         pre = pregate if pregate is not None else u
         post = postgate if postgate is not None else y
         i32, i64 = np.int32, np.int64
         (fwd, s_cols), (rows, s_rows), (inv, _) = ks["cols_fwd"], ks["rows"], ks["cols_inv"]
         t_rows = threads("rows", n)
-        for p0 in range(0, npairs, chunk):
-            m = min(chunk, npairs - p0)
-            fwd(
-                (m, self.n2 // self.c),
-                (256,),
-                (u, pre, ws, usb, ush, psb, psh, i32(b), i32(h), i32(L), i64(p0)),
-                shared_mem=s_cols,
-            )
-            rows((m, self.n1 // self.rows), (t_rows,), (ws, kf, i32(b), i64(p0)), shared_mem=s_rows)
-            inv(
-                (m, self.n2 // self.c),
-                (256,),
+
+        def launches(p0: int, m: int, w) -> list[tuple]:
+            tiles = (m, self.n2 // self.c)
+            return [
                 (
-                    ws,
-                    post,
-                    y,
-                    ysb,
-                    ysh,
-                    qsb,
-                    qsh,
-                    i32(b),
-                    i32(h),
-                    i32(out_offset),
-                    i32(Lout),
-                    i64(p0),
+                    fwd,
+                    tiles,
+                    (256,),
+                    (u, pre, w, usb, ush, psb, psh, i32(b), i32(h), i32(L), i64(p0)),
+                    s_cols,
                 ),
-                shared_mem=s_cols,
-            )
+                (rows, (m, self.n1 // self.rows), (t_rows,), (w, kf, i32(b), i64(p0)), s_rows),
+                (
+                    inv,
+                    tiles,
+                    (256,),
+                    (
+                        w,
+                        post,
+                        y,
+                        ysb,
+                        ysh,
+                        qsb,
+                        qsh,
+                        i32(b),
+                        i32(h),
+                        i32(out_offset),
+                        i32(Lout),
+                        i64(p0),
+                    ),
+                    s_cols,
+                ),
+            ]
+
+        if only_pass is not None:  # benchmarks/long_dev.py --breakdown: one pass, one group
+            kern, grid, block, args, smem = launches(0, chunk, ws[0])[only_pass]
+            kern(grid, block, args, shared_mem=smem)
+            return
+        caller = cp.cuda.get_current_stream()
+        if lanes == 1:
+            for p0, m in groups:
+                for kern, grid, block, args, smem in launches(p0, m, ws[0]):
+                    kern(grid, block, args, shared_mem=smem)
+            return
+        # Groups round-robin over side streams, each with its own workspace: one group's
+        # passes overlap the others' instead of draining the GPU between small launches.
+        side = _side_streams(lanes)
+        start = caller.record()
+        for st in side:
+            st.wait_event(start)
+        for i, (p0, m) in enumerate(groups):
+            with side[i % lanes]:
+                for kern, grid, block, args, smem in launches(p0, m, ws[i % lanes]):
+                    kern(grid, block, args, shared_mem=smem)
+        for st in side:
+            caller.wait_event(st.record())
+
+
+_SIDE: dict[int, list] = {}
+
+
+def _side_streams(count: int) -> list:
+    """``count`` non-blocking streams of the current device, created once."""
+    cp = _cupy()
+    dev = cp.cuda.Device().id
+    with _LOCK:
+        have = _SIDE.setdefault(dev, [])
+        while len(have) < count:
+            have.append(cp.cuda.Stream(non_blocking=True))
+        return have[:count]
 
 
 __all__ = [

@@ -141,9 +141,9 @@ def test_deterministic(rng):
     assert bool((a.view(cp.uint16) == b.view(cp.uint16)).all())
 
 
-@pytest.mark.parametrize("chunk_bytes", [1, 1 << 40])
-def test_chunking_gives_same_result(rng, chunk_bytes):
-    """One pair per launch group and everything in one group agree bitwise."""
+@pytest.mark.parametrize("chunk_bytes,streams", [(1, 1), (1, 3), (1 << 20, 2), (1 << 40, 4)])
+def test_chunking_gives_same_result(rng, chunk_bytes, streams):
+    """Launch groups of any size, on one or several side streams, agree bitwise."""
     n = 1 << 16
     conv = long.LongConv(n, "float16", pregate=False, postgate=False)
     u = cp.asarray(rng.standard_normal((5, 3, n)).astype(np.float16))
@@ -151,6 +151,6 @@ def test_chunking_gives_same_result(rng, chunk_bytes):
     kf = conv.filter_spectrum(k)
     y1 = cp.full((5, 3, n), np.nan, dtype=np.float16)
     y2 = cp.full((5, 3, n), np.nan, dtype=np.float16)
-    conv(u, kf, y1, L=n, out_offset=0, Lout=n, chunk_bytes=chunk_bytes)
-    conv(u, kf, y2, L=n, out_offset=0, Lout=n)
+    conv(u, kf, y1, L=n, out_offset=0, Lout=n, chunk_bytes=chunk_bytes, streams=streams)
+    conv(u, kf, y2, L=n, out_offset=0, Lout=n, chunk_bytes=1 << 40, streams=1)
     assert bool((y1.view(cp.uint16) == y2.view(cp.uint16)).all())
