@@ -7,6 +7,7 @@ NumPy, CuPy, PyTorch and JAX arrays and returns the caller's kind of array.
 from . import dispatch, reference
 from .api import clear_plan_cache, fftconv
 from .device import gpu_available
+from .errors import KernelLaunchError
 from .grad import fftconv_bwd
 from .plan import FFTConv
 from .validation import MODES
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 __all__ = [
     "MODES",
     "FFTConv",
+    "KernelLaunchError",
     "clear_plan_cache",
     "dispatch",
     "fftconv",

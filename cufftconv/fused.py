@@ -20,12 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import KernelLaunchError, describe_arg, is_cuda_error, launch_error
 from .sources import kernels_dir
 
 SUPPORTED_N: tuple[int, ...] = tuple(1 << e for e in range(8, 16))
 DTYPES = ("float16", "bfloat16")
 KERNEL_FILE = "monarch_conv.cu"
 KERNEL_NAME = "monarch_conv_fwd"
+# Parameter names of monarch_conv_fwd, in order (for launch-failure messages).
+ARG_NAMES = (
+    "u", "pregate", "kf", "y", "postgate", "u_sb", "u_sh", "pre_sb", "pre_sh", "y_sb", "y_sh",
+    "post_sb", "post_sh", "B", "H", "L", "out_offset", "Lout",
+)
 # PAD bit 0: input zero on [N/2, N) (skips half of the first stage); bit 1: only outputs in
 # [0, N/2) are kept (skips half of the last stage).
 PAD_VARIANTS = (0, 1, 2, 3)
@@ -349,7 +355,26 @@ class FusedConv:
         )
         if launch is not None:
             kern, grid, args = launch
-            kern((grid,), (self.threads,), args, shared_mem=self.smem)
+            try:
+                kern((grid,), (self.threads,), args, shared_mem=self.smem)
+            except Exception as err:  # zero cost unless raised: the message is built here only
+                if is_cuda_error(err):
+                    raise self._launch_error(grid, args, err) from err
+                raise
+
+    def _launch_error(self, grid: int, args: tuple, err: BaseException) -> KernelLaunchError:
+        L, out_offset, Lout = int(args[15]), int(args[16]), int(args[17])
+        n = self.n
+        pad = int(L <= n // 2) | (int(out_offset + Lout <= n // 2) << 1)
+        name = name_expression(n, self.dtype, self.pregate, self.postgate, pad)
+        return launch_error(
+            name,
+            grid=(grid,),
+            block=(self.threads,),
+            smem=self.smem,
+            args=[(nm, describe_arg(a)) for nm, a in zip(ARG_NAMES, args)],
+            err=err,
+        )
 
     def launcher(self, B: int, H: int, L: int, out_offset: int, Lout: int) -> Launcher:
         """A pre-resolved launch for C-contiguous (B, H, L) operands: the per-call fast path.
@@ -368,7 +393,8 @@ class FusedConv:
             i64(H * L), i64(L), i64(H * L), i64(L), i64(H * Lout), i64(Lout),
             i64(H * Lout), i64(Lout), i32(B), i32(H), i32(L), i32(out_offset), i32(Lout),
         )
-        return Launcher(kern.kernel, (grid,), (self.threads,), self.smem, tail)
+        name = name_expression(n, self.dtype, self.pregate, self.postgate, pad)
+        return Launcher(kern.kernel, (grid,), (self.threads,), self.smem, tail, name)
 
     def prepare(self, u, kf, y, *, L: int, out_offset: int, Lout: int, pregate=None, postgate=None):
         """Validate a call; return (kernel, grid size, kernel arguments), or None if empty."""
@@ -429,21 +455,52 @@ class FusedConv:
             np.int32(Lout),
         )
         return kern, grid, args
-        kern((grid,), (self.threads,), args, shared_mem=self.smem)
 
 
 class Launcher:
-    """Launch one fused instantiation on raw device pointers (ints) and a CuPy stream."""
+    """Launch one fused instantiation on raw device pointers (ints) and a CuPy stream.
 
-    __slots__ = ("block", "func", "grid", "smem", "tail")
+    A failed launch raises :class:`~cufftconv.errors.KernelLaunchError` naming the kernel,
+    its geometry and its arguments.
+    """
 
-    def __init__(self, func, grid: tuple, block: tuple, smem: int, tail: tuple) -> None:
+    __slots__ = ("block", "func", "grid", "name", "smem", "tail")
+
+    def __init__(
+        self, func, grid: tuple, block: tuple, smem: int, tail: tuple, name: str = KERNEL_NAME
+    ) -> None:
         self.func, self.grid, self.block, self.smem, self.tail = func, grid, block, smem, tail
+        self.name = name
 
     def __call__(self, u: int, pre: int, kf, y: int, post: int, stream) -> None:
         # Pointers go in as Python ints: CuPy packs those as 8-byte values, a pointer's size.
-        self.func(
-            self.grid, self.block, (u, pre, kf, y, post, *self.tail), self.smem, stream
+        # The try costs nothing on success (Python >= 3.11); this is the per-call fast path.
+        try:
+            self.func(
+                self.grid, self.block, (u, pre, kf, y, post, *self.tail), self.smem, stream
+            )
+        except Exception as err:
+            if is_cuda_error(err):
+                raise self._error((u, pre, kf, y, post, *self.tail), stream, err) from err
+            raise
+
+    def _error(self, args: tuple, stream, err: BaseException) -> KernelLaunchError:
+        B, H, L, Lout = (int(args[i]) for i in (13, 14, 15, 17))
+        shapes = {"u": (B, H, L), "pregate": (B, H, L), "y": (B, H, Lout), "postgate": (B, H, Lout)}
+        described = []
+        for name, value in zip(ARG_NAMES, args):
+            text = describe_arg(value, pointer=name in shapes)
+            if name in shapes:
+                text = f"{text} (C-contiguous {shapes[name]})"
+            described.append((name, text))
+        return launch_error(
+            self.name,
+            grid=self.grid,
+            block=self.block,
+            smem=self.smem,
+            stream=stream,
+            args=described,
+            err=err,
         )
 
 

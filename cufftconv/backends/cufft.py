@@ -15,6 +15,7 @@ import numpy as np
 
 from ..device import require_cupy
 from ..dtypes import storage_dtype, to_compute
+from ..errors import KernelLaunchError, describe_arg, is_cuda_error, launch_error
 from ..sources import read_source
 from ..validation import ConvSpec, compute_dtype, linear_length
 
@@ -34,6 +35,30 @@ def _elementwise(op: str):
     ins, outs, body = _OPS[op]
     return require_cupy().ElementwiseKernel(
         ins, outs, body, f"cufftconv_{op}", preamble=read_source("convert.cuh")
+    )
+
+
+def _launch(op: str, *args: Any) -> Any:
+    """Run element-wise stage ``op``; a failed launch raises KernelLaunchError."""
+    try:
+        return _elementwise(op)(*args)
+    except Exception as err:  # the message is built only on failure
+        if is_cuda_error(err):
+            raise _launch_error(op, args, err) from err
+        raise
+
+
+def _launch_error(op: str, args: tuple, err: BaseException) -> KernelLaunchError:
+    ins, outs, _ = _OPS[op]
+    names = [p.split()[-1] for p in f"{ins}, {outs}".split(",")]
+    size = max((a.size for a in args), default=0)
+    return launch_error(
+        f"cufftconv_{op} (ElementwiseKernel)",
+        grid=f"chosen by CuPy for {size} elements",
+        block="chosen by CuPy",
+        smem=0,
+        args=[(nm, describe_arg(a)) for nm, a in zip(names, args)],
+        err=err,
     )
 
 
@@ -100,9 +125,9 @@ class CufftExecutor:
         else:
             x = dst = xp.empty(lead + (n,), cd)
         if pregate is None:
-            _elementwise("widen")(u, dst)
+            _launch("widen", u, dst)
         else:
-            _elementwise("widen_mul")(u, pregate, dst)
+            _launch("widen_mul", u, pregate, dst)
         spec_u = xp.empty(lead + (self.nf,), self._spectral)
         self._plan(0, math.prod(lead)).fft(x, spec_u, xp.cuda.cufft.CUFFT_FORWARD)
         del x, dst
@@ -118,5 +143,5 @@ class CufftExecutor:
         if out is None:
             out = xp.empty(s.out_shape, storage_dtype(s.dtype))
         if postgate is None:
-            return _elementwise("narrow")(y, out)
-        return _elementwise("narrow_mul")(y, postgate, out)
+            return _launch("narrow", y, out)
+        return _launch("narrow_mul", y, postgate, out)
