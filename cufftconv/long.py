@@ -23,7 +23,7 @@ SUPPORTED_N: tuple[int, ...] = tuple(1 << e for e in range(16, 27))
 DTYPES = ("float16", "bfloat16")
 KERNEL_FILE = "long_conv.cu"
 COL_POINTS = 8192  # points per column tile (N1 * C): 64 KiB of complex fp32
-MAX_ROW = 16384  # longest row kept on chip (128 KiB of complex fp32)
+MAX_ROW = 8192  # longest row kept on chip (64 KiB of complex fp32: 3 blocks per SM)
 # Workspace per launch group. Measured on an H200 (benchmarks/RESULTS.md): see long_dev.py.
 CHUNK_BYTES = 32 << 20
 STREAMS = 1  # launch groups in flight at once (each with its own workspace)

@@ -67,7 +67,10 @@ __device__ __forceinline__ void dft(cf (&x)[R]) {
         const cf d = csub(a, b);
         const int k = j * (16 / span);
         const float c = cos16(k), s = SIGN * sin16(k);
-        x[blk + j + span / 2] = (k == 0) ? d : cf{d.x * c - d.y * s, d.x * s + d.y * c};
+        // k = 0 and k = 4 (times -/+i) are exact swaps: x * 0 cannot be folded away in IEEE.
+        x[blk + j + span / 2] = k == 0   ? d
+                                : k == 4 ? cf{-SIGN * d.y, SIGN * d.x}
+                                         : cf{d.x * c - d.y * s, d.x * s + d.y * c};
       }
     }
   }
@@ -333,7 +336,7 @@ __global__ void __launch_bounds__(256) long_cols_fwd(const unsigned short* u, co
 }
 
 template <int N1, int N2>
-__global__ void __launch_bounds__(lc::RowCfg<N2>::THREADS) long_rows(lc::cf* ws, const lc::cf* kf, int B,
+__global__ void __launch_bounds__(lc::RowCfg<N2>::THREADS, 1) long_rows(lc::cf* ws, const lc::cf* kf, int B,
                                                                      long long pair0) {
   lc::rows<N1, N2>(ws, kf, B, pair0);
 }

@@ -1,4 +1,4 @@
-"""CI (no GPU): every fused-kernel instantiation compiles through NVRTC, with no register spills.
+"""CI (no GPU): every fused- and long-kernel instantiation compiles through NVRTC, with no register spills.
 
 NVRTC needs no GPU. The kernels include no CUDA headers at all (inline PTX and NVRTC
 built-ins only), so NVRTC itself is the one dependency: if it cannot be loaded these tests
@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from cufftconv import fused
+from cufftconv import long as lc
 
 _SPILL_RE = re.compile(
     r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads"
@@ -36,14 +37,15 @@ def _nvrtc():
     return nvrtc
 
 
-def compile_group(names: list[str], arch: str) -> dict:
-    """Compile one NVRTC program with the given name expressions; return per-kernel ptxas info."""
+def compile_group(names: list[str], arch: str, family=fused) -> dict:
+    """Compile one NVRTC program of a kernel family (``fused`` or ``long``) with the given name
+    expressions; return per-kernel ptxas info."""
     nvrtc = _nvrtc()
-    prog = nvrtc.createProgram(fused.kernel_source(), fused.KERNEL_FILE, [], [])
+    prog = nvrtc.createProgram(family.kernel_source(), family.KERNEL_FILE, [], [])
     try:
         for nm in names:
             nvrtc.addNameExpression(prog, nm)
-        opts = list(fused.compile_options(arch)) + ["--ptxas-options=--verbose"]
+        opts = list(family.compile_options(arch)) + ["--ptxas-options=--verbose"]
         try:
             nvrtc.compileProgram(prog, opts)
         except Exception as exc:  # surface the compiler log
@@ -97,10 +99,10 @@ def _groups_fitting(limit: float):
     ]
 
 
-def _run(groups, arch):
+def _run(groups, arch, family=fused):
     workers = max(2, min(8, os.cpu_count() or 2))
     with ThreadPoolExecutor(max_workers=workers) as ex:
-        results = list(ex.map(lambda g: compile_group(g, arch), groups))
+        results = list(ex.map(lambda g: compile_group(g, arch, family), groups))
     merged = {}
     for r in results:
         merged.update(r)
@@ -131,6 +133,28 @@ def test_dispatchable_instantiations(arch):
     groups = _groups_fitting(ARCH_SMEM[arch])
     assert groups, "no fused kernel fits this architecture"
     info = _run(groups, arch)
+    assert set(info) == {e for g in groups for e in g}
+    _check_no_spills(info)
+
+
+@pytest.mark.parametrize("arch", ["sm_90", *sorted(ARCH_SMEM)])
+def test_long_instantiations(arch):
+    """Every long-sequence kernel (three passes per FFT size) whose shared memory fits."""
+    limit = ARCH_SMEM.get(arch, float("inf"))
+    groups = [
+        list(
+            dict.fromkeys(
+                e
+                for dt in lc.DTYPES
+                for g in (False, True)
+                for e in lc.name_expressions(n, dt, g, g).values()
+            )
+        )
+        for n in lc.SUPPORTED_N
+        if lc.max_shared_bytes(n) <= limit
+    ]
+    assert groups, "no long kernel fits this architecture"
+    info = _run(groups, arch, lc)
     assert set(info) == {e for g in groups for e in g}
     _check_no_spills(info)
 
