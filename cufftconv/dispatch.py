@@ -80,7 +80,7 @@ _TABLE: list[Route] = [
     ),
     Route(
         "long-monarch",
-        "three-pass long FFT conv (fp16/bf16, FFT size 65536..2**26), fp32 workspace chunks",
+        "three-pass long FFT conv (fp16/bf16, FFT size 65536..2**24), fp32 workspace chunks",
         _accepts_long,
         _build_long,
     ),

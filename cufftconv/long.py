@@ -18,8 +18,8 @@ import numpy as np
 from .sources import inline_source
 
 MIN_N = 1 << 16
-MAX_N = 1 << 26
-SUPPORTED_N: tuple[int, ...] = tuple(1 << e for e in range(16, 27))
+MAX_N = 1 << 24
+SUPPORTED_N: tuple[int, ...] = tuple(1 << e for e in range(16, 25))
 DTYPES = ("float16", "bfloat16")
 KERNEL_FILE = "long_conv.cu"
 COL_POINTS = 8192  # points per column tile (N1 * C): 64 KiB of complex fp32
@@ -50,7 +50,7 @@ def split(n: int) -> tuple[int, int, int]:
     _check_n(n)
     n2 = min(n // 256, MAX_ROW)
     n1 = n // n2
-    return n1, n2, COL_POINTS // n1
+    return n1, n2, max(8, COL_POINTS // n1)  # tiles load 8 columns at a time
 
 
 def rows_per_block(n2: int) -> int:
@@ -68,7 +68,9 @@ def _padded(m: int) -> int:
 def shared_bytes(n: int) -> dict[str, int]:
     """Dynamic shared memory (bytes) of each pass's block."""
     n1, n2, c = split(n)
-    return {"cols": _padded(n1 * c) * 8, "rows": _padded(n2 * rows_per_block(n2)) * 8}
+    points = n2 * rows_per_block(n2)
+    staged = points * 8 if points <= 4096 else 0  # filter rows staged with the data (RowCfg)
+    return {"cols": _padded(n1 * c) * 8, "rows": _padded(points) * 8 + staged}
 
 
 def max_shared_bytes(n: int) -> int:

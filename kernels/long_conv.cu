@@ -204,6 +204,47 @@ struct ColCfg {
   static constexpr int SMEM = LY::SIZE * 8;
 };
 
+// ---------------------------------------------------------------------------------------------
+// Global I/O. Loads are what limits these passes (few bytes in flight per thread otherwise):
+// 16-byte vectors for the 16-bit arrays, cp.async for the fp32 workspace and filter.
+// ---------------------------------------------------------------------------------------------
+__device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<unsigned long long>(p) & 15) == 0; }
+
+// row[t .. t+7] as fp32, zero outside [0, len). `vec`: row + t is 16-byte aligned for every t used.
+template <int DT>
+__device__ __forceinline__ void load8(float (&v)[8], const u16* row, int t, int len, bool vec) {
+  if (vec && t >= 0 && t + 8 <= len) {
+    const uint4 w = mc::ldg_stream16(row + t);
+    const mc::u32 ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      v[2 * e] = Dt<DT>::lo(ws[e]);
+      v[2 * e + 1] = Dt<DT>::hi(ws[e]);
+    }
+    return;
+  }
+#pragma unroll
+  for (int e = 0; e < 8; ++e) v[e] = (t + e >= 0 && t + e < len) ? Dt<DT>::one(mc::ldg_stream2(row + t + e)) : 0.f;
+}
+
+// row[t .. t+7] = v, only inside [0, len).
+template <int DT>
+__device__ __forceinline__ void store8(u16* row, int t, int len, bool vec, const float (&v)[8]) {
+  if (vec && t >= 0 && t + 8 <= len) {
+    __stcs(reinterpret_cast<uint4*>(row + t),
+           make_uint4(Dt<DT>::pack(v[0], v[1]), Dt<DT>::pack(v[2], v[3]), Dt<DT>::pack(v[4], v[5]),
+                      Dt<DT>::pack(v[6], v[7])));
+    return;
+  }
+#pragma unroll
+  for (int e = 0; e < 8; ++e)
+    if (t + e >= 0 && t + e < len) mc::stg_stream2(row + t + e, Dt<DT>::from(v[e]));
+}
+
+__device__ __forceinline__ void cp_async8(cf* dst, const cf* src) {
+  mc::cp_async_ca<8>(mc::smem_u32(dst), src);
+}
+
 // Pass 1: a tile of C columns (n2 in [c0, c0 + C)) of one pair, all N1 rows.
 template <int N1, int N2, int C, int DT, bool PRE>
 __device__ __forceinline__ void cols_fwd(const u16* __restrict__ u, const u16* __restrict__ pre, cf* __restrict__ ws,
@@ -211,6 +252,8 @@ __device__ __forceinline__ void cols_fwd(const u16* __restrict__ u, const u16* _
                                          int L, long long pair0) {
   using CC = ColCfg<N1, N2, C>;
   using LY = typename CC::LY;
+  static_assert(C % 8 == 0, "column tiles are loaded 8 columns at a time");
+  constexpr int CH = C / 8;
   extern __shared__ __align__(16) unsigned char lc_smem[];
   cf* buf = reinterpret_cast<cf*>(lc_smem);
   const int tid = threadIdx.x;
@@ -219,30 +262,50 @@ __device__ __forceinline__ void cols_fwd(const u16* __restrict__ u, const u16* _
   const Seq su = pair_seq(pair0 + pl, B, BP, usb, ush);
   const Seq sp = pair_seq(pair0 + pl, B, BP, psb, psh);
   const int c0 = blockIdx.y * C;
+  const bool two = su.off1 >= 0;
+  const u16* u0 = u + su.off0;
+  const u16* u1 = u + (two ? su.off1 : su.off0);
+  const u16* p0 = pre + sp.off0;
+  const u16* p1 = pre + (two ? sp.off1 : sp.off0);
+  // Rows start at multiples of N2 and tiles at multiples of 8: one alignment test per sequence.
+  const bool vu0 = aligned16(u0), vu1 = aligned16(u1), vp0 = aligned16(p0), vp1 = aligned16(p1);
 #pragma unroll 4
-  for (int idx = tid; idx < N1 * C; idx += CC::THREADS) {
-    const int n1 = idx / C, c = idx % C;
+  for (int task = tid; task < N1 * CH; task += CC::THREADS) {
+    const int n1 = task / CH, c = (task % CH) * 8;
     const int n = n1 * N2 + c0 + c;
-    cf v = {0.f, 0.f};
-    if (n < L) {
-      v.x = Dt<DT>::one(u[su.off0 + n]);
-      if (su.off1 >= 0) v.y = Dt<DT>::one(u[su.off1 + n]);
-      if (PRE) {
-        v.x *= Dt<DT>::one(pre[sp.off0 + n]);
-        if (sp.off1 >= 0) v.y *= Dt<DT>::one(pre[sp.off1 + n]);
+    float re[8], im[8];
+    load8<DT>(re, u0, n, L, vu0);
+    if (two) {
+      load8<DT>(im, u1, n, L, vu1);
+    } else {
+#pragma unroll
+      for (int e = 0; e < 8; ++e) im[e] = 0.f;
+    }
+    if (PRE) {
+      float g[8];
+      load8<DT>(g, p0, n, L, vp0);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) re[e] *= g[e];
+      if (two) {
+        load8<DT>(g, p1, n, L, vp1);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) im[e] *= g[e];
       }
     }
-    buf[LY::at(c, n1)] = v;
+#pragma unroll
+    for (int e = 0; e < 8; ++e) buf[LY::at(c + e, n1)] = cf{re[e], im[e]};
   }
   __syncthreads();
   fft_fwd<LY, N1, C, N1, CC::THREADS>(buf, tid);
   cf* out = ws + pl * CC::N;
 #pragma unroll 4
-  for (int idx = tid; idx < N1 * C; idx += CC::THREADS) {
-    const int r = idx / C, c = idx % C;
+  for (int task = tid; task < N1 * C / 2; task += CC::THREADS) {
+    const int r = task / (C / 2), c = (task % (C / 2)) * 2;
     const int n2 = c0 + c;
-    const long long e = static_cast<long long>(n2) * digit_rev<N1>(r);  // < N: no reduction
-    out[static_cast<long long>(r) * N2 + n2] = cmul(buf[LY::at(c, r)], twiddle<-1>(e, CC::N));
+    const long long k1 = digit_rev<N1>(r);  // n2 * k1 < N: no reduction
+    const cf a = cmul(buf[LY::at(c, r)], twiddle<-1>(n2 * k1, CC::N));
+    const cf b = cmul(buf[LY::at(c + 1, r)], twiddle<-1>((n2 + 1) * k1, CC::N));
+    __stcg(reinterpret_cast<float4*>(out + static_cast<long long>(r) * N2 + n2), make_float4(a.x, a.y, b.x, b.y));
   }
 }
 
@@ -253,6 +316,8 @@ __device__ __forceinline__ void cols_inv(const cf* __restrict__ ws, const u16* _
                                          int out_offset, int Lout, long long pair0) {
   using CC = ColCfg<N1, N2, C>;
   using LY = typename CC::LY;
+  static_assert(C % 8 == 0, "column tiles are stored 8 columns at a time");
+  constexpr int CH = C / 8;
   extern __shared__ __align__(16) unsigned char lc_smem[];
   cf* buf = reinterpret_cast<cf*>(lc_smem);
   const int tid = threadIdx.x;
@@ -262,27 +327,59 @@ __device__ __forceinline__ void cols_inv(const cf* __restrict__ ws, const u16* _
   const Seq sq = pair_seq(pair0 + pl, B, BP, qsb, qsh);
   const int c0 = blockIdx.y * C;
   const cf* in = ws + pl * CC::N;
+#pragma unroll 8
+  for (int idx = tid; idx < N1 * C; idx += CC::THREADS) {
+    const int r = idx / C, c = idx % C;
+    cp_async8(buf + LY::at(c, r), in + static_cast<long long>(r) * N2 + c0 + c);
+  }
+  mc::cp_async_commit();
+  mc::cp_async_wait<0>();
+  __syncthreads();
 #pragma unroll 4
   for (int idx = tid; idx < N1 * C; idx += CC::THREADS) {
     const int r = idx / C, c = idx % C;
-    const int n2 = c0 + c;
-    const long long e = static_cast<long long>(n2) * digit_rev<N1>(r);
-    buf[LY::at(c, r)] = cmul(in[static_cast<long long>(r) * N2 + n2], twiddle<1>(e, CC::N));
+    const long long e = static_cast<long long>(c0 + c) * digit_rev<N1>(r);
+    const int a = LY::at(c, r);
+    buf[a] = cmul(buf[a], twiddle<1>(e, CC::N));
   }
   __syncthreads();
   fft_inv<LY, N1, C, N1, CC::THREADS>(buf, tid);
-#pragma unroll 4
-  for (int idx = tid; idx < N1 * C; idx += CC::THREADS) {
-    const int m1 = idx / C, c = idx % C;
+  const bool two = sy.off1 >= 0;
+  u16* y0 = y + sy.off0;
+  u16* y1 = y + (two ? sy.off1 : sy.off0);
+  const u16* q0 = post + sq.off0;
+  const u16* q1 = post + (two ? sq.off1 : sq.off0);
+  // t = m1 N2 + c0 + c - out_offset with c0 + c a multiple of 8: alignment fixed per sequence.
+  const int shift = 2 * out_offset;
+  const bool vy0 = aligned16(reinterpret_cast<const char*>(y0) - shift);
+  const bool vy1 = aligned16(reinterpret_cast<const char*>(y1) - shift);
+  const bool vq0 = aligned16(reinterpret_cast<const char*>(q0) - shift);
+  const bool vq1 = aligned16(reinterpret_cast<const char*>(q1) - shift);
+#pragma unroll 2
+  for (int task = tid; task < N1 * CH; task += CC::THREADS) {
+    const int m1 = task / CH, c = (task % CH) * 8;
     const int t = m1 * N2 + c0 + c - out_offset;
-    if (t < 0 || t >= Lout) continue;
-    cf v = buf[LY::at(c, m1)];
-    if (POST) {
-      v.x *= Dt<DT>::one(post[sq.off0 + t]);
-      if (sq.off1 >= 0) v.y *= Dt<DT>::one(post[sq.off1 + t]);
+    if (t + 8 <= 0 || t >= Lout) continue;
+    float re[8], im[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const cf v = buf[LY::at(c + e, m1)];
+      re[e] = v.x;
+      im[e] = v.y;
     }
-    y[sy.off0 + t] = Dt<DT>::from(v.x);
-    if (sy.off1 >= 0) y[sy.off1 + t] = Dt<DT>::from(v.y);
+    if (POST) {
+      float g[8];
+      load8<DT>(g, q0, t, Lout, vq0);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) re[e] *= g[e];
+      if (two) {
+        load8<DT>(g, q1, t, Lout, vq1);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) im[e] *= g[e];
+      }
+    }
+    store8<DT>(y0, t, Lout, vy0, re);
+    if (two) store8<DT>(y1, t, Lout, vy1, im);
   }
 }
 
@@ -291,7 +388,9 @@ struct RowCfg {
   static constexpr int ROWS = N2 >= 4096 ? 1 : 4096 / N2;  // rows per block: >= 4096 points
   static constexpr int THREADS = N2 >= 16384 ? 512 : 256;
   using LY = Layout<N2, ROWS, false>;
-  static constexpr int SMEM = LY::SIZE * 8;
+  // The filter rows are staged in shared memory too while that keeps 3 blocks per SM.
+  static constexpr bool KSMEM = ROWS * N2 <= 4096;
+  static constexpr int SMEM = LY::SIZE * 8 + (KSMEM ? ROWS * N2 * 8 : 0);
 };
 
 // Pass 2: ROWS rows (k1 positions) of one pair: DFT over n2, filter, inverse DFT, in place.
@@ -303,6 +402,7 @@ __device__ __forceinline__ void rows(cf* __restrict__ ws, const cf* __restrict__
   constexpr int ROWS = RC::ROWS;
   extern __shared__ __align__(16) unsigned char lc_smem[];
   cf* buf = reinterpret_cast<cf*>(lc_smem);
+  cf* kbuf = buf + LY::SIZE;
   const int tid = threadIdx.x;
   const int BP = (B + 1) / 2;
   const long long pl = blockIdx.x;
@@ -310,39 +410,61 @@ __device__ __forceinline__ void rows(cf* __restrict__ ws, const cf* __restrict__
   const int r0 = blockIdx.y * ROWS;
   cf* data = ws + pl * (static_cast<long long>(N1) * N2) + static_cast<long long>(r0) * N2;
   const cf* filt = kf + (static_cast<long long>(h) * N1 + r0) * N2;
-#pragma unroll 4
-  for (int idx = tid; idx < ROWS * N2; idx += RC::THREADS) buf[LY::at(idx / N2, idx % N2)] = data[idx];
+#pragma unroll 8
+  for (int idx = tid; idx < ROWS * N2; idx += RC::THREADS) cp_async8(buf + LY::at(idx / N2, idx % N2), data + idx);
+  mc::cp_async_commit();
+  if constexpr (RC::KSMEM) {
+#pragma unroll 8
+    for (int idx = tid; idx < ROWS * N2; idx += RC::THREADS) cp_async8(kbuf + idx, filt + idx);
+    mc::cp_async_commit();
+    mc::cp_async_wait<1>();  // the data; the filter may still be in flight
+  } else {
+    mc::cp_async_wait<0>();
+  }
   __syncthreads();
   fft_fwd<LY, N2, ROWS, N2, RC::THREADS>(buf, tid);
+  if constexpr (RC::KSMEM) {
+    mc::cp_async_wait<0>();
+    __syncthreads();
+  }
 #pragma unroll 4
   for (int idx = tid; idx < ROWS * N2; idx += RC::THREADS) {
     const int a = LY::at(idx / N2, idx % N2);
-    const float2 k = __ldg(reinterpret_cast<const float2*>(filt) + idx);
-    buf[a] = cmul(buf[a], cf{k.x, k.y});
+    cf k;
+    if constexpr (RC::KSMEM) {
+      k = kbuf[idx];
+    } else {
+      const float2 g = __ldg(reinterpret_cast<const float2*>(filt) + idx);
+      k = cf{g.x, g.y};
+    }
+    buf[a] = cmul(buf[a], k);
   }
   __syncthreads();
   fft_inv<LY, N2, ROWS, N2, RC::THREADS>(buf, tid);
 #pragma unroll 4
-  for (int idx = tid; idx < ROWS * N2; idx += RC::THREADS) data[idx] = buf[LY::at(idx / N2, idx % N2)];
+  for (int idx = tid; idx < ROWS * N2; idx += RC::THREADS) {
+    const cf v = buf[LY::at(idx / N2, idx % N2)];
+    __stcg(reinterpret_cast<float2*>(data + idx), make_float2(v.x, v.y));
+  }
 }
 
 }  // namespace lc
 
 template <int N1, int N2, int C, int DT, bool PRE>
-__global__ void __launch_bounds__(256) long_cols_fwd(const unsigned short* u, const unsigned short* pre, lc::cf* ws,
+__global__ void __launch_bounds__(256, 3) long_cols_fwd(const unsigned short* u, const unsigned short* pre, lc::cf* ws,
                                                      long long usb, long long ush, long long psb, long long psh,
                                                      int B, int H, int L, long long pair0) {
   lc::cols_fwd<N1, N2, C, DT, PRE>(u, pre, ws, usb, ush, psb, psh, B, H, L, pair0);
 }
 
 template <int N1, int N2>
-__global__ void __launch_bounds__(lc::RowCfg<N2>::THREADS, 1) long_rows(lc::cf* ws, const lc::cf* kf, int B,
+__global__ void __launch_bounds__(lc::RowCfg<N2>::THREADS, 3) long_rows(lc::cf* ws, const lc::cf* kf, int B,
                                                                      long long pair0) {
   lc::rows<N1, N2>(ws, kf, B, pair0);
 }
 
 template <int N1, int N2, int C, int DT, bool POST>
-__global__ void __launch_bounds__(256) long_cols_inv(const lc::cf* ws, const unsigned short* post, unsigned short* y,
+__global__ void __launch_bounds__(256, 3) long_cols_inv(const lc::cf* ws, const unsigned short* post, unsigned short* y,
                                                      long long ysb, long long ysh, long long qsb, long long qsh,
                                                      int B, int H, int out_offset, int Lout, long long pair0) {
   lc::cols_inv<N1, N2, C, DT, POST>(ws, post, y, ysb, ysh, qsb, qsh, B, H, out_offset, Lout, pair0);

@@ -87,6 +87,7 @@ def test_three_pass_circular(n, rng):
 def test_split_table():
     for n in lc.SUPPORTED_N:
         n1, n2, c = lc.split(n)
-        assert n1 * n2 == n and n2 <= lc.MAX_ROW and n1 * c == lc.COL_POINTS and n2 % c == 0
+        assert n1 * n2 == n and n2 <= lc.MAX_ROW and c % 8 == 0 and n2 % c == 0
+        assert n1 * c == max(lc.COL_POINTS, 8 * n1)
         assert lc.freq_index(n).shape == (n1, n2) if n <= 1 << 20 else True
     assert len(set(lc.all_name_expressions())) == len(lc.all_name_expressions())
