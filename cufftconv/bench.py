@@ -5,6 +5,8 @@ larger than L2, both baselines timed in the same process, and the HBM floor from
 bandwidth measured in the same run. The workloads are those of the reference anchors
 (``shared/anchors/h200-*.json``): u ``(B, H, L)`` in 16 bits, k ``(H, L)`` float32, variants
 "conv" (circular, L = N), "gated" (the same with pre- and postgate) and "causal" (L = N/2).
+``--long`` adds the anchors' long rows (N = 65536 .. 4194304, B = 8 with H cut as N grows).
+Every row also records each implementation's peak extra memory during one call.
 
 Without a CUDA GPU it times the NumPy path against NumPy and SciPy instead, so the harness
 itself runs anywhere. Every import of torch, cupy, scipy, matplotlib and tqdm is optional and
@@ -35,6 +37,9 @@ DEFAULT_SIZES = (256, 1024, 4096, 8192, 16384, 32768)
 QUICK_SIZES = (256, 1024, 4096)
 CPU_SIZES = (256, 1024, 4096)
 CPU_QUICK_SIZES = (256, 1024)
+LONG_SIZES = (65536, 262144, 1048576, 4194304)  # the anchors' long rows (--long)
+MAX_FFT_SIZE = 2**24  # the long kernels' largest (cufftconv.long.MAX_N)
+CPU_MAX_N = 65536  # larger rows take too long on the NumPy path: skipped there
 VARIANTS = ("conv", "gated", "causal")
 DTYPES = ("float16", "bfloat16", "float32")
 DEFAULT_DTYPES = ("float16", "bfloat16")
@@ -46,6 +51,9 @@ IMPLS = ("cufftconv", *GPU_BASELINES, *CPU_BASELINES)
 # From this FFT size on, B*H shrinks so that B*H*N stays at B*H*8192, as in the anchors.
 SCALE_FROM = 16384
 SCALE_BASE = 8192
+# From this FFT size on (the long rows), B = 8 and H shrinks instead, as in the anchors.
+LONG_FROM = 65536
+LONG_B = 8
 # Rough peak device bytes per FFT point of one sequence, over all implementations in turn
 # (16-bit inputs and outputs, float32 copies, complex64 spectra, cuFFT work area).
 PEAK_BYTES_PER_POINT = 48
@@ -53,6 +61,8 @@ MEMORY_FRACTION = 0.7
 COPY_BYTES = 512 * 2**20
 FLUSH_BYTES = 256 * 2**20  # several times the L2 of an H100 / H200
 REF_SLICE = (2, 4)  # (batch, channel) sequences checked against the float64 reference
+REF_SLICE_LONG = (2, 2)  # fewer for the long rows (a 4M-point float64 FFT takes ~0.1 s)
+MB = 2**20  # peak memory is reported in MB of 2**20 bytes, like the anchors
 JSON_NAME = "bench.json"
 PNG_NAME = "bench.png"
 NO_GPU_MESSAGE = "No CUDA GPU found: timing the NumPy path (not representative of GPU speed)"
@@ -97,10 +107,29 @@ def speedup(baseline_ms: float | None, ms: float | None) -> float | None:
 
 
 def scaled_batch(batch: int, heads: int, fft_size: int) -> tuple[int, int]:
-    """B, H actually run: from N = 16384 on, B*H*N stays at B*H*8192 (B halved first)."""
+    """B, H actually run: from N = 16384 on, B*H*N stays at B*H*8192 (B halved first).
+
+    Long rows (N >= 65536) use :func:`long_batch` instead.
+    """
     if fft_size < SCALE_FROM:
         return batch, heads
+    if fft_size >= LONG_FROM:
+        return long_batch(batch, heads, fft_size)
     return _shrink(batch, heads, lambda b, h: b * h * fft_size <= batch * heads * SCALE_BASE)
+
+
+def long_batch(batch: int, heads: int, fft_size: int) -> tuple[int, int]:
+    """B, H of a long row: B = 8, H = B*H*8192 // (8*N) (at least 1, at most ``heads``).
+
+    At B=64, H=768: H = 768, 192, 48, 12 for N = 64K, 256K, 1M, 4M.
+    """
+    b = min(batch, LONG_B)
+    return b, max(1, min(heads, batch * heads * SCALE_BASE // (b * fft_size)))
+
+
+def is_long(fft_size: int) -> bool:
+    """A long row: FFT size 65536 and up (cufftconv's long-monarch range)."""
+    return fft_size >= LONG_FROM
 
 
 def fit_memory(batch: int, heads: int, fft_size: int, free_bytes: int) -> tuple[int, int]:
@@ -115,6 +144,30 @@ def _shrink(batch: int, heads: int, fits: Callable[[int, int], bool]) -> tuple[i
     while not fits(batch, heads) and heads > 1:
         heads = (heads + 1) // 2
     return batch, heads
+
+
+def fft_reference(
+    u: np.ndarray,
+    k: np.ndarray,
+    fft_size: int,
+    mode: str,
+    pregate: np.ndarray | None = None,
+    postgate: np.ndarray | None = None,
+) -> np.ndarray:
+    """float64 reference through np.fft at the power-of-two ``fft_size`` itself.
+
+    The same result as ``reference.fftconv_direct`` for the bench's workloads (circular:
+    L = N; causal: Lk = L = N/2, so 2L - 1 < N and nothing wraps), but without its
+    odd-length L + Lk - 1 transforms, which take tens of seconds at N = 4M.
+    """
+    n = fft_size
+    u = np.asarray(u, dtype=np.float64)
+    length = u.shape[-1]
+    if pregate is not None:
+        u = u * pregate
+    y = np.fft.irfft(np.fft.rfft(u, n) * np.fft.rfft(np.asarray(k, np.float64), n), n)
+    y = y[..., :length]
+    return y * postgate if postgate is not None else y
 
 
 def relerr(y: np.ndarray, ref: np.ndarray) -> float:
@@ -208,6 +261,72 @@ class BenchConfig:
     @property
     def baselines(self) -> tuple[str, str]:
         return GPU_BASELINES if self.gpu else CPU_BASELINES
+
+
+# --------------------------------------------------------------------------------------------
+# Peak memory
+
+
+class PeakCounter:
+    """Bytes in use and their peak, counted from zero when counting starts.
+
+    A block freed that was allocated before counting started takes the count below zero, so
+    ``peak`` is the peak above the bytes in use before.
+    """
+
+    def __init__(self) -> None:
+        self.current = 0
+        self.peak = 0
+        self._live: dict[int, int] = {}
+
+    def malloc(self, ptr: int, size: int) -> None:
+        if not ptr:  # a failed allocation
+            return
+        self.current += size - self._live.get(ptr, 0)
+        self._live[ptr] = size
+        self.peak = max(self.peak, self.current)
+
+    def free(self, ptr: int, size: int) -> None:
+        self.current -= self._live.pop(ptr, size)
+
+
+def pool_peak_hook(cp: Any, counter: PeakCounter) -> Any:
+    """A ``cupy.cuda.MemoryHook`` feeding ``counter`` from CuPy's memory pool.
+
+    malloc/free are the pool's hand-outs and returns (``mem_size``: the rounded size), so
+    cached blocks count as used while an array holds them, as ``used_bytes()`` does.
+    Hooks are per thread: use it on the thread that makes the calls.
+    """
+
+    class _PoolPeakHook(cp.cuda.MemoryHook):
+        name = "cufftconv_bench_peak"
+
+        def malloc_postprocess(self, **kw: Any) -> None:
+            counter.malloc(int(kw["mem_ptr"]), int(kw["mem_size"]))
+
+        def free_postprocess(self, **kw: Any) -> None:
+            counter.free(int(kw["mem_ptr"]), int(kw["mem_size"]))
+
+    return _PoolPeakHook()
+
+
+def host_peak_extra_mb(fn: Callable[[], Any]) -> float:
+    """Peak traced host memory (NumPy buffers included) during one call of ``fn``, in MB."""
+    import tracemalloc
+
+    started = not tracemalloc.is_tracing()
+    if started:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        y = fn()
+        peak = tracemalloc.get_traced_memory()[1] - base
+        del y
+    finally:
+        if started:
+            tracemalloc.stop()
+    return max(0, peak) / MB
 
 
 # --------------------------------------------------------------------------------------------
@@ -536,6 +655,29 @@ class _Gpu:
             return bool(self.torch.isnan(y).any().item())
         return bool(self.cp.isnan(y).any())
 
+    def peak_extra_mb(self, fn: Callable[[], Any]) -> float:
+        """Peak device memory allocated during one call of ``fn`` above that in use before, MB.
+
+        The sum of CuPy's pool (a memory hook: cufftconv's workspaces and, for CuPy inputs,
+        its output; the CuPy baseline) and PyTorch's caching allocator (for torch inputs
+        cufftconv's output; the torch baseline). Memory held between calls (the filter
+        spectrum, cached cuFFT plans with their work areas) is not counted; PyTorch allocates
+        its cuFFT work area per call, so there it is.
+        """
+        torch, sync = self.torch, self.cp.cuda.runtime.deviceSynchronize
+        sync()
+        counter = PeakCounter()
+        base = 0
+        if torch is not None:
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+        with pool_peak_hook(self.cp, counter):
+            y = fn()
+            sync()
+        torch_extra = torch.cuda.max_memory_allocated() - base if torch is not None else 0
+        del y
+        return (counter.peak + max(0, torch_extra)) / MB
+
     def device_info(self) -> dict[str, Any]:
         cp = self.cp
         index = int(cp.cuda.Device().id)
@@ -616,6 +758,7 @@ def _new_row(w: Workload) -> dict[str, Any]:
         "ms": dict.fromkeys(IMPLS),
         "wall_ms": dict.fromkeys(IMPLS),
         "relerr": dict.fromkeys(IMPLS),
+        "peak_extra_MB_unscaled": dict.fromkeys(IMPLS),
         "speedup": dict.fromkeys(IMPLS[1:]),
         "hbm_floor_ms": None,
         "efficiency": None,
@@ -628,13 +771,23 @@ def _new_row(w: Workload) -> dict[str, Any]:
 
 
 def _reference(w: Workload, inp: _Inputs, row: dict[str, Any]) -> tuple[np.ndarray, tuple]:
-    """float64 ground truth on the first few sequences, from the same rounded inputs."""
+    """float64 ground truth on the first few sequences, from the same rounded inputs.
+
+    Long rows use :func:`fft_reference` on fewer sequences, which stays fast at N = 4M.
+    """
     from . import reference
 
-    nb, nh = min(w.B, REF_SLICE[0]), min(w.H, REF_SLICE[1])
+    nb, nh = REF_SLICE_LONG if is_long(w.fft_size) else REF_SLICE
+    nb, nh = min(w.B, nb), min(w.H, nh)
     idx = (slice(0, nb), slice(0, nh))
     gates = {name: _host64(g[idx]) for name, g in inp.gates().items()}
-    ref = reference.fftconv_direct(_host64(inp.u[idx]), _host64(inp.k[:nh]), mode=w.mode, **gates)
+    u64, k64 = _host64(inp.u[idx]), _host64(inp.k[:nh])
+    if is_long(w.fft_size):
+        ref = fft_reference(
+            u64, k64, w.fft_size, w.mode, gates.get("pregate"), gates.get("postgate")
+        )
+    else:
+        ref = reference.fftconv_direct(u64, k64, mode=w.mode, **gates)
     row["ref_sequences"] = nb * nh
     return ref, idx
 
@@ -647,8 +800,9 @@ def _measure(
     ref: np.ndarray,
     idx: tuple,
     any_nan: Callable[[Any], bool] | None = None,
+    peak_mb: Callable[[Callable[[], Any]], float] | None = None,
 ) -> None:
-    """Build, check against the reference, then time one implementation into ``row``."""
+    """Build, check against the reference, measure peak memory of one warm call, then time."""
     try:
         impl = build()
         host64 = impl.host64 or _host64
@@ -664,6 +818,8 @@ def _measure(
         errs.append(relerr(host64(y[idx]), ref))
         del y
         row["relerr"][name] = float(np.max(errs))  # NaN stays NaN
+        if peak_mb is not None:
+            row["peak_extra_MB_unscaled"][name] = round(peak_mb(impl.run), 3)
         row["ms"][name], row["wall_ms"][name] = timer(impl.run)
     except Exception as exc:  # noqa: BLE001 - one failing implementation must not stop the run
         row["errors"][name] = f"{type(exc).__name__}: {exc}"[:400]
@@ -695,12 +851,14 @@ def _gpu_row(gpu: _Gpu, w: Workload, cfg: BenchConfig) -> dict[str, Any]:
         ref,
         idx,
         gpu.any_nan,
+        gpu.peak_extra_mb,
     )
     gpu.release()
+    peak = gpu.peak_extra_mb
     if gpu.torch is not None:
-        _measure(row, "torch", lambda: _torch_impl(gpu.torch, w, inp), timer, ref, idx)
+        _measure(row, "torch", lambda: _torch_impl(gpu.torch, w, inp), timer, ref, idx, None, peak)
         gpu.release()
-    _measure(row, "cupy", lambda: _cupy_impl(gpu.cp, w, inp), timer, ref, idx)
+    _measure(row, "cupy", lambda: _cupy_impl(gpu.cp, w, inp), timer, ref, idx, None, peak)
     return row
 
 
@@ -708,6 +866,8 @@ def _cpu_row(rng: np.random.Generator, w: Workload, cfg: BenchConfig) -> dict[st
     """Measure one workload on the host: the cufftconv NumPy path, NumPy and SciPy."""
     if w.dtype == "bfloat16":
         raise _Skip("bfloat16 needs PyTorch on a GPU (NumPy has no bfloat16)")
+    if w.fft_size > CPU_MAX_N:
+        raise _Skip(f"N > {CPU_MAX_N} is too slow on the NumPy path: long rows need a GPU")
     row = _new_row(w)
     shape = (w.B, w.H, w.L)
 
@@ -732,9 +892,11 @@ def _cpu_row(rng: np.random.Generator, w: Workload, cfg: BenchConfig) -> dict[st
         ref,
         idx,
         lambda y: bool(np.isnan(y).any()),
+        host_peak_extra_mb,
     )
-    _measure(row, "numpy", lambda: _numpy_impl(w, inp), timer, ref, idx)
-    _measure(row, "scipy", lambda: _scipy_impl(w, inp), timer, ref, idx)
+    peak = host_peak_extra_mb
+    _measure(row, "numpy", lambda: _numpy_impl(w, inp), timer, ref, idx, None, peak)
+    _measure(row, "scipy", lambda: _scipy_impl(w, inp), timer, ref, idx, None, peak)
     return row
 
 
@@ -837,7 +999,12 @@ def _header(cfg: BenchConfig, device: dict[str, Any], versions: dict[str, Any]) 
             f"{cfg.warmup} warm-up, {timing}). u is (B,H,L) in `dtype`, k is (H,L) float32; "
             "conv: circular, L = fft_size; gated: conv with pre- and postgate; causal: "
             "L = fft_size/2. relerr vs float64 reference.fftconv_direct on the first "
-            "sequences, from the same rounded inputs."
+            "sequences, from the same rounded inputs (np.fft at fft_size for fft_size >= "
+            f"{LONG_FROM}). Long rows (fft_size >= {LONG_FROM}) run at B={LONG_B}, H cut "
+            "as N grows. peak_extra_MB_unscaled: peak memory allocated during one warm call "
+            "above that in use before (MB of 2**20 bytes, at the B, H run, not scaled); "
+            "on the GPU CuPy's pool (memory hook) plus PyTorch's allocator, on the host "
+            "tracemalloc."
         ),
         "mode": "gpu" if cfg.gpu else "cpu",
         **device,
@@ -950,6 +1117,29 @@ def _fmt_x(x: float | None) -> str:
     return f"{x:.2f}x" if x >= 0.1 else f"{x:.2g}x"
 
 
+def _fmt_mb(x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def _has_peaks(result: dict[str, Any]) -> bool:
+    return any(
+        v is not None
+        for r in result["rows"]
+        for v in (r.get("peak_extra_MB_unscaled") or {}).values()
+    )
+
+
+def peak_cells(row: dict[str, Any], baseline: str) -> tuple[str, str]:
+    """Peak extra MB (unscaled) as "ours / baseline", and baseline / ours (x less memory)."""
+    peak = row.get("peak_extra_MB_unscaled") or {}
+    ours, base = peak.get("cufftconv"), peak.get(baseline)
+    if ours is None and base is None:
+        return "n/a", "n/a"
+    return f"{_fmt_mb(ours)} / {_fmt_mb(base)}", _fmt_x(speedup(base, ours))
+
+
 def table_cells(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Column headers and the cells of every row, shared by the console and Markdown tables."""
     b1, b2 = result["baselines"]
@@ -967,6 +1157,9 @@ def table_cells(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         f"x {b2}",
         "relerr",
     ]
+    peaks = _has_peaks(result)  # JSON from before peak memory was measured has none
+    if peaks:
+        headers += [f"peak MB (ours / {b1})", f"mem x {b1}"]
     rows = []
     for r in result["rows"]:
         ms = r["ms"]
@@ -988,13 +1181,20 @@ def table_cells(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 _fmt_x(r["speedup"][b2]),
                 _fmt(r["relerr"]["cufftconv"], ".1e"),
             ]
+            + (list(peak_cells(r, b1)) if peaks else [])
         )
     return headers, rows
 
 
+PEAK_NOTE = (
+    "peak MB: memory allocated during one warm call above that in use before, at the B, H "
+    "run (not scaled); mem x: the baseline's peak / ours"
+)
+
+
 def row_notes(result: dict[str, Any]) -> list[str]:
     """One line per note, error and skipped row, for below the tables."""
-    lines = []
+    lines = [PEAK_NOTE] if _has_peaks(result) else []
     for r in result["rows"]:
         label = f"N={r['fft_size']} {r['variant']} {r['dtype']}"
         lines += [f"{label}: {note}" for note in r["notes"]]
@@ -1173,7 +1373,7 @@ def _int_arg(text: str) -> int:
 
 def _fft_size(text: str) -> int:
     n = _int_arg(text)
-    if n < 8 or n > 2**24 or n & (n - 1):
+    if n < 8 or n > MAX_FFT_SIZE or n & (n - 1):
         raise argparse.ArgumentTypeError(f"FFT sizes are powers of two from 8 to 2**24, got {n}")
     return n
 
@@ -1214,7 +1414,13 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="N",
         help=f"FFT sizes (default {' '.join(map(str, DEFAULT_SIZES))}; "
-        f"{' '.join(map(str, CPU_SIZES))} without a GPU)",
+        f"{' '.join(map(str, CPU_SIZES))} without a GPU); sizes >= {LONG_FROM} are long rows",
+    )
+    p.add_argument(
+        "--long",
+        action="store_true",
+        help=f"long rows {' '.join(map(str, LONG_SIZES))} (B={LONG_B}, H cut as N grows, "
+        "times scaled to B, H), added to --sizes; alone, only these",
     )
     p.add_argument("--variants", nargs="+", choices=VARIANTS, help="default: all")
     p.add_argument(
@@ -1258,6 +1464,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def select_sizes(
+    given: Sequence[int] | None, long: bool, default: Sequence[int]
+) -> tuple[int, ...]:
+    """Sorted FFT sizes: --sizes (else the default, unless --long), plus LONG_SIZES for --long."""
+    base = tuple(given or (() if long else default))
+    return tuple(sorted(set(base + (LONG_SIZES if long else ()))))
+
+
 def resolve_config(args: argparse.Namespace, gpu: bool, argv: list[str]) -> BenchConfig:
     """Fill the defaults that depend on the mode (GPU or host) and on --quick."""
     if gpu:
@@ -1273,7 +1487,7 @@ def resolve_config(args: argparse.Namespace, gpu: bool, argv: list[str]) -> Benc
     return BenchConfig(
         gpu=gpu,
         arrays=arrays,
-        sizes=tuple(sorted(set(args.sizes or sizes))),
+        sizes=select_sizes(args.sizes, args.long, sizes),
         variants=tuple(dict.fromkeys(args.variants or VARIANTS)),
         dtypes=tuple(dict.fromkeys(args.dtypes or dtypes)),
         B=args.B or batch,
