@@ -482,6 +482,8 @@ def _fill(run: Run, lines: list[str]) -> None:
     for line in lines:
         m = _PREFIX.match(line)
         body = (m.group(1) or "") if m else ""
+        if "were not printed" in body:  # "ERROR SUMMARY: N errors were not printed. Use..."
+            continue
         if body.startswith(("ERROR SUMMARY", "RACECHECK SUMMARY", "LEAK SUMMARY")):
             sums.append(body.strip())
             e = re.match(r"ERROR SUMMARY: (\d+) error", body) or re.match(
