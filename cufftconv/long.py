@@ -24,9 +24,12 @@ DTYPES = ("float16", "bfloat16")
 KERNEL_FILE = "long_conv.cu"
 COL_POINTS = 8192  # points per column tile (N1 * C): 64 KiB of complex fp32
 MAX_ROW = 8192  # longest row kept on chip (64 KiB of complex fp32: 3 blocks per SM)
-# Workspace per launch group. Measured on an H200 (benchmarks/RESULTS.md): see long_dev.py.
-CHUNK_BYTES = 32 << 20
-STREAMS = 1  # launch groups in flight at once (each with its own workspace)
+# Launch groups: a workspace of CHUNK_BYTES per group, STREAMS groups in flight on side streams
+# (48 MiB in all: the groups' passes overlap and their workspaces mostly stay in L2). Measured on
+# an H200 with benchmarks/long_dev.py (2026-11-21): 0-8 % faster than one group holding every
+# pair (whose workspace is B*H*N*4 bytes), and 3 % slower at worst (1M causal).
+CHUNK_BYTES = 24 << 20
+STREAMS = 2
 
 _DT_CODE = {"float16": 0, "bfloat16": 1}
 _LOCK = threading.Lock()

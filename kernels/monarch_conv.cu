@@ -253,8 +253,10 @@ struct MonarchConv {
           continue;
         }
         const u16* row = src ? pre + b * pre_sb + h * pre_sh : u + b * u_sb + h * u_sh;
-        if (((unsigned long long)row & 15) == 0) {
-          cp_async16(smem_u32(dst), row + n, 2 * min(8, L - n));
+        // Whole 16-byte chunks only: a zero-filled partial cp.async still addresses 16 bytes,
+        // past the end of u for the last row (compute-sanitizer memcheck).
+        if (((unsigned long long)row & 15) == 0 && n + 8 <= L) {
+          cp_async16(smem_u32(dst), row + n, 16);
         } else {
           *(uint4*)dst = load_chunk8(row, n, L, false);
         }
@@ -491,6 +493,7 @@ struct MonarchConv {
       afrag_transpose(pt.i, pc.i);
       CTile c;
       cdft_adata<false, JN0>(c, F, pt);
+      __syncwarp();  // the tile is rewritten in place: lanes' reads before any lane's write
       store_last<JN0>(c, p, q, 0);
     }
   }
@@ -514,6 +517,7 @@ struct MonarchConv {
 #pragma unroll
         for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), cmul(W4096[e], (e & 2) ? z1 : z0)));
       }
+      __syncwarp();  // in-place tile: every lane's reads before any lane's writes
       store_ctile<false>(c, p, q, 16 * n1, 256);
     }
   }
@@ -553,6 +557,7 @@ struct MonarchConv {
       }
 #pragma unroll
       for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), w[e]));
+      __syncwarp();  // in-place tile: every lane's reads before any lane's writes
       store_ctile<true>(c, p, q, 256 * k0, 16);
     }
   }
@@ -568,6 +573,7 @@ struct MonarchConv {
       ldsm_x4_t(yt.i, sdata_addr(p, q, 1, 256 * k0 + 16 * n1 + 8 * hcol));
       CTile c;
       cdft_adata<true, JN0>(c, F, yt);  // conj of true; rows n2, cols n0
+      __syncwarp();  // in-place tile: every lane's reads before any lane's writes
       store_last<JN0>(c, p, q, 16 * n1);
     }
   }
