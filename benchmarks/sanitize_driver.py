@@ -148,8 +148,8 @@ def _bwd_cases() -> list[Case]:
 
 
 def _long_cases() -> list[Case]:
-    # FFT sizes 65536 (smallest) and 4194304 (largest) of the long row; filter lengths keep
-    # the float64 reference on smooth FFT sizes (L + Lk - 1 = 3 * 2**m).
+    # FFT sizes 65536 (smallest), 4194304 (issue #4's largest) and 2**24 (the table's largest);
+    # filter lengths keep the float64 reference on smooth FFT sizes (L + Lk - 1 = 3 * 2**m).
     cases: list[Case] = []
     for dt in ("float16", "bfloat16"):
         cases += [
@@ -162,6 +162,9 @@ def _long_cases() -> list[Case]:
             FwdCase(f"{dt} N=4194304 causal pre+post", dt, (2, 1, 1 << 21), (1, (1 << 20) + 1),
                     "causal", True, True),
         ]
+    # The table's largest size, 2**24 (column tiles of 8 columns, 135 KB of shared memory).
+    cases.append(FwdCase("float16 N=16777216 causal ungated", "float16", (2, 1, 1 << 23),
+                         (1, (1 << 22) + 1), "causal"))
     return cases
 
 
@@ -174,7 +177,7 @@ FAMILIES: dict[str, Family] = {
                _cufft_cases, r"cufftconv_"),
         # cupy.fft and CuPy element-wise kernels only: nothing of ours to name
         Family("bwd", "cufft", "fftconv_bwd on the exact backward row (cupy.fft)", _bwd_cases),
-        Family("long", "long-monarch", "long-sequence kernels, FFT sizes 65536..4194304",
+        Family("long", "long-monarch", "long-sequence kernels, FFT sizes 65536..16777216",
                _long_cases, r"long_(cols|rows|conv)", optional=True),
     )
 }

@@ -220,8 +220,7 @@ def test_torch_no_device_sync(rng, dtype, api):
         with torch.cuda.stream(b):
             _call(api, plan, u, k, out=y)
 
-    _busy_then_call(lambda: _spin(_torch_side(a), BUSY_WAIT_MS), call, a.query,
-                    b.synchronize)
+    _busy_then_call(lambda: _spin(_torch_side(a), BUSY_WAIT_MS), call, a.query, b.synchronize)
     torch.cuda.synchronize()
     _check(y, u, k, dtype)
 
@@ -322,3 +321,87 @@ def test_torch_graph_plan_call(rng, dtype):
         graph.replay()
         torch.cuda.synchronize()
         _check(y, new, k, dtype)
+
+
+# --------------------------------------------------------------------------- long route
+# The long-sequence path forks its launch groups onto side streams and joins them back with
+# events: the same guarantees must hold across that fork.
+# causal, FFT size 131072 ("long-monarch"); 32 pairs: two launch groups, so two side streams.
+LONG_SHAPE = (4, 16, 1 << 16)
+
+
+def _long_data(rng):
+    u = rng.standard_normal(LONG_SHAPE).astype(np.float32)
+    k = (rng.standard_normal(LONG_SHAPE[1:]) / np.sqrt(LONG_SHAPE[-1])).astype(np.float32)
+    return u, k
+
+
+@pytest.mark.parametrize("api", ["function", "plan"])
+def test_long_route_torch_stream(rng, api):
+    """Ordering behind a busy input fill, and no wait for another busy stream."""
+    torch = _torch()
+    un, kn = _long_data(rng)
+    src = torch.from_numpy(un).to("cuda", torch.float16)
+    k = torch.from_numpy(kn).cuda()
+    u = torch.full(LONG_SHAPE, float("nan"), dtype=torch.float16, device="cuda")
+    plan = cufftconv.FFTConv(LONG_SHAPE, k=k, dtype="float16")
+    assert plan.route == "long-monarch"
+    y = torch.empty(plan.out_shape, dtype=torch.float16, device="cuda")
+    _call(api, plan, src, k, out=y)  # warm-up
+    torch.cuda.synchronize()
+    a, s = torch.cuda.Stream(), torch.cuda.Stream()
+    y.fill_(float("nan"))
+    torch.cuda.synchronize()
+
+    def call():
+        with torch.cuda.stream(s):
+            _spin(_torch_side(s), ORDER_WAIT_MS)
+            u.copy_(src)
+            _call(api, plan, u, k, out=y)
+
+    _busy_then_call(lambda: _spin(_torch_side(a), BUSY_WAIT_MS), call, a.query, s.synchronize)
+    torch.cuda.synchronize()
+    _check(y, src, k, "float16")
+
+
+def test_long_route_cupy_stream_and_graph(rng):
+    cp = _cp()
+    un, kn = _long_data(rng)
+    src, k = cp.asarray(un.astype(np.float16)), cp.asarray(kn)
+    u = cp.full(LONG_SHAPE, np.nan, dtype=np.float16)
+    plan = cufftconv.FFTConv(LONG_SHAPE, k=k, dtype="float16")
+    assert plan.route == "long-monarch"
+    y = cp.empty(plan.out_shape, dtype=np.float16)
+    a, s = cp.cuda.Stream(non_blocking=True), cp.cuda.Stream(non_blocking=True)
+    with s:
+        plan(src, out=y)  # warm-up
+    cp.cuda.Device().synchronize()
+    y.fill(np.nan)
+    cp.cuda.Device().synchronize()
+
+    def call():
+        with s:
+            _spin(s, ORDER_WAIT_MS)
+            u[...] = src
+            plan(u, out=y)
+
+    _busy_then_call(lambda: _spin(a, BUSY_WAIT_MS), call, lambda: a.done, s.synchronize)
+    cp.cuda.Device().synchronize()
+    _check(y, src, k, "float16")
+    # Graph capture: the per-call workspace is a stream-ordered allocation (async pool), and
+    # the side-stream fork/join is captured as graph dependencies.
+    g = cp.cuda.Stream(non_blocking=True)
+    with g, cp.cuda.using_allocator(cp.cuda.MemoryAsyncPool().malloc):
+        plan(u, out=y)
+        g.synchronize()
+        g.begin_capture()
+        plan(u, out=y)
+        graph = g.end_capture()
+    for _ in range(3):
+        new = rng.standard_normal(LONG_SHAPE).astype(np.float16)
+        with g:
+            u.set(new, stream=g)
+            y.fill(np.nan)
+        graph.launch(stream=g)
+        g.synchronize()
+        _check(y, new, kn, "float16")
