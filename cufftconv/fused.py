@@ -13,15 +13,13 @@ kernel's digit-reversed, fragment-major order, as fp16 normalised per channel by
 
 from __future__ import annotations
 
-import re
 import threading
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 
 from .errors import KernelLaunchError, describe_arg, is_cuda_error, launch_error
-from .sources import kernels_dir
+from .sources import inline_source, kernels_dir
 
 SUPPORTED_N: tuple[int, ...] = tuple(1 << e for e in range(8, 16))
 DTYPES = ("float16", "bfloat16")
@@ -39,7 +37,6 @@ PAD_VARIANTS = (0, 1, 2, 3)
 _DT_CODE = {"float16": 0, "bfloat16": 1}
 _LOCK = threading.Lock()
 _MODULES: dict[tuple, list] = {}  # key -> [lock, compiled kernels or None]
-_INCLUDE_RE = re.compile(r'^\s*#\s*include\s*"([^"]+)"\s*$', re.MULTILINE)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -102,30 +99,10 @@ def filter_row_halves(n: int) -> int:
 # ------------------------------------------------------------------------------------------------
 # Source and compilation
 # ------------------------------------------------------------------------------------------------
-def _inline_includes(path: Path, seen: set[str]) -> str:
-    text = path.read_text()
-
-    def sub(m: re.Match) -> str:
-        name = m.group(1)
-        inc = path.parent / name
-        if not inc.is_file():
-            return m.group(0)
-        if name in seen:
-            return f"// (already included: {name})"
-        seen.add(name)
-        return f"// ---- begin {name} ----\n{_inline_includes(inc, seen)}\n// ---- end {name} ----"
-
-    return _INCLUDE_RE.sub(sub, text)
-
-
 @cache
 def kernel_source() -> str:
-    """The kernel source with the local ``#include "*.cuh"`` headers inlined.
-
-    Inlining makes the text self-contained, so CuPy's compile cache (keyed on the source text)
-    sees header edits too.
-    """
-    return _inline_includes(kernels_dir() / KERNEL_FILE, set())
+    """The kernel source with the local ``#include "*.cuh"`` headers inlined."""
+    return inline_source(KERNEL_FILE)
 
 
 def compile_options(arch: str | None = None) -> tuple[str, ...]:

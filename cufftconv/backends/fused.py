@@ -9,6 +9,7 @@ the device's shared memory. Everything else falls through to the exact cuFFT row
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from ..device import DeviceInfo, require_cupy
@@ -39,31 +40,59 @@ def batch_channels(spec: ConvSpec) -> tuple[int, int] | None:
     trimmed = k_lead
     while trimmed and trimmed[0] == 1:
         trimmed = trimmed[1:]
-    if trimmed and u_lead[len(u_lead) - len(trimmed):] != trimmed:
+    if trimmed and u_lead[len(u_lead) - len(trimmed) :] != trimmed:
         return None
     channels = math.prod(trimmed)
     return math.prod(u_lead) // channels, channels
 
 
-def accepts(spec: ConvSpec, dev: DeviceInfo | None) -> str | None:
-    from .. import fused
+def family_reason(
+    spec: ConvSpec,
+    dev: DeviceInfo | None,
+    family: str,
+    dtypes: tuple[str, ...],
+    n: int | None,
+    smem: Callable[[int], int],
+    sizes: str,
+) -> str | None:
+    """The checks every 16-bit kernel-family row makes: None when ``spec`` fits, else why not.
 
+    ``n`` is the family's FFT size for the spec (None: none in its table) and ``smem(n)`` the
+    shared memory its largest block needs; ``sizes`` describes the table for the message.
+    """
     if dev is None:
         return "no CUDA GPU"
-    if spec.dtype not in fused.DTYPES:
-        return f"u is {spec.dtype}; the fused kernels take {' or '.join(fused.DTYPES)}"
+    if spec.dtype not in dtypes:
+        return f"u is {spec.dtype}; the {family} kernels take {' or '.join(dtypes)}"
     for gdt in (spec.pregate_dtype, spec.postgate_dtype):
         if gdt is not None and gdt != spec.dtype:
             return f"a gate is {gdt}, not u's dtype {spec.dtype}"
-    n = fft_size(spec)
     if n is None:
-        return f"no fused kernel for mode={spec.mode!r} with L={spec.L}, Lk={spec.Lk}"
+        return (
+            f"no {family} kernel for mode={spec.mode!r} with L={spec.L}, Lk={spec.Lk} "
+            f"(FFT sizes {sizes}; circular needs L itself there)"
+        )
     if batch_channels(spec) is None:
         return f"k {spec.k_shape} does not broadcast as (H, Lk) against u {spec.u_shape}"
-    need = fused.shared_bytes(n, spec.dtype)
+    need = smem(n)
     if need > dev.smem_per_block_optin:
         return f"needs {need} B of shared memory; {dev.name} allows {dev.smem_per_block_optin}"
     return None
+
+
+def accepts(spec: ConvSpec, dev: DeviceInfo | None) -> str | None:
+    from .. import fused
+
+    sizes = f"{fused.SUPPORTED_N[0]}..{fused.SUPPORTED_N[-1]}"
+    return family_reason(
+        spec,
+        dev,
+        "fused",
+        fused.DTYPES,
+        fft_size(spec),
+        lambda n: fused.shared_bytes(n, spec.dtype),
+        sizes,
+    )
 
 
 class FusedExecutor:

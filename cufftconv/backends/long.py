@@ -11,7 +11,7 @@ from typing import Any
 
 from ..device import DeviceInfo, require_cupy
 from ..validation import ConvSpec, linear_length
-from .fused import FusedExecutor, batch_channels
+from .fused import FusedExecutor, batch_channels, family_reason
 
 
 def fft_size(spec: ConvSpec) -> int | None:
@@ -29,25 +29,10 @@ def fft_size(spec: ConvSpec) -> int | None:
 def accepts(spec: ConvSpec, dev: DeviceInfo | None) -> str | None:
     from .. import long
 
-    if dev is None:
-        return "no CUDA GPU"
-    if spec.dtype not in long.DTYPES:
-        return f"u is {spec.dtype}; the long kernels take {' or '.join(long.DTYPES)}"
-    for gdt in (spec.pregate_dtype, spec.postgate_dtype):
-        if gdt is not None and gdt != spec.dtype:
-            return f"a gate is {gdt}, not u's dtype {spec.dtype}"
-    n = fft_size(spec)
-    if n is None:
-        return (
-            f"FFT size for mode={spec.mode!r}, L={spec.L}, Lk={spec.Lk} is not a power of two "
-            f"in [{long.MIN_N}, {long.MAX_N}]"
-        )
-    if batch_channels(spec) is None:
-        return f"k {spec.k_shape} does not broadcast as (H, Lk) against u {spec.u_shape}"
-    need = long.max_shared_bytes(n)
-    if need > dev.smem_per_block_optin:
-        return f"needs {need} B of shared memory; {dev.name} allows {dev.smem_per_block_optin}"
-    return None
+    sizes = f"{long.MIN_N}..{long.MAX_N}"
+    return family_reason(
+        spec, dev, "long", long.DTYPES, fft_size(spec), long.max_shared_bytes, sizes
+    )
 
 
 class LongExecutor(FusedExecutor):
