@@ -154,3 +154,73 @@ def test_chunking_gives_same_result(rng, chunk_bytes, streams):
     conv(u, kf, y1, L=n, out_offset=0, Lout=n, chunk_bytes=chunk_bytes, streams=streams)
     conv(u, kf, y2, L=n, out_offset=0, Lout=n, chunk_bytes=1 << 40, streams=1)
     assert bool((y1.view(cp.uint16) == y2.view(cp.uint16)).all())
+
+
+# ------------------------------------------------------------------------------------------------
+# Hardening on the long route (issue #7's checks for this family)
+# ------------------------------------------------------------------------------------------------
+def test_nan_propagates_to_its_pair_only(rng):
+    """A NaN in one sequence shows in that sequence's output (and at most its packed partner,
+    b xor 1 of the same channel); no crash, no silent zeros elsewhere."""
+    n = 1 << 17
+    u = rng.standard_normal((4, 2, n)).astype(np.float16)
+    u[1, 0, 1000] = np.nan
+    k = rng.standard_normal((2, 300)).astype(np.float32)
+    y = cufftconv.fftconv(cp.asarray(u), cp.asarray(k)).get()
+    bad = np.isnan(y.astype(np.float32)).any(axis=-1)
+    assert bad[1, 0], "the NaN vanished"
+    allowed = np.zeros_like(bad)
+    allowed[0:2, 0] = True
+    assert not bad[~allowed].any()
+    ok = ~bad
+    want = _ref(np.nan_to_num(u.astype(np.float64)), k.astype(np.float64), "causal")
+    assert rel_err(y[ok], want[ok]) <= TOL["float16"]
+
+
+def test_inputs_never_written(rng):
+    n = 1 << 16
+    u = cp.asarray(rng.standard_normal((3, 2, n)).astype(np.float16))
+    pre = cp.asarray(rng.standard_normal((3, 2, n)).astype(np.float16))
+    post = cp.asarray(rng.standard_normal((3, 2, n)).astype(np.float16))
+    k = cp.asarray(rng.standard_normal((2, n)).astype(np.float32))
+    before = [a.copy() for a in (u, pre, post, k)]
+    cufftconv.fftconv(u, k, mode="circular", pregate=pre, postgate=post)
+    for a, b in zip((u, pre, post, k), before):
+        assert bool((a.view(cp.uint8) == b.view(cp.uint8)).all()), "an input was written"
+
+
+def test_threads_first_use(rng):
+    """8 threads at once on long configurations nobody compiled yet (bf16 gated, FFT 2**19)."""
+    import threading
+
+    n = 1 << 19
+    cases = [
+        (
+            torch.randn(2, 2, n // 2).to(torch.bfloat16).cuda(),
+            torch.randn(2, 2, n // 2).to(torch.bfloat16).cuda(),
+            torch.from_numpy(rng.standard_normal((2, 64)).astype(np.float32)).cuda(),
+        )
+        for _ in range(8)
+    ]
+    out, errors = [None] * 8, []
+    barrier = threading.Barrier(8)
+
+    def work(i):
+        try:
+            u, g, k = cases[i]
+            barrier.wait()
+            out[i] = cufftconv.fftconv(u, k, pregate=g, postgate=g)
+            torch.cuda.current_stream().synchronize()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for (u, g, k), y in zip(cases, out):
+        f = [a.double().cpu().numpy() for a in (u, g, k)]
+        want = _ref(f[0], f[2], "causal", f[1], f[1])
+        assert rel_err(y.float().cpu().numpy(), want) <= TOL["bfloat16"]
