@@ -19,6 +19,7 @@ from functools import cache
 import numpy as np
 
 from .errors import KernelLaunchError, describe_arg, is_cuda_error, launch_error
+from .kernel_io import FamilyConv
 from .sources import inline_source, kernels_dir
 
 SUPPORTED_N: tuple[int, ...] = tuple(1 << e for e in range(8, 16))
@@ -27,8 +28,24 @@ KERNEL_FILE = "monarch_conv.cu"
 KERNEL_NAME = "monarch_conv_fwd"
 # Parameter names of monarch_conv_fwd, in order (for launch-failure messages).
 ARG_NAMES = (
-    "u", "pregate", "kf", "y", "postgate", "u_sb", "u_sh", "pre_sb", "pre_sh", "y_sb", "y_sh",
-    "post_sb", "post_sh", "B", "H", "L", "out_offset", "Lout",
+    "u",
+    "pregate",
+    "kf",
+    "y",
+    "postgate",
+    "u_sb",
+    "u_sh",
+    "pre_sb",
+    "pre_sh",
+    "y_sb",
+    "y_sh",
+    "post_sb",
+    "post_sh",
+    "B",
+    "H",
+    "L",
+    "out_offset",
+    "Lout",
 )
 # PAD bit 0: input zero on [N/2, N) (skips half of the first stage); bit 1: only outputs in
 # [0, N/2) are kept (skips half of the last stage).
@@ -260,7 +277,7 @@ def _gpu_freq_index(n: int):
     return idx
 
 
-class FusedConv:
+class FusedConv(FamilyConv):
     """Fused forward convolution for one (FFT size, dtype, gating) configuration."""
 
     def __init__(self, n: int, dtype: str, *, pregate: bool, postgate: bool):
@@ -274,10 +291,6 @@ class FusedConv:
         self.threads = c["threads"]
         self.pairs_per_block = c["pairs_per_block"]
         self.smem = shared_bytes(n, dtype)
-
-    @property
-    def storage_dtype(self):
-        return np.dtype(np.float16) if self.dtype == "float16" else np.dtype(np.uint16)
 
     # --------------------------------------------------------------------------------------------
     def filter_spectrum(self, k):
@@ -309,20 +322,6 @@ class FusedConv:
         return out
 
     # --------------------------------------------------------------------------------------------
-    def _check_io(self, name, a, shape):
-        cp = _cupy()
-        if not isinstance(a, cp.ndarray):
-            raise TypeError(f"{name} must be a cupy.ndarray")
-        if a.dtype != self.storage_dtype:
-            raise TypeError(
-                f"{name} must have dtype {self.storage_dtype} for {self.dtype}, got {a.dtype}"
-            )
-        if a.shape != shape:
-            raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
-        if a.shape[-1] > 1 and a.strides[-1] != a.itemsize:
-            raise ValueError(f"{name}: last axis must be contiguous")
-        return np.int64(a.strides[0] // a.itemsize), np.int64(a.strides[1] // a.itemsize)
-
     def __call__(
         self, u, kf, y, *, L: int, out_offset: int, Lout: int, pregate=None, postgate=None
     ) -> None:
@@ -367,8 +366,19 @@ class FusedConv:
         grid = min(-(-npairs // self.pairs_per_block), per_sm * _sm_count(cp.cuda.Device().id))
         i64, i32 = np.int64, np.int32
         tail = (
-            i64(H * L), i64(L), i64(H * L), i64(L), i64(H * Lout), i64(Lout),
-            i64(H * Lout), i64(Lout), i32(B), i32(H), i32(L), i32(out_offset), i32(Lout),
+            i64(H * L),
+            i64(L),
+            i64(H * L),
+            i64(L),
+            i64(H * Lout),
+            i64(Lout),
+            i64(H * Lout),
+            i64(Lout),
+            i32(B),
+            i32(H),
+            i32(L),
+            i32(out_offset),
+            i32(Lout),
         )
         name = name_expression(n, self.dtype, self.pregate, self.postgate, pad)
         return Launcher(kern.kernel, (grid,), (self.threads,), self.smem, tail, name)
@@ -377,23 +387,10 @@ class FusedConv:
         """Validate a call; return (kernel, grid size, kernel arguments), or None if empty."""
         cp = _cupy()
         n = self.n
-        if u.ndim != 3:
-            raise ValueError(f"u must have shape (B, H, L), got {u.shape}")
-        b, h, lu = u.shape
-        L, out_offset, Lout = int(L), int(out_offset), int(Lout)
-        if lu != L or not 1 <= L <= n:
-            raise ValueError(f"L={L} must equal u.shape[-1]={lu} and lie in [1, {n}]")
-        if out_offset < 0 or Lout < 0 or out_offset + Lout > n:
-            raise ValueError(f"need 0 <= out_offset and out_offset + Lout <= {n}")
-        if (pregate is not None) != self.pregate or (postgate is not None) != self.postgate:
-            raise ValueError("pregate/postgate presence must match the FusedConv configuration")
-        usb, ush = self._check_io("u", u, (b, h, L))
-        ysb, ysh = self._check_io("y", y, (b, h, Lout))
-        psb = psh = qsb = qsh = np.int64(0)
-        if pregate is not None:
-            psb, psh = self._check_io("pregate", pregate, (b, h, L))
-        if postgate is not None:
-            qsb, qsh = self._check_io("postgate", postgate, (b, h, Lout))
+        op = self.check_operands(
+            u, y, L=L, out_offset=out_offset, Lout=Lout, pregate=pregate, postgate=postgate
+        )
+        b, h, L, out_offset, Lout = op.B, op.H, op.L, op.out_offset, op.Lout
         if (
             not isinstance(kf, cp.ndarray)
             or kf.dtype != cp.float16
@@ -404,7 +401,7 @@ class FusedConv:
             )
         if not kf.flags.c_contiguous:
             raise ValueError("kf must be C-contiguous")
-        if b == 0 or h == 0 or Lout == 0:
+        if op.empty:
             return None
         pad = int(L <= n // 2) | (int(out_offset + Lout <= n // 2) << 1)
         kern, per_sm = _get_module(n, self.dtype, self.pregate, self.postgate)[pad]
@@ -417,14 +414,10 @@ class FusedConv:
             kf,
             y,
             postgate if postgate is not None else y,
-            usb,
-            ush,
-            psb,
-            psh,
-            ysb,
-            ysh,
-            qsb,
-            qsh,
+            *op.u_strides,
+            *op.pre_strides,
+            *op.y_strides,
+            *op.post_strides,
             np.int32(b),
             np.int32(h),
             np.int32(L),
@@ -453,9 +446,7 @@ class Launcher:
         # Pointers go in as Python ints: CuPy packs those as 8-byte values, a pointer's size.
         # The try costs nothing on success (Python >= 3.11); this is the per-call fast path.
         try:
-            self.func(
-                self.grid, self.block, (u, pre, kf, y, post, *self.tail), self.smem, stream
-            )
+            self.func(self.grid, self.block, (u, pre, kf, y, post, *self.tail), self.smem, stream)
         except Exception as err:
             if is_cuda_error(err):
                 raise self._error((u, pre, kf, y, post, *self.tail), stream, err) from err

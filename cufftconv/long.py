@@ -15,6 +15,7 @@ from functools import cache
 
 import numpy as np
 
+from .kernel_io import FamilyConv
 from .sources import inline_source
 
 MIN_N = 1 << 16
@@ -204,7 +205,7 @@ def _gpu_freq_index(n: int):
 # ------------------------------------------------------------------------------------------------
 # Runtime
 # ------------------------------------------------------------------------------------------------
-class LongConv:
+class LongConv(FamilyConv):
     """Long forward convolution for one (FFT size, dtype, gating) configuration."""
 
     def __init__(self, n: int, dtype: str, *, pregate: bool, postgate: bool) -> None:
@@ -216,10 +217,6 @@ class LongConv:
         self.postgate = bool(postgate)
         self.n1, self.n2, self.c = split(n)
         self.rows = rows_per_block(self.n2)
-
-    @property
-    def storage_dtype(self) -> np.dtype:
-        return np.dtype(np.float16) if self.dtype == "float16" else np.dtype(np.uint16)
 
     def filter_spectrum(self, k):
         """Spectrum of k (H, Lk) zero padded to n, divided by n, in the row pass's order:
@@ -245,20 +242,6 @@ class LongConv:
             flat[h0 : h0 + step] = kk
         return out
 
-    def _check_io(self, name: str, a, shape: tuple[int, ...]) -> tuple[np.int64, np.int64]:
-        cp = _cupy()
-        if not isinstance(a, cp.ndarray):
-            raise TypeError(f"{name} must be a cupy.ndarray")
-        if a.dtype != self.storage_dtype:
-            raise TypeError(
-                f"{name} must have dtype {self.storage_dtype} for {self.dtype}, got {a.dtype}"
-            )
-        if a.shape != shape:
-            raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
-        if a.shape[-1] > 1 and a.strides[-1] != a.itemsize:
-            raise ValueError(f"{name}: last axis must be contiguous")
-        return np.int64(a.strides[0] // a.itemsize), np.int64(a.strides[1] // a.itemsize)
-
     def chunk_pairs(self, npairs: int, chunk_bytes: int | None = None) -> int:
         budget = CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
         return max(1, min(npairs, budget // (8 * self.n)))
@@ -281,23 +264,12 @@ class LongConv:
         """y[b,h,t] = post * sum_s kpad[h,s] (pre*u)pad[b,h,(t + out_offset - s) mod n], t < Lout."""
         cp = _cupy()
         n = self.n
-        if u.ndim != 3:
-            raise ValueError(f"u must have shape (B, H, L), got {u.shape}")
-        b, h, lu = u.shape
-        L, out_offset, Lout = int(L), int(out_offset), int(Lout)
-        if lu != L or not 1 <= L <= n:
-            raise ValueError(f"L={L} must equal u.shape[-1]={lu} and lie in [1, {n}]")
-        if out_offset < 0 or Lout < 0 or out_offset + Lout > n:
-            raise ValueError(f"need 0 <= out_offset and out_offset + Lout <= {n}")
-        if (pregate is not None) != self.pregate or (postgate is not None) != self.postgate:
-            raise ValueError("pregate/postgate presence must match the LongConv configuration")
-        usb, ush = self._check_io("u", u, (b, h, L))
-        ysb, ysh = self._check_io("y", y, (b, h, Lout))
-        psb = psh = qsb = qsh = np.int64(0)
-        if pregate is not None:
-            psb, psh = self._check_io("pregate", pregate, (b, h, L))
-        if postgate is not None:
-            qsb, qsh = self._check_io("postgate", postgate, (b, h, Lout))
+        op = self.check_operands(
+            u, y, L=L, out_offset=out_offset, Lout=Lout, pregate=pregate, postgate=postgate
+        )
+        b, h, L, out_offset, Lout = op.B, op.H, op.L, op.out_offset, op.Lout
+        (usb, ush), (ysb, ysh) = op.u_strides, op.y_strides
+        (psb, psh), (qsb, qsh) = op.pre_strides, op.post_strides
         if (
             not isinstance(kf, cp.ndarray)
             or kf.dtype != cp.complex64
@@ -308,7 +280,7 @@ class LongConv:
             )
         if not kf.flags.c_contiguous:
             raise ValueError("kf must be C-contiguous")
-        if b == 0 or h == 0 or Lout == 0:
+        if op.empty:
             return
         ks = _get_kernels(n, self.dtype, self.pregate, self.postgate)
         npairs = ((b + 1) // 2) * h

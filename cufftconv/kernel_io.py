@@ -1,0 +1,92 @@
+"""Operand checks shared by the 16-bit kernel families (``fused`` and ``long``).
+
+Both take u ``(B, H, L)``, y ``(B, H, Lout)`` and optional gates as CuPy arrays of the storage
+dtype (float16, or bfloat16 as uint16 bits) with a unit stride along the sequence, and compute
+``y[b,h,t] = post * sum_s kpad[h,s] (pre*u)pad[b,h,(t + out_offset - s) mod n]`` for t < Lout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Operands:
+    """A validated call: sizes and the element strides (batch, channel) of each array."""
+
+    B: int
+    H: int
+    L: int
+    out_offset: int
+    Lout: int
+    # element strides (batch, channel) of each array; (0, 0) for an absent gate
+    u_strides: tuple[np.int64, np.int64]
+    y_strides: tuple[np.int64, np.int64]
+    pre_strides: tuple[np.int64, np.int64]
+    post_strides: tuple[np.int64, np.int64]
+
+    @property
+    def empty(self) -> bool:
+        return self.B == 0 or self.H == 0 or self.Lout == 0
+
+
+class FamilyConv:
+    """Base of one kernel family's configuration: FFT size ``n``, dtype and gating."""
+
+    n: int
+    dtype: str
+    pregate: bool
+    postgate: bool
+
+    @property
+    def storage_dtype(self) -> np.dtype:
+        return np.dtype(np.float16) if self.dtype == "float16" else np.dtype(np.uint16)
+
+    def _check_io(self, name: str, a: Any, shape: tuple[int, ...]) -> tuple[np.int64, np.int64]:
+        import cupy as cp
+
+        if not isinstance(a, cp.ndarray):
+            raise TypeError(f"{name} must be a cupy.ndarray")
+        if a.dtype != self.storage_dtype:
+            raise TypeError(
+                f"{name} must have dtype {self.storage_dtype} for {self.dtype}, got {a.dtype}"
+            )
+        if a.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
+        if a.size and a.shape[-1] > 1 and a.strides[-1] != a.itemsize:
+            raise ValueError(f"{name}: last axis must be contiguous")
+        return np.int64(a.strides[0] // a.itemsize), np.int64(a.strides[1] // a.itemsize)
+
+    def check_operands(
+        self, u: Any, y: Any, *, L: int, out_offset: int, Lout: int, pregate: Any, postgate: Any
+    ) -> Operands:
+        """Validate u, y and the gates against this configuration (raises ValueError /
+        TypeError naming the argument)."""
+        n = self.n
+        if u.ndim != 3:
+            raise ValueError(f"u must have shape (B, H, L), got {u.shape}")
+        b, h, lu = u.shape
+        L, out_offset, Lout = int(L), int(out_offset), int(Lout)
+        if lu != L or not 1 <= L <= n:
+            raise ValueError(f"L={L} must equal u.shape[-1]={lu} and lie in [1, {n}]")
+        if out_offset < 0 or Lout < 0 or out_offset + Lout > n:
+            raise ValueError(f"need 0 <= out_offset and out_offset + Lout <= {n}")
+        if (pregate is not None) != self.pregate or (postgate is not None) != self.postgate:
+            raise ValueError(
+                f"pregate/postgate presence must match the {type(self).__name__} configuration"
+            )
+        zero = (np.int64(0), np.int64(0))
+        return Operands(
+            b,
+            h,
+            L,
+            out_offset,
+            Lout,
+            self._check_io("u", u, (b, h, L)),
+            self._check_io("y", y, (b, h, Lout)),
+            zero if pregate is None else self._check_io("pregate", pregate, (b, h, L)),
+            zero if postgate is None else self._check_io("postgate", postgate, (b, h, Lout)),
+        )

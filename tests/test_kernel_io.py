@@ -1,0 +1,101 @@
+"""Operand checks of the 16-bit kernel families, on the host: CuPy array headers over memory
+that is never touched (no GPU needed), so only the validation runs."""
+
+import numpy as np
+import pytest
+
+cp = pytest.importorskip("cupy")
+
+from cufftconv import fused
+from cufftconv import long as lc
+
+_MEM = cp.cuda.UnownedMemory(1 << 20, 1 << 40, None, device_id=0)  # a header only, never read
+
+
+def fake(shape, dtype=np.float16, strides=None):
+    """A cupy.ndarray header of this shape (no allocation, no device access)."""
+    return cp.ndarray(shape, dtype=dtype, memptr=cp.cuda.MemoryPointer(_MEM, 0), strides=strides)
+
+
+def fused_kf(h, n=4096):
+    return fake((h, fused.filter_row_halves(n)))
+
+
+@pytest.fixture(params=["fused", "long"])
+def family(request):
+    if request.param == "fused":
+        conv = fused.FusedConv(4096, "float16", pregate=True, postgate=False)
+        return conv, lambda h: fused_kf(h), conv.prepare
+    conv = lc.LongConv(1 << 16, "float16", pregate=True, postgate=False)
+    n1, n2, _ = lc.split(1 << 16)
+    return conv, lambda h: fake((h, n1, n2), np.complex64), conv
+
+
+def test_strides_of_views():
+    conv = fused.FusedConv(4096, "bfloat16", pregate=True, postgate=True)
+    u = fake((2, 3, 1000), np.uint16, strides=(2 * 6 * 1000, 2 * 2 * 1000, 2))  # every other channel
+    y = fake((2, 3, 999), np.uint16)
+    pre = fake((2, 3, 1000), np.uint16)
+    post = fake((2, 3, 999), np.uint16, strides=(2 * 3 * 2000, 2 * 2000, 2))
+    op = conv.check_operands(u, y, L=1000, out_offset=1, Lout=999, pregate=pre, postgate=post)
+    assert (op.B, op.H, op.L, op.out_offset, op.Lout) == (2, 3, 1000, 1, 999)
+    assert op.u_strides == (6000, 2000) and op.y_strides == (3 * 999, 999)
+    assert op.pre_strides == (3000, 1000) and op.post_strides == (6000, 2000)
+    assert not op.empty
+
+
+def test_absent_gates_have_zero_strides():
+    conv = lc.LongConv(1 << 16, "float16", pregate=False, postgate=False)
+    op = conv.check_operands(
+        fake((1, 2, 50)),
+        fake((1, 2, 50)),
+        L=50,
+        out_offset=0,
+        Lout=50,
+        pregate=None,
+        postgate=None,
+    )
+    assert op.pre_strides == op.post_strides == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "change,exc,match",
+    [
+        ({"u": fake((2, 3, 100), np.float32)}, TypeError, "u must have dtype float16"),
+        ({"u": np.zeros((2, 3, 100), np.float16)}, TypeError, "u must be a cupy.ndarray"),
+        ({"y": fake((2, 3, 99))}, ValueError, r"y must have shape \(2, 3, 100\)"),
+        ({"u": fake((2, 3, 100), strides=(1200, 400, 4))}, ValueError, "u: last axis"),
+        ({"pregate": None}, ValueError, "pregate/postgate presence"),
+        ({"postgate": fake((2, 3, 100))}, ValueError, "pregate/postgate presence"),
+        ({"pregate": fake((2, 1, 100))}, ValueError, "pregate must have shape"),
+        ({"L": 99}, ValueError, "L=99 must equal"),
+        ({"out_offset": 1 << 30}, ValueError, "out_offset"),
+        ({"kf": "wrong"}, ValueError, "kf must be the"),
+    ],
+)
+def test_bad_operands_are_named(family, change, exc, match):
+    _conv, make_kf, call = family
+    kw = {
+        "u": fake((2, 3, 100)),
+        "kf": make_kf(3),
+        "y": fake((2, 3, 100)),
+        "L": 100,
+        "out_offset": 0,
+        "Lout": 100,
+        "pregate": fake((2, 3, 100)),
+        "postgate": None,
+    }
+    kw.update(change)
+    if isinstance(kw["kf"], str):
+        kw["kf"] = make_kf(4)
+    with pytest.raises(exc, match=match):
+        call(kw.pop("u"), kw.pop("kf"), kw.pop("y"), **kw)
+
+
+def test_empty_calls_launch_nothing(family):
+    _conv, make_kf, call = family
+    u = fake((0, 3, 100))
+    out = call(
+        u, make_kf(3), fake((0, 3, 100)), L=100, out_offset=0, Lout=100, pregate=fake((0, 3, 100))
+    )
+    assert out is None
