@@ -46,6 +46,18 @@ def _build_fused(spec: ConvSpec, dev: DeviceInfo | None) -> Any:
     return FusedExecutor(spec, dev)
 
 
+def _accepts_partial(spec: ConvSpec, dev: DeviceInfo | None) -> str | None:
+    from .backends.partial import accepts
+
+    return accepts(spec, dev)
+
+
+def _build_partial(spec: ConvSpec, dev: DeviceInfo | None) -> Any:
+    from .backends.partial import PartialExecutor
+
+    return PartialExecutor(spec, dev)
+
+
 def _accepts_long(spec: ConvSpec, dev: DeviceInfo | None) -> str | None:
     from .backends.long import accepts
 
@@ -77,6 +89,12 @@ _TABLE: list[Route] = [
         "fused Monarch FFT conv on tensor cores (fp16/bf16, FFT size 256..32768)",
         _accepts_fused,
         _build_fused,
+    ),
+    Route(
+        "partial-blocked",
+        "overlap-save blocks of the fused kernel for short filters (Lk <= L/4, long L)",
+        _accepts_partial,
+        _build_partial,
     ),
     Route(
         "long-monarch",
