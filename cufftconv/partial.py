@@ -20,6 +20,7 @@ from . import fused
 
 MIN_RATIO = 4  # Lk <= L / MIN_RATIO
 BLOCK_FACTOR = 4  # n = next power of two >= BLOCK_FACTOR * Lk (overlap (Lk - 1) / n <= 1/4)
+ALIGN = 8  # windows start on 8-element (16-byte) boundaries where the hop allows
 
 
 def _pow2_at_least(x: int) -> int:
@@ -58,46 +59,51 @@ class Blocks:
     lout: int
 
 
-def plan_blocks(L: int, Lk: int, offset: int, Lout: int, n: int) -> list[Blocks]:
+def hop_size(n: int, Lk: int, align: int = ALIGN) -> int:
+    """New outputs per block of FFT size n: n - Lk + 1, less the slack that lets every window
+    start on an ``align``-element boundary, rounded down to a multiple of ``align`` (so the
+    fused kernel's 16-byte vector loads and stores apply); plain n - Lk + 1 when too short."""
+    hop = (n - Lk + 1 - (align - 1)) // align * align
+    return hop if hop >= align else n - Lk + 1
+
+
+def plan_blocks(
+    L: int, Lk: int, offset: int, Lout: int, n: int, align: int = ALIGN
+) -> list[Blocks]:
     """Cover outputs y[t] = c[t + offset], t < Lout, of the linear convolution c of an
     L-long input with an Lk-long filter, by blocks of FFT size n.
 
-    Interior blocks (whole window inside the input, whole hop of outputs) form one group; the
-    few blocks at either end (window starting before 0 or running past L, or a short last
-    hop) get a group each. Blocks whose window holds no input at all are not listed: their
-    outputs are zero.
+    Block j writes outputs [j hop, j hop + hop) from the window of n inputs that starts at or
+    up to ``align - 1`` before m0 - (Lk - 1) (m0 = offset + j hop), clipped to [0, L).
+    Consecutive blocks with the same window length, crop offset and output count form one
+    group (one launch): all interior blocks, since hop is a multiple of ``align``. Blocks
+    whose window holds no input are not listed: their outputs are zero.
     """
-    hop = n - Lk + 1
+    hop = hop_size(n, Lk, align)
     if hop < 1:
         raise ValueError(f"block FFT size {n} is too small for a filter of length {Lk}")
-    nblocks = -(-Lout // hop)
+    step = align if hop % align == 0 else 1
     groups: list[Blocks] = []
-    run_start = None  # first block of the current interior run
-
-    def flush(end: int) -> None:
-        nonlocal run_start
-        if run_start is not None:
-            j0 = run_start
-            m0 = offset + j0 * hop
-            groups.append(Blocks(j0 * hop, m0 - (Lk - 1), end - j0, n, Lk - 1, hop))
-            run_start = None
-
-    for j in range(nblocks):
+    for j in range(-(-Lout // hop)):
         t0 = j * hop
         m0 = offset + t0
         w0 = m0 - (Lk - 1)
-        lout = min(hop, Lout - t0)
-        if w0 >= 0 and w0 + n <= L and lout == hop:
-            if run_start is None:
-                run_start = j
-            continue
-        flush(j)
-        ws = max(w0, 0)
-        lw = min(L, w0 + n) - ws
+        ws = w0 - w0 % step if w0 >= 0 else 0
+        # Valid inputs in the window; past n + w0 - ws they would wrap onto outputs we keep.
+        lw = min(L - ws, n, n + w0 - ws)
         if lw <= 0:
             continue  # no input reaches these outputs
-        groups.append(Blocks(t0, ws, 1, lw, m0 - ws, lout))
-    flush(nblocks)
+        lout = min(hop, Lout - t0)
+        g = groups[-1] if groups else None
+        if (
+            g is not None
+            and (g.lw, g.out_offset, g.lout) == (lw, m0 - ws, lout)
+            and g.t0 + g.count * hop == t0
+            and g.w0 + g.count * hop == ws
+        ):
+            groups[-1] = Blocks(g.t0, g.w0, g.count + 1, lw, g.out_offset, lout)
+        else:
+            groups.append(Blocks(t0, ws, 1, lw, m0 - ws, lout))
     return groups
 
 
@@ -110,4 +116,13 @@ def covered(groups: list[Blocks], hop: int) -> list[tuple[int, int]]:
     return sorted(out)
 
 
-__all__ = ["BLOCK_FACTOR", "MIN_RATIO", "Blocks", "block_fft_size", "covered", "plan_blocks"]
+__all__ = [
+    "ALIGN",
+    "BLOCK_FACTOR",
+    "MIN_RATIO",
+    "Blocks",
+    "block_fft_size",
+    "covered",
+    "hop_size",
+    "plan_blocks",
+]

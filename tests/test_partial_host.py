@@ -66,7 +66,7 @@ def run(L, Lk, mode, B=2, H=3, gated=False, seed=0):
 @pytest.mark.parametrize("gated", [False, True])
 def test_modes(mode, gated):
     ex = run(5000, 300, mode, gated=gated)
-    assert ex.n == 2048 and ex.hop == 2048 - 299
+    assert ex.n == 2048 and ex.hop == (2048 - 299 - 7) // 8 * 8 and ex.hop % 8 == 0
 
 
 @given(
@@ -86,6 +86,8 @@ def test_interior_blocks_are_one_launch_per_batch_element():
     ex = run(200_000, 1000, "causal", B=2, H=1)
     interior = [g for g in ex.groups if g.count > 1]
     assert len(interior) == 1 and interior[0].count > 40
+    g = interior[0]
+    assert g.w0 % 8 == 0 and g.t0 % 8 == 0 and ex.hop % 8 == 0  # 16-byte aligned windows
     assert len(ex.groups) <= 4  # plus the first and the last blocks
     assert ex.kernel.calls == 2 * len(ex.groups)
 
@@ -94,7 +96,7 @@ def test_plan_covers_every_output_once():
     for L, Lk, mode in [(100_000, 4096, "causal"), (70_001, 333, "full"), (9999, 2000, "same")]:
         spec = build_spec((1, 1, L), (1, Lk), mode=mode, dtype="float16", k_dtype="float32")
         n = partial.block_fft_size(Lk)
-        hop = n - Lk + 1
+        hop = partial.hop_size(n, Lk)
         ranges = partial.covered(partial.plan_blocks(L, Lk, spec.offset, spec.Lout, n), hop)
         assert ranges[0][0] == 0 and ranges[-1][1] == spec.Lout
         assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))

@@ -82,7 +82,7 @@ class PartialExecutor(FusedExecutor):
         }
         self.kernel = make(self.n, spec.dtype, **gates)
         self.k_used = spec.Lk
-        self.hop = self.n - spec.Lk + 1
+        self.hop = partial.hop_size(self.n, spec.Lk)
         self.groups = partial.plan_blocks(spec.L, spec.Lk, spec.offset, spec.Lout, self.n)
         written = partial.covered(self.groups, self.hop)
         self.full_cover = sum(b - a for a, b in written) == spec.Lout
