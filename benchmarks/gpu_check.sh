@@ -10,6 +10,8 @@
 #   GPU_CHECK_BUDGET  seconds for the whole script (default 450); the bench gets what is left
 #   PYTEST_TIMEOUT    seconds for the GPU tests (default 240)
 #   PYTHON            interpreter (default python3)
+#   SANITIZE=1        also run benchmarks/sanitize.sh after check (its summary lands in
+#                     OUTDIR/sanitize_summary.txt, the 8th file; the reports are dropped)
 #
 # OUTDIR receives 7 files (the device machine sends back at most 8):
 #   gpu_check.log  pytest_gpu.log  pytest_gpu.xml  bench.log
@@ -106,6 +108,19 @@ main() {
   local check_rc=$?
   stage_done check "$check_rc"
 
+  local san_rc=-
+  if [[ "${SANITIZE:-0}" == 1 ]]; then
+    stage "compute-sanitizer over every kernel family (benchmarks/sanitize.sh)"
+    local san_dir
+    san_dir=$(mktemp -d)
+    bash "$REPO/benchmarks/sanitize.sh" "$san_dir" > "$san_dir/sanitize.log" 2>&1
+    san_rc=$?
+    cp "$san_dir/summary.txt" "$OUTDIR/sanitize_summary.txt" 2>/dev/null
+    tail -n 3 "$san_dir/sanitize.log"
+    rm -rf "$san_dir"
+    stage_done sanitize "$san_rc"
+  fi
+
   local left=$((BUDGET - (SECONDS - START)))
   local bench_s=$((left > 120 ? left - 30 : 90))
   stage "benchmark, new rows for ${bench_s} s (full log in bench.log)"
@@ -118,7 +133,8 @@ main() {
   stage_done bench "$bench_rc"
 
   echo
-  echo "=== SUMMARY: pytest=$pytest_rc info=$info_rc check=$check_rc bench=$bench_rc," \
+  echo "=== SUMMARY: pytest=$pytest_rc info=$info_rc check=$check_rc sanitize=$san_rc" \
+    "bench=$bench_rc," \
     "total $((SECONDS - START)) s"
   (cd "$OUTDIR" && find . -type f | sort)
   return "$pytest_rc"
