@@ -10,27 +10,13 @@ B=64, H=768. A chunk of 0 MB means "all pairs in one launch group". Prints one l
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import cupy as cp
 import numpy as np
 import torch
+from devtiming import bench
 
 from cufftconv import long as lc
-
-
-def bench(fn, reps: int = 7, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        a, b = cp.cuda.Event(), cp.cuda.Event()
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(cp.cuda.get_elapsed_time(a, b))
-    return statistics.median(times)
 
 
 def copy_bandwidth() -> float:

@@ -11,28 +11,14 @@ n = next_pow2(f * Lk); the row is switched on for the run.
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import cupy as cp
 import numpy as np
+from devtiming import bench
 
 import cufftconv
 from cufftconv import partial
 from cufftconv.backends import partial as partial_row
-
-
-def bench(fn, reps: int = 7, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        a, b = cp.cuda.Event(), cp.cuda.Event()
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(cp.cuda.get_elapsed_time(a, b))
-    return statistics.median(times)
 
 
 def run_case(L: int, Lk: int, factors: list[int]) -> None:
