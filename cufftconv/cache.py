@@ -42,3 +42,26 @@ class BuildCache(Generic[V]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+class OnceCache(Generic[V]):
+    """``get(key, build)`` builds each key exactly once, even when threads ask for it at the same
+    time, and keeps it for good (compiled kernels, per-device tables).
+
+    One lock per key: other keys build in parallel. A build that raises leaves the key unbuilt,
+    so a later call tries again.
+    """
+
+    def __init__(self) -> None:
+        self._slots: dict[Hashable, list] = {}  # key -> [lock, built?, value]
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, build: Callable[[], V]) -> V:
+        with self._lock:
+            slot = self._slots.setdefault(key, [threading.Lock(), False, None])
+        if not slot[1]:
+            with slot[0]:
+                if not slot[1]:
+                    slot[2] = build()
+                    slot[1] = True
+        return slot[2]

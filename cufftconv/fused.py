@@ -13,13 +13,13 @@ kernel's digit-reversed, fragment-major order, as fp16 normalised per channel by
 
 from __future__ import annotations
 
-import threading
 from functools import cache
 
 import numpy as np
 
+from .cache import OnceCache
 from .errors import KernelLaunchError, describe_arg, is_cuda_error, launch_error
-from .kernel_io import FamilyConv
+from .kernel_io import FamilyConv, hermitian_order, ordered_spectra
 from .sources import inline_source, kernels_dir
 
 SUPPORTED_N: tuple[int, ...] = tuple(1 << e for e in range(8, 16))
@@ -52,8 +52,8 @@ ARG_NAMES = (
 PAD_VARIANTS = (0, 1, 2, 3)
 
 _DT_CODE = {"float16": 0, "bfloat16": 1}
-_LOCK = threading.Lock()
-_MODULES: dict[tuple, list] = {}  # key -> [lock, compiled kernels or None]
+_MODULES: OnceCache[dict] = OnceCache()  # (device, arch, configuration) -> kernels
+_ORDER: OnceCache[tuple] = OnceCache()  # (device, n) -> hermitian_order(freq_index(n)) there
 
 
 # ------------------------------------------------------------------------------------------------
@@ -202,16 +202,9 @@ def _cupy():
 
 def _get_module(n: int, dtype: str, pregate: bool, postgate: bool):
     """{pad: (RawKernel, blocks per SM)} for one configuration, compiled once per device/arch."""
-    cp = _cupy()
-    dev = cp.cuda.Device()
+    dev = _cupy().cuda.Device()
     key = (dev.id, dev.compute_capability, n, dtype, pregate, postgate)
-    with _LOCK:
-        slot = _MODULES.setdefault(key, [threading.Lock(), None])
-    if slot[1] is None:
-        with slot[0]:  # per-configuration lock: other configurations compile in parallel
-            if slot[1] is None:
-                slot[1] = _build(n, dtype, pregate, postgate)
-    return slot[1]
+    return _MODULES.get(key, lambda: _build(n, dtype, pregate, postgate))
 
 
 def _build(n: int, dtype: str, pregate: bool, postgate: bool):
@@ -262,19 +255,12 @@ def _sm_count(dev_id: int) -> int:
     return int(cp.cuda.runtime.getDeviceProperties(dev_id)["multiProcessorCount"])
 
 
-_GPU_INDEX: dict[tuple[int, int], object] = {}
-
-
-def _gpu_freq_index(n: int):
+def _gpu_order(n: int) -> tuple:
     cp = _cupy()
-    key = (cp.cuda.Device().id, n)
-    idx = _GPU_INDEX.get(key)
-    if idx is None:
-        f = freq_index(n)
-        sel = np.where(f <= n // 2, f, n - f)
-        idx = (cp.asarray(sel), cp.asarray(f > n // 2))
-        _GPU_INDEX[key] = idx
-    return idx
+    return _ORDER.get(
+        (cp.cuda.Device().id, n),
+        lambda: tuple(cp.asarray(a) for a in hermitian_order(freq_index(n), n)),
+    )
 
 
 class FusedConv(FamilyConv):
@@ -300,25 +286,16 @@ class FusedConv(FamilyConv):
         then e itself (an integer, stored as fp16) and zeros.
         """
         cp = _cupy()
-        k = cp.asarray(k)
-        if k.ndim != 2:
-            raise ValueError(f"k must have shape (H, Lk), got {k.shape}")
-        h, lk = k.shape
-        if not 1 <= lk <= self.n:
-            raise ValueError(f"filter length {lk} must be in [1, {self.n}]")
-        n = self.n
-        real_t = cp.float64 if k.dtype == cp.float64 else cp.float32
-        kr = cp.fft.rfft(k.astype(real_t, copy=False), n=n, axis=-1)
-        sel, conj = _gpu_freq_index(n)
-        kk = kr[:, sel]
-        kk = cp.where(conj[None, :], cp.conj(kk), kk)
-        mag = cp.abs(kk).max(axis=1)
-        e = cp.where(mag > 0, cp.ceil(cp.log2(cp.where(mag > 0, mag, 1))), 0)
-        kk = kk * cp.exp2(-e)[:, None]
+        k = self.check_filter(cp.asarray(k))
+        h, n = k.shape[0], self.n
         out = cp.zeros((h, filter_row_halves(n)), dtype=cp.float16)
-        out[:, 0 : 2 * n : 2] = kk.real
-        out[:, 1 : 2 * n : 2] = kk.imag
-        out[:, 2 * n] = e
+        for h0, h1, kk in ordered_spectra(k, n, _gpu_order(n), cp):
+            mag = cp.abs(kk).max(axis=1)
+            e = cp.where(mag > 0, cp.ceil(cp.log2(cp.where(mag > 0, mag, 1))), 0)
+            kk = kk * cp.exp2(-e)[:, None]
+            out[h0:h1, 0 : 2 * n : 2] = kk.real
+            out[h0:h1, 1 : 2 * n : 2] = kk.imag
+            out[h0:h1, 2 * n] = e
         return out
 
     # --------------------------------------------------------------------------------------------

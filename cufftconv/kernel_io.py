@@ -1,4 +1,5 @@
-"""Operand checks shared by the 16-bit kernel families (``fused`` and ``long``).
+"""What the 16-bit kernel families (``fused`` and ``long``) share: operand checks and the
+filter spectrum in a kernel's own frequency order.
 
 Both take u ``(B, H, L)``, y ``(B, H, Lout)`` and optional gates as CuPy arrays of the storage
 dtype (float16, or bfloat16 as uint16 bits) with a unit stride along the sequence, and compute
@@ -7,6 +8,7 @@ dtype (float16, or bfloat16 as uint16 bits) with a unit stride along the sequenc
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,3 +92,36 @@ class FamilyConv:
             zero if pregate is None else self._check_io("pregate", pregate, (b, h, L)),
             zero if postgate is None else self._check_io("postgate", postgate, (b, h, Lout)),
         )
+
+    def check_filter(self, k: Any) -> Any:
+        """k as (H, Lk) with 1 <= Lk <= n (raises ValueError naming its shape)."""
+        if k.ndim != 2:
+            raise ValueError(f"k must have shape (H, Lk), got {k.shape}")
+        if not 1 <= k.shape[1] <= self.n:
+            raise ValueError(f"filter length {k.shape[1]} must be in [1, {self.n}]")
+        return k
+
+
+def hermitian_order(freq: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """For positions holding frequencies ``freq`` of a real signal's size-n spectrum: the rfft
+    bin to read at each (int32) and whether to conjugate it (bins above n/2 mirror)."""
+    freq = np.asarray(freq).reshape(-1)
+    return np.where(freq <= n // 2, freq, n - freq).astype(np.int32), freq > n // 2
+
+
+def ordered_spectra(
+    k: Any, n: int, order: tuple[Any, Any], xp: Any, chunk_bytes: int = 256 << 20
+) -> Iterator[tuple[int, int, Any]]:
+    """Yield ``(h0, h1, K)``: the size-n spectra of rows k[h0:h1] (zero padded), complex,
+    at the positions of a kernel's order (``order``: :func:`hermitian_order` on ``xp``).
+
+    A few channels at a time, so the rfft temporaries stay O(n), not O(H n). float64 k is
+    transformed in float64, anything else in float32.
+    """
+    sel, conj = order
+    real_t = xp.float64 if k.dtype == xp.float64 else xp.float32
+    step = max(1, chunk_bytes // (16 * n))
+    for h0 in range(0, k.shape[0], step):
+        h1 = min(h0 + step, k.shape[0])
+        kr = xp.fft.rfft(k[h0:h1].astype(real_t, copy=False), n=n, axis=-1)[:, sel]
+        yield h0, h1, xp.where(conj[None, :], xp.conj(kr), kr)

@@ -15,7 +15,8 @@ from functools import cache
 
 import numpy as np
 
-from .kernel_io import FamilyConv
+from .cache import OnceCache
+from .kernel_io import FamilyConv, hermitian_order, ordered_spectra
 from .sources import inline_source
 
 MIN_N = 1 << 16
@@ -33,8 +34,9 @@ CHUNK_BYTES = 24 << 20
 STREAMS = 2
 
 _DT_CODE = {"float16": 0, "bfloat16": 1}
-_LOCK = threading.Lock()
-_MODULES: dict[tuple, list] = {}
+_LOCK = threading.Lock()  # the side streams
+_MODULES: OnceCache[dict] = OnceCache()  # (device, arch, configuration) -> kernels
+_ORDER: OnceCache[tuple] = OnceCache()  # (device, n) -> hermitian_order(freq_index(n)) there
 
 
 def _check_n(n: int) -> None:
@@ -159,47 +161,35 @@ def _cupy():
     return cupy
 
 
+def _build(n: int, dtype: str, pregate: bool, postgate: bool) -> dict:
+    names = name_expressions(n, dtype, pregate, postgate)
+    mod = _cupy().RawModule(
+        code=kernel_source(), options=compile_options(), name_expressions=list(names.values())
+    )
+    smem = shared_bytes(n)
+    kernels: dict = {"module": mod}
+    for role, name in names.items():
+        kern = mod.get_function(name)
+        need = smem["rows" if role == "rows" else "cols"]
+        if need > 48 * 1024:
+            kern.max_dynamic_shared_size_bytes = need
+        kernels[role] = (kern, need)
+    return kernels
+
+
 def _get_kernels(n: int, dtype: str, pregate: bool, postgate: bool) -> dict:
-    cp = _cupy()
-    dev = cp.cuda.Device()
+    """{role: (RawKernel, shared bytes)} for one configuration, compiled once per device/arch."""
+    dev = _cupy().cuda.Device()
     key = (dev.id, dev.compute_capability, n, dtype, pregate, postgate)
-    with _LOCK:
-        slot = _MODULES.setdefault(key, [threading.Lock(), None])
-    if slot[1] is None:
-        with slot[0]:
-            if slot[1] is None:
-                names = name_expressions(n, dtype, pregate, postgate)
-                mod = cp.RawModule(
-                    code=kernel_source(),
-                    options=compile_options(),
-                    name_expressions=list(names.values()),
-                )
-                smem = shared_bytes(n)
-                kernels = {}
-                for role, name in names.items():
-                    kern = mod.get_function(name)
-                    need = smem["rows" if role == "rows" else "cols"]
-                    if need > 48 * 1024:
-                        kern.max_dynamic_shared_size_bytes = need
-                    kernels[role] = (kern, need)
-                kernels["module"] = mod
-                slot[1] = kernels
-    return slot[1]
+    return _MODULES.get(key, lambda: _build(n, dtype, pregate, postgate))
 
 
-_GPU_INDEX: dict[tuple[int, int], tuple] = {}
-
-
-def _gpu_freq_index(n: int):
+def _gpu_order(n: int) -> tuple:
     cp = _cupy()
-    key = (cp.cuda.Device().id, n)
-    idx = _GPU_INDEX.get(key)
-    if idx is None:
-        f = freq_index(n).reshape(-1)
-        sel = np.where(f <= n // 2, f, n - f).astype(np.int32)
-        idx = (cp.asarray(sel), cp.asarray(f > n // 2))
-        _GPU_INDEX[key] = idx
-    return idx
+    return _ORDER.get(
+        (cp.cuda.Device().id, n),
+        lambda: tuple(cp.asarray(a) for a in hermitian_order(freq_index(n), n)),
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -222,24 +212,12 @@ class LongConv(FamilyConv):
         """Spectrum of k (H, Lk) zero padded to n, divided by n, in the row pass's order:
         complex64 (H, N1, N2)."""
         cp = _cupy()
-        k = cp.asarray(k)
-        if k.ndim != 2:
-            raise ValueError(f"k must have shape (H, Lk), got {k.shape}")
-        h, lk = k.shape
-        if not 1 <= lk <= self.n:
-            raise ValueError(f"filter length {lk} must be in [1, {self.n}]")
-        n = self.n
-        real_t = cp.float64 if k.dtype == cp.float64 else cp.float32
-        sel, conj = _gpu_freq_index(n)
+        k = self.check_filter(cp.asarray(k))
+        h, n = k.shape[0], self.n
         out = cp.empty((h, self.n1, self.n2), dtype=cp.complex64)
         flat = out.reshape(h, n)
-        # A few channels at a time: the rfft temporaries stay O(n), not O(H n).
-        step = max(1, (256 << 20) // (16 * n))
-        for h0 in range(0, h, step):
-            kr = cp.fft.rfft(k[h0 : h0 + step].astype(real_t, copy=False), n=n, axis=-1)
-            kk = kr[:, sel]
-            kk = cp.where(conj[None, :], cp.conj(kk), kk) * (1.0 / n)
-            flat[h0 : h0 + step] = kk
+        for h0, h1, kk in ordered_spectra(k, n, _gpu_order(n), cp):
+            flat[h0:h1] = kk * (1.0 / n)
         return out
 
     def chunk_pairs(self, npairs: int, chunk_bytes: int | None = None) -> int:

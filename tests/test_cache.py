@@ -2,7 +2,7 @@
 
 import threading
 
-from cufftconv.cache import BuildCache
+from cufftconv.cache import BuildCache, OnceCache
 
 
 def test_builds_once_and_evicts_least_recent():
@@ -40,3 +40,43 @@ def test_threads_share_one_value_per_key():
     for t in threads:
         t.join()
     assert len(got) == 16 and all(g is got[0] for g in got)
+
+
+def test_once_cache_builds_each_key_once_under_threads():
+    cache = OnceCache()
+    barrier = threading.Barrier(16)
+    builds = []
+    lock = threading.Lock()
+
+    def build(key):
+        with lock:
+            builds.append(key)
+        return object()
+
+    got = [None] * 16
+
+    def work(i):
+        barrier.wait()
+        got[i] = cache.get(i % 2, lambda: build(i % 2))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(builds) == [0, 1]  # exactly one build per key
+    assert all(got[i] is got[i % 2] for i in range(16))
+
+
+def test_once_cache_retries_a_failed_build():
+    cache = OnceCache()
+
+    def fail():
+        raise RuntimeError("no")
+
+    try:
+        cache.get("k", fail)
+    except RuntimeError:
+        pass
+    assert cache.get("k", lambda: 5) == 5
+    assert cache.get("k", lambda: 6) == 5

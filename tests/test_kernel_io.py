@@ -33,7 +33,9 @@ def family(request):
 
 def test_strides_of_views():
     conv = fused.FusedConv(4096, "bfloat16", pregate=True, postgate=True)
-    u = fake((2, 3, 1000), np.uint16, strides=(2 * 6 * 1000, 2 * 2 * 1000, 2))  # every other channel
+    u = fake(
+        (2, 3, 1000), np.uint16, strides=(2 * 6 * 1000, 2 * 2 * 1000, 2)
+    )  # every other channel
     y = fake((2, 3, 999), np.uint16)
     pre = fake((2, 3, 1000), np.uint16)
     post = fake((2, 3, 999), np.uint16, strides=(2 * 3 * 2000, 2 * 2000, 2))
@@ -99,3 +101,33 @@ def test_empty_calls_launch_nothing(family):
         u, make_kf(3), fake((0, 3, 100)), L=100, out_offset=0, Lout=100, pregate=fake((0, 3, 100))
     )
     assert out is None
+
+
+@pytest.mark.parametrize(
+    "n,freq",
+    [(4096, lambda: fused.freq_index(4096)), (1 << 16, lambda: lc.freq_index(1 << 16))],
+)
+@pytest.mark.parametrize("kdtype", [np.float32, np.float64])
+def test_ordered_spectra_match_the_full_fft(n, freq, kdtype):
+    """The filter spectrum in a kernel's order, a few channels at a time (NumPy as xp)."""
+    from cufftconv.kernel_io import hermitian_order, ordered_spectra
+
+    rng = np.random.default_rng(1)
+    k = rng.standard_normal((5, 300)).astype(kdtype)
+    f = freq().reshape(-1)
+    sel, conj = hermitian_order(f, n)
+    assert sel.dtype == np.int32 and sel.max() <= n // 2
+    want = np.fft.fft(k.astype(np.float64), n=n, axis=-1)[:, f]
+    chunks = list(ordered_spectra(k, n, (sel, conj), np, chunk_bytes=2 * 16 * n))
+    assert [(a, b) for a, b, _ in chunks] == [(0, 2), (2, 4), (4, 5)]
+    got = np.concatenate([kk for _, _, kk in chunks])
+    tol = 1e-12 if kdtype == np.float64 else 1e-4
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol * np.abs(want).max())
+
+
+def test_check_filter_names_the_shape():
+    conv = lc.LongConv(1 << 16, "float16", pregate=False, postgate=False)
+    with pytest.raises(ValueError, match=r"k must have shape \(H, Lk\)"):
+        conv.check_filter(np.zeros(5))
+    with pytest.raises(ValueError, match="filter length 65537"):
+        conv.check_filter(np.zeros((1, (1 << 16) + 1)))
