@@ -125,3 +125,35 @@ def test_row_declines_until_enabled(monkeypatch):
         (1, 4, 1 << 20), (4, 1 << 19), mode="causal", dtype="float16", k_dtype="float32"
     )
     assert partial_row.accepts(wide, dev) is not None  # Lk > L / 4
+
+
+@pytest.mark.parametrize("out_kind", ["none", "contiguous", "strided"])
+def test_fused_executor_run_with_the_stand_in(out_kind):
+    """The fused (and long) executor's run: operand views, out= handling, one launch."""
+    from cufftconv.backends.fused import FusedExecutor
+
+    rng = np.random.default_rng(3)
+    B, H, L, Lk = 3, 2, 700, 90
+    spec = build_spec(
+        (B, H, L),
+        (H, Lk),
+        mode="same",
+        dtype="float16",
+        k_dtype="float64",
+        postgate_dtype="float16",
+    )
+    ex = object.__new__(FusedExecutor)
+    ex.xp, ex.spec, ex.B, ex.H, ex.n, ex.k_used = np, spec, B, H, 1024, Lk
+    ex.kernel = FakeFused(1024, "float16", pregate=False, postgate=True)
+    u = rng.standard_normal((B, H, L))
+    k = rng.standard_normal((H, Lk)).astype(np.float32).astype(np.float64)
+    post = rng.standard_normal((B, H, L))
+    out = {
+        "none": None,
+        "contiguous": np.full((B, H, L), np.nan),
+        "strided": np.full((B, H, 2 * L), np.nan)[:, :, ::2],
+    }[out_kind]
+    y = ex.run(u, ex.spectrum(k), None, post, out=out)
+    assert ex.kernel.calls == 1 and (out is None or y is out)
+    want = reference.fftconv_direct(u, k, mode="same", postgate=post)
+    np.testing.assert_allclose(y, want, rtol=0, atol=1e-9 * np.abs(want).max())

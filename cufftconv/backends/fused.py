@@ -131,15 +131,12 @@ class FusedExecutor:
         rows = (self.B, self.H, s.Lout)
         direct = out is not None and out.flags.c_contiguous  # reshape is then a view
         y = out.reshape(rows) if direct else self.xp.empty(rows, dtype=u.dtype)
-        self.kernel(
+        self._launch(
             self._rows(u, s.L),
             kspec,
             y,
-            L=s.L,
-            out_offset=s.offset,
-            Lout=s.Lout,
-            pregate=None if pregate is None else self._rows(pregate, s.L),
-            postgate=None if postgate is None else self._rows(postgate, s.Lout),
+            None if pregate is None else self._rows(pregate, s.L),
+            None if postgate is None else self._rows(postgate, s.Lout),
         )
         if direct:
             return out
@@ -148,6 +145,13 @@ class FusedExecutor:
             return y
         out[...] = y
         return out
+
+    def _launch(self, u: Any, kspec: Any, y: Any, pre: Any | None, post: Any | None) -> None:
+        """The kernel launches on (B, H, length) operands; y is written in place."""
+        s = self.spec
+        self.kernel(
+            u, kspec, y, L=s.L, out_offset=s.offset, Lout=s.Lout, pregate=pre, postgate=post
+        )
 
 
 def fast_call(ex: FusedExecutor, kspec: Any, device: int) -> Any:

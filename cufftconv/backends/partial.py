@@ -100,36 +100,18 @@ class PartialExecutor(FusedExecutor):
             view, shape=(count, self.H, length), strides=(self.hop * it, row.strides[0], it)
         )
 
-    def run(
-        self, u: Any, kspec: Any, pregate: Any | None, postgate: Any | None, out: Any = None
-    ) -> Any:
-        s, xp = self.spec, self.xp
-        rows = (self.B, self.H, s.Lout)
-        direct = out is not None and out.flags.c_contiguous
-        y = out.reshape(rows) if direct else xp.empty(rows, dtype=u.dtype)
+    def _launch(self, u: Any, kspec: Any, y: Any, pre: Any | None, post: Any | None) -> None:
         if not self.full_cover:
             y[...] = 0
-        u3 = self._rows(u, s.L)
-        pre3 = None if pregate is None else self._rows(pregate, s.L)
-        post3 = None if postgate is None else self._rows(postgate, s.Lout)
         for b in range(self.B):
             for g in self.groups:
                 self.kernel(
-                    self._window(u3, b, g.w0, g.count, g.lw),
+                    self._window(u, b, g.w0, g.count, g.lw),
                     kspec,
                     self._window(y, b, g.t0, g.count, g.lout),
                     L=g.lw,
                     out_offset=g.out_offset,
                     Lout=g.lout,
-                    pregate=None if pre3 is None else self._window(pre3, b, g.w0, g.count, g.lw),
-                    postgate=None
-                    if post3 is None
-                    else self._window(post3, b, g.t0, g.count, g.lout),
+                    pregate=None if pre is None else self._window(pre, b, g.w0, g.count, g.lw),
+                    postgate=None if post is None else self._window(post, b, g.t0, g.count, g.lout),
                 )
-        if direct:
-            return out
-        y = y.reshape(s.out_shape)
-        if out is None:
-            return y
-        out[...] = y
-        return out
