@@ -391,6 +391,7 @@ struct MonarchConv {
     // rstride * g are multiples of 16), so +8 (j = 1) flips chunk bit 0 (swz: ^ 8); + 8 rstride
     // (hh = 1) sets chunk bit 4 (rstride 16, rbase multiple of 256: bit 4 clear before) or bit 8
     // (rstride 256), neither of which is in the XOR source bits 3, 5..7 (swz: + 8 rstride).
+    __syncwarp();  // tiles are rewritten in place: every lane's reads before any lane's writes
     u16* base = sdata + (p * R + q) * 2 * M;
     const int s00 = swz(rbase + rstride * g + 2 * t);
 #pragma unroll
@@ -410,6 +411,7 @@ struct MonarchConv {
     // One swizzle per call: m0 = (M/16) g + cbase + 2t has an even chunk (cbase = 16 n1), m0 + 8
     // flips chunk bit 0 (swz: ^ 8); + (M/16) * 8 j sets chunk bit 4 (M = 256: clear before, as
     // the chunk is < 16) or bit 8 (M = 4096), outside the XOR source bits 3, 5..7.
+    __syncwarp();  // tiles are rewritten in place: every lane's reads before any lane's writes
     u16* base = sdata + (p * R + q) * 2 * M;
     const int s0 = swz((M / 16) * g + cbase + 2 * t);
 #pragma unroll
@@ -493,7 +495,6 @@ struct MonarchConv {
       afrag_transpose(pt.i, pc.i);
       CTile c;
       cdft_adata<false, JN0>(c, F, pt);
-      __syncwarp();  // the tile is rewritten in place: lanes' reads before any lane's write
       store_last<JN0>(c, p, q, 0);
     }
   }
@@ -517,7 +518,6 @@ struct MonarchConv {
 #pragma unroll
         for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), cmul(W4096[e], (e & 2) ? z1 : z0)));
       }
-      __syncwarp();  // in-place tile: every lane's reads before any lane's writes
       store_ctile<false>(c, p, q, 16 * n1, 256);
     }
   }
@@ -557,7 +557,6 @@ struct MonarchConv {
       }
 #pragma unroll
       for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), w[e]));
-      __syncwarp();  // in-place tile: every lane's reads before any lane's writes
       store_ctile<true>(c, p, q, 256 * k0, 16);
     }
   }
@@ -573,7 +572,6 @@ struct MonarchConv {
       ldsm_x4_t(yt.i, sdata_addr(p, q, 1, 256 * k0 + 16 * n1 + 8 * hcol));
       CTile c;
       cdft_adata<true, JN0>(c, F, yt);  // conj of true; rows n2, cols n0
-      __syncwarp();  // in-place tile: every lane's reads before any lane's writes
       store_last<JN0>(c, p, q, 16 * n1);
     }
   }
