@@ -50,7 +50,6 @@ def run_case(L: int, Lk: int, factors: list[int]) -> None:
             flush=True,
         )
     partial.BLOCK_FACTOR = 4
-    partial_row.ENABLED = False
 
 
 def main() -> None:

@@ -147,6 +147,17 @@ def _bwd_cases() -> list[Case]:
     ]
 
 
+def _partial_cases() -> list[Case]:
+    # Overlap-save windows through the fused kernel's two-level batch (B, block, H, window):
+    # odd B leaves a packed partner across a batch row; edge blocks with shorter windows.
+    return [
+        FwdCase("float16 causal L=97305 Lk=1000 pre+post B=3", "float16", (3, 3, 97305),
+                (3, 1000), "causal", True, True),
+        FwdCase("bfloat16 same L=130996 Lk=77", "bfloat16", (2, 3, 130996), (3, 77), "same",
+                call="fn"),
+    ]
+
+
 def _long_cases() -> list[Case]:
     # FFT sizes 65536 (smallest), 4194304 (issue #4's largest) and 2**24 (the table's largest);
     # filter lengths keep the float64 reference on smooth FFT sizes (L + Lk - 1 = 3 * 2**m).
@@ -177,6 +188,8 @@ FAMILIES: dict[str, Family] = {
                _cufft_cases, r"cufftconv_"),
         # cupy.fft and CuPy element-wise kernels only: nothing of ours to name
         Family("bwd", "cufft", "fftconv_bwd on the exact backward row (cupy.fft)", _bwd_cases),
+        Family("partial", "partial-blocked", "partial convolutions: fused kernels on windows",
+               _partial_cases, r"monarch_conv"),
         Family("long", "long-monarch", "long-sequence kernels, FFT sizes 65536..16777216",
                _long_cases, r"long_(cols|rows|conv)", optional=True),
     )

@@ -4,7 +4,7 @@
 NumPy, CuPy, PyTorch and JAX arrays and returns the caller's kind of array.
 """
 
-from . import dispatch, reference
+from . import dispatch, freqmask, reference
 from .api import clear_plan_cache, fftconv
 from .device import gpu_available
 from .errors import KernelLaunchError
@@ -22,6 +22,7 @@ __all__ = [
     "dispatch",
     "fftconv",
     "fftconv_bwd",
+    "freqmask",
     "gpu_available",
     "reference",
 ]

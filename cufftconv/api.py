@@ -4,16 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import freqmask
 from .cache import BuildCache
 from .interop import describe
 from .plan import FFTConv
-from .validation import ConvSpec, check_mode, spec_from_operands
+from .validation import ConvSpec, build_spec, check_mode, spec_from_operands
 
 _plans: BuildCache[FFTConv] = BuildCache(64)
 
 
 def _cached_plan(spec: ConvSpec) -> FFTConv:
     return _plans.get(spec, lambda: FFTConv._from_spec(spec))
+
+
+def with_freq_mask(spec: ConvSpec, mask: freqmask.Mask | None) -> ConvSpec:
+    """``spec`` made frequency-sparse by a resolved ``mask``, re-checked by build_spec."""
+    return build_spec(
+        spec.u_shape,
+        spec.k_shape,
+        mode=spec.mode,
+        dtype=spec.dtype,
+        k_dtype=spec.k_dtype,
+        pregate_dtype=spec.pregate_dtype,
+        postgate_dtype=spec.postgate_dtype,
+        device=spec.device,
+        freq_mask=mask,
+    )
 
 
 def clear_plan_cache() -> None:
@@ -32,6 +48,8 @@ def fftconv(
     pregate: Any = None,
     postgate: Any = None,
     out: Any = None,
+    freq_keep: float | None = None,
+    freq_mask: Any = None,
 ) -> Any:
     """Long convolution ``y = postgate * conv(pregate * u, k)`` along the last axis.
 
@@ -48,6 +66,22 @@ def fftconv(
         pregate: optional, u's shape: multiplies u before the convolution.
         postgate: optional, the output's shape: multiplies the result.
         out: optional output array (the output's shape, u's dtype and kind of array).
+        freq_keep: frequency-sparse convolution keeping about this fraction of the
+            spectrum, a float in (0, 1]: ``m = round(16 * freq_keep)`` residue classes (at
+            least 1, an odd m > 1 rounded up to stay symmetric), the first m of
+            ``cufftconv.freqmask.KEEP_ORDER = (0, 8, 1, 15, 2, 14, ...)``; 1.0 is dense.
+        freq_mask: frequency-sparse convolution with explicit classes: 16 booleans
+            (Hermitian-symmetric, ``freq_mask[r] == freq_mask[(16 - r) % 16]``, at least
+            one True); all True is dense. Give at most one of freq_keep and freq_mask.
+
+    Frequency-sparse convolutions (``freq_keep`` or ``freq_mask``): with ``N`` the FFT size
+    ``cufftconv.freqmask.fft_size(L, Lk, mode)`` (the power of two ``>= L + Lk - 1``, or
+    ``>= L + min(Lk, L) - 1`` for causal, at least 16; ``N = L`` for circular, which then
+    needs ``L % 16 == 0``), the result is ``y = postgate * crop(IFFT_N(FFT_N(pregate * u)
+    * FFT_N(k) * M))`` with ``M[f] = mask[f % 16]`` for ``f = 0 .. N-1`` (causal mode cuts
+    k to its first L taps first), and crop the same output window as the dense mode. For
+    example ``freq_keep=0.25`` keeps the classes {0, 1, 8, 15}: frequencies f with
+    ``f % 16`` in {0, 1, 8, 15}, a quarter of the spectrum. The mask is part of the plan.
 
     Returns:
         ``y`` of shape ``broadcast(u.shape[:-1], k.shape[:-1]) + (Lout,)`` with ``Lout = L``
@@ -64,7 +98,11 @@ def fftconv(
         >>> k = np.random.randn(8, 1000).astype(np.float32)
         >>> cufftconv.fftconv(u, k, mode="causal").shape
         (4, 8, 1000)
+        >>> y = cufftconv.fftconv(u, k, mode="causal", freq_keep=0.25)  # N = 2048
+        >>> y.shape
+        (4, 8, 1000)
     """
+    mask = freqmask.resolve(freq_keep, freq_mask)
     check_mode(mode)
     uop = describe("u", u)
     kop = describe("k", k)
@@ -72,4 +110,6 @@ def fftconv(
     post = None if postgate is None else describe("postgate", postgate)
     oop = None if out is None else describe("out", out)
     spec = spec_from_operands(uop, kop, pre, post, oop, mode)
+    if mask is not None:
+        spec = with_freq_mask(spec, mask)
     return _cached_plan(spec)._execute(uop, kop, pre, post, oop)

@@ -41,12 +41,20 @@ ARG_NAMES = (
     "y_sh",
     "post_sb",
     "post_sh",
+    "u_so",
+    "pre_so",
+    "y_so",
+    "post_so",
     "B",
     "H",
     "L",
     "out_offset",
     "Lout",
+    "BI",
+    "tiles",
+    "KC",
 )
+_ARG = {name: i for i, name in enumerate(ARG_NAMES)}
 # PAD bit 0: input zero on [N/2, N) (skips half of the first stage); bit 1: only outputs in
 # [0, N/2) are kept (skips half of the last stage).
 PAD_VARIANTS = (0, 1, 2, 3)
@@ -161,6 +169,18 @@ def all_name_expressions() -> list[str]:
 # ------------------------------------------------------------------------------------------------
 # Filter spectrum order
 # ------------------------------------------------------------------------------------------------
+def sparse_tiles(n: int, freq_mask: tuple[bool, ...] | None) -> tuple[np.ndarray, int] | None:
+    """Frequency-sparse schedule of the A = 3 kernels (n >= 4096): the spectrum tiles
+    (q * 16 + k0, each one frequency class (q + R k0) mod 16) listed kept-first, and the
+    kept count. None when every tile runs (dense, or n < 4096, whose tiles mix classes)."""
+    if freq_mask is None or all(freq_mask) or config(n)["A"] != 3:
+        return None
+    cls = freq_index(n).reshape(-1, 256)[:, 0] % 16
+    kept = np.asarray(freq_mask, dtype=bool)[cls]
+    order = np.concatenate([np.flatnonzero(kept), np.flatnonzero(~kept)]).astype(np.int32)
+    return order, int(kept.sum())
+
+
 @cache
 def freq_index(n: int) -> np.ndarray:
     """Frequency held at each position of the kernel's spectrum order (a permutation of 0..n-1).
@@ -264,9 +284,23 @@ def _gpu_order(n: int) -> tuple:
 
 
 class FusedConv(FamilyConv):
-    """Fused forward convolution for one (FFT size, dtype, gating) configuration."""
+    """Fused forward convolution for one (FFT size, dtype, gating) configuration.
 
-    def __init__(self, n: int, dtype: str, *, pregate: bool, postgate: bool):
+    Operands are (B, H, L) or, for many windows of the same rows in one launch (the partial
+    path), (B0, B1, H, L) views.
+    """
+
+    BATCH_DIMS = 2
+
+    def __init__(
+        self,
+        n: int,
+        dtype: str,
+        *,
+        pregate: bool,
+        postgate: bool,
+        freq_mask: tuple[bool, ...] | None = None,
+    ):
         _check_n(n)
         _check_dtype(dtype)
         self.n = int(n)
@@ -277,6 +311,25 @@ class FusedConv(FamilyConv):
         self.threads = c["threads"]
         self.pairs_per_block = c["pairs_per_block"]
         self.smem = shared_bytes(n, dtype)
+        # Frequency-sparse: the spectrum is masked; for n >= 4096 zeroed tiles are skipped too.
+        self.freq_mask = None if freq_mask is None or all(freq_mask) else tuple(freq_mask)
+        self.tile_count = c["R"] * 16
+        self.kept_tiles = self.tile_count
+        self._tiles_host = None
+        sched = sparse_tiles(n, self.freq_mask)
+        if sched is not None:
+            self._tiles_host, self.kept_tiles = sched
+        self._tiles_dev: dict[int, object] = {}
+
+    def _tiles_arg(self) -> tuple[int, np.int32]:
+        """(device pointer of the tile schedule or 0, kept count) for the current device."""
+        if self._tiles_host is None:
+            return 0, np.int32(self.tile_count)
+        dev = _cupy().cuda.Device().id
+        arr = self._tiles_dev.get(dev)
+        if arr is None:
+            arr = self._tiles_dev.setdefault(dev, _cupy().asarray(self._tiles_host))
+        return int(arr.data.ptr), np.int32(self.kept_tiles)
 
     # --------------------------------------------------------------------------------------------
     def filter_spectrum(self, k):
@@ -296,6 +349,9 @@ class FusedConv(FamilyConv):
             out[h0:h1, 0 : 2 * n : 2] = kk.real
             out[h0:h1, 1 : 2 * n : 2] = kk.imag
             out[h0:h1, 2 * n] = e
+        if self.freq_mask is not None:
+            keep = np.asarray(self.freq_mask, dtype=np.float16)[freq_index(n) % 16]
+            out[:, : 2 * n] *= cp.asarray(keep.repeat(2))[None, :]
         return out
 
     # --------------------------------------------------------------------------------------------
@@ -316,7 +372,7 @@ class FusedConv(FamilyConv):
                 raise
 
     def _launch_error(self, grid: int, args: tuple, err: BaseException) -> KernelLaunchError:
-        L, out_offset, Lout = int(args[15]), int(args[16]), int(args[17])
+        L, out_offset, Lout = (int(args[_ARG[k]]) for k in ("L", "out_offset", "Lout"))
         n = self.n
         pad = int(L <= n // 2) | (int(out_offset + Lout <= n // 2) << 1)
         name = name_expression(n, self.dtype, self.pregate, self.postgate, pad)
@@ -341,22 +397,7 @@ class FusedConv(FamilyConv):
         kern, per_sm = _get_module(n, self.dtype, self.pregate, self.postgate)[pad]
         npairs = ((B + 1) // 2) * H
         grid = min(-(-npairs // self.pairs_per_block), per_sm * _sm_count(cp.cuda.Device().id))
-        i64, i32 = np.int64, np.int32
-        tail = (
-            i64(H * L),
-            i64(L),
-            i64(H * L),
-            i64(L),
-            i64(H * Lout),
-            i64(Lout),
-            i64(H * Lout),
-            i64(Lout),
-            i32(B),
-            i32(H),
-            i32(L),
-            i32(out_offset),
-            i32(Lout),
-        )
+        tail = launch_tail(B, H, L, out_offset, Lout, *self._tiles_arg())
         name = name_expression(n, self.dtype, self.pregate, self.postgate, pad)
         return Launcher(kern.kernel, (grid,), (self.threads,), self.smem, tail, name)
 
@@ -395,13 +436,48 @@ class FusedConv(FamilyConv):
             *op.pre_strides,
             *op.y_strides,
             *op.post_strides,
+            np.int64(op.u_outer),
+            np.int64(op.pre_outer),
+            np.int64(op.y_outer),
+            np.int64(op.post_outer),
             np.int32(b),
             np.int32(h),
             np.int32(L),
             np.int32(out_offset),
             np.int32(Lout),
+            np.int32(op.BI),
+            *self._tiles_arg(),
         )
         return kern, grid, args
+
+
+def launch_tail(
+    B: int, H: int, L: int, out_offset: int, Lout: int, tiles: int = 0, KC: int | None = None
+) -> tuple:
+    """Kernel arguments after the five pointers, for C-contiguous (B, H, L) operands.
+
+    ``tiles``/``KC``: the frequency-sparse tile schedule (pointer, kept count); for a dense
+    call 0 and the tile count (any KC >= R * 16 runs every tile)."""
+    i64, i32 = np.int64, np.int32
+    return (
+        i64(H * L),  # u_sb, u_sh
+        i64(L),
+        i64(H * L),  # pre_sb, pre_sh
+        i64(L),
+        i64(H * Lout),  # y_sb, y_sh
+        i64(Lout),
+        i64(H * Lout),  # post_sb, post_sh
+        i64(Lout),
+        *(i64(0),) * 4,  # outer strides: a one-level batch
+        i32(B),
+        i32(H),
+        i32(L),
+        i32(out_offset),
+        i32(Lout),
+        i32(max(B, 1)),
+        tiles,
+        i32(1 << 30 if KC is None else KC),
+    )
 
 
 class Launcher:
@@ -430,7 +506,7 @@ class Launcher:
             raise
 
     def _error(self, args: tuple, stream, err: BaseException) -> KernelLaunchError:
-        B, H, L, Lout = (int(args[i]) for i in (13, 14, 15, 17))
+        B, H, L, Lout = (int(args[_ARG[k]]) for k in ("B", "H", "L", "Lout"))
         shapes = {"u": (B, H, L), "pregate": (B, H, L), "y": (B, H, Lout), "postgate": (B, H, Lout)}
         described = []
         for name, value in zip(ARG_NAMES, args):

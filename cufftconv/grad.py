@@ -266,6 +266,12 @@ _cache: BuildCache[tuple[DeviceInfo | None, str, Any]] = BuildCache(64)
 
 
 def _executor(spec: ConvSpec) -> tuple[DeviceInfo | None, str, Any]:
+    if spec.freq_mask is not None:
+        raise ValueError(
+            "freq_keep/freq_mask: frequency-sparse convolutions have no backward pass; "
+            "fftconv_bwd computes the gradients of the dense convolution only"
+        )
+
     def build() -> tuple[DeviceInfo | None, str, Any]:
         dev = dispatch.target_device(spec)
         route = choose_bwd(spec, dev)

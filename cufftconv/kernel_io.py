@@ -4,6 +4,8 @@ filter spectrum in a kernel's own frequency order.
 Both take u ``(B, H, L)``, y ``(B, H, Lout)`` and optional gates as CuPy arrays of the storage
 dtype (float16, or bfloat16 as uint16 bits) with a unit stride along the sequence, and compute
 ``y[b,h,t] = post * sum_s kpad[h,s] (pre*u)pad[b,h,(t + out_offset - s) mod n]`` for t < Lout.
+A family whose kernel takes a two-level batch (``BATCH_DIMS = 2``) also accepts
+``(B0, B1, H, L)`` operands, which it runs as B = B0 * B1 sequences in one launch.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ class Operands:
     y_strides: tuple[np.int64, np.int64]
     pre_strides: tuple[np.int64, np.int64]
     post_strides: tuple[np.int64, np.int64]
+    # two-level batch: sequence b is (b // BI, b % BI); element stride of the outer index
+    BI: int = 1
+    u_outer: int = 0
+    y_outer: int = 0
+    pre_outer: int = 0
+    post_outer: int = 0
 
     @property
     def empty(self) -> bool:
@@ -42,12 +50,14 @@ class FamilyConv:
     dtype: str
     pregate: bool
     postgate: bool
+    BATCH_DIMS = 1  # leading batch axes the kernel takes (2: (B0, B1, H, L) operands too)
 
     @property
     def storage_dtype(self) -> np.dtype:
         return np.dtype(np.float16) if self.dtype == "float16" else np.dtype(np.uint16)
 
-    def _check_io(self, name: str, a: Any, shape: tuple[int, ...]) -> tuple[np.int64, np.int64]:
+    def _check_io(self, name: str, a: Any, shape: tuple[int, ...]) -> tuple[np.int64, ...]:
+        """Element strides of a's leading axes (all but the last), after the checks."""
         import cupy as cp
 
         if not isinstance(a, cp.ndarray):
@@ -60,7 +70,7 @@ class FamilyConv:
             raise ValueError(f"{name} must have shape {shape}, got {a.shape}")
         if a.size and a.shape[-1] > 1 and a.strides[-1] != a.itemsize:
             raise ValueError(f"{name}: last axis must be contiguous")
-        return np.int64(a.strides[0] // a.itemsize), np.int64(a.strides[1] // a.itemsize)
+        return tuple(np.int64(s // a.itemsize) for s in a.strides[:-1])
 
     def check_operands(
         self, u: Any, y: Any, *, L: int, out_offset: int, Lout: int, pregate: Any, postgate: Any
@@ -68,9 +78,12 @@ class FamilyConv:
         """Validate u, y and the gates against this configuration (raises ValueError /
         TypeError naming the argument)."""
         n = self.n
-        if u.ndim != 3:
-            raise ValueError(f"u must have shape (B, H, L), got {u.shape}")
-        b, h, lu = u.shape
+        four = self.BATCH_DIMS == 2 and getattr(u, "ndim", 0) == 4
+        if getattr(u, "ndim", 0) != 3 and not four:
+            allowed = "(B, H, L) or (B0, B1, H, L)" if self.BATCH_DIMS == 2 else "(B, H, L)"
+            raise ValueError(f"u must have shape {allowed}, got {getattr(u, 'shape', None)}")
+        lead, (h, lu) = tuple(u.shape[:-2]), u.shape[-2:]
+        b = int(np.prod(lead))
         L, out_offset, Lout = int(L), int(out_offset), int(Lout)
         if lu != L or not 1 <= L <= n:
             raise ValueError(f"L={L} must equal u.shape[-1]={lu} and lie in [1, {n}]")
@@ -80,17 +93,29 @@ class FamilyConv:
             raise ValueError(
                 f"pregate/postgate presence must match the {type(self).__name__} configuration"
             )
-        zero = (np.int64(0), np.int64(0))
+        zero = (np.int64(0),) * (len(lead) + 1)
+        s = {
+            "u": self._check_io("u", u, (*lead, h, L)),
+            "y": self._check_io("y", y, (*lead, h, Lout)),
+            "pre": zero if pregate is None else self._check_io("pregate", pregate, (*lead, h, L)),
+            "post": zero
+            if postgate is None
+            else self._check_io("postgate", postgate, (*lead, h, Lout)),
+        }
+        if not four:
+            return Operands(
+                b, h, L, out_offset, Lout, s["u"], s["y"], s["pre"], s["post"], max(b, 1)
+            )
+        # (B0, B1, H, L): inner strides (axis 1, channel), outer stride of axis 0
         return Operands(
             b,
             h,
             L,
             out_offset,
             Lout,
-            self._check_io("u", u, (b, h, L)),
-            self._check_io("y", y, (b, h, Lout)),
-            zero if pregate is None else self._check_io("pregate", pregate, (b, h, L)),
-            zero if postgate is None else self._check_io("postgate", postgate, (b, h, Lout)),
+            *(s[k][1:] for k in ("u", "y", "pre", "post")),
+            max(int(lead[1]), 1),
+            *(s[k][0] for k in ("u", "y", "pre", "post")),
         )
 
     def check_filter(self, k: Any) -> Any:

@@ -196,9 +196,23 @@ def _gpu_order(n: int) -> tuple:
 # Runtime
 # ------------------------------------------------------------------------------------------------
 class LongConv(FamilyConv):
-    """Long forward convolution for one (FFT size, dtype, gating) configuration."""
+    """Long forward convolution for one (FFT size, dtype, gating) configuration.
 
-    def __init__(self, n: int, dtype: str, *, pregate: bool, postgate: bool) -> None:
+    ``freq_mask`` (frequency-sparse, :mod:`cufftconv.freqmask`): rows of the (N1, N2) workspace
+    hold one frequency class each (row r: class r // (N1 / 16)), so a zeroed class is never
+    stored by the column pass, never run by the row pass and read as zeros by the inverse
+    column pass.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        dtype: str,
+        *,
+        pregate: bool,
+        postgate: bool,
+        freq_mask: tuple[bool, ...] | None = None,
+    ) -> None:
         _check_n(n)
         _check_dtype(dtype)
         self.n = int(n)
@@ -207,6 +221,11 @@ class LongConv(FamilyConv):
         self.postgate = bool(postgate)
         self.n1, self.n2, self.c = split(n)
         self.rows = rows_per_block(self.n2)
+        self.freq_mask = None if freq_mask is None or all(freq_mask) else tuple(freq_mask)
+        mask = self.freq_mask or (True,) * 16
+        self.keep = sum(1 << j for j, kept in enumerate(mask) if kept)
+        # row groups the row pass runs: those of the kept classes
+        self.row_groups = sum(mask) * (self.n1 // 16) // self.rows
 
     def filter_spectrum(self, k):
         """Spectrum of k (H, Lk) zero padded to n, divided by n, in the row pass's order:
@@ -218,6 +237,9 @@ class LongConv(FamilyConv):
         flat = out.reshape(h, n)
         for h0, h1, kk in ordered_spectra(k, n, _gpu_order(n), cp):
             flat[h0:h1] = kk * (1.0 / n)
+        if self.freq_mask is not None:  # row r holds class r // (N1 / 16) (freq_index)
+            rows = np.asarray(self.freq_mask, dtype=np.float32).repeat(self.n1 // 16)
+            out *= cp.asarray(rows)[None, :, None]
         return out
 
     def chunk_pairs(self, npairs: int, chunk_bytes: int | None = None) -> int:
@@ -268,7 +290,7 @@ class LongConv(FamilyConv):
         ws = cp.empty((lanes, chunk, n), dtype=cp.complex64)
         pre = pregate if pregate is not None else u
         post = postgate if postgate is not None else y
-        i32, i64 = np.int32, np.int64
+        i32, i64, keep = np.int32, np.int64, np.uint32(self.keep)
         (fwd, s_cols), (rows, s_rows), (inv, _) = ks["cols_fwd"], ks["rows"], ks["cols_inv"]
         t_rows = threads("rows", n)
 
@@ -279,10 +301,10 @@ class LongConv(FamilyConv):
                     fwd,
                     tiles,
                     (256,),
-                    (u, pre, w, usb, ush, psb, psh, i32(b), i32(h), i32(L), i64(p0)),
+                    (u, pre, w, usb, ush, psb, psh, i32(b), i32(h), i32(L), i64(p0), keep),
                     s_cols,
                 ),
-                (rows, (m, self.n1 // self.rows), (t_rows,), (w, kf, i32(b), i64(p0)), s_rows),
+                (rows, (m, self.row_groups), (t_rows,), (w, kf, i32(b), i64(p0), keep), s_rows),
                 (
                     inv,
                     tiles,
@@ -300,6 +322,7 @@ class LongConv(FamilyConv):
                         i32(out_offset),
                         i32(Lout),
                         i64(p0),
+                        keep,
                     ),
                     s_cols,
                 ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from . import dispatch
+from . import dispatch, freqmask
 from .device import DeviceInfo
 from .interop import (
     Operand,
@@ -44,6 +44,22 @@ class FFTConv:
             tensors), or None for the current CUDA device (host when there is no GPU).
         path: force one row of the dispatch table (e.g. "cufft" for the exact path, to
             compare); None (default) lets the table choose. ValueError if the row declines.
+        freq_keep: frequency-sparse plan keeping about this fraction of the spectrum (a
+            float in (0, 1]): the first ``m = round(16 * freq_keep)`` residue classes of
+            ``cufftconv.freqmask.KEEP_ORDER`` (m at least 1, odd m > 1 rounded up); 1.0 is
+            dense. E.g. 0.25 keeps ``f % 16`` in {0, 1, 8, 15}, 0.5 in {0, 1, 2, 3, 8, 13,
+            14, 15}.
+        freq_mask: frequency-sparse plan with explicit classes: 16 booleans, keep frequency
+            f iff ``freq_mask[f % 16]`` (Hermitian-symmetric, at least one True; all True is
+            dense). At most one of freq_keep and freq_mask.
+
+    Frequency-sparse plans compute ``y = postgate * crop(IFFT_N(FFT_N(pregate * u) *
+    FFT_N(k) * M))``, ``M[f] = mask[f % 16]``, with the FFT size ``N =
+    cufftconv.freqmask.fft_size(L, Lk, mode)`` (``plan.spec.freq_n``: the power of two
+    ``>= L + Lk - 1``, or ``>= L + min(Lk, L) - 1`` for causal, at least 16; ``N = L`` for
+    circular, which needs ``L % 16 == 0``) and the dense mode's output window; see
+    :func:`cufftconv.fftconv`. The mask is applied to the filter spectrum at planning (or
+    per call when k is passed per call).
 
     Example:
         >>> import numpy as np, cufftconv
@@ -53,6 +69,9 @@ class FFTConv:
         ...     y = plan(u)
         >>> y.shape
         (2, 3, 100)
+        >>> sparse = cufftconv.FFTConv(u.shape, k=k, dtype="float32", freq_keep=0.5)
+        >>> sparse.spec.freq_n, sum(sparse.spec.freq_mask)  # N = 256, 8 of 16 classes
+        (256, 8)
     """
 
     def __init__(
@@ -68,7 +87,10 @@ class FFTConv:
         postgate: bool = False,
         device: int | str | None = None,
         path: str | None = None,
+        freq_keep: float | None = None,
+        freq_mask: Any = None,
     ) -> None:
+        mask = freqmask.resolve(freq_keep, freq_mask)
         kop = None
         if k is not None:
             kop = describe("k", k)
@@ -92,6 +114,7 @@ class FFTConv:
             pregate_dtype=dtype if pregate else None,
             postgate_dtype=dtype if postgate else None,
             device=dev,
+            freq_mask=mask,
         )
         self._setup(path)
         self._kspec = None
@@ -265,9 +288,13 @@ class FFTConv:
 
     def __repr__(self) -> str:
         s = self._spec
+        sparse = ""
+        if s.freq_mask is not None:
+            kept = tuple(r for r, keep in enumerate(s.freq_mask) if keep)
+            sparse = f", freq_classes={kept}, freq_n={s.freq_n}"
         return (
             f"FFTConv(u_shape={s.u_shape}, k_shape={s.k_shape}, dtype={s.dtype!r}, "
-            f"mode={s.mode!r}, gated={s.gated}, route={self.route!r})"
+            f"mode={s.mode!r}, gated={s.gated}{sparse}, route={self.route!r})"
         )
 
 

@@ -24,6 +24,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from . import freqmask
+
 __all__ = [
     "MODES",
     "PACKINGS",
@@ -680,6 +682,7 @@ def fftconv(
     packing: str = "auto",
     prune_causal: bool = True,
     factors: tuple[int, ...] | None = None,
+    freq_mask: object = None,
 ) -> np.ndarray:
     """``y = postgate * conv(pregate * u, k)`` along the last axis, via Monarch FFTs (float64).
 
@@ -699,6 +702,11 @@ def fftconv(
             of the last inverse stage (same result, less work).
         factors: radices of the complex FFT that runs (size n, or n/2 for real_fft);
             default :func:`factorize`.
+        freq_mask: frequency-sparse convolution (see :mod:`cufftconv.freqmask`): 16 booleans
+            (anything :func:`cufftconv.freqmask.from_mask` takes); the FFT size is then
+            ``n = freqmask.fft_size(L, Lk, mode)`` and the filter spectrum (in Monarch order,
+            or packed for real_fft) is multiplied by ``freq_mask[f % 16]`` of the frequency f
+            each position holds. Same result as :func:`fftconv_direct` with that mask.
 
     Returns:
         float64 array of shape ``broadcast(u.shape[:-1], k.shape[:-1]) + (L_out,)``, L_out
@@ -715,6 +723,7 @@ def fftconv(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if packing not in PACKINGS:
         raise ValueError(f"packing must be one of {PACKINGS}, got {packing!r}")
+    mask = None if freq_mask is None else freqmask.from_mask(freq_mask)  # type: ignore[arg-type]
     u = np.asarray(u, dtype=np.float64)
     k = np.asarray(k, dtype=np.float64)
     if pregate is not None:
@@ -724,9 +733,11 @@ def fftconv(
     start, stop = _out_slice(mode, L, Lk)
     if mode == "causal":
         k = k[..., :L]  # later taps never reach an output t < L
-    if mode == "circular":
-        if Lk > L:
-            raise ValueError(f"circular mode needs Lk <= L, got Lk={Lk}, L={L}")
+    if mode == "circular" and Lk > L:
+        raise ValueError(f"circular mode needs Lk <= L, got Lk={Lk}, L={L}")
+    if mask is not None:
+        n = freqmask.fft_size(L, Lk, mode)  # a multiple of 16: even, no real_fft fix-up
+    elif mode == "circular":
         n = L
     else:
         n = fft_size(L, k.shape[-1], mode)
@@ -755,6 +766,8 @@ def fftconv(
         ut = ut.reshape(n_shared, n_other, L)
         kt = k_al.transpose(order + [nd]).reshape(n_other, k.shape[-1])
         kspec = filter_spectrum(kt, n, factors, prune=prune)
+        if mask is not None:
+            kspec = kspec * _monarch_mask(mask, n, factors)
         half = (n_shared + 1) // 2
         if n_shared % 2:
             # An odd count: the last sequence rides with a zero partner.
@@ -765,15 +778,36 @@ def fftconv(
         y = y.transpose([int(i) for i in np.argsort(order)] + [nd])
     elif packing == "real_fft":
         kspec = filter_spectrum_rfft(k, n, factors, prune=prune)
+        if mask is not None:
+            kspec = _mask_packed(kspec, mask, factors)
         y = conv_real_fft(u, kspec, factors, out_len=stop, prune=prune)
     else:
         kspec = filter_spectrum(k, n, factors, prune=prune)
+        if mask is not None:
+            kspec = kspec * _monarch_mask(mask, n, factors)
         y = conv_complex(u, kspec, factors, out_len=stop, prune=prune)
 
     y = np.broadcast_to(y, batch + (stop,))[..., start:stop]
     if postgate is not None:
         y = y * np.asarray(postgate, dtype=np.float64)
     return np.ascontiguousarray(y, dtype=np.float64)
+
+
+def _monarch_mask(mask: freqmask.Mask, n: int, factors: Factors | None) -> np.ndarray:
+    """(n,) 0/1 weights of a Monarch-order n-point spectrum: position j holds perm[j]."""
+    return np.asarray(mask, dtype=np.float64)[monarch_order(n, factors) % freqmask.GROUPS]
+
+
+def _mask_packed(kspec: np.ndarray, mask: freqmask.Mask, factors: Factors | None) -> np.ndarray:
+    """Mask a packed real spectrum (..., n/2) from :func:`filter_spectrum_rfft`: position
+    j > 0 holds frequency perm[j] (its mirror n - perm[j] is in the same kept class), position
+    0 holds DC (real part) and n/2 (imaginary part)."""
+    m = kspec.shape[-1]
+    weights = np.asarray(mask, dtype=np.float64)
+    out = kspec * weights[monarch_order(m, factors) % freqmask.GROUPS]
+    dc, nyq = kspec[..., 0].real, kspec[..., 0].imag
+    out[..., 0] = weights[0] * dc + 1j * (weights[m % freqmask.GROUPS] * nyq)
+    return out
 
 
 def fftconv_direct(
@@ -783,11 +817,19 @@ def fftconv_direct(
     mode: str = "causal",
     pregate: npt.ArrayLike | None = None,
     postgate: npt.ArrayLike | None = None,
+    freq_mask: object = None,
 ) -> np.ndarray:
     """Ground truth for :func:`fftconv`, independent of the Monarch code.
 
     A direct sum when ``min(L, Lk)`` is small, else ``np.fft.rfft``/``irfft`` of size
     ``L + Lk - 1``; circular mode folds the linear result with period L.
+
+    With ``freq_mask`` (16 booleans, or anything :func:`cufftconv.freqmask.from_mask` takes;
+    an all-True mask is the dense convolution): the frequency-sparse convolution, computed
+    literally with complex ``np.fft`` of size ``N = freqmask.fft_size(L, Lk, mode)``:
+    ``y = crop(ifft(fft(pregate * u, N) * fft(k, N) * M).real) * postgate`` with
+    ``M[f] = freq_mask[f % 16]``, k cut to its first L taps in causal mode, and crop the
+    mode's output window (offset, Lout) of the dense convolution (for circular, N = L).
 
     Example:
         >>> fftconv_direct(np.array([1.0, 2, 3]), np.array([1.0, 1]), mode="full").tolist()
@@ -805,6 +847,14 @@ def fftconv_direct(
     start, stop = _out_slice(mode, L, Lk)
     if mode == "causal":
         k = k[..., :L]
+    mask = None if freq_mask is None else freqmask.from_mask(freq_mask)  # type: ignore[arg-type]
+    if mask is not None:
+        n = freqmask.fft_size(L, Lk, mode)
+        weights = np.asarray(mask, dtype=np.float64)[np.arange(n) % freqmask.GROUPS]
+        y = np.fft.ifft(np.fft.fft(u, n) * np.fft.fft(k, n) * weights, n).real[..., start:stop]
+        if postgate is not None:
+            y = y * np.asarray(postgate, dtype=np.float64)
+        return np.ascontiguousarray(y, dtype=np.float64)
     full = _linear_conv(u, k)
     if mode == "circular":
         y = full[..., :L].copy()

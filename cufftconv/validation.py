@@ -82,6 +82,17 @@ class ConvSpec:
     pregate_dtype: str | None
     postgate_dtype: str | None
     device: int | None  # None: host arrays
+    # frequency-sparse: keep frequency f of the size-freq_n FFT iff freq_mask[f % 16]
+    freq_mask: tuple[bool, ...] | None = None
+
+    @property
+    def freq_n(self) -> int | None:
+        """FFT size of a frequency-sparse convolution (None when dense)."""
+        if self.freq_mask is None:
+            return None
+        from .freqmask import fft_size
+
+        return fft_size(self.L, self.Lk, self.mode)
 
     @property
     def L(self) -> int:
@@ -125,8 +136,12 @@ def build_spec(
     pregate_dtype: str | None = None,
     postgate_dtype: str | None = None,
     device: int | None = None,
+    freq_mask: tuple[bool, ...] | None = None,
 ) -> ConvSpec:
-    """Check shapes, dtypes and mode; return the spec. Raises ValueError / TypeError."""
+    """Check shapes, dtypes and mode; return the spec. Raises ValueError / TypeError.
+
+    ``freq_mask``: an already resolved mask (:func:`cufftconv.freqmask.resolve`) or None.
+    """
     mode = check_mode(mode)
     u_shape, k_shape = tuple(int(s) for s in u_shape), tuple(int(s) for s in k_shape)
     _check_shape("u", u_shape)
@@ -157,9 +172,20 @@ def build_spec(
             "(use mode='full' or 'causal' for a linear convolution)"
         )
     out_shape = tuple(lead) + (output_length(L, Lk, mode),)
-    return ConvSpec(
-        u_shape, k_shape, out_shape, mode, dtype, k_dtype, pregate_dtype, postgate_dtype, device
+    spec = ConvSpec(
+        u_shape,
+        k_shape,
+        out_shape,
+        mode,
+        dtype,
+        k_dtype,
+        pregate_dtype,
+        postgate_dtype,
+        device,
+        None if freq_mask is None else tuple(bool(v) for v in freq_mask),
     )
+    spec.freq_n  # noqa: B018 -- raises for a circular L that is not a multiple of 16
+    return spec
 
 
 def check_same_place(u: Operand, other: Operand) -> None:

@@ -106,16 +106,20 @@ struct Layout {
 
 // Radix-R stage on blocks of size M of every transform. Forward (DIF): DFT over the R elements
 // j + i M/R, then twiddle w_M^(SIGN j q). Inverse (DIT, the mirror): twiddle first, then DFT.
+// keep (frequency-sparse): bit j clear = positions [j N/16, (j+1) N/16) hold a zeroed
+// frequency class; a stage inside such a block (M <= N/16) is skipped.
 template <class LY, int N, int T, int R, int M, int SIGN, bool DIT, int THREADS>
-__device__ __forceinline__ void stage(cf* buf, int tid) {
+__device__ __forceinline__ void stage(cf* buf, int tid, unsigned keep) {
   constexpr int S = M / R;
   constexpr int NB = N / R;
+  constexpr bool BLOCKED = M <= N / 16 && N >= 16;
 #pragma unroll 1
   for (int it = tid; it < T * NB; it += THREADS) {
     int c, b;
     LY::item(it, NB, c, b);
     const int j = b % S;
     const int base = (b / S) * M + j;
+    if (BLOCKED && !((keep >> (base / (N / 16))) & 1u)) continue;
     cf x[R];
 #pragma unroll
     for (int i = 0; i < R; ++i) x[i] = buf[LY::at(c, base + i * S)];
@@ -149,25 +153,34 @@ struct Radix {
 };
 
 // Forward: natural order in, digit-reversed out. Radix 16 while it divides, then 2, 4 or 8.
+// The first stage's output digit is f mod 16, so block j of N/16 outputs holds class j.
 template <class LY, int N, int T, int M, int THREADS>
-__device__ __forceinline__ void fft_fwd(cf* buf, int tid) {
+__device__ __forceinline__ void fft_fwd(cf* buf, int tid, unsigned keep = 0xffffu) {
   if constexpr (M > 1) {
     constexpr int R = Radix<M>::R;
-    stage<LY, N, T, R, M, -1, false, THREADS>(buf, tid);
+    stage<LY, N, T, R, M, -1, false, THREADS>(buf, tid, keep);
     __syncthreads();
-    fft_fwd<LY, N, T, M / R, THREADS>(buf, tid);
+    fft_fwd<LY, N, T, M / R, THREADS>(buf, tid, keep);
   }
 }
 
-// Inverse (unnormalised): digit-reversed in, natural order out.
+// Inverse (unnormalised): digit-reversed in, natural order out. Blocks whose bit in keep is
+// clear must hold zeros (their inner stages are skipped).
 template <class LY, int N, int T, int M, int THREADS>
-__device__ __forceinline__ void fft_inv(cf* buf, int tid) {
+__device__ __forceinline__ void fft_inv(cf* buf, int tid, unsigned keep = 0xffffu) {
   if constexpr (M > 1) {
     constexpr int R = Radix<M>::R;
-    fft_inv<LY, N, T, M / R, THREADS>(buf, tid);
-    stage<LY, N, T, R, M, 1, true, THREADS>(buf, tid);
+    fft_inv<LY, N, T, M / R, THREADS>(buf, tid, keep);
+    stage<LY, N, T, R, M, 1, true, THREADS>(buf, tid, keep);
     __syncthreads();
   }
+}
+
+// Row class of position r of a size-N1 column transform's output (N1 >= 256): r / (N1 / 16).
+template <int N1>
+__device__ __forceinline__ bool kept_row(unsigned keep, int r) {
+  static_assert(N1 >= 256, "one frequency class per row group needs N1 / 16 >= 16 rows");
+  return (keep >> (r / (N1 / 16))) & 1u;
 }
 
 // Frequency held at position s after fft_fwd of size M (the permutation long.py mirrors):
@@ -249,7 +262,7 @@ __device__ __forceinline__ void cp_async8(cf* dst, const cf* src) {
 template <int N1, int N2, int C, int DT, bool PRE>
 __device__ __forceinline__ void cols_fwd(const u16* __restrict__ u, const u16* __restrict__ pre, cf* __restrict__ ws,
                                          long long usb, long long ush, long long psb, long long psh, int B, int H,
-                                         int L, long long pair0) {
+                                         int L, long long pair0, unsigned keep) {
   using CC = ColCfg<N1, N2, C>;
   using LY = typename CC::LY;
   static_assert(C % 8 == 0, "column tiles are loaded 8 columns at a time");
@@ -296,11 +309,12 @@ __device__ __forceinline__ void cols_fwd(const u16* __restrict__ u, const u16* _
     for (int e = 0; e < 8; ++e) buf[LY::at(c + e, n1)] = cf{re[e], im[e]};
   }
   __syncthreads();
-  fft_fwd<LY, N1, C, N1, CC::THREADS>(buf, tid);
+  fft_fwd<LY, N1, C, N1, CC::THREADS>(buf, tid, keep);
   cf* out = ws + pl * CC::N;
 #pragma unroll 4
   for (int task = tid; task < N1 * C / 2; task += CC::THREADS) {
     const int r = task / (C / 2), c = (task % (C / 2)) * 2;
+    if (!kept_row<N1>(keep, r)) continue;  // a zeroed class: never read back
     const int n2 = c0 + c;
     const long long k1 = digit_rev<N1>(r);  // n2 * k1 < N: no reduction
     const cf a = cmul(buf[LY::at(c, r)], twiddle<-1>(n2 * k1, CC::N));
@@ -313,7 +327,7 @@ __device__ __forceinline__ void cols_fwd(const u16* __restrict__ u, const u16* _
 template <int N1, int N2, int C, int DT, bool POST>
 __device__ __forceinline__ void cols_inv(const cf* __restrict__ ws, const u16* __restrict__ post, u16* __restrict__ y,
                                          long long ysb, long long ysh, long long qsb, long long qsh, int B, int H,
-                                         int out_offset, int Lout, long long pair0) {
+                                         int out_offset, int Lout, long long pair0, unsigned keep) {
   using CC = ColCfg<N1, N2, C>;
   using LY = typename CC::LY;
   static_assert(C % 8 == 0, "column tiles are stored 8 columns at a time");
@@ -330,7 +344,11 @@ __device__ __forceinline__ void cols_inv(const cf* __restrict__ ws, const u16* _
 #pragma unroll 8
   for (int idx = tid; idx < N1 * C; idx += CC::THREADS) {
     const int r = idx / C, c = idx % C;
-    cp_async8(buf + LY::at(c, r), in + static_cast<long long>(r) * N2 + c0 + c);
+    if (kept_row<N1>(keep, r)) {
+      cp_async8(buf + LY::at(c, r), in + static_cast<long long>(r) * N2 + c0 + c);
+    } else {
+      buf[LY::at(c, r)] = cf{0.f, 0.f};  // zeroed class: rows not written by the other passes
+    }
   }
   mc::cp_async_commit();
   mc::cp_async_wait<0>();
@@ -338,12 +356,13 @@ __device__ __forceinline__ void cols_inv(const cf* __restrict__ ws, const u16* _
 #pragma unroll 4
   for (int idx = tid; idx < N1 * C; idx += CC::THREADS) {
     const int r = idx / C, c = idx % C;
+    if (!kept_row<N1>(keep, r)) continue;
     const long long e = static_cast<long long>(c0 + c) * digit_rev<N1>(r);
     const int a = LY::at(c, r);
     buf[a] = cmul(buf[a], twiddle<1>(e, CC::N));
   }
   __syncthreads();
-  fft_inv<LY, N1, C, N1, CC::THREADS>(buf, tid);
+  fft_inv<LY, N1, C, N1, CC::THREADS>(buf, tid, keep);
   const bool two = sy.off1 >= 0;
   u16* y0 = y + sy.off0;
   u16* y1 = y + (two ? sy.off1 : sy.off0);
@@ -395,8 +414,10 @@ struct RowCfg {
 
 // Pass 2: ROWS rows (k1 positions) of one pair: DFT over n2, filter, inverse DFT, in place.
 // kf: (H, N1, N2) complex fp32 in the kernel's (row, column) order, scaled by 1/N.
+// Frequency-sparse (keep != 0xffff): gridDim.y covers only the kept classes' row groups.
 template <int N1, int N2>
-__device__ __forceinline__ void rows(cf* __restrict__ ws, const cf* __restrict__ kf, int B, long long pair0) {
+__device__ __forceinline__ void rows(cf* __restrict__ ws, const cf* __restrict__ kf, int B, long long pair0,
+                                     unsigned keep) {
   using RC = RowCfg<N2>;
   using LY = typename RC::LY;
   constexpr int ROWS = RC::ROWS;
@@ -407,7 +428,17 @@ __device__ __forceinline__ void rows(cf* __restrict__ ws, const cf* __restrict__
   const int BP = (B + 1) / 2;
   const long long pl = blockIdx.x;
   const int h = static_cast<int>((pair0 + pl) / BP);
-  const int r0 = blockIdx.y * ROWS;
+  int r0 = blockIdx.y * ROWS;
+  if (keep != 0xffffu) {  // the blockIdx.y / PER-th kept class (PER row groups per class)
+    constexpr int PER = N1 / 16 / ROWS;
+    static_assert(PER >= 1 && N1 % (16 * ROWS) == 0, "row groups inside one class");
+    int nth = blockIdx.y / PER, cls = 0;
+    for (unsigned m = keep;; m &= m - 1) {
+      cls = __ffs(m) - 1;
+      if (nth-- == 0) break;
+    }
+    r0 = cls * (N1 / 16) + (blockIdx.y % PER) * ROWS;
+  }
   cf* data = ws + pl * (static_cast<long long>(N1) * N2) + static_cast<long long>(r0) * N2;
   const cf* filt = kf + (static_cast<long long>(h) * N1 + r0) * N2;
 #pragma unroll 8
@@ -453,19 +484,20 @@ __device__ __forceinline__ void rows(cf* __restrict__ ws, const cf* __restrict__
 template <int N1, int N2, int C, int DT, bool PRE>
 __global__ void __launch_bounds__(256, 3) long_cols_fwd(const unsigned short* u, const unsigned short* pre, lc::cf* ws,
                                                      long long usb, long long ush, long long psb, long long psh,
-                                                     int B, int H, int L, long long pair0) {
-  lc::cols_fwd<N1, N2, C, DT, PRE>(u, pre, ws, usb, ush, psb, psh, B, H, L, pair0);
+                                                     int B, int H, int L, long long pair0, unsigned keep) {
+  lc::cols_fwd<N1, N2, C, DT, PRE>(u, pre, ws, usb, ush, psb, psh, B, H, L, pair0, keep);
 }
 
 template <int N1, int N2>
 __global__ void __launch_bounds__(lc::RowCfg<N2>::THREADS, 3) long_rows(lc::cf* ws, const lc::cf* kf, int B,
-                                                                     long long pair0) {
-  lc::rows<N1, N2>(ws, kf, B, pair0);
+                                                                     long long pair0, unsigned keep) {
+  lc::rows<N1, N2>(ws, kf, B, pair0, keep);
 }
 
 template <int N1, int N2, int C, int DT, bool POST>
 __global__ void __launch_bounds__(256, 3) long_cols_inv(const lc::cf* ws, const unsigned short* post, unsigned short* y,
                                                      long long ysb, long long ysh, long long qsb, long long qsh,
-                                                     int B, int H, int out_offset, int Lout, long long pair0) {
-  lc::cols_inv<N1, N2, C, DT, POST>(ws, post, y, ysb, ysh, qsb, qsh, B, H, out_offset, Lout, pair0);
+                                                     int B, int H, int out_offset, int Lout, long long pair0,
+                                                     unsigned keep) {
+  lc::cols_inv<N1, N2, C, DT, POST>(ws, post, y, ysb, ysh, qsb, qsh, B, H, out_offset, Lout, pair0, keep);
 }

@@ -107,8 +107,15 @@ struct MonarchConv {
   const u16* __restrict__ kf;
   u16* __restrict__ y;
   const u16* __restrict__ post;
+  // Sequence b of the batch axis is (b / BI, b % BI) of a two-level batch: element offset
+  // (b / BI) * *_so + (b % BI) * *_sb (BI = B for a plain (B, H, L) operand).
   long long u_sb, u_sh, pre_sb, pre_sh, y_sb, y_sh, post_sb, post_sh;
-  int B, H, L, out_offset, Lout;
+  long long u_so, pre_so, y_so, post_so;
+  int B, H, L, out_offset, Lout, BI;
+  // Frequency-sparse (A = 3): the R * 16 spectrum tiles (q * 16 + k0) listed kept-first; the
+  // first KC are run, the rest are zeroed classes. KC >= R * 16 (tiles unused): dense.
+  const int* __restrict__ tiles;
+  int KC;
   int nBP, npairs;
 
   u16* sdata;
@@ -117,6 +124,24 @@ struct MonarchConv {
   const cf* T1;  // exp(-2 pi i 64 k / N), k < N / 64
   u32* red;      // per-warp max |x| bits
   int tid, lane, warp, g, t;
+
+  // The two batch rows (b0, b0 + 1) of a pair, split once per unit (one division). Scalars,
+  // not arrays: indexing by a run-time plane would put an array on the stack.
+  struct Rows {
+    int q0, r0, q1, r1;
+    __device__ __forceinline__ long long off(int plane, long long sb, long long so) const {
+      return plane ? (long long)q1 * so + (long long)r1 * sb : (long long)q0 * so + (long long)r0 * sb;
+    }
+  };
+  __device__ __forceinline__ Rows rows_of(int b0) const {
+    Rows w;
+    w.q0 = b0 / BI;
+    w.r0 = b0 - w.q0 * BI;
+    const bool wrap = w.r0 + 1 == BI;
+    w.q1 = w.q0 + wrap;
+    w.r1 = wrap ? 0 : w.r0 + 1;
+    return w;
+  }
 
   Dft16 F;
   cf W256[8];   // 0.25 * w_256^(row*col) for this lane's tile elements
@@ -195,6 +220,7 @@ struct MonarchConv {
     u32 mx = 0;
     if (pair < npairs) {
       const int h = pair / nBP, b0 = 2 * (pair % nBP);
+      const Rows rw = rows_of(b0);
 #pragma unroll 4
       for (int ci = lt; ci < 2 * CH; ci += TPP) {
         const int plane = ci >= CH;
@@ -202,10 +228,10 @@ struct MonarchConv {
         const int b = b0 + plane;
         uint4 v = make_uint4(0u, 0u, 0u, 0u);
         if (b < B) {
-          const u16* row = u + b * u_sb + h * u_sh;
+          const u16* row = u + rw.off(plane, u_sb, u_so) + h * u_sh;
           v = load_chunk8(row, n, L, ((unsigned long long)row & 15) == 0);
           if (PRE) {
-            const u16* prow = pre + b * pre_sb + h * pre_sh;
+            const u16* prow = pre + rw.off(plane, pre_sb, pre_so) + h * pre_sh;
             const uint4 gv = load_chunk8(prow, n, L, ((unsigned long long)prow & 15) == 0);
             u32* vv = (u32*)&v;
             const u32* gg = (const u32*)&gv;
@@ -240,6 +266,7 @@ struct MonarchConv {
     const int pair = unit * P + p;
     const bool live = pair < npairs;
     const int h = live ? pair / nBP : 0, b0 = live ? 2 * (pair % nBP) : 0;
+    const Rows rw = rows_of(b0);
 #pragma unroll 4
     for (int ci = lt; ci < 2 * CH; ci += TPP) {
       const int plane = ci >= CH;
@@ -252,7 +279,8 @@ struct MonarchConv {
           *(uint4*)dst = make_uint4(0u, 0u, 0u, 0u);
           continue;
         }
-        const u16* row = src ? pre + b * pre_sb + h * pre_sh : u + b * u_sb + h * u_sh;
+        const u16* row = src ? pre + rw.off(plane, pre_sb, pre_so) + h * pre_sh
+                             : u + rw.off(plane, u_sb, u_so) + h * u_sh;
         // Whole 16-byte chunks only: a zero-filled partial cp.async still addresses 16 bytes,
         // past the end of u for the last row (compute-sanitizer memcheck).
         if (((unsigned long long)row & 15) == 0 && n + 8 <= L) {
@@ -528,36 +556,72 @@ struct MonarchConv {
     return kf + (long long)(pair / nBP) * C::KSTRIDE + tile * 512;
   }
 
+  // One 256-point tile (p, q, k0) through the middle of the chain, back into smem.
+  __device__ __forceinline__ void core_item(int p, int q, int k0, const KFrag& kq) {
+    const HTile pc = core_pair<2>(p, q, 256 * k0, 16, kq);  // rows k1, cols n2, conjugated
+    // stage over k1: true = conj( F conj(Y) ) = conj(F pc); B operand from pc transposed.
+    const BTile x = htile_to_b(pc);
+    CTile c;
+    cdft_bdata<2>(c, F, x);  // rows n1, cols n2 (conjugated)
+    // inverse twiddle conj(w_4096^(k0 (16 n1 + n2))) * 0.25 -> conj(c * w) * 0.25
+    // element (row g + 8 hh, col 8 j + 2 t + cc): exponent k0 (16 g + 2 t) + k0 (128 hh + 8 j + cc)
+    // = per-lane base times warp-uniform factors a1^cc a8^j a128^hh (4 table lookups, not 6)
+    cf w[8];
+    w[0] = cscale(tw(((k0 * (16 * g + 2 * t)) & 4095) * (N / 4096)), 0.25f);  // e = 0
+    {
+      const cf a1 = tw(k0 * (N / 4096)), a8 = tw(8 * k0 * (N / 4096)), a128 = tw(128 * k0 * (N / 4096));
+      w[1] = cmul(w[0], a1);  // cc = 1
+      w[4] = cmul(w[0], a8);  // j = 1
+      w[5] = cmul(w[4], a1);
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        if (e & 2) w[e] = cmul(w[e & ~2], a128);  // hh = 1
+    }
+#pragma unroll
+    for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), w[e]));
+    store_ctile<true>(c, p, q, 256 * k0, 16);
+  }
+
   __device__ __forceinline__ void core_a3(int unit, const KFrag& kfirst) {
     constexpr int ITEMS = P * R * 16;
+    if (KC < R * 16) {  // a sparse schedule (KC >= R * 16: dense)
+      core_a3_sparse(unit);
+      return;
+    }
     KFrag knext = kfirst;  // filter tiles run one item ahead
     for (int item = warp; item < ITEMS; item += WARPS) {
-      // (16 warps: k0 = warp for every item, so the twiddle below is loop-invariant)
+      // (16 warps: k0 = warp for every item, so the twiddles in core_item are loop-invariant)
       const int p = item / (R * 16), q = (item / 16) % R, k0 = WARPS == 16 ? warp : item % 16;
       const KFrag kq = knext;
       if (item + WARPS < ITEMS) knext = load_kfrag(ktile_a3(unit, item + WARPS));
-      const HTile pc = core_pair<2>(p, q, 256 * k0, 16, kq);  // rows k1, cols n2, conjugated
-      // stage over k1: true = conj( F conj(Y) ) = conj(F pc); B operand from pc transposed.
-      const BTile x = htile_to_b(pc);
+      core_item(p, q, k0, kq);
+    }
+  }
+
+  // Frequency-sparse: only the KC kept tiles of each pair run (spread evenly over the warps);
+  // the others are zeroed, since the last forward stage (stage0_inv) reads every k0.
+  __device__ __forceinline__ const u16* ktile_sparse(int unit, int j) const {
+    const int pair = min(unit * P + j / KC, npairs - 1);
+    return kf + (long long)(pair / nBP) * C::KSTRIDE + __ldg(tiles + j % KC) * 512;
+  }
+  __device__ __forceinline__ void core_a3_sparse(int unit) {
+    constexpr int T = R * 16;
+    const int items = P * KC;
+    KFrag knext;
+    if (warp < items) knext = load_kfrag(ktile_sparse(unit, warp));
+    for (int j = warp; j < items; j += WARPS) {
+      const int tile = __ldg(tiles + j % KC);
+      const KFrag kq = knext;
+      if (j + WARPS < items) knext = load_kfrag(ktile_sparse(unit, j + WARPS));
+      core_item(j / KC, tile / 16, tile % 16, kq);
+    }
+    const int zeros = P * (T - KC);
+    for (int j = warp; j < zeros; j += WARPS) {
+      const int tile = __ldg(tiles + KC + j % (T - KC));
       CTile c;
-      cdft_bdata<2>(c, F, x);  // rows n1, cols n2 (conjugated)
-      // inverse twiddle conj(w_4096^(k0 (16 n1 + n2))) * 0.25 -> conj(c * w) * 0.25
-      // element (row g + 8 hh, col 8 j + 2 t + cc): exponent k0 (16 g + 2 t) + k0 (128 hh + 8 j + cc)
-      // = per-lane base times warp-uniform factors a1^cc a8^j a128^hh (4 table lookups, not 6)
-      cf w[8];
-      w[0] = cscale(tw(((k0 * (16 * g + 2 * t)) & 4095) * (N / 4096)), 0.25f);  // e = 0
-      {
-        const cf a1 = tw(k0 * (N / 4096)), a8 = tw(8 * k0 * (N / 4096)), a128 = tw(128 * k0 * (N / 4096));
-        w[1] = cmul(w[0], a1);  // cc = 1
-        w[4] = cmul(w[0], a8);  // j = 1
-        w[5] = cmul(w[4], a1);
 #pragma unroll
-        for (int e = 0; e < 8; ++e)
-          if (e & 2) w[e] = cmul(w[e & ~2], a128);  // hh = 1
-      }
-#pragma unroll
-      for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), w[e]));
-      store_ctile<true>(c, p, q, 256 * k0, 16);
+      for (int e = 0; e < 8; ++e) ctile_set(c, e, cf{0.f, 0.f});
+      store_ctile<true>(c, j / (T - KC), tile / 16, 256 * (tile % 16), 16);
     }
   }
 
@@ -593,12 +657,13 @@ struct MonarchConv {
     const int pair = unit * P + p;
     if (pair >= npairs || ui >= UPP_S) return;
     const int h = pair / nBP, b0 = 2 * (pair % nBP);
+    const Rows rw = rows_of(b0);
     const int j = V * ui;
 #pragma unroll
     for (int plane = 0; plane < 2; ++plane) {
       // same test as vok[] in stage_r_inv_store
-      const u16* yr = y + (b0 + plane) * y_sb + h * y_sh;
-      const u16* pr = post + (b0 + plane) * post_sb + h * post_sh;
+      const u16* yr = y + rw.off(plane, y_sb, y_so) + h * y_sh;
+      const u16* pr = post + rw.off(plane, post_sb, post_so) + h * post_sh;
       const unsigned long long ya = (unsigned long long)(yr - out_offset);
       const unsigned long long pa = (unsigned long long)(pr - out_offset);
       if (!((b0 + plane < B) && ((ya | pa) & (2 * V - 1)) == 0)) continue;
@@ -619,11 +684,13 @@ struct MonarchConv {
     if (pair >= npairs) return;
     const int h = pair / nBP, b0 = 2 * (pair % nBP);
     const float us = ldexpf(1.0f, eh - ex - 4 - C::LOGR);
-    u16* __restrict__ yrows[2] = {y + b0 * y_sb + h * y_sh, y + (b0 + 1) * y_sb + h * y_sh};
+    const Rows rw = rows_of(b0);
+    u16* __restrict__ yrows[2] = {y + rw.off(0, y_sb, y_so) + h * y_sh,
+                                  y + rw.off(1, y_sb, y_so) + h * y_sh};
     const u16* __restrict__ prows[2] = {nullptr, nullptr};
     if (POST) {
-      prows[0] = post + b0 * post_sb + h * post_sh;
-      prows[1] = post + (b0 + 1) * post_sb + h * post_sh;
+      prows[0] = post + rw.off(0, post_sb, post_so) + h * post_sh;
+      prows[1] = post + rw.off(1, post_sb, post_so) + h * post_sh;
     }
     // vector path allowed for this plane: row exists and y (and post) - out_offset is aligned
     bool vok[2];
@@ -819,8 +886,9 @@ monarch_conv_fwd(const unsigned short* __restrict__ u, const unsigned short* __r
                  const unsigned short* __restrict__ kf, unsigned short* __restrict__ y,
                  const unsigned short* __restrict__ post, long long u_sb, long long u_sh,
                  long long pre_sb, long long pre_sh, long long y_sb, long long y_sh,
-                 long long post_sb, long long post_sh, int B, int H, int L, int out_offset,
-                 int Lout) {
+                 long long post_sb, long long post_sh, long long u_so, long long pre_so,
+                 long long y_so, long long post_so, int B, int H, int L, int out_offset,
+                 int Lout, int BI, const int* __restrict__ tiles, int KC) {
   extern __shared__ __align__(16) unsigned char monarch_smem[];
   mc::MonarchConv<N, DT, PRE, POST, PAD> k;
   k.u = u;
@@ -836,6 +904,13 @@ monarch_conv_fwd(const unsigned short* __restrict__ u, const unsigned short* __r
   k.y_sh = y_sh;
   k.post_sb = post_sb;
   k.post_sh = post_sh;
+  k.u_so = u_so;
+  k.pre_so = pre_so;
+  k.y_so = y_so;
+  k.post_so = post_so;
+  k.BI = BI;
+  k.tiles = tiles;
+  k.KC = KC;  // (A = 2 does not read it: its tiles mix frequency classes)
   k.B = B;
   k.H = H;
   k.L = L;

@@ -40,7 +40,11 @@ def route(s, dev=H200):
         (1 << 23, 1 << 23, "causal", "long-monarch"),  # FFT 2**24: the long table's end
         (1 << 24, 1 << 24, "circular", "long-monarch"),
         (1 << 24, 1 << 24, "causal", "cufft"),  # FFT 2**25: beyond every kernel table
-        (100003, 77, "valid", "long-monarch"),
+        (100003, 77, "valid", "partial-blocked"),  # Lk <= L/4 above the fused table
+        (1 << 20, 4096, "causal", "partial-blocked"),
+        (1 << 22, 8192, "same", "partial-blocked"),
+        (1 << 20, (1 << 18) + 1, "causal", "long-monarch"),  # Lk > L/4: dense
+        (20000, 77, "causal", "fused-monarch"),  # short filter, but one dense fused pass
         (65537, 65537, "circular", "cufft"),  # circular needs L a power of two
     ],
 )

@@ -46,6 +46,33 @@ def test_strides_of_views():
     assert not op.empty
 
 
+def test_two_level_batch():
+    """(B0, B1, H, L) windows of rows: B = B0 * B1 sequences, outer stride of axis 0."""
+    conv = fused.FusedConv(4096, "float16", pregate=False, postgate=True)
+    u = fake((4, 7, 3, 4000), strides=(2 * 3 * 100000, 2 * 1000, 2 * 100000, 2))
+    y = fake((4, 7, 3, 900), strides=(2 * 3 * 50000, 2 * 900, 2 * 50000, 2))
+    post = fake((4, 7, 3, 900), strides=(2 * 3 * 50000, 2 * 900, 2 * 50000, 2))
+    op = conv.check_operands(u, y, L=4000, out_offset=5, Lout=900, pregate=None, postgate=post)
+    assert (op.B, op.H, op.BI) == (28, 3, 7)
+    assert op.u_strides == (1000, 100000) and op.u_outer == 300000
+    assert op.y_strides == op.post_strides == (900, 50000) and op.y_outer == 150000
+    assert op.pre_strides == (0, 0) and op.pre_outer == 0
+    flat = conv.check_operands(
+        fake((5, 3, 10)), fake((5, 3, 10)), L=10, out_offset=0, Lout=10, pregate=None,
+        postgate=fake((5, 3, 10)),
+    )
+    assert flat.BI == 5 and flat.u_outer == 0
+
+
+def test_long_family_takes_three_dims_only():
+    conv = lc.LongConv(1 << 16, "float16", pregate=False, postgate=False)
+    with pytest.raises(ValueError, match=r"u must have shape \(B, H, L\), got \(2, 2, 3, 50\)"):
+        conv.check_operands(
+            fake((2, 2, 3, 50)), fake((2, 2, 3, 50)), L=50, out_offset=0, Lout=50,
+            pregate=None, postgate=None,
+        )
+
+
 def test_absent_gates_have_zero_strides():
     conv = lc.LongConv(1 << 16, "float16", pregate=False, postgate=False)
     op = conv.check_operands(

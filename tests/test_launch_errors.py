@@ -43,7 +43,7 @@ def _fake_array(shape, dtype="float16", ptr=0x7F0000001000):
 
 def _launcher(func) -> fused.Launcher:
     B, H, L, Lout = 4, 3, 4096, 4096
-    tail = (H * L, L, H * L, L, H * Lout, Lout, H * Lout, Lout, B, H, L, 0, Lout)
+    tail = fused.launch_tail(B, H, L, 0, Lout)
     name = fused.name_expression(8192, "float16", False, False, 3)
     return fused.Launcher(func, (6,), (256,), 54321, tail, name)
 
@@ -59,7 +59,7 @@ def test_launcher_success_passes_arguments_through():
     _launcher(func)(0x1000, 0x1000, kf, 0x2000, 0x2000, "stream")
     (args, kwargs), = func.calls
     assert args[0] == (6,) and args[1] == (256,) and args[3] == 54321 and args[4] == "stream"
-    assert args[2][:5] == (0x1000, 0x1000, kf, 0x2000, 0x2000) and len(args[2]) == 18
+    assert args[2][:5] == (0x1000, 0x1000, kf, 0x2000, 0x2000) and len(args[2]) == len(fused.ARG_NAMES)
     assert not kwargs
 
 
@@ -97,8 +97,9 @@ def test_fused_conv_general_path(monkeypatch):
     u = _fake_array((2, 5, 1000), "uint16", ptr=0x1000)
     y = _fake_array((2, 5, 1000), "uint16", ptr=0x2000)
     kf = _fake_array((5, 2 * 1024 + 8), ptr=0x3000)
-    args = (u, u, kf, y, y, *(np.int64(0),) * 8, np.int32(2), np.int32(5), np.int32(1000),
-            np.int32(0), np.int32(1000))
+    args = (u, u, kf, y, y, *(np.int64(0),) * 12, np.int32(2), np.int32(5), np.int32(1000),
+            np.int32(0), np.int32(1000), np.int32(2), 0, np.int32(1 << 30))
+    assert len(args) == len(fused.ARG_NAMES)
     kern = _FakeKernel(_cuda_error())
     monkeypatch.setattr(conv, "prepare", lambda *a, **k: (kern, 7, args), raising=False)
     with pytest.raises(cufftconv.KernelLaunchError) as info:

@@ -37,6 +37,17 @@ def _ref(u, k, mode, pre=None, post=None):
     return y if post is None else y * post
 
 
+@pytest.fixture(autouse=True)
+def _dense_long_route(monkeypatch):
+    """Short filters here test the long kernels; the partial route would take them."""
+    from cufftconv.backends import partial as partial_row
+
+    monkeypatch.setattr(partial_row, "ENABLED", False)
+    cufftconv.clear_plan_cache()
+    yield
+    cufftconv.clear_plan_cache()
+
+
 def _case(rng, dtype, B, H, L, Lk, mode, gated):
     tdt = getattr(torch, dtype)
     u = torch.randn(B, H, L, dtype=torch.float32).to(tdt)

@@ -1,6 +1,6 @@
 """GPU tests of the partial-convolution path (overlap-save blocks through the fused kernel).
 
-The row is off by default until these pass on a GPU; they switch it on for their duration.
+The row is on by default; the fixture makes sure of it (benchmarks switch it off to compare).
 Fresh random inputs, NaN-poisoned outputs, float64 reference (scipy.signal.fftconvolve).
 """
 

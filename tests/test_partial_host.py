@@ -31,6 +31,7 @@ class FakeFused:
     def __call__(self, u, kf, y, *, L, out_offset, Lout, pregate=None, postgate=None):
         n = self.n
         assert (pregate is not None) == self.pregate and (postgate is not None) == self.postgate
+        assert u.ndim in (3, 4) and u.shape[:-1] == y.shape[:-1]  # (B, H) or (B0, B1, H)
         assert u.shape[-1] == L and 1 <= L <= n and y.shape[-1] == Lout
         assert 0 <= out_offset and out_offset + Lout <= n
         x = u * pregate if pregate is not None else np.array(u)
@@ -82,14 +83,14 @@ def test_any_lengths(L, Lk, mode, B):
     run(L, Lk, mode, B=B, H=2, seed=L * 7 + Lk)
 
 
-def test_interior_blocks_are_one_launch_per_batch_element():
+def test_interior_blocks_are_one_launch_for_all_batch_rows():
     ex = run(200_000, 1000, "causal", B=2, H=1)
     interior = [g for g in ex.groups if g.count > 1]
     assert len(interior) == 1 and interior[0].count > 40
     g = interior[0]
     assert g.w0 % 8 == 0 and g.t0 % 8 == 0 and ex.hop % 8 == 0  # 16-byte aligned windows
     assert len(ex.groups) <= 4  # plus the first and the last blocks
-    assert ex.kernel.calls == 2 * len(ex.groups)
+    assert ex.kernel.calls == len(ex.groups)  # B = 2 rows in each launch
 
 
 def test_plan_covers_every_output_once():
@@ -111,14 +112,15 @@ def test_block_sizes():
     assert partial.block_fft_size(16385) is None
 
 
-def test_row_declines_until_enabled(monkeypatch):
+def test_row_takes_short_filters_unless_switched_off(monkeypatch):
     from cufftconv.device import DeviceInfo
 
     dev = DeviceInfo(0, "H200", (9, 0), 132, 227 * 1024, 60 << 20, 141 << 30)
     spec = build_spec((1, 4, 1 << 20), (4, 4096), mode="causal", dtype="float16", k_dtype="float32")
-    assert "not enabled" in partial_row.accepts(spec, dev)
+    assert partial_row.ENABLED and partial_row.accepts(spec, dev) is None
+    monkeypatch.setattr(partial_row, "ENABLED", False)
+    assert "switched off" in partial_row.accepts(spec, dev)
     monkeypatch.setattr(partial_row, "ENABLED", True)
-    assert partial_row.accepts(spec, dev) is None
     short = build_spec((1, 4, 8192), (4, 64), mode="causal", dtype="float16", k_dtype="float32")
     assert partial_row.accepts(short, dev) is not None  # dense fused is one pass there
     wide = build_spec(

@@ -16,6 +16,7 @@ import numpy as np
 from ..device import require_cupy
 from ..dtypes import storage_dtype, to_compute
 from ..errors import KernelLaunchError, describe_arg, is_cuda_error, launch_error
+from ..freqmask import spectrum_mask
 from ..sources import read_source
 from ..validation import ConvSpec, compute_dtype, linear_length
 
@@ -63,7 +64,10 @@ def _launch_error(op: str, args: tuple, err: BaseException) -> KernelLaunchError
 
 
 def fft_size(spec: ConvSpec) -> int:
-    """cuFFT size: exactly L for circular mode, else a fast size without wrap-around."""
+    """cuFFT size: exactly L for circular mode, else a fast size without wrap-around; for a
+    frequency-sparse spec exactly ``spec.freq_n`` (the mask is defined on that FFT)."""
+    if spec.freq_mask is not None:
+        return int(spec.freq_n)  # type: ignore[arg-type]
     if spec.mode == "circular":
         return spec.L
     import cupyx.scipy.fft as cfft
@@ -77,7 +81,8 @@ class CufftExecutor:
     The input is widened straight into a zero-padded buffer and the output window is read
     straight out of the inverse transform, so the only passes over the data are the two FFTs,
     the spectrum multiply and one element-wise pass on each side. The 1/n of the inverse is
-    folded into the filter spectrum.
+    folded into the filter spectrum, and so is a frequency mask (``spec.freq_mask``: the
+    half spectrum's frequency f is kept iff ``freq_mask[f % 16]``, FFT size ``spec.freq_n``).
     """
 
     def __init__(self, spec: ConvSpec) -> None:
@@ -97,6 +102,11 @@ class CufftExecutor:
             cufft.CUFFT_C2R if single else cufft.CUFFT_Z2D,
         )
         self._spectral = cp.complex64 if single else cp.complex128
+        # What the filter spectrum is scaled by: 1/n, times the frequency mask if any.
+        self._kscale: Any = 1.0 / self.n
+        if spec.freq_mask is not None:
+            weights = spectrum_mask(spec.freq_mask, self.n)[: self.nf] / self.n
+            self._kscale = cp.asarray(weights.astype(self.compute))
         # cuFFT plans bind a stream per call and own a work area: one set per thread.
         self._plans: dict[tuple[int, int, int, int], Any] = {}
 
@@ -111,7 +121,7 @@ class CufftExecutor:
     def spectrum(self, k: Any) -> Any:
         kc = to_compute(k[..., : self.k_used], self.spec.k_dtype, self.compute, self.xp)
         spec_k = self.xp.fft.rfft(kc, self.n)
-        spec_k *= 1.0 / self.n
+        spec_k *= self._kscale
         return spec_k
 
     def run(

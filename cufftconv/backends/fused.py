@@ -72,6 +72,10 @@ def family_reason(
             f"no {family} kernel for mode={spec.mode!r} with L={spec.L}, Lk={spec.Lk} "
             f"(FFT sizes {sizes}; circular needs L itself there)"
         )
+    if spec.freq_mask is not None and spec.freq_n != n:
+        return (
+            f"frequency-sparse FFT size {spec.freq_n} is not the {family} kernel's size {n}"
+        )
     if batch_channels(spec) is None:
         return f"k {spec.k_shape} does not broadcast as (H, Lk) against u {spec.u_shape}"
     need = smem(n)
@@ -110,6 +114,7 @@ class FusedExecutor:
             spec.dtype,
             pregate=spec.pregate_dtype is not None,
             postgate=spec.postgate_dtype is not None,
+            freq_mask=spec.freq_mask,
         )
         self.k_used = min(spec.Lk, spec.L) if spec.mode == "causal" else spec.Lk
 

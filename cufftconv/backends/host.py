@@ -12,7 +12,9 @@ from ..validation import ConvSpec
 
 
 class HostExecutor:
-    """Runs :func:`cufftconv.reference.fftconv` (float64) and rounds to u's dtype."""
+    """Runs :func:`cufftconv.reference.fftconv` (float64) and rounds to u's dtype; a
+    frequency-sparse spec passes its mask (the reference then uses the FFT size
+    ``spec.freq_n``)."""
 
     xp = np
 
@@ -30,7 +32,12 @@ class HostExecutor:
         pre = None if pregate is None else to_compute(pregate, s.pregate_dtype, "float64", np)
         post = None if postgate is None else to_compute(postgate, s.postgate_dtype, "float64", np)
         y = reference.fftconv(
-            to_compute(u, s.dtype, "float64", np), kspec, mode=s.mode, pregate=pre, postgate=post
+            to_compute(u, s.dtype, "float64", np),
+            kspec,
+            mode=s.mode,
+            pregate=pre,
+            postgate=post,
+            freq_mask=s.freq_mask,
         )
         y = from_compute(y, s.dtype, np)
         if out is None:

@@ -50,5 +50,6 @@ class LongExecutor(FusedExecutor):
             spec.dtype,
             pregate=spec.pregate_dtype is not None,
             postgate=spec.postgate_dtype is not None,
+            freq_mask=spec.freq_mask,
         )
         self.k_used = min(spec.Lk, spec.L) if spec.mode == "causal" else spec.Lk

@@ -3,8 +3,8 @@
 Takes 16-bit linear convolutions whose filter is short (Lk <= L / 4) and whose dense FFT size
 would be above the fused table (the dense fused kernel is already one pass below it). Each
 group of blocks from :func:`cufftconv.partial.plan_blocks` is one fused-kernel launch on
-strided views: for batch element b, the kernel's (B, H) axes are (block, channel) with strides
-(hop, L), so windows are read in place and outputs written in place.
+strided (B, block, H, window) views (the kernel's two-level batch), so windows are read in
+place and outputs written in place, and the launch count does not grow with B.
 """
 
 from __future__ import annotations
@@ -18,15 +18,16 @@ from ..dtypes import to_compute
 from ..validation import ConvSpec, linear_length
 from .fused import FusedExecutor, batch_channels, family_reason
 
-# Off until the path has run on a GPU (its block arithmetic is checked on the host against
-# the float64 reference through a NumPy stand-in for the kernel).
-ENABLED = False
+# A switch for comparing with the dense path (benchmarks/partial_dev.py); on by default.
+ENABLED = True
 
 
 def block_size(spec: ConvSpec) -> int | None:
     """Block FFT size for ``spec``, or None when the partial path does not apply."""
     from .. import fused
 
+    if spec.freq_mask is not None:
+        return None  # blocks of another FFT size cannot apply a mask defined on freq_n
     if spec.mode == "circular" or spec.Lk * partial.MIN_RATIO > spec.L:
         return None
     dense = 1 << (linear_length(spec.L, spec.Lk, spec.mode) - 1).bit_length()
@@ -38,8 +39,13 @@ def block_size(spec: ConvSpec) -> int | None:
 def accepts(spec: ConvSpec, dev: DeviceInfo | None) -> str | None:
     from .. import fused
 
+    if spec.freq_mask is not None:
+        return (
+            "frequency-sparse (freq_keep/freq_mask): the mask is defined on the FFT of size "
+            f"{spec.freq_n}, which the overlap-save blocks do not compute"
+        )
     if not ENABLED:
-        return "not enabled (cufftconv.backends.partial.ENABLED) until verified on a GPU"
+        return "switched off (cufftconv.backends.partial.ENABLED = False)"
     sizes = (
         f"linear modes with Lk <= L/{partial.MIN_RATIO}, a dense FFT size above "
         f"{fused.SUPPORTED_N[-1]} and a block size in {fused.SUPPORTED_N[0]}.."
@@ -91,27 +97,27 @@ class PartialExecutor(FusedExecutor):
         kc = to_compute(k[..., : self.k_used], self.spec.k_dtype, "float32", self.xp)
         return self.kernel.filter_spectrum(kc.reshape(self.H, kc.shape[-1]))
 
-    def _window(self, a: Any, b: int, start: int, count: int, length: int) -> Any:
-        """(count, H, length) view of rows a[b] (H, total): block i starts at start + i*hop."""
-        row = a[b]
-        it = row.itemsize
-        view = row[:, start:]
+    def _window(self, a: Any, start: int, count: int, length: int) -> Any:
+        """(B, count, H, length) view of a (B, H, total): block i starts at start + i*hop."""
+        it = a.itemsize
+        view = a[:, :, start:]
         return self.xp.lib.stride_tricks.as_strided(
-            view, shape=(count, self.H, length), strides=(self.hop * it, row.strides[0], it)
+            view,
+            shape=(self.B, count, self.H, length),
+            strides=(a.strides[0], self.hop * it, a.strides[1], it),
         )
 
     def _launch(self, u: Any, kspec: Any, y: Any, pre: Any | None, post: Any | None) -> None:
         if not self.full_cover:
             y[...] = 0
-        for b in range(self.B):
-            for g in self.groups:
-                self.kernel(
-                    self._window(u, b, g.w0, g.count, g.lw),
-                    kspec,
-                    self._window(y, b, g.t0, g.count, g.lout),
-                    L=g.lw,
-                    out_offset=g.out_offset,
-                    Lout=g.lout,
-                    pregate=None if pre is None else self._window(pre, b, g.w0, g.count, g.lw),
-                    postgate=None if post is None else self._window(post, b, g.t0, g.count, g.lout),
-                )
+        for g in self.groups:  # one launch per group: every batch row's blocks at once
+            self.kernel(
+                self._window(u, g.w0, g.count, g.lw),
+                kspec,
+                self._window(y, g.t0, g.count, g.lout),
+                L=g.lw,
+                out_offset=g.out_offset,
+                Lout=g.lout,
+                pregate=None if pre is None else self._window(pre, g.w0, g.count, g.lw),
+                postgate=None if post is None else self._window(post, g.t0, g.count, g.lout),
+            )
