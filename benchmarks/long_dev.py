@@ -10,12 +10,14 @@ B=64, H=768. A chunk of 0 MB means "all pairs in one launch group". Prints one l
 from __future__ import annotations
 
 import argparse
+import time
 
 import cupy as cp
 import numpy as np
 import torch
 from devtiming import bench
 
+from cufftconv import freqmask
 from cufftconv import long as lc
 
 
@@ -26,15 +28,33 @@ def copy_bandwidth() -> float:
     return 2 * x.nbytes / (ms * 1e-3)
 
 
+def host_ms(fn, reps: int = 5) -> float:
+    """Median host time of issuing ``fn`` (no synchronisation inside the timed region)."""
+    times = []
+    for _ in range(reps):
+        cp.cuda.get_current_stream().synchronize()
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    cp.cuda.get_current_stream().synchronize()
+    return sorted(times)[len(times) // 2]
+
+
 def run_case(
-    n: int, variant: str, bw: float, configs: list[tuple[int, int]], breakdown: bool
+    n: int,
+    variant: str,
+    bw: float,
+    configs: list[tuple[int, int]],
+    breakdown: bool,
+    keep: float = 1.0,
 ) -> None:
     B = 8
     H = max(1, 64 * 768 * 8192 // (B * n))
     scale = 64 * 768 / (B * H)
     L = n // 2 if variant == "causal" else n
     gated = variant == "gated"
-    conv = lc.LongConv(n, "float16", pregate=gated, postgate=gated)
+    mask = freqmask.resolve(keep, None)
+    conv = lc.LongConv(n, "float16", pregate=gated, postgate=gated, freq_mask=mask)
     u = cp.random.standard_normal((B, H, L), dtype=cp.float32).astype(cp.float16)
     k = cp.random.standard_normal((H, L), dtype=cp.float32) / np.sqrt(L)
     pre = (
@@ -67,8 +87,9 @@ def run_case(
     x64 = u[0, 0].get().astype(np.float64)
     if gated:
         x64 = x64 * pre[0, 0].get().astype(np.float64)
+    m = 1.0 if mask is None else freqmask.spectrum_mask(mask, n)[: n // 2 + 1]
     ref = np.fft.irfft(
-        np.fft.rfft(x64, n=n) * np.fft.rfft(k[0].get().astype(np.float64), n=n), n=n
+        np.fft.rfft(x64, n=n) * np.fft.rfft(k[0].get().astype(np.float64), n=n) * m, n=n
     )[:L]
     if gated:
         ref = ref * post[0, 0].get().astype(np.float64)
@@ -76,11 +97,14 @@ def run_case(
     kw = {"L": L, "out_offset": 0, "Lout": L, "pregate": pre, "postgate": post}
     for mb, lanes in configs:
         cb = (mb << 20) if mb else 1 << 60
-        t = bench(lambda cb=cb, lanes=lanes: conv(u, kf, y, chunk_bytes=cb, streams=lanes, **kw))
+        call = lambda cb=cb, lanes=lanes: conv(u, kf, y, chunk_bytes=cb, streams=lanes, **kw)
+        t = bench(call)
+        th = host_ms(call)
         t *= scale
         ws = conv.chunk_pairs((B + 1) // 2 * H, cb) * n * 8 * lanes / 2**20
         print(
-            f"N={n:>8} {variant:9s} B={B} H={H:4d} chunk={mb:4d}MB x{lanes}  ours {t:9.2f} ms  "
+            f"N={n:>8} {variant:9s} keep={keep:<6} B={B} H={H:4d} chunk={mb:4d}MB x{lanes}  "
+            f"ours {t:9.2f} ms (host {th:6.2f} ms unscaled)  "
             f"torch {t_torch:9.2f} ms  x{t_torch / t:5.2f}  floor {floor_ms:7.2f}  "
             f"eff {floor_ms / t:5.3f}  err {err:.1e}  torch peak {torch_peak:.0f} MB  ws {ws:.0f} MB",
             flush=True,
@@ -104,13 +128,15 @@ def main() -> None:
     )
     ap.add_argument("--breakdown", action="store_true", help="time each pass alone")
     ap.add_argument("--variants", nargs="*", default=["circular", "causal", "gated"])
+    ap.add_argument("--keeps", type=float, nargs="*", default=[1.0], help="freq_keep values")
     args = ap.parse_args()
     configs = [tuple(int(v) for v in c.split("x")) for c in args.configs]
     bw = copy_bandwidth()
     print(f"{torch.cuda.get_device_name()}  copy bandwidth {bw / 1e12:.2f} TB/s")
     for n in args.sizes:
         for variant in args.variants:
-            run_case(n, variant, bw, configs, args.breakdown)
+            for keep in args.keeps:
+                run_case(n, variant, bw, configs, args.breakdown, keep)
             cp.get_default_memory_pool().free_all_blocks()
 
 

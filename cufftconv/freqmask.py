@@ -20,9 +20,12 @@ from collections.abc import Sequence
 import numpy as np
 
 GROUPS = 16
-# Classes in the order freq_keep keeps them: the lowest |f| first (as a residue), each with
-# its mirror, so every prefix of even length (and of length 1) is Hermitian-symmetric.
-KEEP_ORDER = (0, 8, 1, 15, 2, 14, 3, 13, 4, 12, 5, 11, 6, 10, 7, 9)
+# Classes in the order freq_keep keeps them: by how many times 2 divides them, each with its
+# mirror, so every prefix of even length (and of length 1) is Hermitian-symmetric. Keeping
+# 16 / 2**j classes keeps exactly the frequencies f % 2**j == 0: the filter folded to period
+# N / 2**j (k_s[t] = sum_i k[t + i N / 2**j] / 2**j). The kernels' first radix stages produce
+# the low digits of f, so such masks also drop whole sub-transforms there, not only tiles.
+KEEP_ORDER = (0, 8, 4, 12, 2, 14, 6, 10, 1, 15, 3, 13, 5, 11, 7, 9)
 
 Mask = tuple[bool, ...]
 

@@ -13,6 +13,7 @@ kernel's digit-reversed, fragment-major order, as fp16 normalised per channel by
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -53,8 +54,12 @@ ARG_NAMES = (
     "BI",
     "tiles",
     "KC",
+    "KZ",
+    "qlive",
 )
 _ARG = {name: i for i, name in enumerate(ARG_NAMES)}
+# (tiles, KC, KZ, qlive) of a dense call: no list, every tile kept, every sub-transform live
+DENSE_TILES = (0, np.int32(1 << 30), np.int32(0), np.int32(0xFF))
 # PAD bit 0: input zero on [N/2, N) (skips half of the first stage); bit 1: only outputs in
 # [0, N/2) are kept (skips half of the last stage).
 PAD_VARIANTS = (0, 1, 2, 3)
@@ -169,16 +174,37 @@ def all_name_expressions() -> list[str]:
 # ------------------------------------------------------------------------------------------------
 # Filter spectrum order
 # ------------------------------------------------------------------------------------------------
-def sparse_tiles(n: int, freq_mask: tuple[bool, ...] | None) -> tuple[np.ndarray, int] | None:
-    """Frequency-sparse schedule of the A = 3 kernels (n >= 4096): the spectrum tiles
-    (q * 16 + k0, each one frequency class (q + R k0) mod 16) listed kept-first, and the
-    kept count. None when every tile runs (dense, or n < 4096, whose tiles mix classes)."""
+@dataclass(frozen=True)
+class TileSchedule:
+    """Frequency-sparse schedule of an A = 3 kernel (n >= 4096).
+
+    Tile t = q * 16 + k0 of the spectrum holds the frequency class (q + R k0) mod 16.
+    ``order`` lists the kept tiles (``kept`` of them), then the zeroed tiles of live
+    sub-transforms (``zeroed``); tiles of dead sub-transforms (radix-R output digit q with no
+    kept tile) are not listed: ``live`` has bit q set for the others.
+    """
+
+    order: np.ndarray
+    kept: int
+    zeroed: int
+    live: int
+
+
+def sparse_tiles(n: int, freq_mask: tuple[bool, ...] | None) -> TileSchedule | None:
+    """The tile schedule for ``freq_mask`` at FFT size n, or None when every tile runs (dense,
+    or n < 4096, whose tiles mix frequency classes)."""
     if freq_mask is None or all(freq_mask) or config(n)["A"] != 3:
         return None
+    r = config(n)["R"]
     cls = freq_index(n).reshape(-1, 256)[:, 0] % 16
     kept = np.asarray(freq_mask, dtype=bool)[cls]
-    order = np.concatenate([np.flatnonzero(kept), np.flatnonzero(~kept)]).astype(np.int32)
-    return order, int(kept.sum())
+    q = np.arange(kept.size) // 16
+    live_q = np.zeros(r, dtype=bool)
+    live_q[q[kept]] = True
+    zeroed = ~kept & live_q[q]
+    order = np.concatenate([np.flatnonzero(kept), np.flatnonzero(zeroed)]).astype(np.int32)
+    live = int(sum(1 << i for i in range(r) if live_q[i]))
+    return TileSchedule(order, int(kept.sum()), int(zeroed.sum()), live)
 
 
 @cache
@@ -313,23 +339,19 @@ class FusedConv(FamilyConv):
         self.smem = shared_bytes(n, dtype)
         # Frequency-sparse: the spectrum is masked; for n >= 4096 zeroed tiles are skipped too.
         self.freq_mask = None if freq_mask is None or all(freq_mask) else tuple(freq_mask)
-        self.tile_count = c["R"] * 16
-        self.kept_tiles = self.tile_count
-        self._tiles_host = None
-        sched = sparse_tiles(n, self.freq_mask)
-        if sched is not None:
-            self._tiles_host, self.kept_tiles = sched
+        self.schedule = sparse_tiles(n, self.freq_mask)
         self._tiles_dev: dict[int, object] = {}
 
-    def _tiles_arg(self) -> tuple[int, np.int32]:
-        """(device pointer of the tile schedule or 0, kept count) for the current device."""
-        if self._tiles_host is None:
-            return 0, np.int32(self.tile_count)
+    def _tiles_arg(self) -> tuple:
+        """(tile list pointer or 0, KC, KZ, qlive) kernel arguments on the current device."""
+        sc = self.schedule
+        if sc is None:
+            return DENSE_TILES
         dev = _cupy().cuda.Device().id
         arr = self._tiles_dev.get(dev)
         if arr is None:
-            arr = self._tiles_dev.setdefault(dev, _cupy().asarray(self._tiles_host))
-        return int(arr.data.ptr), np.int32(self.kept_tiles)
+            arr = self._tiles_dev.setdefault(dev, _cupy().asarray(sc.order))
+        return int(arr.data.ptr), np.int32(sc.kept), np.int32(sc.zeroed), np.int32(sc.live)
 
     # --------------------------------------------------------------------------------------------
     def filter_spectrum(self, k):
@@ -397,7 +419,7 @@ class FusedConv(FamilyConv):
         kern, per_sm = _get_module(n, self.dtype, self.pregate, self.postgate)[pad]
         npairs = ((B + 1) // 2) * H
         grid = min(-(-npairs // self.pairs_per_block), per_sm * _sm_count(cp.cuda.Device().id))
-        tail = launch_tail(B, H, L, out_offset, Lout, *self._tiles_arg())
+        tail = launch_tail(B, H, L, out_offset, Lout, self._tiles_arg())
         name = name_expression(n, self.dtype, self.pregate, self.postgate, pad)
         return Launcher(kern.kernel, (grid,), (self.threads,), self.smem, tail, name)
 
@@ -452,12 +474,12 @@ class FusedConv(FamilyConv):
 
 
 def launch_tail(
-    B: int, H: int, L: int, out_offset: int, Lout: int, tiles: int = 0, KC: int | None = None
+    B: int, H: int, L: int, out_offset: int, Lout: int, tiles: tuple | None = None
 ) -> tuple:
     """Kernel arguments after the five pointers, for C-contiguous (B, H, L) operands.
 
-    ``tiles``/``KC``: the frequency-sparse tile schedule (pointer, kept count); for a dense
-    call 0 and the tile count (any KC >= R * 16 runs every tile)."""
+    ``tiles``: the frequency-sparse arguments (pointer, KC, KZ, qlive) of
+    ``FusedConv._tiles_arg``; None for a dense call."""
     i64, i32 = np.int64, np.int32
     return (
         i64(H * L),  # u_sb, u_sh
@@ -475,8 +497,7 @@ def launch_tail(
         i32(out_offset),
         i32(Lout),
         i32(max(B, 1)),
-        tiles,
-        i32(1 << 30 if KC is None else KC),
+        *(DENSE_TILES if tiles is None else tiles),
     )
 
 

@@ -112,10 +112,15 @@ struct MonarchConv {
   long long u_sb, u_sh, pre_sb, pre_sh, y_sb, y_sh, post_sb, post_sh;
   long long u_so, pre_so, y_so, post_so;
   int B, H, L, out_offset, Lout, BI;
-  // Frequency-sparse (A = 3): the R * 16 spectrum tiles (q * 16 + k0) listed kept-first; the
-  // first KC are run, the rest are zeroed classes. KC >= R * 16 (tiles unused): dense.
+  // Frequency-sparse (A = 3). Tile q * 16 + k0 of the spectrum holds one frequency class,
+  // (q + R k0) mod 16. tiles[0, KC) run through the core; tiles[KC, KC + KZ) are zeroed classes
+  // of live sub-transforms (zero-filled, the last forward stage reads every k0); sub-transform
+  // q (the radix-R output digit) is live iff bit q of qlive is set; a dead one (all its tiles
+  // zeroed) is zero-filled by the first tensor stage and skips the others.
+  // Dense: KC >= R * 16 (tiles unused), qlive all ones.
   const int* __restrict__ tiles;
-  int KC;
+  int KC, KZ, qlive;
+  __device__ __forceinline__ bool live(int q) const { return (qlive >> q) & 1; }
   int nBP, npairs;
 
   u16* sdata;
@@ -530,6 +535,15 @@ struct MonarchConv {
   __device__ __forceinline__ void stage0_fwd_a3(int unit) {
     for (int item = warp; item < P * R * 16; item += WARPS) {
       const int p = item / (R * 16), q = (item / 16) % R, n1 = item % 16;
+      if (R > 1 && !live(q)) {
+        // A dead sub-transform: zeros, which the later tensor phases leave alone and the
+        // inverse radix-R pass reads back.
+        CTile z;
+#pragma unroll
+        for (int e = 0; e < 8; ++e) ctile_set(z, e, cf{0.f, 0.f});
+        store_ctile<false>(z, p, q, 16 * n1, 256);
+        continue;
+      }
       CTile c;
       const BTile x = load_btile<KS0>(p, q, 16 * n1, 256);
       cdft_bdata<KS0>(c, F, x);  // rows k0, cols n2
@@ -605,7 +619,6 @@ struct MonarchConv {
     return kf + (long long)(pair / nBP) * C::KSTRIDE + __ldg(tiles + j % KC) * 512;
   }
   __device__ __forceinline__ void core_a3_sparse(int unit) {
-    constexpr int T = R * 16;
     const int items = P * KC;
     KFrag knext;
     if (warp < items) knext = load_kfrag(ktile_sparse(unit, warp));
@@ -615,19 +628,20 @@ struct MonarchConv {
       if (j + WARPS < items) knext = load_kfrag(ktile_sparse(unit, j + WARPS));
       core_item(j / KC, tile / 16, tile % 16, kq);
     }
-    const int zeros = P * (T - KC);
+    const int zeros = P * KZ;
     for (int j = warp; j < zeros; j += WARPS) {
-      const int tile = __ldg(tiles + KC + j % (T - KC));
+      const int tile = __ldg(tiles + KC + j % KZ);
       CTile c;
 #pragma unroll
       for (int e = 0; e < 8; ++e) ctile_set(c, e, cf{0.f, 0.f});
-      store_ctile<true>(c, j / (T - KC), tile / 16, 256 * (tile % 16), 16);
+      store_ctile<true>(c, j / KZ, tile / 16, 256 * (tile % 16), 16);
     }
   }
 
   __device__ __forceinline__ void stage0_inv_a3() {
     for (int item = warp; item < P * R * 16; item += WARPS) {
       const int p = item / (R * 16), q = (item / 16) % R, n1 = item % 16;
+      if (R > 1 && !live(q)) continue;
       // A operand = Y^T (rows n2, cols k0) straight from smem with transposing loads
       HTile yt;
       const int mi = lane >> 3, rr = lane & 7;
@@ -888,7 +902,7 @@ monarch_conv_fwd(const unsigned short* __restrict__ u, const unsigned short* __r
                  long long pre_sb, long long pre_sh, long long y_sb, long long y_sh,
                  long long post_sb, long long post_sh, long long u_so, long long pre_so,
                  long long y_so, long long post_so, int B, int H, int L, int out_offset,
-                 int Lout, int BI, const int* __restrict__ tiles, int KC) {
+                 int Lout, int BI, const int* __restrict__ tiles, int KC, int KZ, int qlive) {
   extern __shared__ __align__(16) unsigned char monarch_smem[];
   mc::MonarchConv<N, DT, PRE, POST, PAD> k;
   k.u = u;
@@ -910,7 +924,9 @@ monarch_conv_fwd(const unsigned short* __restrict__ u, const unsigned short* __r
   k.post_so = post_so;
   k.BI = BI;
   k.tiles = tiles;
-  k.KC = KC;  // (A = 2 does not read it: its tiles mix frequency classes)
+  k.KC = KC;  // (A = 2 reads none of these: its tiles mix frequency classes)
+  k.KZ = KZ;
+  k.qlive = qlive;
   k.B = B;
   k.H = H;
   k.L = L;

@@ -49,12 +49,14 @@ masks = st.lists(st.booleans(), min_size=9, max_size=9).filter(any).map(symmetri
 @pytest.mark.parametrize(
     "keep,kept",
     [
-        (0.25, {0, 1, 8, 15}),
-        (0.5, {0, 1, 2, 3, 8, 13, 14, 15}),
+        (0.25, {0, 4, 8, 12}),  # f % 4 == 0
+        (0.5, {0, 2, 4, 6, 8, 10, 12, 14}),  # f % 2 == 0
+        (0.125, {0, 8}),  # f % 8 == 0
+        (0.0625, {0}),  # f % 16 == 0
         (0.1, {0, 8}),  # round(1.6) = 2
-        (0.2, {0, 1, 8, 15}),  # round(3.2) = 3, odd: rounded up to 4
+        (0.2, {0, 4, 8, 12}),  # round(3.2) = 3, odd: rounded up to 4
         (0.01, {0}),  # at least one class
-        (0.75, {0, 1, 2, 3, 4, 5, 8, 11, 12, 13, 14, 15}),
+        (0.75, {0, 1, 2, 4, 6, 8, 10, 12, 14, 15, 3, 13}),
         (1.0, None),  # dense
         (1, None),
     ],
@@ -391,7 +393,7 @@ def test_plan_repr_names_the_classes():
     plan = cufftconv.FFTConv(
         (2, 100), k_shape=(100,), dtype="float32", device="cpu", freq_keep=0.25
     )
-    assert "freq_classes=(0, 1, 8, 15)" in repr(plan) and "freq_n=256" in repr(plan)
+    assert "freq_classes=(0, 4, 8, 12)" in repr(plan) and "freq_n=256" in repr(plan)
 
 
 # --------------------------------------------------------------------------- dispatch rows

@@ -25,16 +25,31 @@ MASKS = [
 @pytest.mark.parametrize("n", [4096, 8192, 16384, 32768])
 @pytest.mark.parametrize("mask", MASKS)
 def test_fused_tile_schedule(n, mask):
-    order, kc = fused.sparse_tiles(n, mask)
-    tiles = fused.freq_index(n).reshape(-1, 256)
-    assert sorted(order.tolist()) == list(range(tiles.shape[0]))
-    keep = np.asarray(mask)[tiles % 16]  # (tiles, 256)
-    assert keep[order[:kc]].all() and not keep[order[kc:]].any()
-    assert kc == tiles.shape[0] * sum(mask) // 16
-    # the kernel's class formula (q + R k0) mod 16 for tile q * 16 + k0
+    sc = fused.sparse_tiles(n, mask)
     R = fused.config(n)["R"]
+    tiles = fused.freq_index(n).reshape(-1, 256)
+    keep = np.asarray(mask)[tiles % 16]  # (tiles, 256)
+    kept, zeroed = sc.order[: sc.kept], sc.order[sc.kept : sc.kept + sc.zeroed]
+    assert len(sc.order) == sc.kept + sc.zeroed
+    assert keep[kept].all() and not keep[zeroed].any()
+    assert sc.kept == tiles.shape[0] * sum(mask) // 16
+    # every tile is listed, or belongs to a dead sub-transform q (no kept tile in it)
+    q = np.arange(tiles.shape[0]) // 16
+    listed = np.zeros(tiles.shape[0], bool)
+    listed[sc.order] = True
+    for t in np.flatnonzero(~listed):
+        assert not keep[q == q[t]].any() and not sc.live >> q[t] & 1
+    for t in sc.order:
+        assert sc.live >> q[t] & 1
+    # the kernel's class formula (q + R k0) mod 16 for tile q * 16 + k0
     t = np.arange(tiles.shape[0])
     assert ((tiles[:, 0] % 16) == (t // 16 + R * (t % 16)) % 16).all()
+
+
+def test_keep_quarter_runs_one_sub_transform_at_16k():
+    """freq_keep=0.25 keeps f % 4 == 0: at 16K (R = 4) only q = 0 is live, all its tiles kept."""
+    sc = fused.sparse_tiles(16384, freqmask.from_keep(0.25))
+    assert sc.live == 1 and sc.kept == 16 and sc.zeroed == 0
 
 
 @pytest.mark.parametrize("n", [256, 512, 1024, 2048])

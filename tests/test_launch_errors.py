@@ -98,7 +98,7 @@ def test_fused_conv_general_path(monkeypatch):
     y = _fake_array((2, 5, 1000), "uint16", ptr=0x2000)
     kf = _fake_array((5, 2 * 1024 + 8), ptr=0x3000)
     args = (u, u, kf, y, y, *(np.int64(0),) * 12, np.int32(2), np.int32(5), np.int32(1000),
-            np.int32(0), np.int32(1000), np.int32(2), 0, np.int32(1 << 30))
+            np.int32(0), np.int32(1000), np.int32(2), *fused.DENSE_TILES)
     assert len(args) == len(fused.ARG_NAMES)
     kern = _FakeKernel(_cuda_error())
     monkeypatch.setattr(conv, "prepare", lambda *a, **k: (kern, 7, args), raising=False)
