@@ -46,7 +46,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 import cufftconv
-from cufftconv import dispatch, grad, reference
+from cufftconv import dispatch, freqmask, grad, reference
 from cufftconv.cli import error_bound
 from cufftconv.dtypes import from_compute, to_compute
 from cufftconv.interop import describe
@@ -75,6 +75,11 @@ class FwdCase:
     pregate: bool = False
     postgate: bool = False
     call: str = "plan"
+    freq_keep: float | None = None  # frequency-sparse (the kernels' skipping paths)
+    freq_mask: tuple[bool, ...] | None = None
+
+
+BAND4 = tuple(r in (0, 1, 15, 8) for r in range(16))  # a mask that drops no whole sub-transform
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,15 @@ def _fused_cases() -> list[Case]:
             ]
         # odd L, a linear mode with an output offset: N = 2048, PAD 1
         cases.append(FwdCase(f"{dt} N=2048 same L=1001 odd", dt, (3, 3, 1001), (3, 301), "same"))
+    # frequency-sparse: dead radix sub-transforms (16K, f % 4 == 0), skipped tiles only (4K)
+    cases += [
+        FwdCase("float16 N=16384 circular freq_keep=0.25", "float16", (3, 3, 16384),
+                (3, 16384), "circular", freq_keep=0.25),
+        FwdCase("bfloat16 N=8192 causal pre+post freq_keep=0.5", "bfloat16", (2, 3, 4096),
+                (3, 4096), "causal", True, True, freq_keep=0.5),
+        FwdCase("float16 N=4096 same band mask", "float16", (3, 2, 3001), (2, 900), "same",
+                freq_mask=BAND4),
+    ]
     return cases
 
 
@@ -173,6 +187,9 @@ def _long_cases() -> list[Case]:
             FwdCase(f"{dt} N=4194304 causal pre+post", dt, (2, 1, 1 << 21), (1, (1 << 20) + 1),
                     "causal", True, True),
         ]
+    # frequency-sparse: skipped workspace rows
+    cases.append(FwdCase("float16 N=65536 causal pre+post freq_keep=0.25", "float16",
+                         (3, 2, 32768), (2, 32768), "causal", True, True, freq_keep=0.25))
     # The table's largest size, 2**24 (column tiles of 8 columns, 135 KB of shared memory).
     cases.append(FwdCase("float16 N=16777216 causal ungated", "float16", (2, 1, 1 << 23),
                          (1, (1 << 22) + 1), "causal"))
@@ -314,6 +331,7 @@ def run_fwd(case: FwdCase, fam: Family, ar: Arrays, rng: np.random.Generator) ->
         plan = cufftconv.FFTConv(
             case.u_shape, k=k, dtype=case.dtype, mode=case.mode, pregate=case.pregate,
             postgate=case.postgate, path=fam.route if ar.gpu else None,
+            freq_keep=case.freq_keep, freq_mask=case.freq_mask,
         )
         route = plan.route
         y = plan(u, pregate=pre, postgate=post)
@@ -321,12 +339,18 @@ def run_fwd(case: FwdCase, fam: Family, ar: Arrays, rng: np.random.Generator) ->
         ops = [None if a is None else describe(n, a)
                for n, a in (("u", u), ("k", k), ("pregate", pre), ("postgate", post))]
         spec = spec_from_operands(*ops, None, case.mode)
+        spec = build_spec(spec.u_shape, spec.k_shape, mode=spec.mode, dtype=spec.dtype,
+                          k_dtype=spec.k_dtype, pregate_dtype=spec.pregate_dtype,
+                          postgate_dtype=spec.postgate_dtype, device=spec.device,
+                          freq_mask=freqmask.resolve(case.freq_keep, case.freq_mask))
         route = dispatch.choose(spec, dispatch.target_device(spec)).name
-        y = cufftconv.fftconv(u, k, mode=case.mode, pregate=pre, postgate=post)
+        y = cufftconv.fftconv(u, k, mode=case.mode, pregate=pre, postgate=post,
+                              freq_keep=case.freq_keep, freq_mask=case.freq_mask)
     ar.sync()
     if ar.gpu and route != fam.route:
         raise AssertionError(f"ran on row {route!r}, not the family's {fam.route!r}")
-    ref = reference.fftconv_direct(uv, kv, mode=case.mode, pregate=prev, postgate=postv)
+    ref = reference.fftconv_direct(uv, kv, mode=case.mode, pregate=prev, postgate=postv,
+                                   freq_mask=freqmask.resolve(case.freq_keep, case.freq_mask))
     yv = ar.host(y, case.dtype)
     if not np.isfinite(yv).all():
         raise AssertionError("non-finite output")
