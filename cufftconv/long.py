@@ -26,15 +26,12 @@ DTYPES = ("float16", "bfloat16")
 KERNEL_FILE = "long_conv.cu"
 COL_POINTS = 8192  # points per column tile (N1 * C): 64 KiB of complex fp32
 MAX_ROW = 8192  # longest row kept on chip (64 KiB of complex fp32: 3 blocks per SM)
-# Launch groups: a workspace of at least CHUNK_BYTES per group and at most MAX_GROUPS groups,
-# STREAMS groups in flight on side streams (the groups' passes overlap). Measured on an H200
-# with benchmarks/long_dev.py (2026-11-22, results/h200-2026-11-22-long-sweep-e869d99.log):
-# 24 MiB groups (workspace mostly in L2) were 1-4 % faster than 128 MiB ones on dense calls but
-# cost 2-3 ms of host time per call (3 launches per group), which bounded the small calls
-# (frequency-sparse ones ran no faster than dense); with at most 8 groups the host time is
-# ~0.9 ms and a 75 %-sparse call runs 1.7-1.8x faster than dense.
-CHUNK_BYTES = 24 << 20
-MAX_GROUPS = 8
+# Launch groups: a workspace of CHUNK_BYTES per group, STREAMS groups in flight on side streams
+# (the groups' passes overlap). Measured on an H200 with benchmarks/long_dev.py (2026-11-22,
+# results/h200-2026-11-22-long-*sweep*.log): 24 MiB groups cost 2-3 ms of host time per call
+# (3 launches per group) and left frequency-sparse calls host-bound; 64 MiB groups take ~1 ms,
+# are within -5..+3 % of 24 MiB on dense calls and the fastest or within 2 % on 75 %-sparse ones.
+CHUNK_BYTES = 64 << 20
 STREAMS = 2
 
 _DT_CODE = {"float16": 0, "bfloat16": 1}
@@ -247,11 +244,9 @@ class LongConv(FamilyConv):
         return out
 
     def chunk_pairs(self, npairs: int, chunk_bytes: int | None = None) -> int:
-        """Pairs per launch group: ``chunk_bytes`` of workspace each, or by default at least
-        CHUNK_BYTES and few enough for at most MAX_GROUPS groups."""
-        if chunk_bytes is None:
-            return max(1, min(npairs, CHUNK_BYTES // (8 * self.n)), -(-npairs // MAX_GROUPS))
-        return max(1, min(npairs, int(chunk_bytes) // (8 * self.n)))
+        """Pairs per launch group: ``chunk_bytes`` (default CHUNK_BYTES) of workspace each."""
+        budget = CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes)
+        return max(1, min(npairs, budget // (8 * self.n)))
 
     def __call__(
         self,

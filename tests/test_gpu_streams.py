@@ -326,8 +326,9 @@ def test_torch_graph_plan_call(rng, dtype):
 # --------------------------------------------------------------------------- long route
 # The long-sequence path forks its launch groups onto side streams and joins them back with
 # events: the same guarantees must hold across that fork.
-# causal, FFT size 131072 ("long-monarch"); 32 pairs: two launch groups, so two side streams.
-LONG_SHAPE = (4, 16, 1 << 16)
+# causal, FFT size 131072 ("long-monarch"); 80 pairs: two launch groups of at most 64 (64 MiB
+# of workspace each), so two side streams.
+LONG_SHAPE = (10, 16, 1 << 16)
 
 
 def _long_data(rng):
