@@ -329,16 +329,12 @@ class FusedConv(FamilyConv):
     ):
         _check_n(n)
         _check_dtype(dtype)
-        self.n = int(n)
-        self.dtype = dtype
-        self.pregate = bool(pregate)
-        self.postgate = bool(postgate)
+        self._configure(n, dtype, pregate, postgate, freq_mask)
         c = config(n)
         self.threads = c["threads"]
         self.pairs_per_block = c["pairs_per_block"]
         self.smem = shared_bytes(n, dtype)
         # Frequency-sparse: the spectrum is masked; for n >= 4096 zeroed tiles are skipped too.
-        self.freq_mask = None if freq_mask is None or all(freq_mask) else tuple(freq_mask)
         self.schedule = sparse_tiles(n, self.freq_mask)
         self._tiles_dev: dict[int, object] = {}
 

@@ -52,6 +52,19 @@ class FamilyConv:
     postgate: bool
     BATCH_DIMS = 1  # leading batch axes the kernel takes (2: (B0, B1, H, L) operands too)
 
+    freq_mask: tuple[bool, ...] | None = None
+
+    def _configure(
+        self, n: int, dtype: str, pregate: bool, postgate: bool, freq_mask: Any
+    ) -> None:
+        """Record the configuration (after the family has checked n and dtype); an all-kept
+        frequency mask is stored as None (dense)."""
+        self.n = int(n)
+        self.dtype = dtype
+        self.pregate = bool(pregate)
+        self.postgate = bool(postgate)
+        self.freq_mask = None if freq_mask is None or all(freq_mask) else tuple(freq_mask)
+
     @property
     def storage_dtype(self) -> np.dtype:
         return np.dtype(np.float16) if self.dtype == "float16" else np.dtype(np.uint16)

@@ -216,13 +216,9 @@ class LongConv(FamilyConv):
     ) -> None:
         _check_n(n)
         _check_dtype(dtype)
-        self.n = int(n)
-        self.dtype = dtype
-        self.pregate = bool(pregate)
-        self.postgate = bool(postgate)
+        self._configure(n, dtype, pregate, postgate, freq_mask)
         self.n1, self.n2, self.c = split(n)
         self.rows = rows_per_block(self.n2)
-        self.freq_mask = None if freq_mask is None or all(freq_mask) else tuple(freq_mask)
         mask = self.freq_mask or (True,) * 16
         self.keep = sum(1 << j for j, kept in enumerate(mask) if kept)
         # row groups the row pass runs: those of the kept classes
