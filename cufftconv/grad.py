@@ -13,9 +13,10 @@ postgate`` placed at the window inside the full-length signal ``g``:
 
 An FFT size without wrap-around for the forward is also one for both correlations, so the
 backward uses the forward's size. Executors are picked from a small table like the forward's
-:mod:`cufftconv.dispatch`: the exact cuFFT path (``cupy.fft`` in float32/float64) and the
-NumPy float64 path; fused backward kernels register rows ahead of them with
-:func:`register_bwd`.
+:mod:`cufftconv.dispatch`: for 16-bit calls the forward kernels take, ``monarch-adjoint``
+(:mod:`cufftconv.backends.adjoint`: du, dpregate and dpostgate are forward kernel calls, dk the
+cuFFT adjoint); then the exact cuFFT path (``cupy.fft`` in float32/float64) and the NumPy
+float64 path. Other rows register ahead of them with :func:`register_bwd`.
 """
 
 from __future__ import annotations
@@ -219,8 +220,27 @@ def _needs_gpu(spec: ConvSpec, dev: DeviceInfo | None) -> str | None:
     return None if dev is not None else "no CUDA GPU (or CuPy) available"
 
 
+def _accepts_adjoint(spec: ConvSpec, dev: DeviceInfo | None) -> str | None:
+    from .backends.adjoint import accepts
+
+    return accepts(spec, dev)
+
+
+def _build_adjoint(spec: ConvSpec, dev: DeviceInfo | None) -> Any:
+    from .backends.adjoint import AdjointBwdExecutor
+
+    return AdjointBwdExecutor(spec, dev)
+
+
 _table_lock = threading.Lock()
 _BWD_TABLE: list[Route] = [
+    Route(
+        "monarch-adjoint",
+        "du, dpregate, dpostgate through the fused / long forward kernels (fp16/bf16); "
+        "dk through cuFFT",
+        _accepts_adjoint,
+        _build_adjoint,
+    ),
     Route(
         "cufft",
         "exact cuFFT (cupy.fft) adjoint in float32/float64, any shape and mode",
@@ -326,9 +346,11 @@ def fftconv_bwd(
         gives ``dk[..., L:] = 0`` (those taps never reach an output). The gate gradients are
         None when the gate is None.
 
-    On a GPU it runs ``cupy.fft`` in float32 (float64 when any operand is float64) on the
-    caller's stream, accumulating fp16/bf16 data in float32; without a GPU it runs
-    ``numpy.fft`` in float64. Errors name the argument and are raised before any device work.
+    On a GPU, fp16/bf16 calls that the fused or long forward kernels take get du, dpregate and
+    dpostgate from those kernels (fp32 arithmetic, 16-bit results) and dk from ``cupy.fft`` in
+    float32; everything else runs ``cupy.fft`` in float32 (float64 when any operand is
+    float64), all on the caller's stream; without a GPU it runs ``numpy.fft`` in float64.
+    Errors name the argument and are raised before any device work.
 
     Example:
         >>> import numpy as np, cufftconv

@@ -201,7 +201,8 @@ def test_fused_executor_can_register(rng, monkeypatch):
     )
     grad.register_bwd(route, before="cufft")
     try:
-        assert grad.bwd_routes()[0].name == "fake-fused"
+        names = [r.name for r in grad.bwd_routes()]
+        assert names.index("fake-fused") == names.index("cufft") - 1
         spec = build_spec((2, 3, 8), (3, 8), mode="full", dtype="float32", k_dtype="float32")
         assert grad.choose_bwd(spec, None).name != "fake-fused"
         u, k = rng.standard_normal((2, 3, 8)), rng.standard_normal((3, 8))

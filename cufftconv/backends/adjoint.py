@@ -1,0 +1,145 @@
+"""Backward row on the 16-bit kernel families: three of the four gradients through the forward
+kernels (:mod:`cufftconv.fused` up to FFT size 32768, :mod:`cufftconv.long` above).
+
+With ``y = post * window(conv(pre * u, k))`` and ``dc = dy * post`` (see :mod:`cufftconv.grad`):
+
+* ``dv = corr(dc, k)[:L]`` is a forward convolution of dy (post in the kernel's pregate slot)
+  with the reversed, shifted filter ``r[m] = k[(offset - m) mod n]`` (spectrum
+  ``exp(-2 pi i f offset / n) conj(K[f])``), output window ``[0, L)``. The circular wrap never
+  reaches k: n is at least the linear length ``L + Lk - 1`` (causal: k cut to L taps), and for
+  circular mode the adjoint is the circular correlation itself. ``du = dv * pre`` and
+  ``dpre = dv * u`` come out of the same kernel with pre, resp. u, in its postgate slot.
+* ``dpost = dy * window(conv(pre * u, k))`` is the forward with dy in the postgate slot.
+* ``dk = corr(dc, v)`` summed over the batch stays on the exact cuFFT adjoint (a fused dk that
+  accumulates over the batch on chip is not built).
+
+Every kernel call runs at the forward's speed; fp16/bf16 in, fp32 arithmetic, 16-bit out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..device import DeviceInfo, require_cupy
+from ..dtypes import to_compute
+from ..validation import ConvSpec
+from . import fused as fused_row
+from . import long as long_row
+
+NAME = "monarch-adjoint"
+
+
+def _family(spec: ConvSpec, dev: DeviceInfo | None) -> tuple[str, Any] | str:
+    """('fused' | 'long', FFT size) for a spec the forward kernels take, else why not."""
+    if spec.freq_mask is not None:
+        return "frequency-sparse convolutions have no backward pass"
+    reason = fused_row.accepts(spec, dev)
+    if reason is None:
+        return "fused", fused_row.fft_size(spec)
+    long_reason = long_row.accepts(spec, dev)
+    if long_reason is None:
+        return "long", long_row.fft_size(spec)
+    return f"fused: {reason}; long: {long_reason}"
+
+
+def accepts(spec: ConvSpec, dev: DeviceInfo | None) -> str | None:
+    fam = _family(spec, dev)
+    return fam if isinstance(fam, str) else None
+
+
+class AdjointBwdExecutor:
+    """du, dpregate and dpostgate through the forward kernels; dk through cuFFT."""
+
+    def __init__(
+        self,
+        spec: ConvSpec,
+        dev: DeviceInfo | None,
+        *,
+        family: tuple[str, int] | None = None,
+        xp: Any = None,
+        make_kernel: Any = None,
+        exact: Any = None,
+    ) -> None:
+        """``family``/``xp``/``make_kernel``/``exact`` replace the dispatch decision, CuPy, the
+        kernel class and the dk executor (host tests run the executor on NumPy stand-ins)."""
+        from .. import fused, long
+        from ..grad import CufftBwdExecutor
+
+        fam = _family(spec, dev) if family is None else family
+        assert not isinstance(fam, str), fam
+        fam_name, self.n = fam
+        self.xp = require_cupy() if xp is None else xp
+        self.spec = spec
+        self.B, self.H = fused_row.batch_channels(spec)
+        self.k_used = min(spec.Lk, spec.L) if spec.mode == "causal" else spec.Lk
+        conv = make_kernel or (fused.FusedConv if fam_name == "fused" else long.LongConv)
+        has_pre, has_post = spec.pregate_dtype is not None, spec.postgate_dtype is not None
+        n, dt = self.n, spec.dtype
+        # kernel configurations: (pregate slot, postgate slot) present
+        self.adj_du = conv(n, dt, pregate=has_post, postgate=has_pre)
+        self.adj_dpre = conv(n, dt, pregate=has_post, postgate=True) if has_pre else None
+        self.fwd_dpost = conv(n, dt, pregate=has_pre, postgate=True) if has_post else None
+        self.exact = CufftBwdExecutor(spec) if exact is None else exact  # dk
+
+    def _rows(self, a: Any, length: int) -> Any:
+        a = a.reshape(self.B, self.H, length)
+        return a if a.strides[-1] == a.itemsize else self.xp.ascontiguousarray(a)
+
+    def _filters(self, k: Any, need_r: bool, need_k: bool) -> tuple[Any, Any]:
+        """Kernel-order spectra of the reversed filter r (for dv) and of k (for dpost)."""
+        cp, s, n = self.xp, self.spec, self.n
+        kc = to_compute(k[..., : self.k_used], s.k_dtype, "float32", cp)
+        kc = kc.reshape(self.H, self.k_used)
+        R = K = None
+        if need_r:
+            kpad = cp.zeros((self.H, n), dtype=cp.float32)
+            kpad[:, : self.k_used] = kc
+            r = kpad[:, (s.offset - cp.arange(n)) % n]  # r[m] = k[(offset - m) mod n]
+            del kpad
+            R = self.adj_du.filter_spectrum(r)
+        if need_k:
+            K = self.fwd_dpost.filter_spectrum(kc)
+        return R, K
+
+    def run_bwd(
+        self,
+        dy: Any,
+        u: Any,
+        k: Any,
+        pregate: Any | None,
+        postgate: Any | None,
+        *,
+        needs: tuple[bool, bool, bool, bool] = (True, True, True, True),
+    ) -> tuple[Any, Any, Any, Any]:
+        cp, s = self.xp, self.spec
+        need_u, need_k = needs[0], needs[1]
+        need_pre = needs[2] and pregate is not None
+        need_post = needs[3] and postgate is not None
+        L, Lout = s.L, s.Lout
+        dy3 = self._rows(dy, Lout)
+        post3 = None if postgate is None else self._rows(postgate, Lout)
+        pre3 = None if pregate is None else self._rows(pregate, L)
+        u3 = self._rows(u, L) if (need_pre or need_post) else None
+        R, K = self._filters(k, need_u or need_pre, need_post)
+
+        du = dpre = dpost = dk = None
+        if need_u:
+            du = cp.empty((self.B, self.H, L), dtype=dy3.dtype)
+            self.adj_du(dy3, R, du, L=Lout, out_offset=0, Lout=L, pregate=post3, postgate=pre3)
+            du = du.reshape(s.u_shape)
+        if need_pre:
+            dpre = cp.empty((self.B, self.H, L), dtype=dy3.dtype)
+            self.adj_dpre(dy3, R, dpre, L=Lout, out_offset=0, Lout=L, pregate=post3, postgate=u3)
+            dpre = dpre.reshape(s.u_shape)
+        if need_post:
+            dpost = cp.empty((self.B, self.H, Lout), dtype=dy3.dtype)
+            self.fwd_dpost(
+                u3, K, dpost, L=L, out_offset=s.offset, Lout=Lout, pregate=pre3, postgate=dy3
+            )
+            dpost = dpost.reshape(s.out_shape)
+        if need_k:
+            dk = self.exact.run_bwd(dy, u, k, pregate, postgate, needs=(False, True, False, False))[1]
+        return du, dk, dpre, dpost
+
+
+__all__ = ["NAME", "AdjointBwdExecutor", "accepts"]

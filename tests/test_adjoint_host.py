@@ -1,0 +1,109 @@
+"""The backward row through the forward kernels (``monarch-adjoint``), on the host.
+
+The executor runs unchanged with NumPy arrays and a float64 stand-in for the kernel families'
+contract (``y = post * crop(ifft(fft(pre * u, n) * fft(k, n)))``, the same stand-in as the
+partial path's host test); its du, dpregate and dpostgate must equal the exact float64 adjoint
+of :class:`cufftconv.grad.HostBwdExecutor` for every mode, with and without gates, odd
+lengths and Lk > L. The GPU tests run the real kernels (tests/test_grad_gpu.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_partial_host import FakeFused
+
+from cufftconv import grad
+from cufftconv.backends import adjoint
+from cufftconv.validation import build_spec, linear_length
+
+
+def _pow2(x: int) -> int:
+    return 1 << max(0, x - 1).bit_length()
+
+
+def run(B, H, L, Lk, mode, pre, post, seed=0):
+    rng = np.random.default_rng(seed)
+    dt = "float16"
+    spec = build_spec(
+        (B, H, L), (H, Lk), mode=mode, dtype=dt, k_dtype="float64",
+        pregate_dtype=dt if pre else None, postgate_dtype=dt if post else None,
+    )
+    n = L if mode == "circular" else _pow2(linear_length(L, Lk, mode))
+    host = grad.HostBwdExecutor(spec)
+    ex = adjoint.AdjointBwdExecutor(
+        spec, None, family=("fused", n), xp=np, make_kernel=FakeFused, exact=host
+    )
+    u = rng.standard_normal((B, H, L))
+    k = rng.standard_normal((H, Lk)).astype(np.float32).astype(np.float64)  # spectra are fp32
+    g_pre = rng.standard_normal((B, H, L)) if pre else None
+    g_post = rng.standard_normal(spec.out_shape) if post else None
+    dy = rng.standard_normal(spec.out_shape)
+    got = ex.run_bwd(dy, u, k, g_pre, g_post)
+    # the exact adjoint in float64 storage (the fp16 spec's would round to fp16)
+    spec64 = build_spec(
+        (B, H, L), (H, Lk), mode=mode, dtype="float64", k_dtype="float64",
+        pregate_dtype="float64" if pre else None, postgate_dtype="float64" if post else None,
+    )
+    want = list(grad.HostBwdExecutor(spec64).run_bwd(dy, u, k, g_pre, g_post))
+    want[1] = host.run_bwd(dy, u, k, g_pre, g_post)[1]  # dk: the same exact executor
+    for name, a, b in zip(("du", "dk", "dpre", "dpost"), got, want):
+        assert (a is None) == (b is None), name
+        if a is not None:
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-9 * max(1.0, np.abs(b).max()),
+                                       err_msg=name)
+
+
+@pytest.mark.parametrize("mode", ["causal", "full", "same", "valid", "circular"])
+@pytest.mark.parametrize("pre,post", [(False, False), (True, True), (True, False), (False, True)])
+def test_matches_exact_adjoint(mode, pre, post):
+    L = 64 if mode == "circular" else 37
+    run(3, 2, L, 64 if mode == "circular" else 11, mode, pre, post)
+
+
+@pytest.mark.parametrize("mode", ["causal", "full", "same", "valid"])
+def test_filter_longer_than_input(mode):
+    run(2, 3, 20, 45, mode, True, True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    L=st.integers(1, 70),
+    Lk=st.integers(1, 70),
+    mode=st.sampled_from(["causal", "full", "same", "valid"]),
+    gates=st.sampled_from([(False, False), (True, True)]),
+    B=st.integers(1, 3),
+)
+def test_any_lengths(L, Lk, mode, gates, B):
+    run(B, 2, L, Lk, mode, *gates)
+
+
+def test_only_requested_gradients(rng=None):
+    spec = build_spec((2, 2, 16), (2, 5), mode="same", dtype="float16", k_dtype="float64",
+                      pregate_dtype="float16", postgate_dtype="float16")
+    host = grad.HostBwdExecutor(spec)
+    ex = adjoint.AdjointBwdExecutor(spec, None, family=("fused", 32), xp=np,
+                                    make_kernel=FakeFused, exact=host)
+    r = np.random.default_rng(1)
+    args = [r.standard_normal((2, 2, 16)) for _ in range(2)]
+    out = ex.run_bwd(r.standard_normal((2, 2, 16)), args[0], r.standard_normal((2, 5)).astype(np.float32),
+                     args[1], r.standard_normal((2, 2, 16)), needs=(True, False, False, True))
+    assert out[0] is not None and out[1] is None and out[2] is None and out[3] is not None
+
+
+def test_row_declines_without_gpu_and_for_fp32():
+    from cufftconv.device import DeviceInfo
+
+    dev = DeviceInfo(0, "H200", (9, 0), 132, 227 * 1024, 60 << 20, 141 << 30)
+    s16 = build_spec((2, 3, 1000), (3, 1000), mode="causal", dtype="float16", k_dtype="float32")
+    s32 = build_spec((2, 3, 1000), (3, 1000), mode="causal", dtype="float32", k_dtype="float32")
+    assert adjoint.accepts(s16, dev) is None
+    assert adjoint.accepts(s16, None) is not None
+    assert adjoint.accepts(s32, dev) is not None
+    assert grad.choose_bwd(s16, dev).name == "monarch-adjoint"
+    assert grad.choose_bwd(s32, dev).name == "cufft"
+    big = build_spec((1, 2, 1 << 20), (2, 1 << 20), mode="causal", dtype="bfloat16",
+                     k_dtype="float32")
+    assert adjoint.accepts(big, dev) is None  # long family
