@@ -21,9 +21,9 @@ from cufftconv import dispatch, grad
 from cufftconv.validation import build_spec
 
 TOL = {"float16": 2e-3, "bfloat16": 1e-2}  # the issue's gradient figures
-CASES = [  # (B, H, L, Lk, mode): FFT sizes 512 .. 131072
-    (2, 3, 300, 300, "causal"),
-    (3, 5, 1000, 77, "same"),
+CASES = [  # (B, H, L, Lk, mode): FFT sizes 4096 .. 131072 (smaller ones take the cuFFT row)
+    (2, 3, 2100, 2000, "causal"),
+    (3, 5, 4000, 77, "same"),
     (1, 4, 4096, 4096, "circular"),
     (2, 3, 5001, 3000, "full"),
     (2, 2, 3000, 5000, "valid"),
@@ -73,11 +73,16 @@ def test_against_float64(rng, dtype, gated, B, H, L, Lk, mode):
         assert err <= TOL[dtype], f"{name}: rel err {err:.2e} ({dtype}, {mode}, L={L}, Lk={Lk})"
 
 
+def test_small_sizes_take_the_cufft_row():
+    spec = build_spec((2, 3, 1000), (3, 1000), mode="causal", dtype="float16", k_dtype="float32")
+    assert grad.choose_bwd(spec, dispatch.target_device(spec)).name == "cufft"
+
+
 def test_torch_autograd_uses_the_row(rng):
     """cufftconv.torch's backward goes through the same row (gates and all gradients)."""
     import cufftconv.torch as ct
 
-    B, H, L = 2, 3, 2048
+    B, H, L = 2, 3, 4096
     u = torch.randn(B, H, L, device="cuda", dtype=torch.float16, requires_grad=True)
     pre = torch.randn(B, H, L, device="cuda", dtype=torch.float16, requires_grad=True)
     post = torch.randn(B, H, L, device="cuda", dtype=torch.float16, requires_grad=True)

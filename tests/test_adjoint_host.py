@@ -97,8 +97,10 @@ def test_row_declines_without_gpu_and_for_fp32():
     from cufftconv.device import DeviceInfo
 
     dev = DeviceInfo(0, "H200", (9, 0), 132, 227 * 1024, 60 << 20, 141 << 30)
-    s16 = build_spec((2, 3, 1000), (3, 1000), mode="causal", dtype="float16", k_dtype="float32")
-    s32 = build_spec((2, 3, 1000), (3, 1000), mode="causal", dtype="float32", k_dtype="float32")
+    s16 = build_spec((2, 3, 4000), (3, 4000), mode="causal", dtype="float16", k_dtype="float32")
+    s32 = build_spec((2, 3, 4000), (3, 4000), mode="causal", dtype="float32", k_dtype="float32")
+    small = build_spec((2, 3, 1000), (3, 1000), mode="causal", dtype="float16", k_dtype="float32")
+    assert "cuFFT backward is faster" in adjoint.accepts(small, dev)
     assert adjoint.accepts(s16, dev) is None
     assert adjoint.accepts(s16, None) is not None
     assert adjoint.accepts(s32, dev) is not None

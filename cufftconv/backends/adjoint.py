@@ -27,6 +27,10 @@ from . import fused as fused_row
 from . import long as long_row
 
 NAME = "monarch-adjoint"
+# Below this FFT size the exact cuFFT backward, which shares its transforms between du and dk,
+# is faster (H200, benchmarks/bwd_bench.py at 623ce85: 1K 2.48 vs 1.90 ms, 4K 5.87 vs 7.28 ms,
+# 16K 24.2 vs 31.0 ms for du + dk).
+MIN_N = 4096
 
 
 def _family(spec: ConvSpec, dev: DeviceInfo | None) -> tuple[str, Any] | str:
@@ -35,7 +39,10 @@ def _family(spec: ConvSpec, dev: DeviceInfo | None) -> tuple[str, Any] | str:
         return "frequency-sparse convolutions have no backward pass"
     reason = fused_row.accepts(spec, dev)
     if reason is None:
-        return "fused", fused_row.fft_size(spec)
+        n = fused_row.fft_size(spec)
+        if n < MIN_N:
+            return f"FFT size {n} < {MIN_N}: the exact cuFFT backward is faster there"
+        return "fused", n
     long_reason = long_row.accepts(spec, dev)
     if long_reason is None:
         return "long", long_row.fft_size(spec)
