@@ -22,6 +22,7 @@ from typing import Any
 
 from ..device import DeviceInfo, require_cupy
 from ..dtypes import to_compute
+from ..grad import ALL, Needs
 from ..validation import ConvSpec
 from . import fused as fused_row
 from . import long as long_row
@@ -116,8 +117,9 @@ class AdjointBwdExecutor:
         pregate: Any | None,
         postgate: Any | None,
         *,
-        needs: tuple[bool, bool, bool, bool] = (True, True, True, True),
+        needs: Needs = ALL,
     ) -> tuple[Any, Any, Any, Any]:
+        """(du, dk, dpregate, dpostgate) as :class:`cufftconv.grad.BwdExecutor` specifies."""
         cp, s = self.xp, self.spec
         need_u, need_k = needs[0], needs[1]
         need_pre = needs[2] and pregate is not None
