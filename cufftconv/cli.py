@@ -54,6 +54,11 @@ def _info(args: argparse.Namespace) -> int:
     print("\nDispatch table (first accepting row runs):")
     for route in dispatch.routes():
         print(f"  {route.name:<18} {route.description}")
+    from .grad import bwd_routes
+
+    print("\nBackward table (fftconv_bwd; first accepting row runs):")
+    for route in bwd_routes():
+        print(f"  {route.name:<18} {route.description}")
     print(f"\nPath per length (u (B=2, H=4, L), k (H, L)){' on ' + dev.name if dev else ''}:")
     header = f"{'L':>9}  " + "  ".join(f"{m + '/' + d:>22}" for d in args.dtypes for m in args.modes)
     print(header)

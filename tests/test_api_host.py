@@ -158,3 +158,14 @@ def test_error_bound_rule():
     assert error_bound("bfloat16", 10_000) == 6e-3
     assert error_bound("float16", 6) == 2.5e-3  # two roundings cannot average out
     assert error_bound("float32", 6) == 2e-5  # exact paths keep their bound
+
+
+def test_info_prints_both_tables(capsys):
+    """`python -m cufftconv info` names every forward and backward row."""
+    from cufftconv import cli, dispatch, grad
+
+    assert cli.main(["info", "--lengths", "1000"]) == 0
+    out = capsys.readouterr().out
+    assert "Dispatch table" in out and "Backward table" in out
+    for route in (*dispatch.routes(), *grad.bwd_routes()):
+        assert route.name in out
