@@ -338,11 +338,8 @@ def run_fwd(case: FwdCase, fam: Family, ar: Arrays, rng: np.random.Generator) ->
     else:
         ops = [None if a is None else describe(n, a)
                for n, a in (("u", u), ("k", k), ("pregate", pre), ("postgate", post))]
-        spec = spec_from_operands(*ops, None, case.mode)
-        spec = build_spec(spec.u_shape, spec.k_shape, mode=spec.mode, dtype=spec.dtype,
-                          k_dtype=spec.k_dtype, pregate_dtype=spec.pregate_dtype,
-                          postgate_dtype=spec.postgate_dtype, device=spec.device,
-                          freq_mask=freqmask.resolve(case.freq_keep, case.freq_mask))
+        spec = spec_from_operands(*ops, None, case.mode,
+                                  freqmask.resolve(case.freq_keep, case.freq_mask))
         route = dispatch.choose(spec, dispatch.target_device(spec)).name
         y = cufftconv.fftconv(u, k, mode=case.mode, pregate=pre, postgate=post,
                               freq_keep=case.freq_keep, freq_mask=case.freq_mask)

@@ -8,28 +8,13 @@ from . import freqmask
 from .cache import BuildCache
 from .interop import describe
 from .plan import FFTConv
-from .validation import ConvSpec, build_spec, check_mode, spec_from_operands
+from .validation import ConvSpec, check_mode, spec_from_operands
 
 _plans: BuildCache[FFTConv] = BuildCache(64)
 
 
 def _cached_plan(spec: ConvSpec) -> FFTConv:
     return _plans.get(spec, lambda: FFTConv._from_spec(spec))
-
-
-def with_freq_mask(spec: ConvSpec, mask: freqmask.Mask | None) -> ConvSpec:
-    """``spec`` made frequency-sparse by a resolved ``mask``, re-checked by build_spec."""
-    return build_spec(
-        spec.u_shape,
-        spec.k_shape,
-        mode=spec.mode,
-        dtype=spec.dtype,
-        k_dtype=spec.k_dtype,
-        pregate_dtype=spec.pregate_dtype,
-        postgate_dtype=spec.postgate_dtype,
-        device=spec.device,
-        freq_mask=mask,
-    )
 
 
 def clear_plan_cache() -> None:
@@ -69,7 +54,7 @@ def fftconv(
         freq_keep: frequency-sparse convolution keeping about this fraction of the
             spectrum, a float in (0, 1]: ``m = round(16 * freq_keep)`` residue classes (at
             least 1, an odd m > 1 rounded up to stay symmetric), the first m of
-            ``cufftconv.freqmask.KEEP_ORDER = (0, 8, 1, 15, 2, 14, ...)``; 1.0 is dense.
+            ``cufftconv.freqmask.KEEP_ORDER = (0, 8, 4, 12, 2, 14, ...)``; 1.0 is dense.
         freq_mask: frequency-sparse convolution with explicit classes: 16 booleans
             (Hermitian-symmetric, ``freq_mask[r] == freq_mask[(16 - r) % 16]``, at least
             one True); all True is dense. Give at most one of freq_keep and freq_mask.
@@ -80,8 +65,8 @@ def fftconv(
     needs ``L % 16 == 0``), the result is ``y = postgate * crop(IFFT_N(FFT_N(pregate * u)
     * FFT_N(k) * M))`` with ``M[f] = mask[f % 16]`` for ``f = 0 .. N-1`` (causal mode cuts
     k to its first L taps first), and crop the same output window as the dense mode. For
-    example ``freq_keep=0.25`` keeps the classes {0, 1, 8, 15}: frequencies f with
-    ``f % 16`` in {0, 1, 8, 15}, a quarter of the spectrum. The mask is part of the plan.
+    example ``freq_keep=0.25`` keeps the classes {0, 4, 8, 12}: the frequencies with
+    ``f % 4 == 0``, a quarter of the spectrum. The mask is part of the plan.
 
     Returns:
         ``y`` of shape ``broadcast(u.shape[:-1], k.shape[:-1]) + (Lout,)`` with ``Lout = L``
@@ -109,7 +94,5 @@ def fftconv(
     pre = None if pregate is None else describe("pregate", pregate)
     post = None if postgate is None else describe("postgate", postgate)
     oop = None if out is None else describe("out", out)
-    spec = spec_from_operands(uop, kop, pre, post, oop, mode)
-    if mask is not None:
-        spec = with_freq_mask(spec, mask)
+    spec = spec_from_operands(uop, kop, pre, post, oop, mode, mask)
     return _cached_plan(spec)._execute(uop, kop, pre, post, oop)

@@ -47,8 +47,8 @@ class FFTConv:
         freq_keep: frequency-sparse plan keeping about this fraction of the spectrum (a
             float in (0, 1]): the first ``m = round(16 * freq_keep)`` residue classes of
             ``cufftconv.freqmask.KEEP_ORDER`` (m at least 1, odd m > 1 rounded up); 1.0 is
-            dense. E.g. 0.25 keeps ``f % 16`` in {0, 1, 8, 15}, 0.5 in {0, 1, 2, 3, 8, 13,
-            14, 15}.
+            dense. E.g. 0.25 keeps ``f % 4 == 0`` (classes {0, 4, 8, 12}), 0.5 keeps
+            ``f % 2 == 0``.
         freq_mask: frequency-sparse plan with explicit classes: 16 booleans, keep frequency
             f iff ``freq_mask[f % 16]`` (Hermitian-symmetric, at least one True; all True is
             dense). At most one of freq_keep and freq_mask.

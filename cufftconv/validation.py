@@ -184,7 +184,10 @@ def build_spec(
         device,
         None if freq_mask is None else tuple(bool(v) for v in freq_mask),
     )
-    spec.freq_n  # noqa: B018 -- raises for a circular L that is not a multiple of 16
+    if spec.freq_mask is not None:
+        from .freqmask import fft_size
+
+        fft_size(L, Lk, mode)  # raises for a circular L that is not a multiple of 16
     return spec
 
 
@@ -208,8 +211,10 @@ def spec_from_operands(
     postgate: Operand | None,
     out: Operand | None,
     mode: str,
+    freq_mask: tuple[bool, ...] | None = None,
 ) -> ConvSpec:
-    """Validate user operands (shapes, dtypes, devices, gates, out) and return the spec."""
+    """Validate user operands (shapes, dtypes, devices, gates, out) and return the spec;
+    ``freq_mask`` is a resolved frequency mask (:func:`cufftconv.freqmask.resolve`) or None."""
     for op in (k, pregate, postgate, out):
         if op is not None:
             check_same_place(u, op)
@@ -222,6 +227,7 @@ def spec_from_operands(
         pregate_dtype=None if pregate is None else pregate.dtype,
         postgate_dtype=None if postgate is None else postgate.dtype,
         device=u.device,
+        freq_mask=freq_mask,
     )
     check_gates(spec, pregate, postgate)
     if out is not None:
