@@ -78,6 +78,12 @@ class BwdExecutor(Protocol):
     ) -> tuple[Any, Any, Any, Any]: ...
 
 
+def wanted(needs: Needs, pregate: Any, postgate: Any) -> Needs:
+    """(du, dk, dpregate, dpostgate) to compute: as ``needs`` asks, no gate gradient without
+    its gate."""
+    return needs[0], needs[1], needs[2] and pregate is not None, needs[3] and postgate is not None
+
+
 def _sum_to(x: Any, lead: tuple[int, ...]) -> Any:
     """Sum ``x`` (shape ``full_lead + (n,)``) down to ``lead + (n,)`` (undo a broadcast)."""
     full = x.shape[:-1]
@@ -113,9 +119,7 @@ class _FFTBwd:
         needs: Needs = ALL,
     ) -> tuple[Any, Any, Any, Any]:
         xp, s, n, c = self.xp, self.spec, self.n, self.compute
-        need_u, need_k = needs[0], needs[1]
-        need_pre = needs[2] and pregate is not None
-        need_post = needs[3] and postgate is not None
+        need_u, need_k, need_pre, need_post = wanted(needs, pregate, postgate)
         need_dv = need_u or need_pre
         fft, ifft = xp.fft.rfft, xp.fft.irfft
 

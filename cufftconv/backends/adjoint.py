@@ -22,7 +22,7 @@ from typing import Any
 
 from ..device import DeviceInfo, require_cupy
 from ..dtypes import to_compute
-from ..grad import ALL, Needs
+from ..grad import ALL, Needs, wanted
 from ..validation import ConvSpec
 from . import fused as fused_row
 from . import long as long_row
@@ -121,9 +121,7 @@ class AdjointBwdExecutor:
     ) -> tuple[Any, Any, Any, Any]:
         """(du, dk, dpregate, dpostgate) as :class:`cufftconv.grad.BwdExecutor` specifies."""
         cp, s = self.xp, self.spec
-        need_u, need_k = needs[0], needs[1]
-        need_pre = needs[2] and pregate is not None
-        need_post = needs[3] and postgate is not None
+        need_u, need_k, need_pre, need_post = wanted(needs, pregate, postgate)
         L, Lout = s.L, s.Lout
         dy3 = self._rows(dy, Lout)
         post3 = None if postgate is None else self._rows(postgate, Lout)
