@@ -115,11 +115,10 @@ class FamilyConv:
             if postgate is None
             else self._check_io("postgate", postgate, (*lead, h, Lout)),
         }
-        if not four:
-            return Operands(
-                b, h, L, out_offset, Lout, s["u"], s["y"], s["pre"], s["post"], max(b, 1)
-            )
-        # (B0, B1, H, L): inner strides (axis 1, channel), outer stride of axis 0
+        if not four:  # (B, H, L) is (1, B, H, L): no outer stride
+            s = {name: (np.int64(0), *strides) for name, strides in s.items()}
+        inner = int(lead[1]) if four else b
+        # inner strides (batch axis, channel), then the outer batch axis's
         return Operands(
             b,
             h,
@@ -127,7 +126,7 @@ class FamilyConv:
             out_offset,
             Lout,
             *(s[k][1:] for k in ("u", "y", "pre", "post")),
-            max(int(lead[1]), 1),
+            max(inner, 1),
             *(s[k][0] for k in ("u", "y", "pre", "post")),
         )
 
