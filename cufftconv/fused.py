@@ -542,6 +542,159 @@ class Launcher:
         )
 
 
+# ------------------------------------------------------------------------------------------------
+# Filter gradient: dk summed over the batch on chip (monarch_dk, the A = 3 sizes)
+# ------------------------------------------------------------------------------------------------
+DK_KERNEL_NAME = "monarch_dk"
+# 32768 would need two 128 KB working buffers: beyond any device's shared memory.
+DK_SIZES: tuple[int, ...] = (4096, 8192, 16384)
+DK_PADS = (0, 1)  # bit 0: L and Lout both <= n / 2 (skips half of the first stage)
+_DK_MODULES: OnceCache[dict] = OnceCache()
+_DK_ORDER: OnceCache = OnceCache()  # (device, n) -> _inverse_order(n) there
+
+
+def _check_dk_n(n: int) -> None:
+    if n not in DK_SIZES:
+        raise ValueError(f"FFT size {n} has no fused filter-gradient kernel (sizes: {DK_SIZES})")
+
+
+def dk_shared_bytes(n: int, dtype: str) -> int:
+    """Dynamic shared memory of one dk block: two working buffers (u side, dy side), tables."""
+    _check_dk_n(n)
+    _check_dtype(dtype)
+    c = config(n)
+    data = c["pairs_per_block"] * c["R"] * 2 * c["M"] * 2
+    return 2 * data + (64 + n // 64) * 8 + 2 * (c["threads"] // 32) * 4
+
+
+def dk_name_expression(n: int, dtype: str, pregate: bool, postgate: bool, pad: int) -> str:
+    _check_dk_n(n)
+    _check_dtype(dtype)
+    if pad not in DK_PADS:
+        raise ValueError(f"pad must be one of {DK_PADS}")
+    return f"{DK_KERNEL_NAME}<{n}, {_DT_CODE[dtype]}, {_flag(pregate)}, {_flag(postgate)}, {pad}>"
+
+
+def dk_name_expressions(n: int, dtype: str, pregate: bool, postgate: bool) -> list[str]:
+    """Every instantiation a FusedDk(n, dtype, pregate, postgate) may launch."""
+    return [dk_name_expression(n, dtype, pregate, postgate, pad) for pad in DK_PADS]
+
+
+def all_dk_name_expressions() -> list[str]:
+    return [
+        e
+        for n in DK_SIZES
+        for dt in DTYPES
+        for pre in (False, True)
+        for post in (False, True)
+        for e in dk_name_expressions(n, dt, pre, post)
+    ]
+
+
+def _build_dk(n: int, dtype: str, pregate: bool, postgate: bool) -> dict:
+    cp = _cupy()
+    names = dk_name_expressions(n, dtype, pregate, postgate)
+    mod = cp.RawModule(code=kernel_source(), options=compile_options(None), name_expressions=names)
+    smem = dk_shared_bytes(n, dtype)
+    threads = config(n)["threads"]
+    kernels: dict = {"module": mod}
+    for pad, name in zip(DK_PADS, names):
+        kern = mod.get_function(name)
+        if smem > 48 * 1024:
+            kern.max_dynamic_shared_size_bytes = smem
+        kernels[pad] = (kern, _blocks_per_sm(kern, threads, smem))
+    return kernels
+
+
+@cache
+def _inverse_order(n: int) -> np.ndarray:
+    """Kernel-order position of each frequency (the inverse of :func:`freq_index`)."""
+    inv = np.empty(n, dtype=np.int64)
+    inv[freq_index(n)] = np.arange(n)
+    return inv
+
+
+class FusedDk(FamilyConv):
+    """The filter gradient of the fused convolution, summed over the batch on chip.
+
+    For ``y[b,h,t] = post * sum_s kpad[h,s] (pre*u)pad[b,h,(t + out_offset - s) mod n]``
+    (t < Lout) and a cotangent dy of y's shape, ``dk[h,s] = sum_b,t (dy * post)[b,h,t]
+    (pre*u)pad[b,h,(t + out_offset - s) mod n]`` for s < Lk, in float32. The kernel transforms
+    a pair of sequences of each side on chip and keeps the batch sum of the product in float32
+    (an (S, H, n) complex array, S = 1 unless H is too small to fill the device); one
+    inverse FFT per channel (``cupy.fft``) finishes it.
+    """
+
+    def __init__(self, n: int, dtype: str, *, pregate: bool, postgate: bool):
+        _check_dk_n(n)
+        _check_dtype(dtype)
+        self._configure(n, dtype, pregate, postgate, None)
+        self.threads = config(n)["threads"]
+        self.smem = dk_shared_bytes(n, dtype)
+
+    def __call__(
+        self, u, dy, *, L: int, out_offset: int, Lout: int, Lk: int, pregate=None, postgate=None
+    ):
+        """dk (H, Lk) float32 for u (B, H, L), dy (B, H, Lout) and the gates of those shapes."""
+        cp = _cupy()
+        n = self.n
+        op = self.check_operands(
+            u, dy, L=L, out_offset=out_offset, Lout=Lout, pregate=pregate, postgate=postgate
+        )
+        Lk = int(Lk)
+        if Lk < 1:
+            raise ValueError(f"Lk must be >= 1, got {Lk}")
+        b, h = op.B, op.H
+        if b == 0 or h == 0 or op.Lout == 0:
+            return cp.zeros((h, Lk), dtype=cp.float32)
+        key = (cp.cuda.Device().id, cp.cuda.Device().compute_capability, n, self.dtype)
+        kernels = _DK_MODULES.get(
+            key + (self.pregate, self.postgate),
+            lambda: _build_dk(n, self.dtype, self.pregate, self.postgate),
+        )
+        pad = int(op.L <= n // 2 and op.Lout <= n // 2)
+        kern, per_sm = kernels[pad]
+        slots = per_sm * _sm_count(cp.cuda.Device().id)
+        pairs = (b + 1) // 2
+        nsplit = max(1, min(pairs, -(-slots // h)))  # fill the device when H is small
+        acc = cp.empty((nsplit, h, n, 2), dtype=cp.float32)
+        grid = min(h * nsplit, slots)
+        args = (
+            u,
+            pregate if pregate is not None else u,
+            dy,
+            postgate if postgate is not None else dy,
+            acc,
+            *op.u_strides,
+            *op.pre_strides,
+            *op.y_strides,
+            *op.post_strides,
+            np.int32(b),
+            np.int32(h),
+            np.int32(op.L),
+            np.int32(op.Lout),
+            np.int32(nsplit),
+        )
+        kern((grid,), (self.threads,), args, shared_mem=self.smem)
+        prod = acc[0] if nsplit == 1 else acc.sum(axis=0)
+        del acc
+        inv = _DK_ORDER.get((cp.cuda.Device().id, n), lambda: cp.asarray(_inverse_order(n)))
+        return dk_from_product(prod.view(cp.complex64).reshape(h, n), Lk, op.out_offset, inv, cp)
+
+
+def dk_from_product(prod, Lk: int, out_offset: int, inverse_order, xp):
+    """dk (H, Lk) from the batch-summed product ``sum conj(Z_v) Z_g`` of packed pairs in kernel
+    order (``prod`` (H, n) complex; ``inverse_order`` = :func:`_inverse_order` on ``xp``).
+
+    Re(IFFT) of the product is the batch-summed correlation c[d] = sum_j g[j] v[j - d] (the
+    pairs' cross terms have an imaginary inverse); g sat at [0, Lout) instead of the output
+    window, so dk[s] = c[(s - out_offset) mod n].
+    """
+    n = prod.shape[-1]
+    corr = xp.fft.ifft(prod[:, inverse_order], axis=-1).real
+    return xp.ascontiguousarray(corr[:, (np.arange(Lk) - out_offset) % n])
+
+
 def hbm_bytes(n: int, B: int, H: int, L: int, Lout: int, pregate: bool, postgate: bool) -> int:
     """Bytes that must cross HBM (16-bit u [+pre], y [+post]); the floor used in benchmarks."""
     del n
@@ -549,12 +702,18 @@ def hbm_bytes(n: int, B: int, H: int, L: int, Lout: int, pregate: bool, postgate
 
 
 __all__ = [
+    "DK_SIZES",
     "DTYPES",
     "SUPPORTED_N",
     "FusedConv",
+    "FusedDk",
+    "all_dk_name_expressions",
     "all_name_expressions",
     "compile_options",
     "config",
+    "dk_from_product",
+    "dk_name_expressions",
+    "dk_shared_bytes",
     "factorisation",
     "freq_index",
     "hbm_bytes",

@@ -65,11 +65,15 @@ __device__ __forceinline__ int swz(int m) {
   return ((c ^ (((c >> 3) & 1) ^ ((c >> 5) & 7))) << 3) | (m & 7);
 }
 
-template <int N, int DT, bool PRE, bool POST, int PAD>
+// DK = false: the forward convolution (run). DK = true: the filter gradient (run_dk), where PRE
+// and POST say whether the u side (pregate) and the dy side (postgate) are gated.
+template <int N, int DT, bool PRE, bool POST, int PAD, bool DK = false>
 struct MonarchConv {
   using C = Cfg<N>;
   static constexpr int A = C::A, M = C::M, R = C::R, P = C::P, THREADS = C::THREADS, WARPS = C::WARPS;
-  static constexpr int RAWB = C::RAWB;
+  // dk: no staging buffers; the region after sdata is the second (dy side) working buffer
+  static constexpr int RAWB = DK ? 0 : C::RAWB;
+  static constexpr int AFTER_DATA = DK ? C::DATA_BYTES : C::RAW_BYTES;
   // consecutive columns per thread in the radix-R passes (registers: V * R complex values)
   // (capped so that every thread of a pair still has a column group: JN / V >= threads per pair)
   static constexpr int VR = R <= 2 ? 8 : R == 4 ? 4 : 2;
@@ -184,7 +188,7 @@ struct MonarchConv {
   __device__ __forceinline__ void setup(unsigned char* smem) {
     sdata = (u16*)smem;
     sraw = (u16*)(smem + C::DATA_BYTES);
-    cf* t0 = (cf*)(smem + C::DATA_BYTES + C::RAW_BYTES);
+    cf* t0 = (cf*)(smem + C::DATA_BYTES + AFTER_DATA);
     cf* t1 = t0 + 64;
     red = (u32*)(t1 + C::TBL1);
     T0 = t0;
@@ -216,6 +220,7 @@ struct MonarchConv {
 
   // ------------------------------------------------------------------------------------------
   // L0: global -> smem raw copy of x = (pre *) u, zero padded; per-warp max |x|.
+  template <bool GATE = PRE>
   __device__ __forceinline__ void load_raw(int unit) {
     constexpr int TPP = THREADS / P;
     constexpr int NIN = IN_HALF ? N / 2 : N;
@@ -235,7 +240,7 @@ struct MonarchConv {
         if (b < B) {
           const u16* row = u + rw.off(plane, u_sb, u_so) + h * u_sh;
           v = load_chunk8(row, n, L, ((unsigned long long)row & 15) == 0);
-          if (PRE) {
+          if (GATE) {
             const u16* prow = pre + rw.off(plane, pre_sb, pre_so) + h * pre_sh;
             const uint4 gv = load_chunk8(prow, n, L, ((unsigned long long)prow & 15) == 0);
             u32* vv = (u32*)&v;
@@ -481,8 +486,9 @@ struct MonarchConv {
   // * K, two inverse stages. Returns P (see below) as an HTile in A layout, rows = first digit.
   //   fwd:  X (rows d0, cols d1) -F-> rows k0 -W-> -F-> Z (rows k0, cols k1) -*K->
   //   inv:  -conj F-> rows k0, cols n1 -> Pt = (result * W) ; true value = conj(Pt)
+  // The forward half: Z of one 256-point tile (rows k0, cols k1), scaled by 2^(ex - 4).
   template <int KS>
-  __device__ __forceinline__ HTile core_pair(int p, int q, int rbase, int rstride, const KFrag& kq) {
+  __device__ __forceinline__ CTile spectrum_tile(int p, int q, int rbase, int rstride) const {
     CTile c;
     {
       const BTile x = load_btile<KS>(p, q, rbase, rstride);
@@ -490,10 +496,15 @@ struct MonarchConv {
     }
 #pragma unroll
     for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), W256[e]));
-    HTile hy = ctile_pack<false>(c);
+    const HTile hy = ctile_pack<false>(c);
     cdft_adata<false, 2>(c, F, hy);
+    return c;
+  }
+  template <int KS>
+  __device__ __forceinline__ HTile core_pair(int p, int q, int rbase, int rstride, const KFrag& kq) {
+    CTile c = spectrum_tile<KS>(p, q, rbase, rstride);
     mul_filter(c, kq);
-    hy = ctile_pack<false>(c);
+    HTile hy = ctile_pack<false>(c);
     cdft_adata<true, 2>(c, F, hy);   // conj of the true inverse DFT
 #pragma unroll
     for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), W256[e]));
@@ -888,6 +899,104 @@ struct MonarchConv {
       }
     }
   }
+
+  // ------------------------------------------------------------------------------------------
+  // Filter gradient (DK, A = 3): dk = sum over the batch of corr(g, v), v = pre * u and
+  // g = post * dy (both zero padded to N; the caller rotates by the output offset). A pair of
+  // each (b, b + 1) is packed as one complex sequence and transformed on chip; the product
+  // conj(Z_v) Z_g, summed over the pairs, has Re(IFFT(.)) = the batch-summed correlation (the
+  // cross terms' inverse is imaginary), so no two-for-one separation is needed. The sum stays
+  // in fp32 in the kernel's frequency order in acc[split][h][N] (complex), L2-resident: each
+  // (split, h) row belongs to one block, so there are no atomics and the order is fixed.
+  struct Side {  // one input side of a dk call: sequence, gate, strides, length
+    const u16* x;
+    const u16* gate;
+    long long x_sb, x_sh, g_sb, g_sh;
+    int len;
+  };
+  __device__ __forceinline__ void use_side(const Side& sd) {
+    u = sd.x;
+    pre = sd.gate;
+    u_sb = sd.x_sb;
+    u_sh = sd.x_sh;
+    pre_sb = sd.g_sb;
+    pre_sh = sd.g_sh;
+    L = sd.len;
+  }
+  static __device__ __forceinline__ float exp2i(int e) {
+    return __uint_as_float((u32)(min(max(e, -126), 127) + 127) << 23);
+  }
+
+  // The spectra of both sides are in bufv / bufg (after stage 0); per tile: the two forward
+  // halves, the unscaled product, and the running sum (stored for the first pair of the row).
+  __device__ __forceinline__ void core_dk(float* accrow, bool first, float sv, float sg,
+                                          u16* bufv, u16* bufg) {
+    for (int item = warp; item < R * 16; item += WARPS) {
+      const int q = item / 16, k0 = item % 16;
+      float4* dst = (float4*)(accrow + 2 * (item * 256 + lane * 8));
+      float4 o[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) o[i] = first ? make_float4(0.f, 0.f, 0.f, 0.f) : dst[i];
+      sdata = bufv;
+      const CTile a = spectrum_tile<2>(0, q, 256 * k0, 16);
+      sdata = bufg;
+      const CTile b = spectrum_tile<2>(0, q, 256 * k0, 16);
+      float* of = (float*)o;
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        const cf za = ctile_get(a, e);
+        const cf z = cscale(cscale(cmul({za.x, -za.y}, ctile_get(b, e)), sv), sg);
+        of[2 * e] += z.x;
+        of[2 * e + 1] += z.y;
+      }
+#pragma unroll
+      for (int i = 0; i < 4; ++i) dst[i] = o[i];
+    }
+  }
+
+  __device__ __forceinline__ void run_dk(unsigned char* smem, const Side& sv, const Side& sg,
+                                         float* acc, int nsplit) {
+    static_assert(DK && A == 3 && P == 1, "the dk kernel covers the A = 3 sizes");
+    setup(smem);
+    u16* const bufv = sdata;
+    u16* const bufg = sraw;  // DK: the second working buffer
+    u32* const redv = red;
+    u32* const redg = red + WARPS;
+    const int ntask = H * nsplit;
+    for (int task = blockIdx.x; task < ntask; task += gridDim.x) {
+      const int h = task / nsplit, s = task - h * nsplit;
+      float* accrow = acc + 2 * ((long long)s * H + h) * N;
+      for (int bp = s; bp < nBP; bp += nsplit) {
+        const int unit = h * nBP + bp;
+        use_side(sv);
+        sdata = bufv;
+        red = redv;
+        load_raw<PRE>(unit);
+        use_side(sg);
+        sdata = bufg;
+        red = redg;
+        load_raw<POST>(unit);
+        __syncthreads();
+        red = redv;
+        const int exv = pair_exp(0);
+        red = redg;
+        const int exg = pair_exp(0);
+        sdata = bufv;
+        stage_r_fwd(0, exv);
+        sdata = bufg;
+        stage_r_fwd(0, exg);
+        __syncthreads();
+        sdata = bufv;
+        stage0_fwd_a3(unit);
+        sdata = bufg;
+        stage0_fwd_a3(unit);
+        __syncthreads();
+        // Z = 2^(ex - 4) DFT(x): undo both scales (separately: no overflow of the sum of them)
+        core_dk(accrow, bp == s, exp2i(4 - exv), exp2i(4 - exg), bufv, bufg);
+        __syncthreads();
+      }
+    }
+  }
 };
 
 }  // namespace mc
@@ -935,4 +1044,28 @@ monarch_conv_fwd(const unsigned short* __restrict__ u, const unsigned short* __r
   k.nBP = (B + 1) >> 1;
   k.npairs = k.nBP * H;
   k.run(monarch_smem);
+}
+
+// Filter-gradient kernel (A = 3 sizes): acc[split][h] = sum over the pairs b = 2 (split + i
+// nsplit) of conj(Z_v) Z_g in kernel order (complex fp32, N per row); see MonarchConv::run_dk.
+// PRE / POST: u / dy carry a gate; PAD 1: L and Lout are both <= N / 2.
+template <int N, int DT, bool PRE, bool POST, int PAD>
+__global__ void __launch_bounds__(mc::Cfg<N>::THREADS, mc::Cfg<N>::MINB)
+monarch_dk(const unsigned short* __restrict__ u, const unsigned short* __restrict__ pre,
+           const unsigned short* __restrict__ dy, const unsigned short* __restrict__ post,
+           float* __restrict__ acc, long long u_sb, long long u_sh, long long pre_sb,
+           long long pre_sh, long long dy_sb, long long dy_sh, long long post_sb,
+           long long post_sh, int B, int H, int L, int Lout, int nsplit) {
+  extern __shared__ __align__(16) unsigned char monarch_smem[];
+  using K = mc::MonarchConv<N, DT, PRE, POST, PAD, true>;
+  K k;
+  k.B = B;
+  k.H = H;
+  k.BI = B > 0 ? B : 1;
+  k.u_so = k.pre_so = 0;
+  k.nBP = (B + 1) >> 1;
+  k.npairs = k.nBP * H;
+  k.qlive = 0xFF;
+  k.run_dk(monarch_smem, typename K::Side{u, pre, u_sb, u_sh, pre_sb, pre_sh, L},
+           typename K::Side{dy, post, dy_sb, dy_sh, post_sb, post_sh, Lout}, acc, nsplit);
 }

@@ -109,3 +109,58 @@ def test_row_declines_without_gpu_and_for_fp32():
     big = build_spec((1, 2, 1 << 20), (2, 1 << 20), mode="causal", dtype="bfloat16",
                      k_dtype="float32")
     assert adjoint.accepts(big, dev) is None  # long family
+
+
+# ------------------------------------------------------------------------------------------------
+# dk through the fused dk kernel's contract: FakeDk does in float64 what monarch_dk does (pairs
+# (b, b+1) packed as one complex sequence per side, the product conj(Z_v) Z_g summed over the
+# pairs, in the kernel's frequency order); the executor's finishing step is the real one.
+# ------------------------------------------------------------------------------------------------
+class FakeDk:
+    def __init__(self, n, dtype, *, pregate, postgate):
+        self.n, self.pregate, self.postgate = n, pregate, postgate
+
+    def __call__(self, u, dy, *, L, out_offset, Lout, Lk, pregate=None, postgate=None):
+        from cufftconv import fused
+
+        assert (pregate is not None) == self.pregate and (postgate is not None) == self.postgate
+        assert out_offset + Lout <= self.n and L <= self.n
+        v = u if pregate is None else u * pregate
+        g = dy if postgate is None else dy * postgate
+        if v.shape[0] % 2:  # odd B: the last pair's second sequence is zero
+            v = np.concatenate([v, np.zeros_like(v[:1])])
+            g = np.concatenate([g, np.zeros_like(g[:1])])
+        zv = np.fft.fft(v[0::2] + 1j * v[1::2], self.n)
+        zg = np.fft.fft(g[0::2] + 1j * g[1::2], self.n)
+        prod = (np.conj(zv) * zg).sum(axis=0)[:, fused.freq_index(self.n)]
+        return fused.dk_from_product(prod, Lk, out_offset, fused._inverse_order(self.n), np)
+
+
+@pytest.mark.parametrize("mode", ["causal", "full", "same", "valid", "circular"])
+@pytest.mark.parametrize("pre,post", [(False, False), (True, True), (True, False), (False, True)])
+@pytest.mark.parametrize("B", [1, 4, 5])
+def test_fused_dk_contract(mode, pre, post, B):
+    rng = np.random.default_rng(B)
+    L, Lk = (256, 256) if mode == "circular" else (131, 90)
+    if mode == "causal":
+        L, Lk = 120, 200  # Lk > L: taps past L get zero
+    dt = "float16"
+    spec = build_spec(
+        (B, 3, L), (3, Lk), mode=mode, dtype=dt, k_dtype="float64",
+        pregate_dtype=dt if pre else None, postgate_dtype=dt if post else None,
+    )
+    n = 256
+    assert mode == "circular" or linear_length(L, Lk, mode) <= n
+    host = grad.HostBwdExecutor(spec)
+    ex = adjoint.AdjointBwdExecutor(
+        spec, None, family=("fused", n), xp=np, make_kernel=FakeFused, make_dk=FakeDk, exact=host
+    )
+    u = rng.standard_normal((B, 3, L))
+    k = rng.standard_normal((3, Lk))
+    g_pre = rng.standard_normal((B, 3, L)) if pre else None
+    g_post = rng.standard_normal(spec.out_shape) if post else None
+    dy = rng.standard_normal(spec.out_shape)
+    got = ex.run_bwd(dy, u, k, g_pre, g_post, needs=(False, True, False, False))[1]
+    want = host.run_bwd(dy, u, k, g_pre, g_post, needs=(False, True, False, False))[1]
+    assert got.shape == want.shape == (3, Lk)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9 * np.abs(want).max())

@@ -138,6 +138,26 @@ def test_dispatchable_instantiations(arch):
 
 
 @pytest.mark.parametrize("arch", ["sm_90", *sorted(ARCH_SMEM)])
+def test_dk_instantiations(arch):
+    """Every filter-gradient kernel (monarch_dk) whose shared memory fits the architecture."""
+    limit = ARCH_SMEM.get(arch, float("inf"))
+    groups = [
+        [e for pre in (False, True) for post in (False, True)
+         for e in fused.dk_name_expressions(n, dt, pre, post)]
+        for n in fused.DK_SIZES
+        for dt in fused.DTYPES
+        if fused.dk_shared_bytes(n, dt) <= limit
+    ]
+    assert groups, "no dk kernel fits this architecture"
+    info = _run(groups, arch)
+    assert set(info) == {e for g in groups for e in g}
+    if arch == "sm_90":
+        assert set(info) == set(fused.all_dk_name_expressions())
+    _check_no_spills(info)
+    assert max(v["regs"] for v in info.values()) <= 128
+
+
+@pytest.mark.parametrize("arch", ["sm_90", *sorted(ARCH_SMEM)])
 def test_long_instantiations(arch):
     """Every long-sequence kernel (three passes per FFT size) whose shared memory fits."""
     limit = ARCH_SMEM.get(arch, float("inf"))

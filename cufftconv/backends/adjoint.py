@@ -10,8 +10,9 @@ With ``y = post * window(conv(pre * u, k))`` and ``dc = dy * post`` (see :mod:`c
   circular mode the adjoint is the circular correlation itself. ``du = dv * pre`` and
   ``dpre = dv * u`` come out of the same kernel with pre, resp. u, in its postgate slot.
 * ``dpost = dy * window(conv(pre * u, k))`` is the forward with dy in the postgate slot.
-* ``dk = corr(dc, v)`` summed over the batch stays on the exact cuFFT adjoint (a fused dk that
-  accumulates over the batch on chip is not built).
+* ``dk = corr(dc, v)`` summed over the batch: :class:`cufftconv.fused.FusedDk` for the fused
+  sizes it covers (4096..16384: both sides transformed on chip, the batch sum kept in fp32,
+  one inverse FFT per channel), else the exact cuFFT adjoint.
 
 Every kernel call runs at the forward's speed; fp16/bf16 in, fp32 arithmetic, 16-bit out.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..device import DeviceInfo, require_cupy
-from ..dtypes import to_compute
+from ..dtypes import from_compute, to_compute
 from ..grad import ALL, Needs, wanted
 from ..validation import ConvSpec
 from . import fused as fused_row
@@ -55,8 +56,18 @@ def accepts(spec: ConvSpec, dev: DeviceInfo | None) -> str | None:
     return fam if isinstance(fam, str) else None
 
 
+def _fused_dk(n: int, dtype: str, dev: DeviceInfo | None) -> bool:
+    """Whether the fused dk kernel covers FFT size n on dev (None: assume it fits)."""
+    from .. import fused
+
+    if n not in fused.DK_SIZES:
+        return False
+    return dev is None or fused.dk_shared_bytes(n, dtype) <= dev.smem_per_block_optin
+
+
 class AdjointBwdExecutor:
-    """du, dpregate and dpostgate through the forward kernels; dk through cuFFT."""
+    """du, dpregate and dpostgate through the forward kernels; dk through the fused dk kernel
+    (or cuFFT where it has none)."""
 
     def __init__(
         self,
@@ -66,12 +77,13 @@ class AdjointBwdExecutor:
         family: tuple[str, int] | None = None,
         xp: Any = None,
         make_kernel: Any = None,
+        make_dk: Any = None,
         exact: Any = None,
     ) -> None:
-        """``family``/``xp``/``make_kernel``/``exact`` replace the dispatch decision, CuPy, the
-        kernel class and the dk executor (host tests run the executor on NumPy stand-ins)."""
+        """``family``/``xp``/``make_kernel``/``make_dk``/``exact`` replace the dispatch decision,
+        CuPy, the kernel classes and the exact executor (host tests run the executor on NumPy
+        stand-ins; with ``make_kernel`` and no ``make_dk``, dk takes the exact executor)."""
         from .. import fused, long
-        from ..grad import CufftBwdExecutor
 
         fam = _family(spec, dev) if family is None else family
         assert not isinstance(fam, str), fam
@@ -87,7 +99,12 @@ class AdjointBwdExecutor:
         self.adj_du = conv(n, dt, pregate=has_post, postgate=has_pre)
         self.adj_dpre = conv(n, dt, pregate=has_post, postgate=True) if has_pre else None
         self.fwd_dpost = conv(n, dt, pregate=has_pre, postgate=True) if has_post else None
-        self.exact = CufftBwdExecutor(spec) if exact is None else exact  # dk
+        self.dk = None
+        if make_dk is not None:
+            self.dk = make_dk(n, dt, pregate=has_pre, postgate=has_post)
+        elif make_kernel is None and fam_name == "fused" and _fused_dk(n, dt, dev):
+            self.dk = fused.FusedDk(n, dt, pregate=has_pre, postgate=has_post)
+        self._exact = exact  # built on first use: dk where no dk kernel covers n
 
     def _rows(self, a: Any, length: int) -> Any:
         a = a.reshape(self.B, self.H, length)
@@ -126,7 +143,8 @@ class AdjointBwdExecutor:
         dy3 = self._rows(dy, Lout)
         post3 = None if postgate is None else self._rows(postgate, Lout)
         pre3 = None if pregate is None else self._rows(pregate, L)
-        u3 = self._rows(u, L) if (need_pre or need_post) else None
+        use_dk = need_k and self.dk is not None
+        u3 = self._rows(u, L) if (need_pre or need_post or use_dk) else None
         R, K = self._filters(k, need_u or need_pre, need_post)
 
         du = dpre = dpost = dk = None
@@ -144,9 +162,27 @@ class AdjointBwdExecutor:
                 u3, K, dpost, L=L, out_offset=s.offset, Lout=Lout, pregate=pre3, postgate=dy3
             )
             dpost = dpost.reshape(s.out_shape)
-        if need_k:
-            dk = self.exact.run_bwd(dy, u, k, pregate, postgate, needs=(False, True, False, False))[1]
+        if use_dk:
+            dkc = self.dk(u3, dy3, L=L, out_offset=s.offset, Lout=Lout, Lk=self.k_used,
+                          pregate=pre3, postgate=post3)
+            if self.k_used < s.Lk:  # causal: taps past L never reach an output
+                full = cp.zeros((self.H, s.Lk), dtype=dkc.dtype)
+                full[:, : self.k_used] = dkc
+                dkc = full
+            dk = from_compute(dkc.reshape(s.k_shape), s.k_dtype, cp)
+        elif need_k:
+            dk = self.exact_executor().run_bwd(
+                dy, u, k, pregate, postgate, needs=(False, True, False, False)
+            )[1]
         return du, dk, dpre, dpost
+
+    def exact_executor(self) -> Any:
+        """The exact cuFFT backward (dk where the fused dk kernel does not run)."""
+        if self._exact is None:
+            from ..grad import CufftBwdExecutor
+
+            self._exact = CufftBwdExecutor(self.spec)
+        return self._exact
 
 
 __all__ = ["NAME", "AdjointBwdExecutor", "accepts"]

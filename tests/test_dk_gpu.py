@@ -1,0 +1,123 @@
+"""GPU tests of the fused filter-gradient kernel (``cufftconv.fused.FusedDk``, ``monarch_dk``).
+
+dk = sum over the batch of corr(dy * post, pre * u), against the float64 adjoint of the same
+rounded inputs: every size the kernel covers, fp16 and bf16, each gate alone and both, every
+mode's output offset, odd B and B = 1, H = 1 (the batch split over several blocks) and H = 111,
+inputs far from unit scale, repeated calls bitwise equal, and memory from the pool poisoned with
+NaN before each call (the accumulator is never read before it is written).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import rel_err
+
+cp = pytest.importorskip("cupy")
+
+pytestmark = pytest.mark.gpu  # conftest skips it without a GPU
+
+from cufftconv import fused, grad
+from cufftconv.validation import build_spec, linear_length
+
+TOL = {"float16": 2e-3, "bfloat16": 1e-2}  # the issue's gradient figures
+
+
+def _poison_pool() -> None:
+    junk = cp.full(64 << 20, cp.nan, dtype=cp.float32)  # 256 MB back to the pool, NaN-filled
+    del junk
+
+
+def _storage(x: np.ndarray, dtype: str):
+    """(device array in the kernel's storage dtype, float64 host copy of the rounded values)."""
+    if dtype == "float16":
+        h = x.astype(np.float16)
+        return cp.asarray(h), h.astype(np.float64)
+    f = x.astype(np.float32).view(np.uint32)
+    bits = ((f + 0x7FFF + ((f >> 16) & 1)) >> 16).astype(np.uint16)  # round to nearest even
+    return cp.asarray(bits), (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+
+
+def _case(rng, n, dtype, B, H, L, Lk, mode, pre, post, scale=1.0):
+    spec = build_spec((B, H, L), (H, Lk), mode=mode, dtype="float64", k_dtype="float64",
+                      pregate_dtype="float64" if pre else None,
+                      postgate_dtype="float64" if post else None)
+    assert mode == "circular" or linear_length(L, Lk, mode) <= n
+    Lout, off = spec.Lout, spec.offset
+    u, u64 = _storage(rng.standard_normal((B, H, L)) * scale, dtype)
+    dy, dy64 = _storage(rng.standard_normal((B, H, Lout)) * scale, dtype)
+    g1, g1_64 = _storage(rng.standard_normal((B, H, L)), dtype) if pre else (None, None)
+    g2, g2_64 = _storage(rng.standard_normal((B, H, Lout)), dtype) if post else (None, None)
+    k_used = min(Lk, L) if mode == "causal" else Lk
+    kern = fused.FusedDk(n, dtype, pregate=pre, postgate=post)
+    _poison_pool()
+    got = kern(u, dy, L=L, out_offset=off, Lout=Lout, Lk=k_used, pregate=g1, postgate=g2)
+    k64 = np.zeros((H, Lk))
+    want = grad.HostBwdExecutor(spec).run_bwd(
+        dy64, u64, k64, g1_64, g2_64, needs=(False, True, False, False)
+    )[1][:, :k_used]
+    assert got.dtype == cp.float32 and got.shape == (H, k_used)
+    hg = cp.asnumpy(got).astype(np.float64)
+    assert np.isfinite(hg).all()
+    return hg, want, (kern, u, dy, {"L": L, "out_offset": off, "Lout": Lout, "Lk": k_used,
+                                        "pregate": g1, "postgate": g2})
+
+
+@pytest.mark.parametrize("n", fused.DK_SIZES)
+@pytest.mark.parametrize("dtype", fused.DTYPES)
+@pytest.mark.parametrize("pre,post", [(False, False), (True, True), (True, False), (False, True)])
+def test_sizes_dtypes_gates(rng, n, dtype, pre, post):
+    B, H = 5, 7
+    L = n // 2 - 3 if pre else n // 2 + 5  # PAD 1 (both halves) and PAD 0
+    Lk = n - L if n - L < L else L // 3
+    hg, want, _ = _case(rng, n, dtype, B, H, L, Lk, "full", pre, post)
+    err = rel_err(hg, want)
+    assert err <= TOL[dtype], f"rel err {err:.2e}"
+
+
+@pytest.mark.parametrize("mode", ["causal", "same", "valid", "circular"])
+@pytest.mark.parametrize("B,H", [(1, 3), (2, 1), (9, 111), (64, 2)])
+def test_modes_and_batch_layouts(rng, mode, B, H):
+    n = 8192
+    L, Lk = {"causal": (4000, 4096), "same": (5003, 3001), "valid": (6000, 2100),
+             "circular": (8192, 8192)}[mode]
+    hg, want, _ = _case(rng, n, "float16", B, H, L, Lk, mode, True, True)
+    err = rel_err(hg, want)
+    assert err <= TOL["float16"], f"rel err {err:.2e}"
+
+
+@pytest.mark.parametrize("dtype,scale", [("float16", 1e-3), ("float16", 2e2), ("bfloat16", 1e-30),
+                                         ("bfloat16", 1e25)])
+def test_far_from_unit_scale(rng, dtype, scale):
+    hg, want, _ = _case(rng, 4096, dtype, 3, 4, 2000, 1500, "causal", False, True, scale)
+    err = rel_err(hg, want)
+    assert err <= TOL[dtype], f"rel err {err:.2e}"
+
+
+def test_deterministic(rng):
+    hg, _, (kern, u, dy, kw) = _case(rng, 16384, "float16", 6, 5, 9000, 7000, "full", True, False)
+    for _ in range(3):
+        _poison_pool()
+        again = cp.asnumpy(kern(u, dy, **kw)).astype(np.float64)
+        assert np.array_equal(again, hg)
+
+
+def test_inputs_not_written(rng):
+    _, _, (kern, u, dy, kw) = _case(rng, 4096, "bfloat16", 3, 2, 3000, 900, "same", True, True)
+    before = [a.copy() for a in (u, dy, kw["pregate"], kw["postgate"])]
+    kern(u, dy, **kw)
+    for a, b in zip((u, dy, kw["pregate"], kw["postgate"]), before):
+        assert cp.array_equal(a, b)
+
+
+def test_bad_operands_raise_before_launch():
+    kern = fused.FusedDk(4096, "float16", pregate=False, postgate=False)
+    u = cp.zeros((2, 3, 100), dtype=cp.float16)
+    with pytest.raises(ValueError, match="dy|y must have shape"):
+        kern(u, cp.zeros((2, 3, 99), dtype=cp.float16), L=100, out_offset=0, Lout=100, Lk=5)
+    with pytest.raises(TypeError, match="dtype"):
+        kern(u.astype(cp.float32), u, L=100, out_offset=0, Lout=100, Lk=5)
+    with pytest.raises(ValueError, match="pregate/postgate"):
+        kern(u, u, L=100, out_offset=0, Lout=100, Lk=5, pregate=u)
+    with pytest.raises(ValueError, match="Lk"):
+        kern(u, u, L=100, out_offset=0, Lout=100, Lk=0)
