@@ -86,8 +86,9 @@ def test_modes_and_batch_layouts(rng, mode, B, H):
     assert err <= TOL["float16"], f"rel err {err:.2e}"
 
 
-@pytest.mark.parametrize("dtype,scale", [("float16", 1e-3), ("float16", 2e2), ("bfloat16", 1e-30),
-                                         ("bfloat16", 1e25)])
+# (dk is float32: the products of the bf16 extremes themselves must stay in its range)
+@pytest.mark.parametrize("dtype,scale", [("float16", 1e-3), ("float16", 2e2), ("bfloat16", 1e-15),
+                                         ("bfloat16", 1e15)])
 def test_far_from_unit_scale(rng, dtype, scale):
     hg, want, _ = _case(rng, 4096, dtype, 3, 4, 2000, 1500, "causal", False, True, scale)
     err = rel_err(hg, want)
