@@ -20,7 +20,7 @@ import numpy as np
 
 from .cache import OnceCache
 from .errors import KernelLaunchError, describe_arg, is_cuda_error, launch_error
-from .kernel_io import FamilyConv, hermitian_order, ordered_spectra
+from .kernel_io import FamilyConv
 from .sources import inline_source, kernels_dir
 
 SUPPORTED_N: tuple[int, ...] = tuple(1 << e for e in range(8, 16))
@@ -66,7 +66,8 @@ PAD_VARIANTS = (0, 1, 2, 3)
 
 _DT_CODE = {"float16": 0, "bfloat16": 1}
 _MODULES: OnceCache[dict] = OnceCache()  # (device, arch, configuration) -> kernels
-_ORDER: OnceCache[tuple] = OnceCache()  # (device, n) -> hermitian_order(freq_index(n)) there
+_DEV_FREQ: OnceCache = OnceCache()  # (device, n) -> freq_index(n) as int32 there
+_SPECTRUM: OnceCache = OnceCache()  # (device, arch, reverse) -> kernel_order_spectrum
 
 
 # ------------------------------------------------------------------------------------------------
@@ -284,6 +285,21 @@ def precompile(configs, max_workers: int | None = None) -> None:
         list(ex.map(one, list(configs)))
 
 
+def _spectrum_kernel(reverse: bool):
+    """``kernel_order_spectrum<reverse>`` (kernels/spectrum.cu), compiled once per device."""
+    cp = _cupy()
+    dev = cp.cuda.Device()
+    name = f"kernel_order_spectrum<{_flag(reverse)}>"
+
+    def build():
+        mod = cp.RawModule(
+            code=inline_source("spectrum.cu"), options=compile_options(None), name_expressions=[name]
+        )
+        return mod.get_function(name)
+
+    return _SPECTRUM.get((dev.id, dev.compute_capability, reverse), build)
+
+
 def _blocks_per_sm(kern, threads: int, smem: int) -> int:
     try:
         from cupy_backends.cuda.api import driver
@@ -299,14 +315,6 @@ def _blocks_per_sm(kern, threads: int, smem: int) -> int:
 def _sm_count(dev_id: int) -> int:
     cp = _cupy()
     return int(cp.cuda.runtime.getDeviceProperties(dev_id)["multiProcessorCount"])
-
-
-def _gpu_order(n: int) -> tuple:
-    cp = _cupy()
-    return _ORDER.get(
-        (cp.cuda.Device().id, n),
-        lambda: tuple(cp.asarray(a) for a in hermitian_order(freq_index(n), n)),
-    )
 
 
 class FusedConv(FamilyConv):
@@ -350,23 +358,31 @@ class FusedConv(FamilyConv):
         return int(arr.data.ptr), np.int32(sc.kept), np.int32(sc.zeroed), np.int32(sc.live)
 
     # --------------------------------------------------------------------------------------------
-    def filter_spectrum(self, k):
+    def filter_spectrum(self, k, *, reverse_shift: int | None = None):
         """Spectrum of k (H, Lk) zero padded to n, in kernel order: fp16 (H, 2n + 8).
 
         Per channel: n complex values (re, im interleaved) scaled by 2**-e so that max |K| <= 1,
-        then e itself (an integer, stored as fp16) and zeros.
+        then e itself (an integer, stored as fp16) and zeros. ``reverse_shift`` = s gives the
+        spectrum of the reversed filter ``r[m] = k[(s - m) mod n]`` instead (the backward's
+        adjoint). One rfft (cuFFT) and one ordering kernel (``kernels/spectrum.cu``) per chunk
+        of channels.
         """
         cp = _cupy()
         k = self.check_filter(cp.asarray(k))
         h, n = k.shape[0], self.n
-        out = cp.zeros((h, filter_row_halves(n)), dtype=cp.float16)
-        for h0, h1, kk in ordered_spectra(k, n, _gpu_order(n), cp):
-            mag = cp.abs(kk).max(axis=1)
-            e = cp.where(mag > 0, cp.ceil(cp.log2(cp.where(mag > 0, mag, 1))), 0)
-            kk = kk * cp.exp2(-e)[:, None]
-            out[h0:h1, 0 : 2 * n : 2] = kk.real
-            out[h0:h1, 1 : 2 * n : 2] = kk.imag
-            out[h0:h1, 2 * n] = e
+        out = cp.empty((h, filter_row_halves(n)), dtype=cp.float16)
+        kern = _spectrum_kernel(reverse_shift is not None)
+        freq = _DEV_FREQ.get(
+            (cp.cuda.Device().id, n), lambda: cp.asarray(freq_index(n).astype(np.int32))
+        )
+        real_t = cp.float64 if k.dtype == cp.float64 else cp.float32
+        step = max(1, (256 << 20) // (16 * n))  # rfft temporaries O(256 MB), not O(H n)
+        shift = np.int64(0 if reverse_shift is None else reverse_shift)
+        for h0 in range(0, h, step):
+            h1 = min(h0 + step, h)
+            kr = cp.fft.rfft(k[h0:h1].astype(real_t, copy=False), n=n, axis=-1)
+            kr = cp.ascontiguousarray(kr.astype(cp.complex64, copy=False))
+            kern((h1 - h0,), (256,), (kr, freq, np.int32(n), shift, out[h0:h1]))
         if self.freq_mask is not None:
             keep = np.asarray(self.freq_mask, dtype=np.float16)[freq_index(n) % 16]
             out[:, : 2 * n] *= cp.asarray(keep.repeat(2))[None, :]

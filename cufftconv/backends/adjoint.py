@@ -23,6 +23,7 @@ from typing import Any
 
 from ..device import DeviceInfo, require_cupy
 from ..dtypes import from_compute, to_compute
+from ..fused import FusedConv
 from ..grad import ALL, Needs, wanted
 from ..validation import ConvSpec
 from . import fused as fused_row
@@ -116,7 +117,9 @@ class AdjointBwdExecutor:
         kc = to_compute(k[..., : self.k_used], s.k_dtype, "float32", cp)
         kc = kc.reshape(self.H, self.k_used)
         R = K = None
-        if need_r:
+        if need_r and isinstance(self.adj_du, FusedConv):  # r's spectrum straight from k's
+            R = self.adj_du.filter_spectrum(kc, reverse_shift=s.offset)
+        elif need_r:
             kpad = cp.zeros((self.H, n), dtype=cp.float32)
             kpad[:, : self.k_used] = kc
             r = kpad[:, (s.offset - cp.arange(n)) % n]  # r[m] = k[(offset - m) mod n]

@@ -1,0 +1,50 @@
+// cufftconv: a filter's spectrum in a fused kernel's own order, in one pass per channel.
+//
+// In: kr, the rfft of each zero-padded filter row (H rows of n/2 + 1 complex fp32 bins), and
+// freq[pos], the frequency held at each position of the kernel's order. Out: per channel
+// 2n fp16 values (re, im at each position) scaled by 2^-e with e the smallest integer such
+// that max |K| <= 2^e, then e itself as fp16 and 7 zeros (FusedConv.filter_spectrum's layout).
+// REVERSE: the spectrum of r[m] = k[(shift - m) mod n] instead, exp(-2 pi i f shift / n)
+// conj(K[f]) (the backward's adjoint filter): same magnitudes, so the same e.
+#include "monarch_prims.cuh"
+
+using mc::pack_h2;
+using mc::u32;
+
+template <bool REVERSE>
+__global__ void __launch_bounds__(256)
+kernel_order_spectrum(const float2* __restrict__ kr, const int* __restrict__ freq, int n,
+                      long long shift, unsigned short* __restrict__ out) {
+  __shared__ float wmax[8];
+  const int h = blockIdx.x, tid = threadIdx.x, nb = n / 2 + 1;
+  const float2* row = kr + (long long)h * nb;
+  float m = 0.f;
+  for (int i = tid; i < nb; i += 256) m = fmaxf(m, hypotf(row[i].x, row[i].y));
+  for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+  if ((tid & 31) == 0) wmax[tid >> 5] = m;
+  __syncthreads();
+  m = wmax[0];
+  for (int w = 1; w < 8; ++w) m = fmaxf(m, wmax[w]);
+  int e = 0;
+  if (m > 0.f) {  // m = f 2^x, f in [0.5, 1): m <= 2^e for e = x, or x - 1 when f = 0.5
+    int x;
+    const float f = frexpf(m, &x);
+    e = f == 0.5f ? x - 1 : x;
+  }
+  const float sc = ldexpf(1.f, -e);
+  const long long sh = ((shift % n) + n) % n;
+  u32* dst = (u32*)(out + (long long)h * (2 * n + 8));
+  for (int pos = tid; pos < n; pos += 256) {
+    const int f = freq[pos];
+    const bool mirror = f > n / 2;
+    float2 z = row[mirror ? n - f : f];
+    if (mirror) z.y = -z.y;
+    if (REVERSE) {  // exp(-2 pi i f shift / n) conj(z), the phase reduced exactly mod n
+      float s, c;
+      sincospif(-2.f * (float)((f * sh) % n) / (float)n, &s, &c);
+      z = make_float2(c * z.x + s * z.y, s * z.x - c * z.y);
+    }
+    dst[pos] = pack_h2(z.x * sc, z.y * sc);
+  }
+  if (tid < 4) dst[n + tid] = tid == 0 ? pack_h2((float)e, 0.f) : 0u;
+}
