@@ -66,6 +66,7 @@ PAD_VARIANTS = (0, 1, 2, 3)
 
 _DT_CODE = {"float16": 0, "bfloat16": 1}
 _MODULES: OnceCache[dict] = OnceCache()  # (device, arch, configuration) -> kernels
+SPECTRUM_CHUNK_BYTES = 256 << 20  # filter_spectrum transforms this many bytes of k at a time
 _DEV_FREQ: OnceCache = OnceCache()  # (device, n) -> freq_index(n) as int32 there
 _SPECTRUM: OnceCache = OnceCache()  # (device, arch, reverse) -> kernel_order_spectrum
 
@@ -376,7 +377,7 @@ class FusedConv(FamilyConv):
             (cp.cuda.Device().id, n), lambda: cp.asarray(freq_index(n).astype(np.int32))
         )
         real_t = cp.float64 if k.dtype == cp.float64 else cp.float32
-        step = max(1, (256 << 20) // (16 * n))  # rfft temporaries O(256 MB), not O(H n)
+        step = max(1, SPECTRUM_CHUNK_BYTES // (16 * n))  # rfft temporaries bounded, not O(H n)
         shift = np.int64(0 if reverse_shift is None else reverse_shift)
         for h0 in range(0, h, step):
             h1 = min(h0 + step, h)

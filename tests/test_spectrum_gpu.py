@@ -49,6 +49,7 @@ def test_matches_numpy(rng, n, shift):
 def test_float64_filter_and_chunks(rng, monkeypatch):
     n = 4096
     k = rng.standard_normal((300, 1000))
+    monkeypatch.setattr(fused, "SPECTRUM_CHUNK_BYTES", 16 * n * 7)  # 7 channels at a time
     conv = fused.FusedConv(n, "bfloat16", pregate=True, postgate=False)
     got = cp.asnumpy(conv.filter_spectrum(cp.asarray(k), reverse_shift=5)).astype(np.float64)
     np.testing.assert_allclose(got, _want(k, n, 5), rtol=0, atol=2 ** -11)
