@@ -560,28 +560,32 @@ class Launcher:
 
 
 # ------------------------------------------------------------------------------------------------
-# Filter gradient: dk summed over the batch on chip (monarch_dk, the A = 3 sizes)
+# Backward: dk summed over the batch on chip, with du / dpregate (monarch_bwd, the A = 3 sizes)
 # ------------------------------------------------------------------------------------------------
-DK_KERNEL_NAME = "monarch_dk"
+DK_KERNEL_NAME = "monarch_bwd"
 # 32768 would need two 128 KB working buffers: beyond any device's shared memory.
 DK_SIZES: tuple[int, ...] = (4096, 8192, 16384)
-DK_PADS = (0, 1)  # bit 0: L and Lout both <= n / 2 (skips half of the first stage)
+# bit 0: L and Lout both <= n / 2 (half of the first stage); bit 1: L <= n / 2 (the dv outputs,
+# half of the last stage). Bit 0 implies bit 1, so there is no PAD 1.
+DK_PADS = (0, 2, 3)
 _DK_MODULES: OnceCache[dict] = OnceCache()
 _DK_ORDER: OnceCache = OnceCache()  # (device, n) -> _inverse_order(n) there
 
 
 def _check_dk_n(n: int) -> None:
     if n not in DK_SIZES:
-        raise ValueError(f"FFT size {n} has no fused filter-gradient kernel (sizes: {DK_SIZES})")
+        raise ValueError(f"FFT size {n} has no fused backward kernel (sizes: {DK_SIZES})")
 
 
 def dk_shared_bytes(n: int, dtype: str) -> int:
-    """Dynamic shared memory of one dk block: two working buffers (u side, dy side), tables."""
+    """Dynamic shared memory of one backward block: two working buffers (u side, dy side),
+    the twiddle tables, and the radix-16 twiddles of every warp (kept out of registers)."""
     _check_dk_n(n)
     _check_dtype(dtype)
     c = config(n)
+    warps = c["threads"] // 32
     data = c["pairs_per_block"] * c["R"] * 2 * c["M"] * 2
-    return 2 * data + (64 + n // 64) * 8 + 2 * (c["threads"] // 32) * 4
+    return 2 * data + (64 + n // 64) * 8 + 2 * warps * 4 + (8 + 8 * warps) * 32 * 8
 
 
 def dk_name_expression(n: int, dtype: str, pregate: bool, postgate: bool, pad: int) -> str:
@@ -593,7 +597,7 @@ def dk_name_expression(n: int, dtype: str, pregate: bool, postgate: bool, pad: i
 
 
 def dk_name_expressions(n: int, dtype: str, pregate: bool, postgate: bool) -> list[str]:
-    """Every instantiation a FusedDk(n, dtype, pregate, postgate) may launch."""
+    """Every instantiation a FusedBwd(n, dtype, pregate, postgate) may launch."""
     return [dk_name_expression(n, dtype, pregate, postgate, pad) for pad in DK_PADS]
 
 
@@ -631,15 +635,20 @@ def _inverse_order(n: int) -> np.ndarray:
     return inv
 
 
-class FusedDk(FamilyConv):
-    """The filter gradient of the fused convolution, summed over the batch on chip.
+class FusedBwd(FamilyConv):
+    """The backward of the fused convolution in one kernel: dk summed over the batch on chip,
+    and on request du and dpregate.
 
     For ``y[b,h,t] = post * sum_s kpad[h,s] (pre*u)pad[b,h,(t + out_offset - s) mod n]``
-    (t < Lout) and a cotangent dy of y's shape, ``dk[h,s] = sum_b,t (dy * post)[b,h,t]
-    (pre*u)pad[b,h,(t + out_offset - s) mod n]`` for s < Lk, in float32. The kernel transforms
-    a pair of sequences of each side on chip and keeps the batch sum of the product in float32
-    (an (S, H, n) complex array, S = 1 unless H is too small to fill the device); one
-    inverse FFT per channel (``cupy.fft``) finishes it.
+    (t < Lout) and a cotangent dy of y's shape, with ``g = dy * post``:
+
+    * ``dk[h,s] = sum_b,t g[b,h,t] (pre*u)pad[b,h,(t + out_offset - s) mod n]``, s < Lk, float32;
+    * ``dv = corr(g, k)[:L]``, ``du = dv * pre`` (or dv) and ``dpre = dv * u``, 16-bit.
+
+    The kernel transforms a pair of sequences of each side on chip, keeps the batch sum of
+    conj(V) G in float32 (an (S, H, n) complex array, S = 1 unless H is too small to fill the
+    device; one inverse FFT per channel with ``cupy.fft`` finishes dk), and runs G times the
+    adjoint filter's spectrum (:meth:`adjoint_spectrum`) through the inverse chain for dv.
     """
 
     def __init__(self, n: int, dtype: str, *, pregate: bool, postgate: bool):
@@ -648,11 +657,30 @@ class FusedDk(FamilyConv):
         self._configure(n, dtype, pregate, postgate, None)
         self.threads = config(n)["threads"]
         self.smem = dk_shared_bytes(n, dtype)
+        self._spectra = FusedConv(n, dtype, pregate=False, postgate=False)
+
+    def adjoint_spectrum(self, k, out_offset: int):
+        """Kernel-order spectrum of ``r[m] = k[(out_offset - m) mod n]`` for ``dv``."""
+        return self._spectra.filter_spectrum(k, reverse_shift=out_offset)
 
     def __call__(
-        self, u, dy, *, L: int, out_offset: int, Lout: int, Lk: int, pregate=None, postgate=None
+        self,
+        u,
+        dy,
+        kr=None,
+        *,
+        L: int,
+        out_offset: int,
+        Lout: int,
+        Lk: int,
+        pregate=None,
+        postgate=None,
+        du=None,
+        dpre=None,
     ):
-        """dk (H, Lk) float32 for u (B, H, L), dy (B, H, Lout) and the gates of those shapes."""
+        """dk (H, Lk) float32 for u (B, H, L), dy (B, H, Lout) and the gates of those shapes;
+        du / dpre (B, H, L) in u's dtype are written when given (they need ``kr``, and dpre a
+        pregate)."""
         cp = _cupy()
         n = self.n
         op = self.check_operands(
@@ -662,37 +690,59 @@ class FusedDk(FamilyConv):
         if Lk < 1:
             raise ValueError(f"Lk must be >= 1, got {Lk}")
         b, h = op.B, op.H
+        outs = (du is not None) | ((dpre is not None) << 1)
+        if dpre is not None and pregate is None:
+            raise ValueError("dpre needs a pregate (dpre = dv * u is the pregate's gradient)")
+        du_s = (np.int64(0),) * 2 if du is None else self._check_io("du", du, (b, h, op.L))
+        dp_s = (np.int64(0),) * 2 if dpre is None else self._check_io("dpre", dpre, (b, h, op.L))
+        if outs and (
+            not isinstance(kr, cp.ndarray)
+            or kr.dtype != cp.float16
+            or kr.shape != (h, filter_row_halves(n))
+            or not kr.flags.c_contiguous
+        ):
+            raise ValueError(
+                f"kr must be the C-contiguous float16 (H, {filter_row_halves(n)}) output of "
+                "adjoint_spectrum"
+            )
         if b == 0 or h == 0 or op.Lout == 0:
+            for a in (du, dpre):
+                if a is not None:
+                    a[...] = 0
             return cp.zeros((h, Lk), dtype=cp.float32)
         key = (cp.cuda.Device().id, cp.cuda.Device().compute_capability, n, self.dtype)
         kernels = _DK_MODULES.get(
             key + (self.pregate, self.postgate),
             lambda: _build_dk(n, self.dtype, self.pregate, self.postgate),
         )
-        pad = int(op.L <= n // 2 and op.Lout <= n // 2)
+        pad = int(op.L <= n // 2 and op.Lout <= n // 2) | (int(op.L <= n // 2) << 1)
         kern, per_sm = kernels[pad]
         slots = per_sm * _sm_count(cp.cuda.Device().id)
-        pairs = (b + 1) // 2
-        nsplit = max(1, min(pairs, -(-slots // h)))  # fill the device when H is small
+        nsplit = max(1, min((b + 1) // 2, -(-slots // h)))  # fill the device when H is small
         acc = cp.empty((nsplit, h, n, 2), dtype=cp.float32)
-        grid = min(h * nsplit, slots)
         args = (
             u,
             pregate if pregate is not None else u,
             dy,
             postgate if postgate is not None else dy,
+            kr if outs else u,
+            du if du is not None else u,
+            dpre if dpre is not None else u,
             acc,
             *op.u_strides,
             *op.pre_strides,
             *op.y_strides,
             *op.post_strides,
+            *du_s,
+            *dp_s,
             np.int32(b),
             np.int32(h),
             np.int32(op.L),
             np.int32(op.Lout),
             np.int32(nsplit),
+            np.int32(outs),
         )
-        kern((grid,), (self.threads,), args, shared_mem=self.smem)
+        kern((h * nsplit,), (self.threads,), args, shared_mem=self.smem)
         prod = acc[0] if nsplit == 1 else acc.sum(axis=0)
         del acc
         inv = _DK_ORDER.get((cp.cuda.Device().id, n), lambda: cp.asarray(_inverse_order(n)))
@@ -722,8 +772,8 @@ __all__ = [
     "DK_SIZES",
     "DTYPES",
     "SUPPORTED_N",
+    "FusedBwd",
     "FusedConv",
-    "FusedDk",
     "all_dk_name_expressions",
     "all_name_expressions",
     "compile_options",

@@ -88,7 +88,7 @@ struct MonarchConv {
   static constexpr int GPRE_WORDS = 8;
   // separate registers for the DFT-16 B fragments (make_dft16); off where it spills (16K, both
   // gates, zero-padded input: 8 bytes)
-  static constexpr bool SPLIT_F = !(N == 16384 && PRE && POST && PAD == 1);
+  static constexpr bool SPLIT_F = !DK && !(N == 16384 && PRE && POST && PAD == 1);
   static constexpr int KS0 = (IN_HALF && R == 1) ? 1 : 2;   // k-steps of the first tensor stage
   // geometry of stage_r_inv_store (S_: store pass)
   static constexpr int JN_S = (R == 1 && OUT_HALF) ? M / 2 : M;
@@ -153,10 +153,22 @@ struct MonarchConv {
   }
 
   Dft16 F;
-  cf W256[8];   // 0.25 * w_256^(row*col) for this lane's tile elements
+  // (DK: both twiddle sets live in shared memory instead, wtab, to leave registers to the
+  // second side's tile; see w256 / w4096)
+  cf W256[DK ? 1 : 8];   // 0.25 * w_256^(row*col) for this lane's tile elements
   // 0.25 * w_4096^(row*(col + 16*warp)) (A == 3 only): the stage-0 twiddle of this lane's tile
   // elements for n1 = warp, row twiddle folded in (n1 = warp + 8 multiplies by w_32^row)
-  cf W4096[8];
+  cf W4096[DK ? 1 : 8];
+  cf* wtab;  // DK: [8][32] W256 values, then [WARPS][8][32] W4096 values (lane fastest)
+  static constexpr int WTAB_BYTES = DK ? (8 + 8 * WARPS) * 32 * 8 : 0;
+  __device__ __forceinline__ cf w256(int e) const {
+    if constexpr (DK) return wtab[e * 32 + lane];
+    else return W256[e];
+  }
+  __device__ __forceinline__ cf w4096(int e) const {
+    if constexpr (DK) return wtab[256 + (warp * 8 + e) * 32 + lane];
+    else return W4096[e];
+  }
 
   // exp(-2 pi i p / N), exact integer phase reduction, two accurate table entries.
   __device__ __forceinline__ cf tw(int p) const {
@@ -191,6 +203,7 @@ struct MonarchConv {
     cf* t0 = (cf*)(smem + C::DATA_BYTES + AFTER_DATA);
     cf* t1 = t0 + 64;
     red = (u32*)(t1 + C::TBL1);
+    wtab = (cf*)(red + 2 * WARPS);  // DK only (8-byte aligned: TBL and WARPS are even)
     T0 = t0;
     T1 = t1;
     tid = threadIdx.x;
@@ -213,9 +226,18 @@ struct MonarchConv {
 #pragma unroll
     for (int e = 0; e < 8; ++e) {
       const int rc = tile_row(e) * tile_col(e);
-      W256[e] = cscale(tw((rc & 255) * (N / 256)), 0.25f);
-      if (A == 3) W4096[e] = cscale(tw(((tile_row(e) * (tile_col(e) + 16 * warp)) & 4095) * (N / 4096)), 0.25f);
+      const cf w1 = cscale(tw((rc & 255) * (N / 256)), 0.25f);
+      const cf w2 = A == 3 ? cscale(tw(((tile_row(e) * (tile_col(e) + 16 * warp)) & 4095) * (N / 4096)), 0.25f)
+                           : cf{0.f, 0.f};
+      if constexpr (DK) {  // (W256 is written by warp 0 for every warp: barrier below)
+        if (warp == 0) wtab[e * 32 + lane] = w1;
+        wtab[256 + (warp * 8 + e) * 32 + lane] = w2;
+      } else {
+        W256[e] = w1;
+        if (A == 3) W4096[e] = w2;
+      }
     }
+    if constexpr (DK) __syncthreads();
   }
 
   // ------------------------------------------------------------------------------------------
@@ -495,19 +517,22 @@ struct MonarchConv {
       cdft_bdata<KS>(c, F, x);
     }
 #pragma unroll
-    for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), W256[e]));
+    for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), w256(e)));
     const HTile hy = ctile_pack<false>(c);
     cdft_adata<false, 2>(c, F, hy);
     return c;
   }
   template <int KS>
   __device__ __forceinline__ HTile core_pair(int p, int q, int rbase, int rstride, const KFrag& kq) {
-    CTile c = spectrum_tile<KS>(p, q, rbase, rstride);
+    return inverse_pair(spectrum_tile<KS>(p, q, rbase, rstride), kq);
+  }
+  // The inverse half: * K, two inverse radix-16 stages' worth (see core_pair).
+  __device__ __forceinline__ HTile inverse_pair(CTile c, const KFrag& kq) const {
     mul_filter(c, kq);
     HTile hy = ctile_pack<false>(c);
     cdft_adata<true, 2>(c, F, hy);   // conj of the true inverse DFT
 #pragma unroll
-    for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), W256[e]));
+    for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), w256(e)));
     return ctile_pack<false>(c);     // = conj(true value)
   }
 
@@ -564,12 +589,12 @@ struct MonarchConv {
       static_assert(WARPS == 8 || WARPS == 16, "stage0 twiddle folding assumes 8 or 16 warps");
       if (WARPS == 16 || n1 == warp) {
 #pragma unroll
-        for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), W4096[e]));
+        for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), w4096(e)));
       } else {
         const cf z0 = tw(g * (N / 32));
         const cf z1 = mul_mi<false>(z0);
 #pragma unroll
-        for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), cmul(W4096[e], (e & 2) ? z1 : z0)));
+        for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), cmul(w4096(e), (e & 2) ? z1 : z0)));
       }
       store_ctile<false>(c, p, q, 16 * n1, 256);
     }
@@ -583,7 +608,10 @@ struct MonarchConv {
 
   // One 256-point tile (p, q, k0) through the middle of the chain, back into smem.
   __device__ __forceinline__ void core_item(int p, int q, int k0, const KFrag& kq) {
-    const HTile pc = core_pair<2>(p, q, 256 * k0, 16, kq);  // rows k1, cols n2, conjugated
+    finish_item(core_pair<2>(p, q, 256 * k0, 16, kq), p, q, k0);
+  }
+  // pc: rows k1, cols n2, conjugated (core_pair's result)
+  __device__ __forceinline__ void finish_item(const HTile& pc, int p, int q, int k0) {
     // stage over k1: true = conj( F conj(Y) ) = conj(F pc); B operand from pc transposed.
     const BTile x = htile_to_b(pc);
     CTile c;
@@ -700,6 +728,7 @@ struct MonarchConv {
     }
   }
 
+  template <bool GOUT = POST>  // GOUT: the output has a gate (post); the dk kernel picks it
   __device__ __forceinline__ void stage_r_inv_store(int unit, int eh, int ex, int buf) {
     constexpr int JN = JN_S;
     constexpr int V = V_S;
@@ -713,7 +742,7 @@ struct MonarchConv {
     u16* __restrict__ yrows[2] = {y + rw.off(0, y_sb, y_so) + h * y_sh,
                                   y + rw.off(1, y_sb, y_so) + h * y_sh};
     const u16* __restrict__ prows[2] = {nullptr, nullptr};
-    if (POST) {
+    if (GOUT) {
       prows[0] = post + rw.off(0, post_sb, post_so) + h * post_sh;
       prows[1] = post + rw.off(1, post_sb, post_so) + h * post_sh;
     }
@@ -722,14 +751,14 @@ struct MonarchConv {
 #pragma unroll
     for (int plane = 0; plane < 2; ++plane) {
       const unsigned long long ya = (unsigned long long)(yrows[plane] - out_offset);
-      const unsigned long long pa = POST ? (unsigned long long)(prows[plane] - out_offset) : 0ull;
+      const unsigned long long pa = GOUT ? (unsigned long long)(prows[plane] - out_offset) : 0ull;
       vok[plane] = (b0 + plane < B) && ((ya | pa) & (2 * V - 1)) == 0;
     }
 #pragma unroll(R <= 4 ? 2 : 1)
     for (int ui = tid % TPP; ui < UPP; ui += TPP) {
       const int j = V * ui;
       u32 gw[QOUT][2][V / 2];
-      if (POST && GPRE) {
+      if (GOUT && GPRE) {
 #pragma unroll
         for (int q = 0; q < QOUT; ++q)
 #pragma unroll
@@ -781,7 +810,7 @@ struct MonarchConv {
           u16* __restrict__ yrow = yrows[plane];
           if (vok[plane] && tt >= 0 && tt + V <= Lout) {
             u32 o[V / 2], gq[V / 2];
-            if (POST) {
+            if (GOUT) {
               if (GPRE) {
 #pragma unroll
                 for (int v = 0; v < V / 2; ++v) gq[v] = gw[q][plane][v];
@@ -795,7 +824,7 @@ struct MonarchConv {
             for (int v = 0; v < V / 2; ++v) {
               float v0 = (plane ? x[2 * v][q].y : x[2 * v][q].x) * us;
               float v1 = (plane ? x[2 * v + 1][q].y : x[2 * v + 1][q].x) * us;
-              if (POST) {
+              if (GOUT) {
                 v0 *= Dt<DT>::lo(gq[v]);
                 v1 *= Dt<DT>::hi(gq[v]);
               }
@@ -809,7 +838,7 @@ struct MonarchConv {
               const int ti = tt + jj;
               if (ti < 0 || ti >= Lout) continue;
               float v0 = (plane ? x[jj][q].y : x[jj][q].x) * us;
-              if (POST) v0 *= Dt<DT>::one(ldg_stream2(prow + ti));
+              if (GOUT) v0 *= Dt<DT>::one(ldg_stream2(prow + ti));
               stg_stream2(yrow + ti, Dt<DT>::from(v0));
             }
           }
@@ -901,14 +930,17 @@ struct MonarchConv {
   }
 
   // ------------------------------------------------------------------------------------------
-  // Filter gradient (DK, A = 3): dk = sum over the batch of corr(g, v), v = pre * u and
-  // g = post * dy (both zero padded to N; the caller rotates by the output offset). A pair of
-  // each (b, b + 1) is packed as one complex sequence and transformed on chip; the product
-  // conj(Z_v) Z_g, summed over the pairs, has Re(IFFT(.)) = the batch-summed correlation (the
-  // cross terms' inverse is imaginary), so no two-for-one separation is needed. The sum stays
-  // in fp32 in the kernel's frequency order in acc[split][h][N] (complex), L2-resident: each
-  // (split, h) row belongs to one block, so there are no atomics and the order is fixed.
-  struct Side {  // one input side of a dk call: sequence, gate, strides, length
+  // Backward (DK, A = 3): the filter gradient dk = sum over the batch of corr(g, v), with
+  // v = pre * u and g = post * dy (both zero padded to N; the caller rotates by the output
+  // offset), and on request dv = corr(g, k) through the adjoint filter r (kf, the spectrum of
+  // r[m] = k[(offset - m) mod N]) with du = dv * pre and dpre = dv * u stored.
+  // A pair of each (b, b + 1) is packed as one complex sequence and transformed on chip; the
+  // product conj(Z_v) Z_g, summed over the pairs, has Re(IFFT(.)) = the batch-summed
+  // correlation (the cross terms' inverse is imaginary), so no two-for-one separation is
+  // needed. The sum stays in fp32 in the kernel's frequency order in acc[split][h][N]
+  // (complex), L2-resident: each (split, h) row belongs to one block, so there are no atomics
+  // and the order is fixed. dv continues the g side's chain (* R, inverse) in place.
+  struct Side {  // one input side: sequence, gate, strides, length
     const u16* x;
     const u16* gate;
     long long x_sb, x_sh, g_sb, g_sh;
@@ -923,51 +955,77 @@ struct MonarchConv {
     pre_sh = sd.g_sh;
     L = sd.len;
   }
+  struct Out {  // one output of the dv chain: array, gate, strides
+    u16* y;
+    const u16* gate;
+    long long y_sb, y_sh, g_sb, g_sh;
+  };
+  __device__ __forceinline__ void use_out(const Out& o) {
+    y = o.y;
+    post = o.gate;
+    y_sb = o.y_sb;
+    y_sh = o.y_sh;
+    post_sb = o.g_sb;
+    post_sh = o.g_sh;
+  }
   static __device__ __forceinline__ float exp2i(int e) {
     return __uint_as_float((u32)(min(max(e, -126), 127) + 127) << 23);
   }
 
   // The spectra of both sides are in bufv / bufg (after stage 0); per tile: the two forward
-  // halves, the unscaled product, and the running sum (stored for the first pair of the row).
-  __device__ __forceinline__ void core_dk(float* accrow, bool first, float sv, float sg,
-                                          u16* bufv, u16* bufg) {
+  // halves, the unscaled product into the running sum (stored for the first pair of the row),
+  // and with DV the g side's tile * R through the inverse radix-16 stages, back into bufg.
+  template <bool DV>
+  __device__ __forceinline__ void core_bwd(int unit, float* accrow, bool first, float sv, float sg,
+                                           u16* bufv, u16* bufg) {
     for (int item = warp; item < R * 16; item += WARPS) {
       const int q = item / 16, k0 = item % 16;
+      KFrag kq;
+      if (DV) kq = load_kfrag(ktile_a3(unit, item));
+      sdata = bufv;
+      CTile a = spectrum_tile<2>(0, q, 256 * k0, 16);
+      sdata = bufg;
+      const CTile b = spectrum_tile<2>(0, q, 256 * k0, 16);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        const cf za = ctile_get(a, e);
+        ctile_set(a, e, cscale(cscale(cmul({za.x, -za.y}, ctile_get(b, e)), sv), sg));
+      }
+      // (the running sum is read only now: fewer registers live through the transforms)
       float4* dst = (float4*)(accrow + 2 * (item * 256 + lane * 8));
       float4 o[4];
 #pragma unroll
       for (int i = 0; i < 4; ++i) o[i] = first ? make_float4(0.f, 0.f, 0.f, 0.f) : dst[i];
-      sdata = bufv;
-      const CTile a = spectrum_tile<2>(0, q, 256 * k0, 16);
-      sdata = bufg;
-      const CTile b = spectrum_tile<2>(0, q, 256 * k0, 16);
       float* of = (float*)o;
 #pragma unroll
       for (int e = 0; e < 8; ++e) {
-        const cf za = ctile_get(a, e);
-        const cf z = cscale(cscale(cmul({za.x, -za.y}, ctile_get(b, e)), sv), sg);
+        const cf z = ctile_get(a, e);
         of[2 * e] += z.x;
         of[2 * e + 1] += z.y;
       }
 #pragma unroll
       for (int i = 0; i < 4; ++i) dst[i] = o[i];
+      if (DV) finish_item(inverse_pair(b, kq), 0, q, k0);
     }
   }
 
-  __device__ __forceinline__ void run_dk(unsigned char* smem, const Side& sv, const Side& sg,
-                                         float* acc, int nsplit) {
-    static_assert(DK && A == 3 && P == 1, "the dk kernel covers the A = 3 sizes");
+  // outs: bit 0 du (= dv * pre, or dv), bit 1 dpre (= dv * u; PRE only)
+  __device__ __forceinline__ void run_bwd(unsigned char* smem, const Side& sv, const Side& sg,
+                                          const Out& odu, const Out& odpre, float* acc,
+                                          int nsplit, int outs) {
+    static_assert(DK && A == 3 && P == 1, "the backward kernel covers the A = 3 sizes");
     setup(smem);
     u16* const bufv = sdata;
     u16* const bufg = sraw;  // DK: the second working buffer
     u32* const redv = red;
     u32* const redg = red + WARPS;
-    const int ntask = H * nsplit;
-    for (int task = blockIdx.x; task < ntask; task += gridDim.x) {
-      const int h = task / nsplit, s = task - h * nsplit;
+    // one block per (channel, split): grid = H * nsplit
+    {
+      const int h = blockIdx.x / nsplit, s = blockIdx.x - h * nsplit;
       float* accrow = acc + 2 * ((long long)s * H + h) * N;
       for (int bp = s; bp < nBP; bp += nsplit) {
         const int unit = h * nBP + bp;
+        const int eh = outs ? filter_exp(unit) : 0;
         use_side(sv);
         sdata = bufv;
         red = redv;
@@ -992,7 +1050,24 @@ struct MonarchConv {
         stage0_fwd_a3(unit);
         __syncthreads();
         // Z = 2^(ex - 4) DFT(x): undo both scales (separately: no overflow of the sum of them)
-        core_dk(accrow, bp == s, exp2i(4 - exv), exp2i(4 - exg), bufv, bufg);
+        const float scv = exp2i(4 - exv), scg = exp2i(4 - exg);
+        if (outs) {
+          core_bwd<true>(unit, accrow, bp == s, scv, scg, bufv, bufg);
+          __syncthreads();
+          sdata = bufg;
+          stage0_inv_a3();
+          __syncthreads();
+          if (outs & 1) {
+            use_out(odu);
+            stage_r_inv_store<PRE>(unit, eh, exg, 0);
+          }
+          if (PRE && (outs & 2)) {
+            use_out(odpre);
+            stage_r_inv_store<true>(unit, eh, exg, 0);
+          }
+        } else {
+          core_bwd<false>(unit, accrow, bp == s, scv, scg, bufv, bufg);
+        }
         __syncthreads();
       }
     }
@@ -1046,26 +1121,37 @@ monarch_conv_fwd(const unsigned short* __restrict__ u, const unsigned short* __r
   k.run(monarch_smem);
 }
 
-// Filter-gradient kernel (A = 3 sizes): acc[split][h] = sum over the pairs b = 2 (split + i
-// nsplit) of conj(Z_v) Z_g in kernel order (complex fp32, N per row); see MonarchConv::run_dk.
-// PRE / POST: u / dy carry a gate; PAD 1: L and Lout are both <= N / 2.
+// Backward kernel (A = 3 sizes), grid H * nsplit blocks: acc[split][h] = sum over the pairs
+// b = 2 (split + i nsplit)
+// of conj(Z_v) Z_g in kernel order (complex fp32, N per row), and with outs bit 0 / bit 1
+// du = dv * pre / dpre = dv * u (B, H, L); see MonarchConv::run_bwd. kr: the adjoint filter's
+// spectrum (FusedConv.filter_spectrum(k, reverse_shift=offset)), read only when outs != 0.
+// PRE / POST: u / dy carry a gate. PAD bit 0: L and Lout <= N / 2; bit 1: L <= N / 2.
 template <int N, int DT, bool PRE, bool POST, int PAD>
 __global__ void __launch_bounds__(mc::Cfg<N>::THREADS, mc::Cfg<N>::MINB)
-monarch_dk(const unsigned short* __restrict__ u, const unsigned short* __restrict__ pre,
-           const unsigned short* __restrict__ dy, const unsigned short* __restrict__ post,
-           float* __restrict__ acc, long long u_sb, long long u_sh, long long pre_sb,
-           long long pre_sh, long long dy_sb, long long dy_sh, long long post_sb,
-           long long post_sh, int B, int H, int L, int Lout, int nsplit) {
+monarch_bwd(const unsigned short* __restrict__ u, const unsigned short* __restrict__ pre,
+            const unsigned short* __restrict__ dy, const unsigned short* __restrict__ post,
+            const unsigned short* __restrict__ kr, unsigned short* __restrict__ du,
+            unsigned short* __restrict__ dpre, float* __restrict__ acc, long long u_sb,
+            long long u_sh, long long pre_sb, long long pre_sh, long long dy_sb, long long dy_sh,
+            long long post_sb, long long post_sh, long long du_sb, long long du_sh,
+            long long dpre_sb, long long dpre_sh, int B, int H, int L, int Lout, int nsplit,
+            int outs) {
   extern __shared__ __align__(16) unsigned char monarch_smem[];
   using K = mc::MonarchConv<N, DT, PRE, POST, PAD, true>;
   K k;
+  k.kf = kr;
   k.B = B;
   k.H = H;
   k.BI = B > 0 ? B : 1;
-  k.u_so = k.pre_so = 0;
+  k.u_so = k.pre_so = k.y_so = k.post_so = 0;
   k.nBP = (B + 1) >> 1;
   k.npairs = k.nBP * H;
   k.qlive = 0xFF;
-  k.run_dk(monarch_smem, typename K::Side{u, pre, u_sb, u_sh, pre_sb, pre_sh, L},
-           typename K::Side{dy, post, dy_sb, dy_sh, post_sb, post_sh, Lout}, acc, nsplit);
+  k.out_offset = 0;
+  k.Lout = L;  // the dv outputs: [0, L)
+  k.run_bwd(monarch_smem, typename K::Side{u, pre, u_sb, u_sh, pre_sb, pre_sh, L},
+            typename K::Side{dy, post, dy_sb, dy_sh, post_sb, post_sh, Lout},
+            typename K::Out{du, pre, du_sb, du_sh, pre_sb, pre_sh},
+            typename K::Out{dpre, u, dpre_sb, dpre_sh, u_sb, u_sh}, acc, nsplit, outs);
 }

@@ -112,34 +112,51 @@ def test_row_declines_without_gpu_and_for_fp32():
 
 
 # ------------------------------------------------------------------------------------------------
-# dk through the fused dk kernel's contract: FakeDk does in float64 what monarch_dk does (pairs
+# The fused backward kernel's contract: FakeBwd does in float64 what monarch_bwd does (pairs
 # (b, b+1) packed as one complex sequence per side, the product conj(Z_v) Z_g summed over the
-# pairs, in the kernel's frequency order); the executor's finishing step is the real one.
+# pairs, in the kernel's frequency order; dv through the adjoint filter); the executor's
+# finishing step is the real one.
 # ------------------------------------------------------------------------------------------------
-class FakeDk:
+class FakeBwd:
     def __init__(self, n, dtype, *, pregate, postgate):
         self.n, self.pregate, self.postgate = n, pregate, postgate
 
-    def __call__(self, u, dy, *, L, out_offset, Lout, Lk, pregate=None, postgate=None):
+    def adjoint_spectrum(self, k, out_offset):
+        return ("adjoint", k, out_offset)
+
+    def __call__(self, u, dy, kr=None, *, L, out_offset, Lout, Lk, pregate=None, postgate=None,
+                 du=None, dpre=None):
         from cufftconv import fused
 
+        n = self.n
         assert (pregate is not None) == self.pregate and (postgate is not None) == self.postgate
-        assert out_offset + Lout <= self.n and L <= self.n
+        assert out_offset + Lout <= n and L <= n
         v = u if pregate is None else u * pregate
         g = dy if postgate is None else dy * postgate
+        if du is not None or dpre is not None:  # dv = corr(g at the window, k)[:L]
+            tag, k, off = kr
+            assert tag == "adjoint" and off == out_offset
+            gpad = np.zeros(g.shape[:-1] + (n,))
+            gpad[..., out_offset : out_offset + Lout] = g
+            kk = np.fft.fft(np.asarray(k, dtype=np.float64), n)
+            dv = np.fft.ifft(np.fft.fft(gpad) * np.conj(kk)).real[..., :L]
+            if du is not None:
+                du[...] = dv if pregate is None else dv * pregate
+            if dpre is not None:
+                dpre[...] = dv * u
         if v.shape[0] % 2:  # odd B: the last pair's second sequence is zero
             v = np.concatenate([v, np.zeros_like(v[:1])])
             g = np.concatenate([g, np.zeros_like(g[:1])])
-        zv = np.fft.fft(v[0::2] + 1j * v[1::2], self.n)
-        zg = np.fft.fft(g[0::2] + 1j * g[1::2], self.n)
-        prod = (np.conj(zv) * zg).sum(axis=0)[:, fused.freq_index(self.n)]
-        return fused.dk_from_product(prod, Lk, out_offset, fused._inverse_order(self.n), np)
+        zv = np.fft.fft(v[0::2] + 1j * v[1::2], n)
+        zg = np.fft.fft(g[0::2] + 1j * g[1::2], n)
+        prod = (np.conj(zv) * zg).sum(axis=0)[:, fused.freq_index(n)]
+        return fused.dk_from_product(prod, Lk, out_offset, fused._inverse_order(n), np)
 
 
 @pytest.mark.parametrize("mode", ["causal", "full", "same", "valid", "circular"])
 @pytest.mark.parametrize("pre,post", [(False, False), (True, True), (True, False), (False, True)])
 @pytest.mark.parametrize("B", [1, 4, 5])
-def test_fused_dk_contract(mode, pre, post, B):
+def test_fused_bwd_contract(mode, pre, post, B):
     rng = np.random.default_rng(B)
     L, Lk = (256, 256) if mode == "circular" else (131, 90)
     if mode == "causal":
@@ -153,14 +170,23 @@ def test_fused_dk_contract(mode, pre, post, B):
     assert mode == "circular" or linear_length(L, Lk, mode) <= n
     host = grad.HostBwdExecutor(spec)
     ex = adjoint.AdjointBwdExecutor(
-        spec, None, family=("fused", n), xp=np, make_kernel=FakeFused, make_dk=FakeDk, exact=host
+        spec, None, family=("fused", n), xp=np, make_kernel=FakeFused, make_bwd=FakeBwd, exact=host
     )
     u = rng.standard_normal((B, 3, L))
-    k = rng.standard_normal((3, Lk))
+    k = rng.standard_normal((3, Lk)).astype(np.float32).astype(np.float64)  # spectra are fp32
     g_pre = rng.standard_normal((B, 3, L)) if pre else None
     g_post = rng.standard_normal(spec.out_shape) if post else None
     dy = rng.standard_normal(spec.out_shape)
-    got = ex.run_bwd(dy, u, k, g_pre, g_post, needs=(False, True, False, False))[1]
-    want = host.run_bwd(dy, u, k, g_pre, g_post, needs=(False, True, False, False))[1]
-    assert got.shape == want.shape == (3, Lk)
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9 * np.abs(want).max())
+    spec64 = build_spec(
+        (B, 3, L), (3, Lk), mode=mode, dtype="float64", k_dtype="float64",
+        pregate_dtype="float64" if pre else None, postgate_dtype="float64" if post else None,
+    )
+    exact64 = grad.HostBwdExecutor(spec64)  # (the fp16 spec's would round du to fp16)
+    for needs in [(False, True, False, False), (True, True, True, True)]:
+        got = ex.run_bwd(dy, u, k, g_pre, g_post, needs=needs)
+        want = exact64.run_bwd(dy, u, k, g_pre, g_post, needs=needs)
+        assert got[1].shape == want[1].shape == (3, Lk)
+        for name, a, b in zip(("du", "dk", "dpre", "dpost"), got, want):
+            assert (a is None) == (b is None), name
+            if a is not None:
+                np.testing.assert_allclose(a, b, rtol=0, atol=1e-9 * np.abs(b).max(), err_msg=name)

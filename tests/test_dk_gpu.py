@@ -1,7 +1,7 @@
-"""GPU tests of the fused filter-gradient kernel (``cufftconv.fused.FusedDk``, ``monarch_dk``).
+"""GPU tests of the fused backward kernel (``cufftconv.fused.FusedBwd``, ``monarch_bwd``).
 
-dk = sum over the batch of corr(dy * post, pre * u), against the float64 adjoint of the same
-rounded inputs: every size the kernel covers, fp16 and bf16, each gate alone and both, every
+dk = sum over the batch of corr(dy * post, pre * u), du = dv * pre and dpre = dv * u with
+dv = corr(dy * post, k), against the float64 adjoint of the same rounded inputs: every size the kernel covers, fp16 and bf16, each gate alone and both, every
 mode's output offset, odd B and B = 1, H = 1 (the batch split over several blocks) and H = 111,
 inputs far from unit scale, repeated calls bitwise equal, and memory from the pool poisoned with
 NaN before each call (the accumulator is never read before it is written).
@@ -38,7 +38,8 @@ def _storage(x: np.ndarray, dtype: str):
     return cp.asarray(bits), (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
 
 
-def _case(rng, n, dtype, B, H, L, Lk, mode, pre, post, scale=1.0):
+def _case(rng, n, dtype, B, H, L, Lk, mode, pre, post, scale=1.0, dv=True):
+    """(got, want): dk always, du and dpre (gated) when dv, as float64 host arrays."""
     spec = build_spec((B, H, L), (H, Lk), mode=mode, dtype="float64", k_dtype="float64",
                       pregate_dtype="float64" if pre else None,
                       postgate_dtype="float64" if post else None)
@@ -49,18 +50,44 @@ def _case(rng, n, dtype, B, H, L, Lk, mode, pre, post, scale=1.0):
     g1, g1_64 = _storage(rng.standard_normal((B, H, L)), dtype) if pre else (None, None)
     g2, g2_64 = _storage(rng.standard_normal((B, H, Lout)), dtype) if post else (None, None)
     k_used = min(Lk, L) if mode == "causal" else Lk
-    kern = fused.FusedDk(n, dtype, pregate=pre, postgate=post)
+    k = (rng.standard_normal((H, Lk)) / np.sqrt(Lk)).astype(np.float32)
+    k[:, k_used:] = 0  # (causal: taps past L never reach an output)
+    kern = fused.FusedBwd(n, dtype, pregate=pre, postgate=post)
+    kr = kern.adjoint_spectrum(cp.asarray(k[:, :k_used]), off) if dv else None
+    du = cp.empty(u.shape, dtype=u.dtype) if dv else None
+    dpre = cp.empty(u.shape, dtype=u.dtype) if dv and pre else None
+    kw = {"L": L, "out_offset": off, "Lout": Lout, "Lk": k_used, "pregate": g1, "postgate": g2,
+          "du": du, "dpre": dpre}
     _poison_pool()
-    got = kern(u, dy, L=L, out_offset=off, Lout=Lout, Lk=k_used, pregate=g1, postgate=g2)
-    k64 = np.zeros((H, Lk))
-    want = grad.HostBwdExecutor(spec).run_bwd(
-        dy64, u64, k64, g1_64, g2_64, needs=(False, True, False, False)
-    )[1][:, :k_used]
-    assert got.dtype == cp.float32 and got.shape == (H, k_used)
-    hg = cp.asnumpy(got).astype(np.float64)
-    assert np.isfinite(hg).all()
-    return hg, want, (kern, u, dy, {"L": L, "out_offset": off, "Lout": Lout, "Lk": k_used,
-                                        "pregate": g1, "postgate": g2})
+    if dv:
+        du.fill(np.nan if dtype == "float16" else 0x7FC0)
+        if dpre is not None:
+            dpre.fill(np.nan if dtype == "float16" else 0x7FC0)
+    dk = kern(u, dy, kr, **kw)
+    want = grad.HostBwdExecutor(spec).run_bwd(dy64, u64, k.astype(np.float64), g1_64, g2_64)
+    assert dk.dtype == cp.float32 and dk.shape == (H, k_used)
+    got = {"dk": cp.asnumpy(dk).astype(np.float64)}
+    wanted = {"dk": want[1][:, :k_used]}
+    for name, a, w in (("du", du, want[0]), ("dpre", dpre, want[2])):
+        if a is not None:
+            got[name] = _host(a, dtype)
+            wanted[name] = w
+    for name, a in got.items():
+        assert np.isfinite(a).all(), name
+    return got, wanted, (kern, u, dy, kr, kw)
+
+
+def _host(a, dtype):
+    h = cp.asnumpy(a)
+    if dtype == "float16":
+        return h.astype(np.float64)
+    return (h.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+
+
+def _check(got, want, dtype, what=""):
+    for name in got:
+        err = rel_err(got[name], want[name])
+        assert err <= TOL[dtype], f"{name}: rel err {err:.2e} {what}"
 
 
 @pytest.mark.parametrize("n", fused.DK_SIZES)
@@ -70,9 +97,8 @@ def test_sizes_dtypes_gates(rng, n, dtype, pre, post):
     B, H = 5, 7
     L = n // 2 - 3 if pre else n // 2 + 5  # PAD 1 (both halves) and PAD 0
     Lk = n - L if n - L < L else L // 3
-    hg, want, _ = _case(rng, n, dtype, B, H, L, Lk, "full", pre, post)
-    err = rel_err(hg, want)
-    assert err <= TOL[dtype], f"rel err {err:.2e}"
+    got, want, _ = _case(rng, n, dtype, B, H, L, Lk, "full", pre, post)
+    _check(got, want, dtype)
 
 
 @pytest.mark.parametrize("mode", ["causal", "same", "valid", "circular"])
@@ -81,38 +107,45 @@ def test_modes_and_batch_layouts(rng, mode, B, H):
     n = 8192
     L, Lk = {"causal": (4000, 4096), "same": (5003, 3001), "valid": (6000, 2100),
              "circular": (8192, 8192)}[mode]
-    hg, want, _ = _case(rng, n, "float16", B, H, L, Lk, mode, True, True)
-    err = rel_err(hg, want)
-    assert err <= TOL["float16"], f"rel err {err:.2e}"
+    got, want, _ = _case(rng, n, "float16", B, H, L, Lk, mode, True, True)
+    _check(got, want, "float16", mode)
+
+
+@pytest.mark.parametrize("n", fused.DK_SIZES)
+def test_dk_alone(rng, n):
+    got, want, _ = _case(rng, n, "bfloat16", 3, 5, n // 2, n // 2, "causal", True, True, dv=False)
+    assert set(got) == {"dk"}
+    _check(got, want, "bfloat16")
 
 
 # (dk is float32: the products of the bf16 extremes themselves must stay in its range)
 @pytest.mark.parametrize("dtype,scale", [("float16", 1e-3), ("float16", 2e2), ("bfloat16", 1e-15),
                                          ("bfloat16", 1e15)])
 def test_far_from_unit_scale(rng, dtype, scale):
-    hg, want, _ = _case(rng, 4096, dtype, 3, 4, 2000, 1500, "causal", False, True, scale)
-    err = rel_err(hg, want)
-    assert err <= TOL[dtype], f"rel err {err:.2e}"
+    got, want, _ = _case(rng, 4096, dtype, 3, 4, 2000, 1500, "causal", False, True, scale)
+    _check(got, want, dtype)
 
 
 def test_deterministic(rng):
-    hg, _, (kern, u, dy, kw) = _case(rng, 16384, "float16", 6, 5, 9000, 7000, "full", True, False)
+    got, _, (kern, u, dy, kr, kw) = _case(rng, 16384, "float16", 6, 5, 9000, 7000, "full", True,
+                                          False)
     for _ in range(3):
         _poison_pool()
-        again = cp.asnumpy(kern(u, dy, **kw)).astype(np.float64)
-        assert np.array_equal(again, hg)
+        again = cp.asnumpy(kern(u, dy, kr, **kw)).astype(np.float64)
+        assert np.array_equal(again, got["dk"])
+        assert np.array_equal(_host(kw["du"], "float16"), got["du"])
 
 
 def test_inputs_not_written(rng):
-    _, _, (kern, u, dy, kw) = _case(rng, 4096, "bfloat16", 3, 2, 3000, 900, "same", True, True)
-    before = [a.copy() for a in (u, dy, kw["pregate"], kw["postgate"])]
-    kern(u, dy, **kw)
-    for a, b in zip((u, dy, kw["pregate"], kw["postgate"]), before):
+    _, _, (kern, u, dy, kr, kw) = _case(rng, 4096, "bfloat16", 3, 2, 3000, 900, "same", True, True)
+    before = [a.copy() for a in (u, dy, kr, kw["pregate"], kw["postgate"])]
+    kern(u, dy, kr, **kw)
+    for a, b in zip((u, dy, kr, kw["pregate"], kw["postgate"]), before):
         assert cp.array_equal(a, b)
 
 
 def test_bad_operands_raise_before_launch():
-    kern = fused.FusedDk(4096, "float16", pregate=False, postgate=False)
+    kern = fused.FusedBwd(4096, "float16", pregate=False, postgate=False)
     u = cp.zeros((2, 3, 100), dtype=cp.float16)
     with pytest.raises(ValueError, match="dy|y must have shape"):
         kern(u, cp.zeros((2, 3, 99), dtype=cp.float16), L=100, out_offset=0, Lout=100, Lk=5)
@@ -122,3 +155,9 @@ def test_bad_operands_raise_before_launch():
         kern(u, u, L=100, out_offset=0, Lout=100, Lk=5, pregate=u)
     with pytest.raises(ValueError, match="Lk"):
         kern(u, u, L=100, out_offset=0, Lout=100, Lk=0)
+    with pytest.raises(ValueError, match="kr must be"):
+        kern(u, u, None, L=100, out_offset=0, Lout=100, Lk=5, du=cp.empty_like(u))
+    with pytest.raises(ValueError, match="dpre needs a pregate"):
+        kern(u, u, None, L=100, out_offset=0, Lout=100, Lk=5, dpre=cp.empty_like(u))
+    with pytest.raises(ValueError, match="du must have shape"):
+        kern(u, u, None, L=100, out_offset=0, Lout=100, Lk=5, du=cp.empty((2, 3, 99), cp.float16))

@@ -10,9 +10,10 @@ With ``y = post * window(conv(pre * u, k))`` and ``dc = dy * post`` (see :mod:`c
   circular mode the adjoint is the circular correlation itself. ``du = dv * pre`` and
   ``dpre = dv * u`` come out of the same kernel with pre, resp. u, in its postgate slot.
 * ``dpost = dy * window(conv(pre * u, k))`` is the forward with dy in the postgate slot.
-* ``dk = corr(dc, v)`` summed over the batch: :class:`cufftconv.fused.FusedDk` for the fused
+* ``dk = corr(dc, v)`` summed over the batch: :class:`cufftconv.fused.FusedBwd` for the fused
   sizes it covers (4096..16384: both sides transformed on chip, the batch sum kept in fp32,
-  one inverse FFT per channel), else the exact cuFFT adjoint.
+  one inverse FFT per channel), which also continues dc's transform through the adjoint
+  filter for du and dpregate in the same kernel; elsewhere the exact cuFFT adjoint.
 
 Every kernel call runs at the forward's speed; fp16/bf16 in, fp32 arithmetic, 16-bit out.
 """
@@ -57,8 +58,8 @@ def accepts(spec: ConvSpec, dev: DeviceInfo | None) -> str | None:
     return fam if isinstance(fam, str) else None
 
 
-def _fused_dk(n: int, dtype: str, dev: DeviceInfo | None) -> bool:
-    """Whether the fused dk kernel covers FFT size n on dev (None: assume it fits)."""
+def _fused_bwd(n: int, dtype: str, dev: DeviceInfo | None) -> bool:
+    """Whether the fused backward kernel covers FFT size n on dev (None: assume it fits)."""
     from .. import fused
 
     if n not in fused.DK_SIZES:
@@ -67,8 +68,9 @@ def _fused_dk(n: int, dtype: str, dev: DeviceInfo | None) -> bool:
 
 
 class AdjointBwdExecutor:
-    """du, dpregate and dpostgate through the forward kernels; dk through the fused dk kernel
-    (or cuFFT where it has none)."""
+    """Where the fused backward kernel covers the FFT size and dk is wanted: dk, du and
+    dpregate from it (one kernel) and dpostgate from the forward kernel. Elsewhere du,
+    dpregate and dpostgate through the forward kernels and dk through cuFFT."""
 
     def __init__(
         self,
@@ -78,12 +80,13 @@ class AdjointBwdExecutor:
         family: tuple[str, int] | None = None,
         xp: Any = None,
         make_kernel: Any = None,
-        make_dk: Any = None,
+        make_bwd: Any = None,
         exact: Any = None,
     ) -> None:
-        """``family``/``xp``/``make_kernel``/``make_dk``/``exact`` replace the dispatch decision,
-        CuPy, the kernel classes and the exact executor (host tests run the executor on NumPy
-        stand-ins; with ``make_kernel`` and no ``make_dk``, dk takes the exact executor)."""
+        """``family``/``xp``/``make_kernel``/``make_bwd``/``exact`` replace the dispatch
+        decision, CuPy, the kernel classes and the exact executor (host tests run the executor
+        on NumPy stand-ins; with ``make_kernel`` and no ``make_bwd``, dk takes the exact
+        executor)."""
         from .. import fused, long
 
         fam = _family(spec, dev) if family is None else family
@@ -100,22 +103,26 @@ class AdjointBwdExecutor:
         self.adj_du = conv(n, dt, pregate=has_post, postgate=has_pre)
         self.adj_dpre = conv(n, dt, pregate=has_post, postgate=True) if has_pre else None
         self.fwd_dpost = conv(n, dt, pregate=has_pre, postgate=True) if has_post else None
-        self.dk = None
-        if make_dk is not None:
-            self.dk = make_dk(n, dt, pregate=has_pre, postgate=has_post)
-        elif make_kernel is None and fam_name == "fused" and _fused_dk(n, dt, dev):
-            self.dk = fused.FusedDk(n, dt, pregate=has_pre, postgate=has_post)
+        self.bwd = None
+        if make_bwd is not None:
+            self.bwd = make_bwd(n, dt, pregate=has_pre, postgate=has_post)
+        elif make_kernel is None and fam_name == "fused" and _fused_bwd(n, dt, dev):
+            self.bwd = fused.FusedBwd(n, dt, pregate=has_pre, postgate=has_post)
         self._exact = exact  # built on first use: dk where no dk kernel covers n
 
     def _rows(self, a: Any, length: int) -> Any:
         a = a.reshape(self.B, self.H, length)
         return a if a.strides[-1] == a.itemsize else self.xp.ascontiguousarray(a)
 
+    def _k32(self, k: Any) -> Any:
+        """The taps of k that reach an output, (H, k_used) float32."""
+        kc = to_compute(k[..., : self.k_used], self.spec.k_dtype, "float32", self.xp)
+        return kc.reshape(self.H, self.k_used)
+
     def _filters(self, k: Any, need_r: bool, need_k: bool) -> tuple[Any, Any]:
         """Kernel-order spectra of the reversed filter r (for dv) and of k (for dpost)."""
         cp, s, n = self.xp, self.spec, self.n
-        kc = to_compute(k[..., : self.k_used], s.k_dtype, "float32", cp)
-        kc = kc.reshape(self.H, self.k_used)
+        kc = self._k32(k)
         R = K = None
         if need_r and isinstance(self.adj_du, FusedConv):  # r's spectrum straight from k's
             R = self.adj_du.filter_spectrum(kc, reverse_shift=s.offset)
@@ -146,11 +153,21 @@ class AdjointBwdExecutor:
         dy3 = self._rows(dy, Lout)
         post3 = None if postgate is None else self._rows(postgate, Lout)
         pre3 = None if pregate is None else self._rows(pregate, L)
-        use_dk = need_k and self.dk is not None
-        u3 = self._rows(u, L) if (need_pre or need_post or use_dk) else None
-        R, K = self._filters(k, need_u or need_pre, need_post)
+        fused_bwd = need_k and self.bwd is not None
+        u3 = self._rows(u, L) if (need_pre or need_post or fused_bwd) else None
+        R, K = self._filters(k, (need_u or need_pre) and not fused_bwd, need_post)
 
         du = dpre = dpost = dk = None
+        if fused_bwd:  # dk, du and dpre in one kernel
+            kr = self.bwd.adjoint_spectrum(self._k32(k), s.offset) if (need_u or need_pre) else None
+            du = cp.empty((self.B, self.H, L), dtype=dy3.dtype) if need_u else None
+            dpre = cp.empty((self.B, self.H, L), dtype=dy3.dtype) if need_pre else None
+            dkc = self.bwd(u3, dy3, kr, L=L, out_offset=s.offset, Lout=Lout, Lk=self.k_used,
+                           pregate=pre3, postgate=post3, du=du, dpre=dpre)
+            dk = self._dk_out(dkc)
+            du = None if du is None else du.reshape(s.u_shape)
+            dpre = None if dpre is None else dpre.reshape(s.u_shape)
+            need_u = need_pre = need_k = False
         if need_u:
             du = cp.empty((self.B, self.H, L), dtype=dy3.dtype)
             self.adj_du(dy3, R, du, L=Lout, out_offset=0, Lout=L, pregate=post3, postgate=pre3)
@@ -165,19 +182,20 @@ class AdjointBwdExecutor:
                 u3, K, dpost, L=L, out_offset=s.offset, Lout=Lout, pregate=pre3, postgate=dy3
             )
             dpost = dpost.reshape(s.out_shape)
-        if use_dk:
-            dkc = self.dk(u3, dy3, L=L, out_offset=s.offset, Lout=Lout, Lk=self.k_used,
-                          pregate=pre3, postgate=post3)
-            if self.k_used < s.Lk:  # causal: taps past L never reach an output
-                full = cp.zeros((self.H, s.Lk), dtype=dkc.dtype)
-                full[:, : self.k_used] = dkc
-                dkc = full
-            dk = from_compute(dkc.reshape(s.k_shape), s.k_dtype, cp)
-        elif need_k:
+        if need_k:
             dk = self.exact_executor().run_bwd(
                 dy, u, k, pregate, postgate, needs=(False, True, False, False)
             )[1]
         return du, dk, dpre, dpost
+
+    def _dk_out(self, dkc: Any) -> Any:
+        """dk in k's shape and dtype from the kernel's (H, k_used) float32."""
+        s, cp = self.spec, self.xp
+        if self.k_used < s.Lk:  # causal: taps past L never reach an output
+            full = cp.zeros((self.H, s.Lk), dtype=dkc.dtype)
+            full[:, : self.k_used] = dkc
+            dkc = full
+        return from_compute(dkc.reshape(s.k_shape), s.k_dtype, cp)
 
     def exact_executor(self) -> Any:
         """The exact cuFFT backward (dk where the fused dk kernel does not run)."""
