@@ -565,9 +565,9 @@ class Launcher:
 DK_KERNEL_NAME = "monarch_bwd"
 # 32768 would need two 128 KB working buffers: beyond any device's shared memory.
 DK_SIZES: tuple[int, ...] = (4096, 8192, 16384)
-# bit 0: L and Lout both <= n / 2 (half of the first stage); bit 1: L <= n / 2 (the dv outputs,
-# half of the last stage). Bit 0 implies bit 1, so there is no PAD 1.
-DK_PADS = (0, 2, 3)
+# bit 0: L and Lout both <= n / 2 (half of the first stage); bit 1: every requested output
+# window (du / dpre: [0, L), dpost: the forward's) ends by n / 2 (half of the last stage).
+DK_PADS = (0, 1, 2, 3)
 _DK_MODULES: OnceCache[dict] = OnceCache()
 _DK_ORDER: OnceCache = OnceCache()  # (device, n) -> _inverse_order(n) there
 
@@ -637,18 +637,20 @@ def _inverse_order(n: int) -> np.ndarray:
 
 class FusedBwd(FamilyConv):
     """The backward of the fused convolution in one kernel: dk summed over the batch on chip,
-    and on request du and dpregate.
+    and on request du, dpregate and dpostgate.
 
     For ``y[b,h,t] = post * sum_s kpad[h,s] (pre*u)pad[b,h,(t + out_offset - s) mod n]``
     (t < Lout) and a cotangent dy of y's shape, with ``g = dy * post``:
 
     * ``dk[h,s] = sum_b,t g[b,h,t] (pre*u)pad[b,h,(t + out_offset - s) mod n]``, s < Lk, float32;
-    * ``dv = corr(g, k)[:L]``, ``du = dv * pre`` (or dv) and ``dpre = dv * u``, 16-bit.
+    * ``dv = corr(g, k)[:L]``, ``du = dv * pre`` (or dv) and ``dpre = dv * u``, 16-bit;
+    * ``dpost = dy * window(conv(pre * u, k))``, 16-bit.
 
     The kernel transforms a pair of sequences of each side on chip, keeps the batch sum of
     conj(V) G in float32 (an (S, H, n) complex array, S = 1 unless H is too small to fill the
     device; one inverse FFT per channel with ``cupy.fft`` finishes dk), and runs G times the
-    adjoint filter's spectrum (:meth:`adjoint_spectrum`) through the inverse chain for dv.
+    adjoint filter's spectrum (:meth:`adjoint_spectrum`) through the inverse chain for dv, and
+    V times k's spectrum (:meth:`filter_spectrum`) for dpost.
     """
 
     def __init__(self, n: int, dtype: str, *, pregate: bool, postgate: bool):
@@ -662,6 +664,10 @@ class FusedBwd(FamilyConv):
     def adjoint_spectrum(self, k, out_offset: int):
         """Kernel-order spectrum of ``r[m] = k[(out_offset - m) mod n]`` for ``dv``."""
         return self._spectra.filter_spectrum(k, reverse_shift=out_offset)
+
+    def filter_spectrum(self, k):
+        """Kernel-order spectrum of k for ``dpost`` (:meth:`FusedConv.filter_spectrum`)."""
+        return self._spectra.filter_spectrum(k)
 
     def __call__(
         self,
@@ -677,10 +683,12 @@ class FusedBwd(FamilyConv):
         postgate=None,
         du=None,
         dpre=None,
+        kk=None,
+        dpost=None,
     ):
         """dk (H, Lk) float32 for u (B, H, L), dy (B, H, Lout) and the gates of those shapes;
         du / dpre (B, H, L) in u's dtype are written when given (they need ``kr``, and dpre a
-        pregate)."""
+        pregate), and dpost (B, H, Lout) too (it needs ``kk``)."""
         cp = _cupy()
         n = self.n
         op = self.check_operands(
@@ -690,23 +698,30 @@ class FusedBwd(FamilyConv):
         if Lk < 1:
             raise ValueError(f"Lk must be >= 1, got {Lk}")
         b, h = op.B, op.H
-        outs = (du is not None) | ((dpre is not None) << 1)
+        outs = (du is not None) | ((dpre is not None) << 1) | ((dpost is not None) << 2)
         if dpre is not None and pregate is None:
             raise ValueError("dpre needs a pregate (dpre = dv * u is the pregate's gradient)")
         du_s = (np.int64(0),) * 2 if du is None else self._check_io("du", du, (b, h, op.L))
         dp_s = (np.int64(0),) * 2 if dpre is None else self._check_io("dpre", dpre, (b, h, op.L))
-        if outs and (
-            not isinstance(kr, cp.ndarray)
-            or kr.dtype != cp.float16
-            or kr.shape != (h, filter_row_halves(n))
-            or not kr.flags.c_contiguous
+        dq_s = (
+            (np.int64(0),) * 2 if dpost is None else self._check_io("dpost", dpost, (b, h, op.Lout))
+        )
+        for name, spec, wanted, maker in (
+            ("kr", kr, outs & 3, "adjoint_spectrum"),
+            ("kk", kk, outs & 4, "filter_spectrum"),
         ):
-            raise ValueError(
-                f"kr must be the C-contiguous float16 (H, {filter_row_halves(n)}) output of "
-                "adjoint_spectrum"
-            )
+            if wanted and (
+                not isinstance(spec, cp.ndarray)
+                or spec.dtype != cp.float16
+                or spec.shape != (h, filter_row_halves(n))
+                or not spec.flags.c_contiguous
+            ):
+                raise ValueError(
+                    f"{name} must be the C-contiguous float16 (H, {filter_row_halves(n)}) output "
+                    f"of {maker}"
+                )
         if b == 0 or h == 0 or op.Lout == 0:
-            for a in (du, dpre):
+            for a in (du, dpre, dpost):
                 if a is not None:
                     a[...] = 0
             return cp.zeros((h, Lk), dtype=cp.float32)
@@ -715,7 +730,8 @@ class FusedBwd(FamilyConv):
             key + (self.pregate, self.postgate),
             lambda: _build_dk(n, self.dtype, self.pregate, self.postgate),
         )
-        pad = int(op.L <= n // 2 and op.Lout <= n // 2) | (int(op.L <= n // 2) << 1)
+        ends = ([op.L] if outs & 3 else []) + ([op.out_offset + op.Lout] if outs & 4 else [])
+        pad = int(op.L <= n // 2 and op.Lout <= n // 2) | (int(max(ends, default=0) <= n // 2) << 1)
         kern, per_sm = kernels[pad]
         slots = per_sm * _sm_count(cp.cuda.Device().id)
         nsplit = max(1, min((b + 1) // 2, -(-slots // h)))  # fill the device when H is small
@@ -725,9 +741,11 @@ class FusedBwd(FamilyConv):
             pregate if pregate is not None else u,
             dy,
             postgate if postgate is not None else dy,
-            kr if outs else u,
+            kr if outs & 3 else u,
+            kk if outs & 4 else u,
             du if du is not None else u,
             dpre if dpre is not None else u,
+            dpost if dpost is not None else u,
             acc,
             *op.u_strides,
             *op.pre_strides,
@@ -735,10 +753,12 @@ class FusedBwd(FamilyConv):
             *op.post_strides,
             *du_s,
             *dp_s,
+            *dq_s,
             np.int32(b),
             np.int32(h),
             np.int32(op.L),
             np.int32(op.Lout),
+            np.int32(op.out_offset),
             np.int32(nsplit),
             np.int32(outs),
         )

@@ -1009,69 +1009,107 @@ struct MonarchConv {
     }
   }
 
-  // outs: bit 0 du (= dv * pre, or dv), bit 1 dpre (= dv * u; PRE only)
+  // The v side's tiles * K through the inverse radix-16 stages, back into bufv (dpost).
+  __device__ __forceinline__ void core_fwd_v(int unit) {
+    for (int item = warp; item < R * 16; item += WARPS) {
+      const KFrag kq = load_kfrag(ktile_a3(unit, item));
+      finish_item(inverse_pair(spectrum_tile<2>(0, item / 16, 256 * (item % 16), 16), kq), 0,
+                  item / 16, item % 16);
+    }
+  }
+
+  // outs: bit 0 du (= dv * pre, or dv), bit 1 dpre (= dv * u; PRE only), bit 2 dpost
+  // (= dy * window(conv(v, k)), from kk; out_offset / Lout_post: the forward's window).
   __device__ __forceinline__ void run_bwd(unsigned char* smem, const Side& sv, const Side& sg,
-                                          const Out& odu, const Out& odpre, float* acc,
-                                          int nsplit, int outs) {
+                                          const Out& odu, const Out& odpre, const Out& odpost,
+                                          const u16* kr, const u16* kk, int out_offset_post,
+                                          int Lout_post, float* acc, int nsplit, int outs) {
     static_assert(DK && A == 3 && P == 1, "the backward kernel covers the A = 3 sizes");
     setup(smem);
     u16* const bufv = sdata;
     u16* const bufg = sraw;  // DK: the second working buffer
     u32* const redv = red;
     u32* const redg = red + WARPS;
+    const bool dv = (outs & 3) != 0, dpost = (outs & 4) != 0;
     // one block per (channel, split): grid = H * nsplit
-    {
-      const int h = blockIdx.x / nsplit, s = blockIdx.x - h * nsplit;
-      float* accrow = acc + 2 * ((long long)s * H + h) * N;
-      for (int bp = s; bp < nBP; bp += nsplit) {
-        const int unit = h * nBP + bp;
-        const int eh = outs ? filter_exp(unit) : 0;
-        use_side(sv);
+    const int h = blockIdx.x / nsplit, s = blockIdx.x - h * nsplit;
+    float* accrow = acc + 2 * ((long long)s * H + h) * N;
+    for (int bp = s; bp < nBP; bp += nsplit) {
+      const int unit = h * nBP + bp;
+      kf = kr;
+      const int ehr = dv ? filter_exp(unit) : 0;
+      kf = kk;
+      const int ehk = dpost ? filter_exp(unit) : 0;
+      use_side(sv);
+      sdata = bufv;
+      red = redv;
+      load_raw<PRE>(unit);
+      use_side(sg);
+      sdata = bufg;
+      red = redg;
+      load_raw<POST>(unit);
+      __syncthreads();
+      red = redv;
+      const int exv = pair_exp(0);
+      red = redg;
+      const int exg = pair_exp(0);
+      sdata = bufv;
+      stage_r_fwd(0, exv);
+      sdata = bufg;
+      stage_r_fwd(0, exg);
+      __syncthreads();
+      sdata = bufv;
+      stage0_fwd_a3(unit);
+      sdata = bufg;
+      stage0_fwd_a3(unit);
+      __syncthreads();
+      // Z = 2^(ex - 4) DFT(x): undo both scales (separately: no overflow of the sum of them)
+      const float scv = exp2i(4 - exv), scg = exp2i(4 - exg);
+      kf = kr;
+      if (dv) {
+        core_bwd<true>(unit, accrow, bp == s, scv, scg, bufv, bufg);
+      } else {
+        core_bwd<false>(unit, accrow, bp == s, scv, scg, bufv, bufg);
+      }
+      if (dpost) {  // (tiles are disjoint per item: no barrier against core_bwd's reads)
+        kf = kk;
         sdata = bufv;
-        red = redv;
-        load_raw<PRE>(unit);
-        use_side(sg);
-        sdata = bufg;
-        red = redg;
-        load_raw<POST>(unit);
+        core_fwd_v(unit);
+      }
+      if (dv || dpost) {
         __syncthreads();
-        red = redv;
-        const int exv = pair_exp(0);
-        red = redg;
-        const int exg = pair_exp(0);
-        sdata = bufv;
-        stage_r_fwd(0, exv);
-        sdata = bufg;
-        stage_r_fwd(0, exg);
-        __syncthreads();
-        sdata = bufv;
-        stage0_fwd_a3(unit);
-        sdata = bufg;
-        stage0_fwd_a3(unit);
-        __syncthreads();
-        // Z = 2^(ex - 4) DFT(x): undo both scales (separately: no overflow of the sum of them)
-        const float scv = exp2i(4 - exv), scg = exp2i(4 - exg);
-        if (outs) {
-          core_bwd<true>(unit, accrow, bp == s, scv, scg, bufv, bufg);
-          __syncthreads();
+        if (dv) {
           sdata = bufg;
           stage0_inv_a3();
-          __syncthreads();
-          if (outs & 1) {
-            use_out(odu);
-            stage_r_inv_store<PRE>(unit, eh, exg, 0);
-          }
-          if (PRE && (outs & 2)) {
-            use_out(odpre);
-            stage_r_inv_store<true>(unit, eh, exg, 0);
-          }
-        } else {
-          core_bwd<false>(unit, accrow, bp == s, scv, scg, bufv, bufg);
+        }
+        if (dpost) {
+          sdata = bufv;
+          stage0_inv_a3();
         }
         __syncthreads();
+        out_offset = 0;
+        Lout = L_dv;
+        sdata = bufg;
+        if (outs & 1) {
+          use_out(odu);
+          stage_r_inv_store<PRE>(unit, ehr, exg, 0);
+        }
+        if (PRE && (outs & 2)) {
+          use_out(odpre);
+          stage_r_inv_store<true>(unit, ehr, exg, 0);
+        }
+        if (dpost) {
+          out_offset = out_offset_post;
+          Lout = Lout_post;
+          sdata = bufv;
+          use_out(odpost);
+          stage_r_inv_store<true>(unit, ehk, exv, 0);
+        }
       }
+      __syncthreads();
     }
   }
+  int L_dv;  // length of the dv outputs (du, dpre)
 };
 
 }  // namespace mc
@@ -1122,25 +1160,26 @@ monarch_conv_fwd(const unsigned short* __restrict__ u, const unsigned short* __r
 }
 
 // Backward kernel (A = 3 sizes), grid H * nsplit blocks: acc[split][h] = sum over the pairs
-// b = 2 (split + i nsplit)
-// of conj(Z_v) Z_g in kernel order (complex fp32, N per row), and with outs bit 0 / bit 1
-// du = dv * pre / dpre = dv * u (B, H, L); see MonarchConv::run_bwd. kr: the adjoint filter's
-// spectrum (FusedConv.filter_spectrum(k, reverse_shift=offset)), read only when outs != 0.
-// PRE / POST: u / dy carry a gate. PAD bit 0: L and Lout <= N / 2; bit 1: L <= N / 2.
+// b = 2 (split + i nsplit) of conj(Z_v) Z_g in kernel order (complex fp32, N per row); with outs
+// bit 0 / 1: du = dv * pre / dpre = dv * u (B, H, L) from kr, the adjoint filter's spectrum
+// (FusedConv.filter_spectrum(k, reverse_shift=out_offset)); bit 2: dpost = dy * window(conv(v,
+// k)) (B, H, Lout) from kk, k's spectrum. See MonarchConv::run_bwd.
+// PRE / POST: u / dy carry a gate. PAD bit 0: L and Lout <= N / 2; bit 1: every requested
+// output window ends by N / 2.
 template <int N, int DT, bool PRE, bool POST, int PAD>
 __global__ void __launch_bounds__(mc::Cfg<N>::THREADS, mc::Cfg<N>::MINB)
 monarch_bwd(const unsigned short* __restrict__ u, const unsigned short* __restrict__ pre,
             const unsigned short* __restrict__ dy, const unsigned short* __restrict__ post,
-            const unsigned short* __restrict__ kr, unsigned short* __restrict__ du,
-            unsigned short* __restrict__ dpre, float* __restrict__ acc, long long u_sb,
+            const unsigned short* __restrict__ kr, const unsigned short* __restrict__ kk,
+            unsigned short* __restrict__ du, unsigned short* __restrict__ dpre,
+            unsigned short* __restrict__ dpost, float* __restrict__ acc, long long u_sb,
             long long u_sh, long long pre_sb, long long pre_sh, long long dy_sb, long long dy_sh,
             long long post_sb, long long post_sh, long long du_sb, long long du_sh,
-            long long dpre_sb, long long dpre_sh, int B, int H, int L, int Lout, int nsplit,
-            int outs) {
+            long long dpre_sb, long long dpre_sh, long long dpost_sb, long long dpost_sh, int B,
+            int H, int L, int Lout, int out_offset, int nsplit, int outs) {
   extern __shared__ __align__(16) unsigned char monarch_smem[];
   using K = mc::MonarchConv<N, DT, PRE, POST, PAD, true>;
   K k;
-  k.kf = kr;
   k.B = B;
   k.H = H;
   k.BI = B > 0 ? B : 1;
@@ -1148,10 +1187,11 @@ monarch_bwd(const unsigned short* __restrict__ u, const unsigned short* __restri
   k.nBP = (B + 1) >> 1;
   k.npairs = k.nBP * H;
   k.qlive = 0xFF;
-  k.out_offset = 0;
-  k.Lout = L;  // the dv outputs: [0, L)
+  k.L_dv = L;
   k.run_bwd(monarch_smem, typename K::Side{u, pre, u_sb, u_sh, pre_sb, pre_sh, L},
             typename K::Side{dy, post, dy_sb, dy_sh, post_sb, post_sh, Lout},
             typename K::Out{du, pre, du_sb, du_sh, pre_sb, pre_sh},
-            typename K::Out{dpre, u, dpre_sb, dpre_sh, u_sb, u_sh}, acc, nsplit, outs);
+            typename K::Out{dpre, u, dpre_sb, dpre_sh, u_sb, u_sh},
+            typename K::Out{dpost, dy, dpost_sb, dpost_sh, dy_sb, dy_sh}, kr, kk, out_offset,
+            Lout, acc, nsplit, outs);
 }

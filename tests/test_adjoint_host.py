@@ -124,8 +124,11 @@ class FakeBwd:
     def adjoint_spectrum(self, k, out_offset):
         return ("adjoint", k, out_offset)
 
+    def filter_spectrum(self, k):
+        return ("k", k)
+
     def __call__(self, u, dy, kr=None, *, L, out_offset, Lout, Lk, pregate=None, postgate=None,
-                 du=None, dpre=None):
+                 du=None, dpre=None, kk=None, dpost=None):
         from cufftconv import fused
 
         n = self.n
@@ -138,12 +141,18 @@ class FakeBwd:
             assert tag == "adjoint" and off == out_offset
             gpad = np.zeros(g.shape[:-1] + (n,))
             gpad[..., out_offset : out_offset + Lout] = g
-            kk = np.fft.fft(np.asarray(k, dtype=np.float64), n)
-            dv = np.fft.ifft(np.fft.fft(gpad) * np.conj(kk)).real[..., :L]
+            kr_f = np.fft.fft(np.asarray(k, dtype=np.float64), n)
+            dv = np.fft.ifft(np.fft.fft(gpad) * np.conj(kr_f)).real[..., :L]
             if du is not None:
                 du[...] = dv if pregate is None else dv * pregate
             if dpre is not None:
                 dpre[...] = dv * u
+        if dpost is not None:  # dy * window(conv(v, k))
+            tag, k = kk
+            assert tag == "k"
+            kf = np.fft.fft(np.asarray(k, dtype=np.float64), n)
+            y = np.fft.ifft(np.fft.fft(v, n) * kf).real[..., out_offset : out_offset + Lout]
+            dpost[...] = dy * y
         if v.shape[0] % 2:  # odd B: the last pair's second sequence is zero
             v = np.concatenate([v, np.zeros_like(v[:1])])
             g = np.concatenate([g, np.zeros_like(g[:1])])

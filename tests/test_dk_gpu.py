@@ -1,7 +1,8 @@
 """GPU tests of the fused backward kernel (``cufftconv.fused.FusedBwd``, ``monarch_bwd``).
 
 dk = sum over the batch of corr(dy * post, pre * u), du = dv * pre and dpre = dv * u with
-dv = corr(dy * post, k), against the float64 adjoint of the same rounded inputs: every size the kernel covers, fp16 and bf16, each gate alone and both, every
+dv = corr(dy * post, k), and dpost = dy * window(conv(pre * u, k)), against the float64 adjoint
+of the same rounded inputs: every size the kernel covers, fp16 and bf16, each gate alone and both, every
 mode's output offset, odd B and B = 1, H = 1 (the batch split over several blocks) and H = 111,
 inputs far from unit scale, repeated calls bitwise equal, and memory from the pool poisoned with
 NaN before each call (the accumulator is never read before it is written).
@@ -39,7 +40,7 @@ def _storage(x: np.ndarray, dtype: str):
 
 
 def _case(rng, n, dtype, B, H, L, Lk, mode, pre, post, scale=1.0, dv=True):
-    """(got, want): dk always, du and dpre (gated) when dv, as float64 host arrays."""
+    """(got, want): dk always; du, dpre and dpost (those gated) when dv; float64 host arrays."""
     spec = build_spec((B, H, L), (H, Lk), mode=mode, dtype="float64", k_dtype="float64",
                       pregate_dtype="float64" if pre else None,
                       postgate_dtype="float64" if post else None)
@@ -56,19 +57,20 @@ def _case(rng, n, dtype, B, H, L, Lk, mode, pre, post, scale=1.0, dv=True):
     kr = kern.adjoint_spectrum(cp.asarray(k[:, :k_used]), off) if dv else None
     du = cp.empty(u.shape, dtype=u.dtype) if dv else None
     dpre = cp.empty(u.shape, dtype=u.dtype) if dv and pre else None
+    kk = kern.filter_spectrum(cp.asarray(k[:, :k_used])) if dv and post else None
+    dpost = cp.empty(dy.shape, dtype=dy.dtype) if dv and post else None
     kw = {"L": L, "out_offset": off, "Lout": Lout, "Lk": k_used, "pregate": g1, "postgate": g2,
-          "du": du, "dpre": dpre}
+          "du": du, "dpre": dpre, "kk": kk, "dpost": dpost}
     _poison_pool()
-    if dv:
-        du.fill(np.nan if dtype == "float16" else 0x7FC0)
-        if dpre is not None:
-            dpre.fill(np.nan if dtype == "float16" else 0x7FC0)
+    for a in (du, dpre, dpost):
+        if a is not None:
+            a.fill(np.nan if dtype == "float16" else 0x7FC0)
     dk = kern(u, dy, kr, **kw)
     want = grad.HostBwdExecutor(spec).run_bwd(dy64, u64, k.astype(np.float64), g1_64, g2_64)
     assert dk.dtype == cp.float32 and dk.shape == (H, k_used)
     got = {"dk": cp.asnumpy(dk).astype(np.float64)}
     wanted = {"dk": want[1][:, :k_used]}
-    for name, a, w in (("du", du, want[0]), ("dpre", dpre, want[2])):
+    for name, a, w in (("du", du, want[0]), ("dpre", dpre, want[2]), ("dpost", dpost, want[3])):
         if a is not None:
             got[name] = _host(a, dtype)
             wanted[name] = w

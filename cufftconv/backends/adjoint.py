@@ -155,19 +155,23 @@ class AdjointBwdExecutor:
         pre3 = None if pregate is None else self._rows(pregate, L)
         fused_bwd = need_k and self.bwd is not None
         u3 = self._rows(u, L) if (need_pre or need_post or fused_bwd) else None
-        R, K = self._filters(k, (need_u or need_pre) and not fused_bwd, need_post)
+        R, K = self._filters(k, (need_u or need_pre) and not fused_bwd, need_post and not fused_bwd)
 
         du = dpre = dpost = dk = None
-        if fused_bwd:  # dk, du and dpre in one kernel
-            kr = self.bwd.adjoint_spectrum(self._k32(k), s.offset) if (need_u or need_pre) else None
+        if fused_bwd:  # all four in one kernel
+            kc = self._k32(k)
+            kr = self.bwd.adjoint_spectrum(kc, s.offset) if (need_u or need_pre) else None
+            kk = self.bwd.filter_spectrum(kc) if need_post else None
             du = cp.empty((self.B, self.H, L), dtype=dy3.dtype) if need_u else None
             dpre = cp.empty((self.B, self.H, L), dtype=dy3.dtype) if need_pre else None
+            dpost = cp.empty((self.B, self.H, Lout), dtype=dy3.dtype) if need_post else None
             dkc = self.bwd(u3, dy3, kr, L=L, out_offset=s.offset, Lout=Lout, Lk=self.k_used,
-                           pregate=pre3, postgate=post3, du=du, dpre=dpre)
+                           pregate=pre3, postgate=post3, du=du, dpre=dpre, kk=kk, dpost=dpost)
             dk = self._dk_out(dkc)
             du = None if du is None else du.reshape(s.u_shape)
             dpre = None if dpre is None else dpre.reshape(s.u_shape)
-            need_u = need_pre = need_k = False
+            dpost = None if dpost is None else dpost.reshape(s.out_shape)
+            need_u = need_pre = need_k = need_post = False
         if need_u:
             du = cp.empty((self.B, self.H, L), dtype=dy3.dtype)
             self.adj_du(dy3, R, du, L=Lout, out_offset=0, Lout=L, pregate=post3, postgate=pre3)
