@@ -301,6 +301,18 @@ def _spectrum_kernel(reverse: bool):
     return _SPECTRUM.get((dev.id, dev.compute_capability, reverse), build)
 
 
+def _hermitian_kernel():
+    """``dk_hermitian`` (kernels/spectrum.cu), compiled once per device."""
+    cp = _cupy()
+    dev = cp.cuda.Device()
+
+    def build():
+        mod = cp.RawModule(code=inline_source("spectrum.cu"), options=compile_options(None))
+        return mod.get_function("dk_hermitian")
+
+    return _SPECTRUM.get((dev.id, dev.compute_capability, "dk_hermitian"), build)
+
+
 def _blocks_per_sm(kern, threads: int, smem: int) -> int:
     try:
         from cupy_backends.cuda.api import driver
@@ -763,22 +775,38 @@ class FusedBwd(FamilyConv):
             np.int32(outs),
         )
         kern((h * nsplit,), (self.threads,), args, shared_mem=self.smem)
-        prod = acc[0] if nsplit == 1 else acc.sum(axis=0)
+        inv = _DK_ORDER.get(
+            (cp.cuda.Device().id, n), lambda: cp.asarray(_inverse_order(n).astype(np.int32))
+        )
+        herm = cp.empty((h, n // 2 + 1), dtype=cp.complex64)
+        fold = _hermitian_kernel()
+        fold((min(-(-herm.size // 256), 4096),), (256,), (acc, np.int32(nsplit), np.int32(h),
+                                                         np.int32(n), inv, herm))
         del acc
-        inv = _DK_ORDER.get((cp.cuda.Device().id, n), lambda: cp.asarray(_inverse_order(n)))
-        return dk_from_product(prod.view(cp.complex64).reshape(h, n), Lk, op.out_offset, inv, cp)
+        return dk_from_hermitian(herm, n, Lk, op.out_offset, cp)
 
 
 def dk_from_product(prod, Lk: int, out_offset: int, inverse_order, xp):
-    """dk (H, Lk) from the batch-summed product ``sum conj(Z_v) Z_g`` of packed pairs in kernel
-    order (``prod`` (H, n) complex; ``inverse_order`` = :func:`_inverse_order` on ``xp``).
-
-    Re(IFFT) of the product is the batch-summed correlation c[d] = sum_j g[j] v[j - d] (the
-    pairs' cross terms have an imaginary inverse); g sat at [0, Lout) instead of the output
-    window, so dk[s] = c[(s - out_offset) mod n].
+    """dk (H, Lk) from the batch-summed product ``P = sum conj(Z_v) Z_g`` of packed pairs in
+    kernel order (``prod`` (H, n) complex; ``inverse_order`` = :func:`_inverse_order`): the
+    Hermitian part of P in rfft layout, as ``dk_hermitian`` (kernels/spectrum.cu) forms it on
+    the GPU, then :func:`dk_from_hermitian`.
     """
     n = prod.shape[-1]
-    corr = xp.fft.ifft(prod[:, inverse_order], axis=-1).real
+    p = prod[:, inverse_order]
+    f = np.arange(n // 2 + 1)
+    herm = 0.5 * (p[:, f] + xp.conj(p[:, (-f) % n]))
+    return dk_from_hermitian(herm, n, Lk, out_offset, xp)
+
+
+def dk_from_hermitian(herm, n: int, Lk: int, out_offset: int, xp):
+    """dk (H, Lk) from the Hermitian part of P in rfft layout (H, n/2 + 1).
+
+    Its inverse rfft is Re(IFFT(P)), the batch-summed correlation c[d] = sum_j g[j] v[j - d]
+    (the pairs' cross terms have an imaginary inverse); g sat at [0, Lout) instead of the
+    output window, so dk[s] = c[(s - out_offset) mod n].
+    """
+    corr = xp.fft.irfft(herm, n=n, axis=-1)
     return xp.ascontiguousarray(corr[:, (np.arange(Lk) - out_offset) % n])
 
 
@@ -798,6 +826,7 @@ __all__ = [
     "all_name_expressions",
     "compile_options",
     "config",
+    "dk_from_hermitian",
     "dk_from_product",
     "dk_name_expressions",
     "dk_shared_bytes",

@@ -48,3 +48,28 @@ kernel_order_spectrum(const float2* __restrict__ kr, const int* __restrict__ fre
   }
   if (tid < 4) dst[n + tid] = tid == 0 ? pack_h2((float)e, 0.f) : 0u;
 }
+
+// The filter gradient's last step before one inverse rfft per channel: the Hermitian part of
+// P = sum over the splits of the backward kernel's accumulator (kernel order, see
+// MonarchConv::run_bwd) in rfft layout, out[h][f] = (P[f] + conj(P[n - f])) / 2 for
+// f <= n / 2, whose inverse rfft is Re(IFFT(P)). inv[f]: the kernel-order position of f.
+extern "C" __global__ void __launch_bounds__(256)
+dk_hermitian(const float2* __restrict__ acc, int nsplit, int H, int n, const int* __restrict__ inv,
+             float2* __restrict__ out) {
+  const int nb = n / 2 + 1;
+  const long long total = (long long)H * nb;
+  for (long long i = blockIdx.x * 256ll + threadIdx.x; i < total; i += (long long)gridDim.x * 256) {
+    const int h = (int)(i / nb), f = (int)(i - (long long)h * nb);
+    const int p0 = inv[f], p1 = inv[f == 0 ? 0 : n - f];
+    float2 a = make_float2(0.f, 0.f), b = make_float2(0.f, 0.f);
+    for (int s = 0; s < nsplit; ++s) {  // fixed order: deterministic
+      const float2* row = acc + ((long long)s * H + h) * n;
+      const float2 x = row[p0], y = row[p1];
+      a.x += x.x;
+      a.y += x.y;
+      b.x += y.x;
+      b.y += y.y;
+    }
+    out[i] = make_float2(0.5f * (a.x + b.x), 0.5f * (a.y - b.y));
+  }
+}
