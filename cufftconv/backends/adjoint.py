@@ -1,5 +1,6 @@
-"""Backward row on the 16-bit kernel families: three of the four gradients through the forward
-kernels (:mod:`cufftconv.fused` up to FFT size 32768, :mod:`cufftconv.long` above).
+"""Backward row on the 16-bit kernel families: the fused backward kernel where it covers the FFT
+size (4096..16384), else three of the four gradients through the forward kernels
+(:mod:`cufftconv.fused` up to FFT size 32768, :mod:`cufftconv.long` above).
 
 With ``y = post * window(conv(pre * u, k))`` and ``dc = dy * post`` (see :mod:`cufftconv.grad`):
 
@@ -10,10 +11,12 @@ With ``y = post * window(conv(pre * u, k))`` and ``dc = dy * post`` (see :mod:`c
   circular mode the adjoint is the circular correlation itself. ``du = dv * pre`` and
   ``dpre = dv * u`` come out of the same kernel with pre, resp. u, in its postgate slot.
 * ``dpost = dy * window(conv(pre * u, k))`` is the forward with dy in the postgate slot.
-* ``dk = corr(dc, v)`` summed over the batch: :class:`cufftconv.fused.FusedBwd` for the fused
-  sizes it covers (4096..16384: both sides transformed on chip, the batch sum kept in fp32,
-  one inverse FFT per channel), which also continues dc's transform through the adjoint
-  filter for du and dpregate in the same kernel; elsewhere the exact cuFFT adjoint.
+* ``dk = corr(dc, v)`` summed over the batch: the exact cuFFT adjoint.
+
+Where :class:`cufftconv.fused.FusedBwd` covers the FFT size (4096..16384) and dk is wanted, it
+computes all four in one kernel instead: both sides transformed on chip, the batch sum of dk
+kept in fp32 with one inverse FFT per channel after, dc's transform continued through the
+reversed filter for dv (du, dpre) and v's through k for dpost.
 
 Every kernel call runs at the forward's speed; fp16/bf16 in, fp32 arithmetic, 16-bit out.
 """
