@@ -158,6 +158,12 @@ def _bwd_cases() -> list[Case]:
         BwdCase("bfloat16 valid", "bfloat16", (2, 3, 513), (3, 100), "valid"),
         BwdCase("float64 circular gated", "float64", (2, 3, 256), (3, 256), "circular", True),
         BwdCase("float32 full k broadcast", "float32", (2, 3, 300), (41,), "full"),
+        # the fused backward kernel (FFT 4096..16384): both PAD variants, odd B, H = 1
+        BwdCase("float16 causal gated fused-bwd 4096", "float16", (3, 3, 2000), (3, 2000),
+                "causal", True),
+        BwdCase("bfloat16 same fused-bwd 16384", "bfloat16", (1, 2, 9000), (2, 3001), "same"),
+        BwdCase("float16 full gated fused-bwd 8192", "float16", (5, 1, 3001), (1, 2500), "full",
+                True),
     ]
 
 
