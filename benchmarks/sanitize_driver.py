@@ -387,16 +387,20 @@ def run_bwd(case: BwdCase, fam: Family, ar: Arrays, rng: np.random.Generator) ->
                         postgate_dtype="float64" if case.gated else None)
     refs = grad.HostBwdExecutor(spec64).run_bwd(dyv, uv, kv, prev, postv)
     worst = []
-    for name, g, r, dt in zip(("du", "dk", "dpregate", "dpostgate"), grads, refs,
-                              (case.dtype, kdt, case.dtype, case.dtype)):
+    # dk is returned in k's dtype but computed at u's precision: 16-bit inputs get the 16-bit
+    # bound (the fused backward kernel's spectra are fp16), as in tests/test_grad_gpu.py.
+    dk_tol = case.dtype if case.dtype in ("float16", "bfloat16") else kdt
+    for name, g, r, dt, tol in zip(("du", "dk", "dpregate", "dpostgate"), grads, refs,
+                                   (case.dtype, kdt, case.dtype, case.dtype),
+                                   (case.dtype, dk_tol, case.dtype, case.dtype)):
         if r is None:
             if g is not None:
                 raise AssertionError(f"{name}: expected None")
             continue
         gv = ar.host(g, dt)
         err = _rel(gv, r)
-        if not np.isfinite(gv).all() or err > BWD_TOL[dt]:
-            raise AssertionError(f"{name}: rel.err {err:.2e} > bound {BWD_TOL[dt]:.0e}")
+        if not np.isfinite(gv).all() or err > BWD_TOL[tol]:
+            raise AssertionError(f"{name}: rel.err {err:.2e} > bound {BWD_TOL[tol]:.0e}")
         worst.append(f"{name} {err:.1e}")
         if name == "du":
             # Adjoint identity against the direct-sum reference: <dy, y(d)> = <du, d>.
