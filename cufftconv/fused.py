@@ -13,6 +13,7 @@ kernel's digit-reversed, fragment-major order, as fp16 normalised per channel by
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -149,28 +150,69 @@ def _flag(b: bool) -> str:
     return "true" if b else "false"
 
 
+@dataclass(frozen=True)
+class KernelRole:
+    """One kernel of the family (``template <N, DT, PRE, POST, PAD>``): its name, the FFT sizes
+    and PAD variants it is instantiated for, and its shared memory per block."""
+
+    name: str
+    sizes: tuple[int, ...]
+    pads: tuple[int, ...]
+    smem: Callable[[int, str], int]
+
+    def expression(self, n: int, dtype: str, pregate: bool, postgate: bool, pad: int) -> str:
+        if n not in self.sizes:
+            raise ValueError(f"FFT size {n} has no {self.name} kernel (sizes: {self.sizes})")
+        _check_dtype(dtype)
+        if pad not in self.pads:
+            raise ValueError(f"pad must be one of {self.pads}")
+        return f"{self.name}<{n}, {_DT_CODE[dtype]}, {_flag(pregate)}, {_flag(postgate)}, {pad}>"
+
+    def expressions(self, n: int, dtype: str, pregate: bool, postgate: bool) -> list[str]:
+        """Every instantiation one (n, dtype, pregate, postgate) configuration may launch."""
+        return [self.expression(n, dtype, pregate, postgate, pad) for pad in self.pads]
+
+    def all_expressions(self) -> list[str]:
+        return [
+            e
+            for n in self.sizes
+            for dt in DTYPES
+            for pre in (False, True)
+            for post in (False, True)
+            for e in self.expressions(n, dt, pre, post)
+        ]
+
+    def build(self, n: int, dtype: str, pregate: bool, postgate: bool) -> dict:
+        """{pad: (RawKernel, blocks per SM), "module": RawModule}: one NVRTC program."""
+        cp = _cupy()
+        names = self.expressions(n, dtype, pregate, postgate)
+        mod = cp.RawModule(
+            code=kernel_source(), options=compile_options(None), name_expressions=names
+        )
+        smem = self.smem(n, dtype)
+        threads = config(n)["threads"]
+        kernels: dict = {"module": mod}
+        for pad, name in zip(self.pads, names):
+            kern = mod.get_function(name)
+            if smem > 48 * 1024:
+                kern.max_dynamic_shared_size_bytes = smem
+            kernels[pad] = (kern, _blocks_per_sm(kern, threads, smem))
+        return kernels
+
+
 def name_expression(n: int, dtype: str, pregate: bool, postgate: bool, pad: int) -> str:
     _check_n(n)
-    _check_dtype(dtype)
-    if pad not in PAD_VARIANTS:
-        raise ValueError(f"pad must be one of {PAD_VARIANTS}")
-    return f"{KERNEL_NAME}<{n}, {_DT_CODE[dtype]}, {_flag(pregate)}, {_flag(postgate)}, {pad}>"
+    return FORWARD.expression(n, dtype, pregate, postgate, pad)
 
 
 def name_expressions(n: int, dtype: str, pregate: bool, postgate: bool) -> list[str]:
     """Every template instantiation a FusedConv(n, dtype, pregate, postgate) may launch."""
-    return [name_expression(n, dtype, pregate, postgate, pad) for pad in PAD_VARIANTS]
+    _check_n(n)
+    return FORWARD.expressions(n, dtype, pregate, postgate)
 
 
 def all_name_expressions() -> list[str]:
-    return [
-        e
-        for n in SUPPORTED_N
-        for dt in DTYPES
-        for pre in (False, True)
-        for post in (False, True)
-        for e in name_expressions(n, dt, pre, post)
-    ]
+    return FORWARD.all_expressions()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -252,23 +294,7 @@ def _get_module(n: int, dtype: str, pregate: bool, postgate: bool):
     """{pad: (RawKernel, blocks per SM)} for one configuration, compiled once per device/arch."""
     dev = _cupy().cuda.Device()
     key = (dev.id, dev.compute_capability, n, dtype, pregate, postgate)
-    return _MODULES.get(key, lambda: _build(n, dtype, pregate, postgate))
-
-
-def _build(n: int, dtype: str, pregate: bool, postgate: bool):
-    cp = _cupy()
-    names = name_expressions(n, dtype, pregate, postgate)
-    mod = cp.RawModule(code=kernel_source(), options=compile_options(None), name_expressions=names)
-    smem = shared_bytes(n, dtype)
-    threads = config(n)["threads"]
-    kernels = {}
-    for pad, name in zip(PAD_VARIANTS, names):
-        kern = mod.get_function(name)
-        if smem > 48 * 1024:
-            kern.max_dynamic_shared_size_bytes = smem
-        kernels[pad] = (kern, _blocks_per_sm(kern, threads, smem))
-    kernels["module"] = mod
-    return kernels
+    return _MODULES.get(key, lambda: FORWARD.build(n, dtype, pregate, postgate))
 
 
 def precompile(configs, max_workers: int | None = None) -> None:
@@ -600,43 +626,17 @@ def dk_shared_bytes(n: int, dtype: str) -> int:
     return 2 * data + (64 + n // 64) * 8 + 2 * warps * 4 + (8 + 8 * warps) * 32 * 8
 
 
-def dk_name_expression(n: int, dtype: str, pregate: bool, postgate: bool, pad: int) -> str:
-    _check_dk_n(n)
-    _check_dtype(dtype)
-    if pad not in DK_PADS:
-        raise ValueError(f"pad must be one of {DK_PADS}")
-    return f"{DK_KERNEL_NAME}<{n}, {_DT_CODE[dtype]}, {_flag(pregate)}, {_flag(postgate)}, {pad}>"
+FORWARD = KernelRole(KERNEL_NAME, SUPPORTED_N, PAD_VARIANTS, shared_bytes)
+BACKWARD = KernelRole(DK_KERNEL_NAME, DK_SIZES, DK_PADS, dk_shared_bytes)
 
 
 def dk_name_expressions(n: int, dtype: str, pregate: bool, postgate: bool) -> list[str]:
     """Every instantiation a FusedBwd(n, dtype, pregate, postgate) may launch."""
-    return [dk_name_expression(n, dtype, pregate, postgate, pad) for pad in DK_PADS]
+    return BACKWARD.expressions(n, dtype, pregate, postgate)
 
 
 def all_dk_name_expressions() -> list[str]:
-    return [
-        e
-        for n in DK_SIZES
-        for dt in DTYPES
-        for pre in (False, True)
-        for post in (False, True)
-        for e in dk_name_expressions(n, dt, pre, post)
-    ]
-
-
-def _build_dk(n: int, dtype: str, pregate: bool, postgate: bool) -> dict:
-    cp = _cupy()
-    names = dk_name_expressions(n, dtype, pregate, postgate)
-    mod = cp.RawModule(code=kernel_source(), options=compile_options(None), name_expressions=names)
-    smem = dk_shared_bytes(n, dtype)
-    threads = config(n)["threads"]
-    kernels: dict = {"module": mod}
-    for pad, name in zip(DK_PADS, names):
-        kern = mod.get_function(name)
-        if smem > 48 * 1024:
-            kern.max_dynamic_shared_size_bytes = smem
-        kernels[pad] = (kern, _blocks_per_sm(kern, threads, smem))
-    return kernels
+    return BACKWARD.all_expressions()
 
 
 @cache
@@ -740,7 +740,7 @@ class FusedBwd(FamilyConv):
         key = (cp.cuda.Device().id, cp.cuda.Device().compute_capability, n, self.dtype)
         kernels = _DK_MODULES.get(
             key + (self.pregate, self.postgate),
-            lambda: _build_dk(n, self.dtype, self.pregate, self.postgate),
+            lambda: BACKWARD.build(n, self.dtype, self.pregate, self.postgate),
         )
         ends = ([op.L] if outs & 3 else []) + ([op.out_offset + op.Lout] if outs & 4 else [])
         pad = int(op.L <= n // 2 and op.Lout <= n // 2) | (int(max(ends, default=0) <= n // 2) << 1)
