@@ -62,8 +62,18 @@ _ARG = {name: i for i, name in enumerate(ARG_NAMES)}
 # (tiles, KC, KZ, qlive) of a dense call: no list, every tile kept, every sub-transform live
 DENSE_TILES = (0, np.int32(1 << 30), np.int32(0), np.int32(0xFF))
 # PAD bit 0: input zero on [N/2, N) (skips half of the first stage); bit 1: only outputs in
-# [0, N/2) are kept (skips half of the last stage).
-PAD_VARIANTS = (0, 1, 2, 3)
+# [0, N/2) are kept (skips half of the last stage). PAD 4: a two-level batch (BI < B, the
+# partial path's windows), without the half-size shortcuts (dropping them is always correct);
+# the other variants index a one-level batch as b * stride, with no division.
+PAD_VARIANTS = (0, 1, 2, 3, 4)
+TWO_LEVEL_PAD = 4
+
+
+def _pad(n: int, L: int, out_offset: int, Lout: int, B: int, BI: int) -> int:
+    """The PAD variant of a launch (see PAD_VARIANTS)."""
+    if BI != B:
+        return TWO_LEVEL_PAD
+    return int(L <= n // 2) | (int(out_offset + Lout <= n // 2) << 1)
 
 _DT_CODE = {"float16": 0, "bfloat16": 1}
 _MODULES: OnceCache[dict] = OnceCache()  # (device, arch, configuration) -> kernels
@@ -445,9 +455,11 @@ class FusedConv(FamilyConv):
                 raise
 
     def _launch_error(self, grid: int, args: tuple, err: BaseException) -> KernelLaunchError:
-        L, out_offset, Lout = (int(args[_ARG[k]]) for k in ("L", "out_offset", "Lout"))
+        L, out_offset, Lout, B, BI = (
+            int(args[_ARG[k]]) for k in ("L", "out_offset", "Lout", "B", "BI")
+        )
         n = self.n
-        pad = int(L <= n // 2) | (int(out_offset + Lout <= n // 2) << 1)
+        pad = _pad(n, L, out_offset, Lout, B, BI)
         name = name_expression(n, self.dtype, self.pregate, self.postgate, pad)
         return launch_error(
             name,
@@ -466,7 +478,7 @@ class FusedConv(FamilyConv):
         """
         cp = _cupy()
         n = self.n
-        pad = int(L <= n // 2) | (int(out_offset + Lout <= n // 2) << 1)
+        pad = _pad(n, L, out_offset, Lout, B, B)
         kern, per_sm = _get_module(n, self.dtype, self.pregate, self.postgate)[pad]
         npairs = ((B + 1) // 2) * H
         grid = min(-(-npairs // self.pairs_per_block), per_sm * _sm_count(cp.cuda.Device().id))
@@ -494,7 +506,7 @@ class FusedConv(FamilyConv):
             raise ValueError("kf must be C-contiguous")
         if op.empty:
             return None
-        pad = int(L <= n // 2) | (int(out_offset + Lout <= n // 2) << 1)
+        pad = _pad(n, L, out_offset, Lout, b, op.BI)
         kern, per_sm = _get_module(n, self.dtype, self.pregate, self.postgate)[pad]
         npairs = ((b + 1) // 2) * h
         nunits = -(-npairs // self.pairs_per_block)

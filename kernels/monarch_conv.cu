@@ -84,6 +84,8 @@ struct MonarchConv {
   }
   static constexpr bool IN_HALF = (PAD & 1) != 0;   // u (after padding) is zero on [N/2, N)
   static constexpr bool OUT_HALF = (PAD & 2) != 0;  // only outputs in [0, N/2) are stored
+  // PAD 4: a two-level batch (BI < B); otherwise sequence b sits at b * stride (no division)
+  static constexpr bool TWO = (PAD & 4) != 0;
   // postgate words per thread that stage_r_inv_store may hold up front for R > 1 (16 spills 2K)
   static constexpr int GPRE_WORDS = 8;
   // separate registers for the DFT-16 B fragments (make_dft16); off where it spills (16K, both
@@ -137,13 +139,19 @@ struct MonarchConv {
   // The two batch rows (b0, b0 + 1) of a pair, split once per unit (one division). Scalars,
   // not arrays: indexing by a run-time plane would put an array on the stack.
   struct Rows {
-    int q0, r0, q1, r1;
+    int q0, r0, q1, r1;  // TWO: (outer, inner) index of b0 and b0 + 1; else r0 = b0
     __device__ __forceinline__ long long off(int plane, long long sb, long long so) const {
+      if constexpr (!TWO) return (long long)(r0 + plane) * sb;
       return plane ? (long long)q1 * so + (long long)r1 * sb : (long long)q0 * so + (long long)r0 * sb;
     }
   };
   __device__ __forceinline__ Rows rows_of(int b0) const {
     Rows w;
+    if constexpr (!TWO) {
+      w.q0 = w.q1 = w.r1 = 0;
+      w.r0 = b0;
+      return w;
+    }
     w.q0 = b0 / BI;
     w.r0 = b0 - w.q0 * BI;
     const bool wrap = w.r0 + 1 == BI;
