@@ -1,0 +1,60 @@
+"""Kernel-only timing of the dense fused forward, for A/B runs across snapshots.
+
+    python benchmarks/fused_ab.py PATH_TO_SNAPSHOT
+
+PATH_TO_SNAPSHOT holds ``cufftconv/`` and ``kernels/`` of one commit (``git archive REV
+cufftconv kernels | tar -x -C DIR``); run once per snapshot, alternating them, two rounds.
+Each size runs the plan's pre-resolved launch (``FusedConv.launcher``) 10 times between two CUDA
+events (no host gaps), median of 15, ms scaled to B=64, H=768; fp16, no gates.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+
+sys.path.insert(0, sys.argv[1])
+import cupy as cp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from cufftconv import fused  # noqa: E402
+
+REP = 10
+CASES = [(1024, "conv"), (4096, "conv"), (4096, "causal"), (16384, "conv"), (16384, "causal")]
+
+
+def main() -> None:
+    out = []
+    for n, mode in CASES:
+        B, H = (64, 768) if n <= 8192 else (32, 768)
+        L = n if mode == "conv" else n // 2
+        rs = np.random.default_rng(n)
+        u = cp.asarray(rs.standard_normal((B, H, L)).astype(np.float16))
+        y = cp.empty_like(u)
+        k = cp.asarray((rs.standard_normal((H, L)) / np.sqrt(L)).astype(np.float32))
+        conv = fused.FusedConv(n, "float16", pregate=False, postgate=False)
+        kf = conv.filter_spectrum(k)
+        launch = conv.launcher(B, H, L, 0, L)
+        st = cp.cuda.get_current_stream()
+        up, yp = u.data.ptr, y.data.ptr
+
+        def fn():
+            for _ in range(REP):
+                launch(up, up, kf, yp, yp, st)
+
+        for _ in range(3):
+            fn()
+        ts = []
+        for _ in range(15):
+            a, b = cp.cuda.Event(), cp.cuda.Event()
+            a.record()
+            fn()
+            b.record()
+            b.synchronize()
+            ts.append(cp.cuda.get_elapsed_time(a, b) / REP)
+        out.append(f"{n}/{mode} {statistics.median(ts) * 64 * 768 / (B * H):.4f}")
+    print(sys.argv[1].rstrip("/").split("/")[-1], " | ".join(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()
