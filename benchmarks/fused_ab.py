@@ -14,13 +14,33 @@ import statistics
 import sys
 
 sys.path.insert(0, sys.argv[1])
-import cupy as cp  # noqa: E402
-import numpy as np  # noqa: E402
+import cupy as cp
+import numpy as np
 
-from cufftconv import fused  # noqa: E402
+from cufftconv import fused
 
 REP = 10
 CASES = [(1024, "conv"), (4096, "conv"), (4096, "causal"), (16384, "conv"), (16384, "causal")]
+
+
+def _time(launch, args: tuple) -> float:
+    """Median ms of one launch, REP launches back to back between two events."""
+
+    def fn():
+        for _ in range(REP):
+            launch(*args)
+
+    for _ in range(3):
+        fn()
+    ts = []
+    for _ in range(15):
+        a, b = cp.cuda.Event(), cp.cuda.Event()
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        ts.append(cp.cuda.get_elapsed_time(a, b) / REP)
+    return statistics.median(ts)
 
 
 def main() -> None:
@@ -35,24 +55,9 @@ def main() -> None:
         conv = fused.FusedConv(n, "float16", pregate=False, postgate=False)
         kf = conv.filter_spectrum(k)
         launch = conv.launcher(B, H, L, 0, L)
-        st = cp.cuda.get_current_stream()
         up, yp = u.data.ptr, y.data.ptr
-
-        def fn():
-            for _ in range(REP):
-                launch(up, up, kf, yp, yp, st)
-
-        for _ in range(3):
-            fn()
-        ts = []
-        for _ in range(15):
-            a, b = cp.cuda.Event(), cp.cuda.Event()
-            a.record()
-            fn()
-            b.record()
-            b.synchronize()
-            ts.append(cp.cuda.get_elapsed_time(a, b) / REP)
-        out.append(f"{n}/{mode} {statistics.median(ts) * 64 * 768 / (B * H):.4f}")
+        ms = _time(launch, (up, up, kf, yp, yp, cp.cuda.get_current_stream()))
+        out.append(f"{n}/{mode} {ms * 64 * 768 / (B * H):.4f}")
     print(sys.argv[1].rstrip("/").split("/")[-1], " | ".join(out), flush=True)
 
 
