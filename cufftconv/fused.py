@@ -76,10 +76,10 @@ def _pad(n: int, L: int, out_offset: int, Lout: int, B: int, BI: int) -> int:
     return int(L <= n // 2) | (int(out_offset + Lout <= n // 2) << 1)
 
 _DT_CODE = {"float16": 0, "bfloat16": 1}
-_MODULES: OnceCache[dict] = OnceCache()  # (device, arch, configuration) -> kernels
+_MODULES: OnceCache[dict] = OnceCache()  # (device, arch, role, configuration) -> kernels
 SPECTRUM_CHUNK_BYTES = 256 << 20  # filter_spectrum transforms this many bytes of k at a time
 _DEV_FREQ: OnceCache = OnceCache()  # (device, n) -> freq_index(n) as int32 there
-_SPECTRUM: OnceCache = OnceCache()  # (device, arch, reverse) -> kernel_order_spectrum
+_SPECTRUM: OnceCache = OnceCache()  # (device, arch) -> the kernels/spectrum.cu functions
 
 
 # ------------------------------------------------------------------------------------------------
@@ -124,14 +124,23 @@ def config(n: int) -> dict:
     }
 
 
+def _data_bytes(n: int) -> int:
+    """One working buffer: the fp16 complex tiles of a block's pairs (mc::Cfg::DATA_BYTES)."""
+    c = config(n)
+    return c["pairs_per_block"] * c["R"] * 2 * c["M"] * 2
+
+
+def _table_bytes(n: int) -> int:
+    """The two twiddle tables, T0 and T1 (mc::Cfg::TBL_BYTES)."""
+    return (64 + n // 64) * 8
+
+
 def shared_bytes(n: int, dtype: str) -> int:
     """Dynamic shared memory (bytes) one block of the kernel needs."""
     _check_dtype(dtype)
     c = config(n)
-    data = c["pairs_per_block"] * c["R"] * 2 * c["M"] * 2
     raw = c["raw_buffers"] * 2 * c["pairs_per_block"] * 2 * n * 2  # cp.async staging (u, pre)
-    tables = (64 + n // 64) * 8
-    return data + raw + tables + (c["threads"] // 32) * 4
+    return _data_bytes(n) + raw + _table_bytes(n) + (c["threads"] // 32) * 4
 
 
 def filter_row_halves(n: int) -> int:
@@ -191,6 +200,12 @@ class KernelRole:
             for post in (False, True)
             for e in self.expressions(n, dt, pre, post)
         ]
+
+    def kernels(self, n: int, dtype: str, pregate: bool, postgate: bool) -> dict:
+        """:meth:`build`'s result, compiled once per (device, arch, role, configuration)."""
+        dev = _cupy().cuda.Device()
+        key = (dev.id, dev.compute_capability, self.name, n, dtype, pregate, postgate)
+        return _MODULES.get(key, lambda: self.build(n, dtype, pregate, postgate))
 
     def build(self, n: int, dtype: str, pregate: bool, postgate: bool) -> dict:
         """{pad: (RawKernel, blocks per SM), "module": RawModule}: one NVRTC program."""
@@ -301,10 +316,8 @@ def _cupy():
 
 
 def _get_module(n: int, dtype: str, pregate: bool, postgate: bool):
-    """{pad: (RawKernel, blocks per SM)} for one configuration, compiled once per device/arch."""
-    dev = _cupy().cuda.Device()
-    key = (dev.id, dev.compute_capability, n, dtype, pregate, postgate)
-    return _MODULES.get(key, lambda: FORWARD.build(n, dtype, pregate, postgate))
+    """The forward kernel's {pad: (RawKernel, blocks per SM)} (:meth:`KernelRole.kernels`)."""
+    return FORWARD.kernels(n, dtype, pregate, postgate)
 
 
 def precompile(configs, max_workers: int | None = None) -> None:
@@ -322,31 +335,33 @@ def precompile(configs, max_workers: int | None = None) -> None:
         list(ex.map(one, list(configs)))
 
 
-def _spectrum_kernel(reverse: bool):
-    """``kernel_order_spectrum<reverse>`` (kernels/spectrum.cu), compiled once per device."""
+_SPECTRUM_NAMES = ("kernel_order_spectrum<false>", "kernel_order_spectrum<true>", "dk_hermitian")
+
+
+def _spectrum_functions() -> dict:
+    """The kernels of kernels/spectrum.cu by name: one RawModule, compiled once per device."""
     cp = _cupy()
     dev = cp.cuda.Device()
-    name = f"kernel_order_spectrum<{_flag(reverse)}>"
 
-    def build():
+    def build() -> dict:
         mod = cp.RawModule(
-            code=inline_source("spectrum.cu"), options=compile_options(None), name_expressions=[name]
+            code=inline_source("spectrum.cu"),
+            options=compile_options(None),
+            name_expressions=list(_SPECTRUM_NAMES[:2]),
         )
-        return mod.get_function(name)
+        return {name: mod.get_function(name) for name in _SPECTRUM_NAMES}
 
-    return _SPECTRUM.get((dev.id, dev.compute_capability, reverse), build)
+    return _SPECTRUM.get((dev.id, dev.compute_capability), build)
+
+
+def _spectrum_kernel(reverse: bool):
+    """``kernel_order_spectrum<reverse>`` (kernels/spectrum.cu)."""
+    return _spectrum_functions()[_SPECTRUM_NAMES[int(reverse)]]
 
 
 def _hermitian_kernel():
-    """``dk_hermitian`` (kernels/spectrum.cu), compiled once per device."""
-    cp = _cupy()
-    dev = cp.cuda.Device()
-
-    def build():
-        mod = cp.RawModule(code=inline_source("spectrum.cu"), options=compile_options(None))
-        return mod.get_function("dk_hermitian")
-
-    return _SPECTRUM.get((dev.id, dev.compute_capability, "dk_hermitian"), build)
+    """``dk_hermitian`` (kernels/spectrum.cu)."""
+    return _spectrum_functions()["dk_hermitian"]
 
 
 def _blocks_per_sm(kern, threads: int, smem: int) -> int:
@@ -618,7 +633,6 @@ DK_SIZES: tuple[int, ...] = (4096, 8192, 16384)
 # bit 0: L and Lout both <= n / 2 (half of the first stage); bit 1: every requested output
 # window (du / dpre: [0, L), dpost: the forward's) ends by n / 2 (half of the last stage).
 DK_PADS = (0, 1, 2, 3)
-_DK_MODULES: OnceCache[dict] = OnceCache()
 _DK_ORDER: OnceCache = OnceCache()  # (device, n) -> _inverse_order(n) there
 
 
@@ -632,10 +646,8 @@ def dk_shared_bytes(n: int, dtype: str) -> int:
     the twiddle tables, and the radix-16 twiddles of every warp (kept out of registers)."""
     _check_dk_n(n)
     _check_dtype(dtype)
-    c = config(n)
-    warps = c["threads"] // 32
-    data = c["pairs_per_block"] * c["R"] * 2 * c["M"] * 2
-    return 2 * data + (64 + n // 64) * 8 + 2 * warps * 4 + (8 + 8 * warps) * 32 * 8
+    warps = config(n)["threads"] // 32
+    return 2 * _data_bytes(n) + _table_bytes(n) + 2 * warps * 4 + (8 + 8 * warps) * 32 * 8
 
 
 FORWARD = KernelRole(KERNEL_NAME, SUPPORTED_N, PAD_VARIANTS, shared_bytes)
@@ -749,11 +761,7 @@ class FusedBwd(FamilyConv):
                 if a is not None:
                     a[...] = 0
             return cp.zeros((h, Lk), dtype=cp.float32)
-        key = (cp.cuda.Device().id, cp.cuda.Device().compute_capability, n, self.dtype)
-        kernels = _DK_MODULES.get(
-            key + (self.pregate, self.postgate),
-            lambda: BACKWARD.build(n, self.dtype, self.pregate, self.postgate),
-        )
+        kernels = BACKWARD.kernels(n, self.dtype, self.pregate, self.postgate)
         ends = ([op.L] if outs & 3 else []) + ([op.out_offset + op.Lout] if outs & 4 else [])
         pad = int(op.L <= n // 2 and op.Lout <= n // 2) | (int(max(ends, default=0) <= n // 2) << 1)
         kern, per_sm = kernels[pad]
