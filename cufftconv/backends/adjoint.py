@@ -158,7 +158,8 @@ class AdjointBwdExecutor:
         pre3 = None if pregate is None else self._rows(pregate, L)
         fused_bwd = need_k and self.bwd is not None
         u3 = self._rows(u, L) if (need_pre or need_post or fused_bwd) else None
-        R, K = self._filters(k, (need_u or need_pre) and not fused_bwd, need_post and not fused_bwd)
+        # (the fused backward builds its own spectra below)
+        R, K = (None, None) if fused_bwd else self._filters(k, need_u or need_pre, need_post)
 
         du = dpre = dpost = dk = None
         if fused_bwd:  # all four in one kernel
