@@ -19,6 +19,7 @@ cp = pytest.importorskip("cupy")
 pytestmark = pytest.mark.gpu  # conftest skips it without a GPU
 
 from cufftconv import fused, grad
+from cufftconv.dtypes import from_compute, to_compute
 from cufftconv.validation import build_spec, linear_length
 
 TOL = {"float16": 2e-3, "bfloat16": 1e-2}  # the issue's gradient figures
@@ -31,12 +32,8 @@ def _poison_pool() -> None:
 
 def _storage(x: np.ndarray, dtype: str):
     """(device array in the kernel's storage dtype, float64 host copy of the rounded values)."""
-    if dtype == "float16":
-        h = x.astype(np.float16)
-        return cp.asarray(h), h.astype(np.float64)
-    f = x.astype(np.float32).view(np.uint32)
-    bits = ((f + 0x7FFF + ((f >> 16) & 1)) >> 16).astype(np.uint16)  # round to nearest even
-    return cp.asarray(bits), (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    h = from_compute(x.astype(np.float32), dtype, np)
+    return cp.asarray(h), to_compute(h, dtype, "float64", np)
 
 
 def _case(rng, n, dtype, B, H, L, Lk, mode, pre, post, scale=1.0, dv=True):
@@ -80,10 +77,7 @@ def _case(rng, n, dtype, B, H, L, Lk, mode, pre, post, scale=1.0, dv=True):
 
 
 def _host(a, dtype):
-    h = cp.asnumpy(a)
-    if dtype == "float16":
-        return h.astype(np.float64)
-    return (h.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+    return to_compute(cp.asnumpy(a), dtype, "float64", np)
 
 
 def _check(got, want, dtype, what=""):
