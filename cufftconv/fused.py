@@ -347,7 +347,7 @@ def _spectrum_functions() -> dict:
         mod = cp.RawModule(
             code=inline_source("spectrum.cu"),
             options=compile_options(None),
-            name_expressions=list(_SPECTRUM_NAMES[:2]),
+            name_expressions=list(_SPECTRUM_NAMES),
         )
         return {name: mod.get_function(name) for name in _SPECTRUM_NAMES}
 
