@@ -625,11 +625,11 @@ class Launcher:
 
 
 # ------------------------------------------------------------------------------------------------
-# Backward: dk summed over the batch on chip, with du / dpregate (monarch_bwd, the A = 3 sizes)
+# Backward: dk summed over the batch on chip, with du / dpregate / dpostgate (monarch_bwd)
 # ------------------------------------------------------------------------------------------------
 DK_KERNEL_NAME = "monarch_bwd"
 # 32768 would need two 128 KB working buffers: beyond any device's shared memory.
-DK_SIZES: tuple[int, ...] = (4096, 8192, 16384)
+DK_SIZES: tuple[int, ...] = (256, 512, 1024, 2048, 4096, 8192, 16384)
 # bit 0: L and Lout both <= n / 2 (half of the first stage); bit 1: every requested output
 # window (du / dpre: [0, L), dpost: the forward's) ends by n / 2 (half of the last stage).
 DK_PADS = (0, 1, 2, 3)
@@ -643,11 +643,15 @@ def _check_dk_n(n: int) -> None:
 
 def dk_shared_bytes(n: int, dtype: str) -> int:
     """Dynamic shared memory of one backward block: two working buffers (u side, dy side),
-    the twiddle tables, and the radix-16 twiddles of every warp (kept out of registers)."""
+    the twiddle tables, the radix-16 twiddles of every warp (kept out of registers), and for
+    the A = 2 sizes (256..2048) each warp's running sum of dk's spectrum."""
     _check_dk_n(n)
     _check_dtype(dtype)
-    warps = config(n)["threads"] // 32
-    return 2 * _data_bytes(n) + _table_bytes(n) + 2 * warps * 4 + (8 + 8 * warps) * 32 * 8
+    c = config(n)
+    warps = c["threads"] // 32
+    wtab = 8 + (8 * warps if c["A"] == 3 else 0)  # W256, and W4096 per warp (A = 3)
+    asum = warps * 256 * 8 if c["A"] == 2 else 0  # each warp's running dk sum (A = 2)
+    return 2 * _data_bytes(n) + _table_bytes(n) + 2 * warps * 4 + wtab * 32 * 8 + asum
 
 
 FORWARD = KernelRole(KERNEL_NAME, SUPPORTED_N, PAD_VARIANTS, shared_bytes)
@@ -766,7 +770,8 @@ class FusedBwd(FamilyConv):
         pad = int(op.L <= n // 2 and op.Lout <= n // 2) | (int(max(ends, default=0) <= n // 2) << 1)
         kern, per_sm = kernels[pad]
         slots = per_sm * _sm_count(cp.cuda.Device().id)
-        nsplit = max(1, min((b + 1) // 2, -(-slots // h)))  # fill the device when H is small
+        units = -(-((b + 1) // 2) // config(n)["pairs_per_block"])  # per channel
+        nsplit = max(1, min(units, -(-slots // h)))  # fill the device when H is small
         acc = cp.empty((nsplit, h, n, 2), dtype=cp.float32)
         args = (
             u,

@@ -14,7 +14,7 @@ postgate`` placed at the window inside the full-length signal ``g``:
 An FFT size without wrap-around for the forward is also one for both correlations, so the
 backward uses the forward's size. Executors are picked from a small table like the forward's
 :mod:`cufftconv.dispatch`: for 16-bit calls the forward kernels take, ``monarch-adjoint``
-(:mod:`cufftconv.backends.adjoint`: the fused backward kernel at FFT sizes 4096..16384, else
+(:mod:`cufftconv.backends.adjoint`: the fused backward kernel at FFT sizes 256..16384, else
 forward kernel calls for du, dpregate and dpostgate and the cuFFT adjoint for dk); then the exact cuFFT path (``cupy.fft`` in float32/float64) and the NumPy
 float64 path. Other rows register ahead of them with :func:`register_bwd`.
 """
@@ -240,7 +240,7 @@ _table_lock = threading.Lock()
 _BWD_TABLE: list[Route] = [
     Route(
         "monarch-adjoint",
-        "fp16/bf16: all four gradients in one fused backward kernel (FFT 4096..16384); "
+        "fp16/bf16: all four gradients in one fused backward kernel (FFT 256..16384); "
         "elsewhere du, dpregate, dpostgate through the forward kernels and dk through cuFFT",
         _accepts_adjoint,
         _build_adjoint,

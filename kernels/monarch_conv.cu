@@ -167,8 +167,12 @@ struct MonarchConv {
   // 0.25 * w_4096^(row*(col + 16*warp)) (A == 3 only): the stage-0 twiddle of this lane's tile
   // elements for n1 = warp, row twiddle folded in (n1 = warp + 8 multiplies by w_32^row)
   cf W4096[DK ? 1 : 8];
-  cf* wtab;  // DK: [8][32] W256 values, then [WARPS][8][32] W4096 values (lane fastest)
-  static constexpr int WTAB_BYTES = DK ? (8 + 8 * WARPS) * 32 * 8 : 0;
+  cf* wtab;  // DK: [8][32] W256 values, then (A = 3) [WARPS][8][32] W4096 values (lane fastest)
+  static constexpr int WTAB_BYTES = DK ? (8 + (A == 3 ? 8 * WARPS : 0)) * 32 * 8 : 0;
+  // DK, A = 2: each warp's running batch sum of one 256-point row, [WARPS][4][32] float4 (lane
+  // fastest: conflict-free), in shared memory rather than 16 more registers per thread
+  static constexpr int ASUM_BYTES = DK && A == 2 ? WARPS * 256 * 8 : 0;
+  float4* asum;
   __device__ __forceinline__ cf w256(int e) const {
     if constexpr (DK) return wtab[e * 32 + lane];
     else return W256[e];
@@ -193,11 +197,12 @@ struct MonarchConv {
   __device__ __forceinline__ int tile_col(int e) const { return 8 * (e >> 2) + 2 * t + (e & 1); }
 
   // Power-of-two scale exponent E of pair p: max |x| * 2^E in [1, 2).
-  __device__ __forceinline__ int pair_exp(int p) const {
+  __device__ __forceinline__ int pair_exp(int p) const { return pair_exp(red, p); }
+  __device__ __forceinline__ int pair_exp(const u32* rd, int p) const {
     constexpr int WPP = WARPS / P;
     u32 m = 0;
 #pragma unroll
-    for (int w = 0; w < WPP; ++w) m = max(m, red[p * WPP + w]);
+    for (int w = 0; w < WPP; ++w) m = max(m, rd[p * WPP + w]);
     const float f = Dt<DT>::one((u16)m);
     if (!(f > 0.f)) return 0;
     const int ex = (int)((__float_as_uint(f) >> 23) & 0xff);
@@ -212,6 +217,7 @@ struct MonarchConv {
     cf* t1 = t0 + 64;
     red = (u32*)(t1 + C::TBL1);
     wtab = (cf*)(red + 2 * WARPS);  // DK only (8-byte aligned: TBL and WARPS are even)
+    asum = (float4*)(wtab + WTAB_BYTES / 8);  // DK, A = 2 (16-byte aligned: WARPS is even)
     T0 = t0;
     T1 = t1;
     tid = threadIdx.x;
@@ -239,7 +245,7 @@ struct MonarchConv {
                            : cf{0.f, 0.f};
       if constexpr (DK) {  // (W256 is written by warp 0 for every warp: barrier below)
         if (warp == 0) wtab[e * 32 + lane] = w1;
-        wtab[256 + (warp * 8 + e) * 32 + lane] = w2;
+        if (A == 3) wtab[256 + (warp * 8 + e) * 32 + lane] = w2;
       } else {
         W256[e] = w1;
         if (A == 3) W4096[e] = w2;
@@ -565,15 +571,18 @@ struct MonarchConv {
         const int pair = min(unit * P + p, npairs - 1);
         kq = load_kfrag(kf + (long long)(pair / nBP) * C::KSTRIDE + q * 512);
       }
-      const HTile pc = core_pair<KS0>(p, q, 0, 16, kq);  // rows k0, cols n1, conjugated
-      // last stage over n0: true = conj( conj(Y^T) F ) = conj( pc^T F ); rows n1, cols n0
-      HTile pt;
-      afrag_transpose(pt.r, pc.r);
-      afrag_transpose(pt.i, pc.i);
-      CTile c;
-      cdft_adata<false, JN0>(c, F, pt);
-      store_last<JN0>(c, p, q, 0);
+      last_a2(core_pair<KS0>(p, q, 0, 16, kq), p, q);
     }
+  }
+  // A = 2, pc: rows k0, cols n1, conjugated (core_pair's result). The last stage over n0:
+  // true = conj( conj(Y^T) F ) = conj( pc^T F ); rows n1, cols n0.
+  __device__ __forceinline__ void last_a2(const HTile& pc, int p, int q) {
+    HTile pt;
+    afrag_transpose(pt.r, pc.r);
+    afrag_transpose(pt.i, pc.i);
+    CTile c;
+    cdft_adata<false, JN0>(c, F, pt);
+    store_last<JN0>(c, p, q, 0);
   }
 
   __device__ __forceinline__ void stage0_fwd_a3(int unit) {
@@ -980,6 +989,73 @@ struct MonarchConv {
     return __uint_as_float((u32)(min(max(e, -126), 127) + 127) << 23);
   }
 
+  // Z = 2^(ex - ZLOG) DFT(x) after spectrum_tile: 0.25 per forward twiddle (W4096 for A = 3, W256)
+  static constexpr int ZLOG = A == 3 ? 4 : 2;
+
+  // A = 2: warp w always holds radix-R row q = w % R (P * R is a multiple of WARPS, WARPS of R),
+  // so it keeps its batch sum of conj(Z_v) Z_g for that row in its own asum slot over all its
+  // items (no barrier: each lane owns its entries); the WARPS / R warps of one row are summed at
+  // the end (accumulate_a2). Per item, the v side continues * K (dpost) and the g side * R (dv)
+  // through the inverse chain, in place.
+  template <bool DV, bool DPOST>
+  __device__ __forceinline__ void core_bwd_a2(int unit, const u16* kr, const u16* kk,
+                                              const u32* redv, const u32* redg, u16* bufv,
+                                              u16* bufg) {
+    for (int item = warp; item < P * R; item += WARPS) {
+      const int p = item / R, q = item % R;
+      const long long koff = (long long)((unit * P + p) / nBP) * C::KSTRIDE + q * 512;
+      KFrag kq_r, kq_k;
+      if (DV) kq_r = load_kfrag(kr + koff);
+      if (DPOST) kq_k = load_kfrag(kk + koff);
+      sdata = bufv;
+      const CTile a = spectrum_tile<KS0>(p, q, 0, 16);
+      sdata = bufg;
+      const CTile b = spectrum_tile<KS0>(p, q, 0, 16);
+      // undo both scales separately (no overflow of the product of them)
+      const float sv = exp2i(ZLOG - pair_exp(redv, p)), sg = exp2i(ZLOG - pair_exp(redg, p));
+      float4* const mine = asum + warp * 128 + lane;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        cf z[2];
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          const cf za = ctile_get(a, 2 * i + c);
+          z[c] = cscale(cscale(cmul({za.x, -za.y}, ctile_get(b, 2 * i + c)), sv), sg);
+        }
+        float4 o = mine[32 * i];
+        o.x += z[0].x;
+        o.y += z[0].y;
+        o.z += z[1].x;
+        o.w += z[1].y;
+        mine[32 * i] = o;
+      }
+      if (DV) last_a2(inverse_pair(b, kq_r), p, q);  // sdata = bufg
+      if (DPOST) {
+        sdata = bufv;
+        last_a2(inverse_pair(a, kq_k), p, q);
+      }
+    }
+  }
+
+  // A = 2, after the last unit (and a barrier): the per-warp sums added up per row in a fixed
+  // warp order and stored as this block's accumulator row (kernel order: lane l's float4 i of
+  // row q holds positions q * 256 + 8 l + 2 i, + 1).
+  __device__ __forceinline__ void accumulate_a2(float* accrow) const {
+    for (int f = tid; f < R * 128; f += THREADS) {
+      const int q = f >> 7, il = f & 127, i = il >> 5, l = il & 31;
+      float4 z = asum[q * 128 + il];
+#pragma unroll
+      for (int sl = 1; sl < WARPS / R; ++sl) {
+        const float4 o = asum[(sl * R + q) * 128 + il];
+        z.x += o.x;
+        z.y += o.y;
+        z.z += o.z;
+        z.w += o.w;
+      }
+      ((float4*)accrow)[q * 128 + l * 4 + i] = z;
+    }
+  }
+
   // The spectra of both sides are in bufv / bufg (after stage 0); per tile: the two forward
   // halves, the unscaled product into the running sum (stored for the first pair of the row),
   // and with DV the g side's tile * R through the inverse radix-16 stages, back into bufg.
@@ -1028,11 +1104,14 @@ struct MonarchConv {
 
   // outs: bit 0 du (= dv * pre, or dv), bit 1 dpre (= dv * u; PRE only), bit 2 dpost
   // (= dy * window(conv(v, k)), from kk; out_offset / Lout_post: the forward's window).
+  // Block (h, s) takes the units j = s, s + nsplit, ... of channel h (nBP, the pairs per
+  // channel, is a multiple of P: every unit holds P pairs of one channel).
   __device__ __forceinline__ void run_bwd(unsigned char* smem, const Side& sv, const Side& sg,
                                           const Out& odu, const Out& odpre, const Out& odpost,
                                           const u16* kr, const u16* kk, int out_offset_post,
                                           int Lout_post, float* acc, int nsplit, int outs) {
-    static_assert(DK && A == 3 && P == 1, "the backward kernel covers the A = 3 sizes");
+    static_assert(DK && (A == 3 ? P == 1 : (P * R) % WARPS == 0 && WARPS % R == 0),
+                  "backward work split: one pair per block (A = 3), whole rows per warp (A = 2)");
     setup(smem);
     u16* const bufv = sdata;
     u16* const bufg = sraw;  // DK: the second working buffer
@@ -1041,9 +1120,15 @@ struct MonarchConv {
     const bool dv = (outs & 3) != 0, dpost = (outs & 4) != 0;
     // one block per (channel, split): grid = H * nsplit
     const int h = blockIdx.x / nsplit, s = blockIdx.x - h * nsplit;
+    const int units = nBP / P;  // per channel
     float* accrow = acc + 2 * ((long long)s * H + h) * N;
-    for (int bp = s; bp < nBP; bp += nsplit) {
-      const int unit = h * nBP + bp;
+    const int pt = tid / (THREADS / P);  // this thread's pair in the radix-R passes
+    if constexpr (A == 2) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) asum[warp * 128 + 32 * i + lane] = make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    for (int j = s; j < units; j += nsplit) {
+      const int unit = h * units + j;
       kf = kr;
       const int ehr = dv ? filter_exp(unit) : 0;
       kf = kk;
@@ -1057,44 +1142,54 @@ struct MonarchConv {
       red = redg;
       load_raw<POST>(unit);
       __syncthreads();
-      red = redv;
-      const int exv = pair_exp(0);
-      red = redg;
-      const int exg = pair_exp(0);
+      const int exv = pair_exp(redv, pt), exg = pair_exp(redg, pt);
       sdata = bufv;
       stage_r_fwd(0, exv);
       sdata = bufg;
       stage_r_fwd(0, exg);
       __syncthreads();
-      sdata = bufv;
-      stage0_fwd_a3(unit);
-      sdata = bufg;
-      stage0_fwd_a3(unit);
-      __syncthreads();
-      // Z = 2^(ex - 4) DFT(x): undo both scales (separately: no overflow of the sum of them)
-      const float scv = exp2i(4 - exv), scg = exp2i(4 - exg);
-      kf = kr;
-      if (dv) {
-        core_bwd<true>(unit, accrow, bp == s, scv, scg, bufv, bufg);
-      } else {
-        core_bwd<false>(unit, accrow, bp == s, scv, scg, bufv, bufg);
-      }
-      if (dpost) {  // (tiles are disjoint per item: no barrier against core_bwd's reads)
-        kf = kk;
+      if constexpr (A == 3) {
         sdata = bufv;
-        core_fwd_v(unit);
+        stage0_fwd_a3(unit);
+        sdata = bufg;
+        stage0_fwd_a3(unit);
+        __syncthreads();
+        const float scv = exp2i(ZLOG - exv), scg = exp2i(ZLOG - exg);
+        kf = kr;
+        if (dv) {
+          core_bwd<true>(unit, accrow, j == s, scv, scg, bufv, bufg);
+        } else {
+          core_bwd<false>(unit, accrow, j == s, scv, scg, bufv, bufg);
+        }
+        if (dpost) {  // (tiles are disjoint per item: no barrier against core_bwd's reads)
+          kf = kk;
+          sdata = bufv;
+          core_fwd_v(unit);
+        }
+      } else {
+        if (dv && dpost) {
+          core_bwd_a2<true, true>(unit, kr, kk, redv, redg, bufv, bufg);
+        } else if (dv) {
+          core_bwd_a2<true, false>(unit, kr, kk, redv, redg, bufv, bufg);
+        } else if (dpost) {
+          core_bwd_a2<false, true>(unit, kr, kk, redv, redg, bufv, bufg);
+        } else {
+          core_bwd_a2<false, false>(unit, kr, kk, redv, redg, bufv, bufg);
+        }
       }
       if (dv || dpost) {
         __syncthreads();
-        if (dv) {
-          sdata = bufg;
-          stage0_inv_a3();
+        if constexpr (A == 3) {
+          if (dv) {
+            sdata = bufg;
+            stage0_inv_a3();
+          }
+          if (dpost) {
+            sdata = bufv;
+            stage0_inv_a3();
+          }
+          __syncthreads();
         }
-        if (dpost) {
-          sdata = bufv;
-          stage0_inv_a3();
-        }
-        __syncthreads();
         out_offset = 0;
         Lout = L_dv;
         sdata = bufg;
@@ -1116,6 +1211,7 @@ struct MonarchConv {
       }
       __syncthreads();
     }
+    if constexpr (A == 2) accumulate_a2(accrow);
   }
   int L_dv;  // length of the dv outputs (du, dpre)
 };
@@ -1167,8 +1263,9 @@ monarch_conv_fwd(const unsigned short* __restrict__ u, const unsigned short* __r
   k.run(monarch_smem);
 }
 
-// Backward kernel (A = 3 sizes), grid H * nsplit blocks: acc[split][h] = sum over the pairs
-// b = 2 (split + i nsplit) of conj(Z_v) Z_g in kernel order (complex fp32, N per row); with outs
+// Backward kernel (FFT sizes 256..16384), grid H * nsplit blocks: acc[split][h] = sum over the
+// pairs of units j = split + i nsplit (P pairs each) of conj(Z_v) Z_g in kernel order (complex
+// fp32, N per row); with outs
 // bit 0 / 1: du = dv * pre / dpre = dv * u (B, H, L) from kr, the adjoint filter's spectrum
 // (FusedConv.filter_spectrum(k, reverse_shift=out_offset)); bit 2: dpost = dy * window(conv(v,
 // k)) (B, H, Lout) from kk, k's spectrum. See MonarchConv::run_bwd.
@@ -1192,7 +1289,7 @@ monarch_bwd(const unsigned short* __restrict__ u, const unsigned short* __restri
   k.H = H;
   k.BI = B > 0 ? B : 1;
   k.u_so = k.pre_so = k.y_so = k.post_so = 0;
-  k.nBP = (B + 1) >> 1;
+  k.nBP = ((B + 1) / 2 + K::P - 1) / K::P * K::P;  // whole units per channel (pairs past B: zeros)
   k.npairs = k.nBP * H;
   k.qlive = 0xFF;
   k.L_dv = L;

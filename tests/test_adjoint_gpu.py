@@ -1,6 +1,6 @@
 """GPU tests of the backward row through the forward kernels (``monarch-adjoint``).
 
-FFT sizes 4096..16384 run the fused backward kernel (all four gradients); above, du, dpregate
+FFT sizes 256..16384 run the fused backward kernel (all four gradients); above, du, dpregate
 and dpostgate run on the forward (fused or long) kernels and dk on the cuFFT adjoint; all four
 against the float64 adjoint of the same rounded inputs, fresh random inputs, every mode, gated
 and not, fp16 and bf16, odd lengths, Lk > L, B = 1.

@@ -107,6 +107,24 @@ def test_modes_and_batch_layouts(rng, mode, B, H):
     _check(got, want, "float16", mode)
 
 
+# The A = 2 sizes hold P = 8, 4, 2, 2 pairs of one channel per block (256 .. 2048): B = 1 and
+# B = 17 leave units partly empty; (64, 2) splits each channel's units over several blocks.
+@pytest.mark.parametrize("n", [256, 512, 1024, 2048])
+@pytest.mark.parametrize("B,H", [(1, 3), (17, 5), (64, 2)])
+@pytest.mark.parametrize("mode", ["causal", "same"])
+def test_small_sizes_batch_layouts(rng, n, B, H, mode):
+    L, Lk = (n // 2, n // 2) if mode == "causal" else (n // 2 + 7, n // 3)
+    got, want, _ = _case(rng, n, "float16", B, H, L, Lk, mode, True, True)
+    _check(got, want, "float16", mode)
+
+
+@pytest.mark.parametrize("mode", ["valid", "circular"])
+def test_small_size_modes(rng, mode):
+    L, Lk = (1000, 25) if mode == "valid" else (1024, 1024)
+    got, want, _ = _case(rng, 1024, "bfloat16", 3, 4, L, Lk, mode, False, True)
+    _check(got, want, "bfloat16", mode)
+
+
 @pytest.mark.parametrize("n", fused.DK_SIZES)
 def test_dk_alone(rng, n):
     got, want, _ = _case(rng, n, "bfloat16", 3, 5, n // 2, n // 2, "causal", True, True, dv=False)
@@ -118,14 +136,15 @@ def test_dk_alone(rng, n):
 # dpost = dy * conv(u, k) below fp16's normal range at 1e-3, a limit of the 16-bit output)
 @pytest.mark.parametrize("dtype,scale", [("float16", 1e-3), ("float16", 2e2), ("bfloat16", 1e-15),
                                          ("bfloat16", 1e15)])
-def test_far_from_unit_scale(rng, dtype, scale):
-    got, want, _ = _case(rng, 4096, dtype, 3, 4, 2000, 1500, "causal", False, True, scale)
+@pytest.mark.parametrize("n", [1024, 4096])
+def test_far_from_unit_scale(rng, dtype, scale, n):
+    got, want, _ = _case(rng, n, dtype, 3, 4, n // 2 - 48, n // 3, "causal", False, True, scale)
     _check(got, want, dtype)
 
 
-def test_deterministic(rng):
-    got, _, (kern, u, dy, kr, kw) = _case(rng, 16384, "float16", 6, 5, 9000, 7000, "full", True,
-                                          False)
+@pytest.mark.parametrize("n,B,L,Lk", [(16384, 6, 9000, 7000), (512, 21, 300, 200)])
+def test_deterministic(rng, n, B, L, Lk):
+    got, _, (kern, u, dy, kr, kw) = _case(rng, n, "float16", B, 5, L, Lk, "full", True, False)
     for _ in range(3):
         _poison_pool()
         again = cp.asnumpy(kern(u, dy, kr, **kw)).astype(np.float64)

@@ -1,5 +1,5 @@
 """Backward row on the 16-bit kernel families: the fused backward kernel where it covers the FFT
-size (4096..16384), else three of the four gradients through the forward kernels
+size (256..16384), else three of the four gradients through the forward kernels
 (:mod:`cufftconv.fused` up to FFT size 32768, :mod:`cufftconv.long` above).
 
 With ``y = post * window(conv(pre * u, k))`` and ``dc = dy * post`` (see :mod:`cufftconv.grad`):
@@ -13,7 +13,7 @@ With ``y = post * window(conv(pre * u, k))`` and ``dc = dy * post`` (see :mod:`c
 * ``dpost = dy * window(conv(pre * u, k))`` is the forward with dy in the postgate slot.
 * ``dk = corr(dc, v)`` summed over the batch: the exact cuFFT adjoint.
 
-Where :class:`cufftconv.fused.FusedBwd` covers the FFT size (4096..16384) and dk is wanted, it
+Where :class:`cufftconv.fused.FusedBwd` covers the FFT size (256..16384) and dk is wanted, it
 computes all four in one kernel instead: both sides transformed on chip, the batch sum of dk
 kept in fp32 with one inverse FFT per channel after, dc's transform continued through the
 reversed filter for dv (du, dpre) and v's through k for dpost.
@@ -34,10 +34,6 @@ from . import fused as fused_row
 from . import long as long_row
 
 NAME = "monarch-adjoint"
-# Below this FFT size the exact cuFFT backward, which shares its transforms between du and dk,
-# is faster (H200, benchmarks/bwd_bench.py at 623ce85: 1K 2.48 vs 1.90 ms, 4K 5.87 vs 7.28 ms,
-# 16K 24.2 vs 31.0 ms for du + dk).
-MIN_N = 4096
 
 
 def _family(spec: ConvSpec, dev: DeviceInfo | None) -> tuple[str, Any] | str:
@@ -46,10 +42,9 @@ def _family(spec: ConvSpec, dev: DeviceInfo | None) -> tuple[str, Any] | str:
         return "frequency-sparse convolutions have no backward pass"
     reason = fused_row.accepts(spec, dev)
     if reason is None:
-        n = fused_row.fft_size(spec)
-        if n < MIN_N:
-            return f"FFT size {n} < {MIN_N}: the exact cuFFT backward is faster there"
-        return "fused", n
+        # (every size the forward kernel fits has a backward kernel that fits: dk_shared_bytes
+        # <= shared_bytes for n <= 16384)
+        return "fused", fused_row.fft_size(spec)
     long_reason = long_row.accepts(spec, dev)
     if long_reason is None:
         return "long", long_row.fft_size(spec)
