@@ -832,7 +832,13 @@ def dk_from_hermitian(herm, n: int, Lk: int, out_offset: int, xp):
     output window, so dk[s] = c[(s - out_offset) mod n].
     """
     corr = xp.fft.irfft(herm, n=n, axis=-1)
-    return xp.ascontiguousarray(corr[:, (np.arange(Lk) - out_offset) % n])
+    # positions (s - out_offset) mod n, s < Lk <= n: at most two runs (slices, no index array
+    # sent to the device)
+    start = (-out_offset) % n
+    first = min(Lk, n - start)
+    if first == Lk:
+        return xp.ascontiguousarray(corr[:, start : start + Lk])
+    return xp.concatenate((corr[:, start:], corr[:, : Lk - first]), axis=1)
 
 
 def hbm_bytes(n: int, B: int, H: int, L: int, Lout: int, pregate: bool, postgate: bool) -> int:
