@@ -226,7 +226,8 @@ def test_module_under_autocast(rng, dt):
     y_ref = reference.fftconv_direct(_host(xc), _host(m.kernel), pregate=_host(gc)) + skip
     assert rel_err(_host(y), y_ref) <= TOL[dt]
     ref = _ref_bwd(dy, xc, m.kernel, gc, None, "causal")
-    assert rel_err(_host(m.kernel.grad), ref[1]) <= 1e-4
+    # dk comes from 16-bit transforms of u and dy (the fused backward): the fp16 figure
+    assert rel_err(_host(m.kernel.grad), ref[1]) <= TOL["float16"]
     assert rel_err(_host(x.grad), ref[0] + _host(dy) * D * _host(g)) <= TOL[dt]
 
 
@@ -418,7 +419,7 @@ def test_jax_bf16(rng):
     assert y.dtype == du.dtype == jnp.bfloat16 and dk.dtype == jnp.float32
     ref = _ref_bwd(dy, u, k, None, None, "causal")
     assert rel_err(_host(du.astype(jnp.float32)), ref[0]) <= TOL["bfloat16"]
-    assert rel_err(_host(dk), ref[1]) <= 1e-4
+    assert rel_err(_host(dk), ref[1]) <= TOL["float16"]  # 16-bit transforms (fused backward)
 
 
 def test_hyena_block_trains_jax(rng):
