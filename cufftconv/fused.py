@@ -13,13 +13,14 @@ kernel's digit-reversed, fragment-major order, as fp16 normalised per channel by
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 
-from .cache import OnceCache
+from .cache import BuildCache, OnceCache
 from .errors import KernelLaunchError, describe_arg, is_cuda_error, launch_error
 from .kernel_io import FamilyConv
 from .sources import inline_source, kernels_dir
@@ -80,6 +81,10 @@ _MODULES: OnceCache[dict] = OnceCache()  # (device, arch, role, configuration) -
 SPECTRUM_CHUNK_BYTES = 256 << 20  # filter_spectrum transforms this many bytes of k at a time
 _DEV_FREQ: OnceCache = OnceCache()  # (device, n) -> freq_index(n) as int32 there
 _SPECTRUM: OnceCache = OnceCache()  # (device, arch) -> the kernels/spectrum.cu functions
+# cuFFT plans of the filter spectra and dk, per thread (a plan is not safe to run from two
+# threads at once) and keyed by stream (its work area must not be shared by streams that run
+# at the same time)
+_PLANS = threading.local()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -364,6 +369,35 @@ def _hermitian_kernel():
     return _spectrum_functions()["dk_hermitian"]
 
 
+def _plan1d(inverse: bool, n: int, batch: int):
+    """A cuFFT R2C (C2R if ``inverse``) plan of ``batch`` rows of length n, for this thread,
+    device and current stream (cupy.fft's own wrappers cost more host time than the small
+    transforms of a backward call take on the device)."""
+    cp = _cupy()
+    from cupy.cuda import cufft
+
+    cache = getattr(_PLANS, "cache", None)
+    if cache is None:
+        cache = _PLANS.cache = BuildCache(16)
+    kind = cufft.CUFFT_C2R if inverse else cufft.CUFFT_R2C
+    key = (cp.cuda.Device().id, cp.cuda.get_current_stream().ptr, kind, n, batch)
+    return cache.get(key, lambda: cufft.Plan1d(n, kind, batch))
+
+
+def _rfft_padded(k, n: int):
+    """rfft of the rows of k (h, Lk), Lk <= n, zero padded to n: (h, n/2 + 1) complex64, in
+    float32 (the spectra feed fp16 kernels)."""
+    cp = _cupy()
+    from cupy.cuda import cufft
+
+    h, lk = k.shape
+    kp = cp.zeros((h, n), dtype=cp.float32)
+    kp[:, :lk] = k
+    out = cp.empty((h, n // 2 + 1), dtype=cp.complex64)
+    _plan1d(False, n, h).fft(kp, out, cufft.CUFFT_FORWARD)
+    return out
+
+
 def _blocks_per_sm(kern, threads: int, smem: int) -> int:
     try:
         from cupy_backends.cuda.api import driver
@@ -428,29 +462,34 @@ class FusedConv(FamilyConv):
         Per channel: n complex values (re, im interleaved) scaled by 2**-e so that max |K| <= 1,
         then e itself (an integer, stored as fp16) and zeros. ``reverse_shift`` = s gives the
         spectrum of the reversed filter ``r[m] = k[(s - m) mod n]`` instead (the backward's
-        adjoint). One rfft (cuFFT) and one ordering kernel (``kernels/spectrum.cu``) per chunk
-        of channels.
+        adjoint). One rfft (cuFFT, float32) and one ordering kernel (``kernels/spectrum.cu``)
+        per chunk of channels.
         """
+        return self.filter_spectra(k, (reverse_shift,))[0]
+
+    def filter_spectra(self, k, reverse_shifts: tuple[int | None, ...]) -> list:
+        """:meth:`filter_spectrum` of k for each of ``reverse_shifts`` (None: k itself), from
+        one rfft of k."""
         cp = _cupy()
         k = self.check_filter(cp.asarray(k))
         h, n = k.shape[0], self.n
-        out = cp.empty((h, filter_row_halves(n)), dtype=cp.float16)
-        kern = _spectrum_kernel(reverse_shift is not None)
+        outs = [cp.empty((h, filter_row_halves(n)), dtype=cp.float16) for _ in reverse_shifts]
         freq = _DEV_FREQ.get(
             (cp.cuda.Device().id, n), lambda: cp.asarray(freq_index(n).astype(np.int32))
         )
-        real_t = cp.float64 if k.dtype == cp.float64 else cp.float32
         step = max(1, SPECTRUM_CHUNK_BYTES // (16 * n))  # rfft temporaries bounded, not O(H n)
-        shift = np.int64(0 if reverse_shift is None else reverse_shift)
         for h0 in range(0, h, step):
             h1 = min(h0 + step, h)
-            kr = cp.fft.rfft(k[h0:h1].astype(real_t, copy=False), n=n, axis=-1)
-            kr = cp.ascontiguousarray(kr.astype(cp.complex64, copy=False))
-            kern((h1 - h0,), (256,), (kr, freq, np.int32(n), shift, out[h0:h1]))
+            kr = _rfft_padded(k[h0:h1], n)
+            for out, shift in zip(outs, reverse_shifts):
+                _spectrum_kernel(shift is not None)(
+                    (h1 - h0,), (256,), (kr, freq, np.int32(n), np.int64(shift or 0), out[h0:h1])
+                )
         if self.freq_mask is not None:
             keep = np.asarray(self.freq_mask, dtype=np.float16)[freq_index(n) % 16]
-            out[:, : 2 * n] *= cp.asarray(keep.repeat(2))[None, :]
-        return out
+            for out in outs:
+                out[:, : 2 * n] *= cp.asarray(keep.repeat(2))[None, :]
+        return outs
 
     # --------------------------------------------------------------------------------------------
     def __call__(
@@ -709,6 +748,13 @@ class FusedBwd(FamilyConv):
         """Kernel-order spectrum of k for ``dpost`` (:meth:`FusedConv.filter_spectrum`)."""
         return self._spectra.filter_spectrum(k)
 
+    def spectra(self, k, out_offset: int, *, adjoint: bool, filt: bool) -> tuple:
+        """(:meth:`adjoint_spectrum` if ``adjoint``, :meth:`filter_spectrum` if ``filt``), None
+        for the other, from one rfft of k."""
+        shifts = ((out_offset,) if adjoint else ()) + ((None,) if filt else ())
+        got = iter(self._spectra.filter_spectra(k, shifts) if shifts else ())
+        return (next(got) if adjoint else None), (next(got) if filt else None)
+
     def __call__(
         self,
         u,
@@ -805,10 +851,14 @@ class FusedBwd(FamilyConv):
         )
         herm = cp.empty((h, n // 2 + 1), dtype=cp.complex64)
         fold = _hermitian_kernel()
-        fold((min(-(-herm.size // 256), 4096),), (256,), (acc, np.int32(nsplit), np.int32(h),
-                                                         np.int32(n), inv, herm))
+        fold((min(-(-herm.size // 256), 4096),), (256,),
+             (acc, np.int32(nsplit), np.int32(h), np.int32(n), inv, np.float32(0.5 / n), herm))
         del acc
-        return dk_from_hermitian(herm, n, Lk, op.out_offset, cp)
+        from cupy.cuda import cufft
+
+        corr = cp.empty((h, n), dtype=cp.float32)
+        _plan1d(True, n, h).fft(herm, corr, cufft.CUFFT_INVERSE)  # unnormalised (see fold)
+        return _dk_window(corr, n, Lk, op.out_offset, cp)
 
 
 def dk_from_product(prod, Lk: int, out_offset: int, inverse_order, xp):
@@ -831,9 +881,12 @@ def dk_from_hermitian(herm, n: int, Lk: int, out_offset: int, xp):
     (the pairs' cross terms have an imaginary inverse); g sat at [0, Lout) instead of the
     output window, so dk[s] = c[(s - out_offset) mod n].
     """
-    corr = xp.fft.irfft(herm, n=n, axis=-1)
-    # positions (s - out_offset) mod n, s < Lk <= n: at most two runs (slices, no index array
-    # sent to the device)
+    return _dk_window(xp.fft.irfft(herm, n=n, axis=-1), n, Lk, out_offset, xp)
+
+
+def _dk_window(corr, n: int, Lk: int, out_offset: int, xp):
+    """dk[:, s] = corr[:, (s - out_offset) mod n], s < Lk <= n: at most two runs (slices, no
+    index array sent to the device)."""
     start = (-out_offset) % n
     first = min(Lk, n - start)
     if first == Lk:

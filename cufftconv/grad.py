@@ -350,10 +350,12 @@ def fftconv_bwd(
         gives ``dk[..., L:] = 0`` (those taps never reach an output). The gate gradients are
         None when the gate is None.
 
-    On a GPU, fp16/bf16 calls that the fused or long forward kernels take get du, dpregate and
-    dpostgate from those kernels (fp32 arithmetic, 16-bit results) and dk from ``cupy.fft`` in
-    float32; everything else runs ``cupy.fft`` in float32 (float64 when any operand is
-    float64), all on the caller's stream; without a GPU it runs ``numpy.fft`` in float64.
+    On a GPU, fp16/bf16 calls whose FFT size is 256..16384 get all four gradients from one
+    fused backward kernel (16-bit transforms, fp32 arithmetic and dk accumulation, 16-bit du
+    and gate gradients); other sizes the forward kernels take get du, dpregate and dpostgate
+    from those kernels and dk from ``cupy.fft`` in float32; everything else runs ``cupy.fft``
+    in float32 (float64 when any operand is float64), all on the caller's stream; without a
+    GPU it runs ``numpy.fft`` in float64.
     Errors name the argument and are raised before any device work.
 
     Example:

@@ -51,11 +51,12 @@ kernel_order_spectrum(const float2* __restrict__ kr, const int* __restrict__ fre
 
 // The filter gradient's last step before one inverse rfft per channel: the Hermitian part of
 // P = sum over the splits of the backward kernel's accumulator (kernel order, see
-// MonarchConv::run_bwd) in rfft layout, out[h][f] = (P[f] + conj(P[n - f])) / 2 for
-// f <= n / 2, whose inverse rfft is Re(IFFT(P)). inv[f]: the kernel-order position of f.
+// MonarchConv::run_bwd) in rfft layout, out[h][f] = scale (P[f] + conj(P[n - f])) for
+// f <= n / 2; with scale = 1 / (2 n), its unnormalised inverse rfft is Re(IFFT(P)).
+// inv[f]: the kernel-order position of f.
 extern "C" __global__ void __launch_bounds__(256)
 dk_hermitian(const float2* __restrict__ acc, int nsplit, int H, int n, const int* __restrict__ inv,
-             float2* __restrict__ out) {
+             float scale, float2* __restrict__ out) {
   const int nb = n / 2 + 1;
   const long long total = (long long)H * nb;
   for (long long i = blockIdx.x * 256ll + threadIdx.x; i < total; i += (long long)gridDim.x * 256) {
@@ -70,6 +71,6 @@ dk_hermitian(const float2* __restrict__ acc, int nsplit, int H, int n, const int
       b.x += y.x;
       b.y += y.y;
     }
-    out[i] = make_float2(0.5f * (a.x + b.x), 0.5f * (a.y - b.y));
+    out[i] = make_float2(scale * (a.x + b.x), scale * (a.y - b.y));
   }
 }

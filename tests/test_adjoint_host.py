@@ -127,6 +127,10 @@ class FakeBwd:
     def filter_spectrum(self, k):
         return ("k", k)
 
+    def spectra(self, k, out_offset, *, adjoint, filt):
+        return (self.adjoint_spectrum(k, out_offset) if adjoint else None,
+                self.filter_spectrum(k) if filt else None)
+
     def __call__(self, u, dy, kr=None, *, L, out_offset, Lout, Lk, pregate=None, postgate=None,
                  du=None, dpre=None, kk=None, dpost=None):
         from cufftconv import fused

@@ -158,9 +158,8 @@ class AdjointBwdExecutor:
 
         du = dpre = dpost = dk = None
         if fused_bwd:  # all four in one kernel
-            kc = self._k32(k)
-            kr = self.bwd.adjoint_spectrum(kc, s.offset) if (need_u or need_pre) else None
-            kk = self.bwd.filter_spectrum(kc) if need_post else None
+            kr, kk = self.bwd.spectra(self._k32(k), s.offset, adjoint=need_u or need_pre,
+                                      filt=need_post)
             du = cp.empty((self.B, self.H, L), dtype=dy3.dtype) if need_u else None
             dpre = cp.empty((self.B, self.H, L), dtype=dy3.dtype) if need_pre else None
             dpost = cp.empty((self.B, self.H, Lout), dtype=dy3.dtype) if need_post else None
