@@ -992,51 +992,6 @@ struct MonarchConv {
   // Z = 2^(ex - ZLOG) DFT(x) after spectrum_tile: 0.25 per forward twiddle (W4096 for A = 3, W256)
   static constexpr int ZLOG = A == 3 ? 4 : 2;
 
-  // A = 2: warp w always holds radix-R row q = w % R (P * R is a multiple of WARPS, WARPS of R),
-  // so it keeps its batch sum of conj(Z_v) Z_g for that row in its own asum slot over all its
-  // items (no barrier: each lane owns its entries); the WARPS / R warps of one row are summed at
-  // the end (accumulate_a2). Per item, the v side continues * K (dpost) and the g side * R (dv)
-  // through the inverse chain, in place.
-  template <bool DV, bool DPOST>
-  __device__ __forceinline__ void core_bwd_a2(int unit, const u16* kr, const u16* kk,
-                                              const u32* redv, const u32* redg, u16* bufv,
-                                              u16* bufg) {
-    for (int item = warp; item < P * R; item += WARPS) {
-      const int p = item / R, q = item % R;
-      const long long koff = (long long)((unit * P + p) / nBP) * C::KSTRIDE + q * 512;
-      KFrag kq_r, kq_k;
-      if (DV) kq_r = load_kfrag(kr + koff);
-      if (DPOST) kq_k = load_kfrag(kk + koff);
-      sdata = bufv;
-      const CTile a = spectrum_tile<KS0>(p, q, 0, 16);
-      sdata = bufg;
-      const CTile b = spectrum_tile<KS0>(p, q, 0, 16);
-      // undo both scales separately (no overflow of the product of them)
-      const float sv = exp2i(ZLOG - pair_exp(redv, p)), sg = exp2i(ZLOG - pair_exp(redg, p));
-      float4* const mine = asum + warp * 128 + lane;
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        cf z[2];
-#pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          const cf za = ctile_get(a, 2 * i + c);
-          z[c] = cscale(cscale(cmul({za.x, -za.y}, ctile_get(b, 2 * i + c)), sv), sg);
-        }
-        float4 o = mine[32 * i];
-        o.x += z[0].x;
-        o.y += z[0].y;
-        o.z += z[1].x;
-        o.w += z[1].y;
-        mine[32 * i] = o;
-      }
-      if (DV) last_a2(inverse_pair(b, kq_r), p, q);  // sdata = bufg
-      if (DPOST) {
-        sdata = bufv;
-        last_a2(inverse_pair(a, kq_k), p, q);
-      }
-    }
-  }
-
   // A = 2, after the last unit (and a barrier): the per-warp sums added up per row in a fixed
   // warp order and stored as this block's accumulator row (kernel order: lane l's float4 i of
   // row q holds positions q * 256 + 8 l + 2 i, + 1).
@@ -1056,49 +1011,63 @@ struct MonarchConv {
     }
   }
 
-  // The spectra of both sides are in bufv / bufg (after stage 0); per tile: the two forward
-  // halves, the unscaled product into the running sum (stored for the first pair of the row),
-  // and with DV the g side's tile * R through the inverse radix-16 stages, back into bufg.
-  template <bool DV>
-  __device__ __forceinline__ void core_bwd(int unit, float* accrow, bool first, float sv, float sg,
+  // One item: a 256-point tile of both sides (A = 3: tile (q, k0) of the block's one pair, after
+  // stage 0; A = 2: row q of pair p, the whole sub-transform), from bufv / bufg: the two forward
+  // halves, the unscaled product conj(Z_v) Z_g into the running sum, and on request the g side
+  // * R (DV) and the v side * K (DPOST) through the inverse stages, in place (tiles are disjoint
+  // per item: no barrier). The running sum: A = 3, acc's row of this block in global memory
+  // (L2), stored for the first unit; A = 2, this warp's asum slot (warp w always holds row
+  // q = w % R since P * R is a multiple of WARPS and WARPS of R; each lane owns its entries).
+  template <bool DV, bool DPOST>
+  __device__ __forceinline__ void core_bwd(int unit, float* accrow, bool first, const u16* kr,
+                                           const u16* kk, const u32* redv, const u32* redg,
                                            u16* bufv, u16* bufg) {
-    for (int item = warp; item < R * 16; item += WARPS) {
-      const int q = item / 16, k0 = item % 16;
-      KFrag kq;
-      if (DV) kq = load_kfrag(ktile_a3(unit, item));
+    constexpr int ITEMS = A == 3 ? R * 16 : P * R;
+    constexpr int KS = A == 3 ? 2 : KS0;
+    constexpr int DS = A == 3 ? 1 : 32;  // float4 stride of a lane's sum entries
+    for (int item = warp; item < ITEMS; item += WARPS) {
+      const int p = A == 3 ? 0 : item / R;
+      const int q = A == 3 ? item / 16 : item % R;
+      const int k0 = A == 3 ? item % 16 : 0;
+      const long long koff =
+          (long long)((unit * P + p) / nBP) * C::KSTRIDE + (A == 3 ? item : q) * 512;
+      KFrag kq_r;
+      if (DV) kq_r = load_kfrag(kr + koff);
       sdata = bufv;
-      CTile a = spectrum_tile<2>(0, q, 256 * k0, 16);
+      const CTile a = spectrum_tile<KS>(p, q, 256 * k0, 16);
       sdata = bufg;
-      const CTile b = spectrum_tile<2>(0, q, 256 * k0, 16);
+      const CTile b = spectrum_tile<KS>(p, q, 256 * k0, 16);
+      // undo both scales separately (no overflow of the product of them)
+      const float sv = exp2i(ZLOG - pair_exp(redv, p)), sg = exp2i(ZLOG - pair_exp(redg, p));
+      float4* const dst = A == 3 ? (float4*)(accrow + 2 * (item * 256 + lane * 8))
+                                 : asum + warp * 128 + lane;
 #pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        const cf za = ctile_get(a, e);
-        ctile_set(a, e, cscale(cscale(cmul({za.x, -za.y}, ctile_get(b, e)), sv), sg));
+      for (int i = 0; i < 4; ++i) {
+        float4 o = (A == 3 && first) ? make_float4(0.f, 0.f, 0.f, 0.f) : dst[DS * i];
+        cf z[2];
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          const cf za = ctile_get(a, 2 * i + c);
+          z[c] = cscale(cscale(cmul({za.x, -za.y}, ctile_get(b, 2 * i + c)), sv), sg);
+        }
+        o.x += z[0].x;
+        o.y += z[0].y;
+        o.z += z[1].x;
+        o.w += z[1].y;
+        dst[DS * i] = o;
       }
-      // (the running sum is read only now: fewer registers live through the transforms)
-      float4* dst = (float4*)(accrow + 2 * (item * 256 + lane * 8));
-      float4 o[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) o[i] = first ? make_float4(0.f, 0.f, 0.f, 0.f) : dst[i];
-      float* of = (float*)o;
-#pragma unroll
-      for (int e = 0; e < 8; ++e) {
-        const cf z = ctile_get(a, e);
-        of[2 * e] += z.x;
-        of[2 * e + 1] += z.y;
+      if (DV) finish_bwd(inverse_pair(b, kq_r), p, q, k0);  // (sdata = bufg)
+      if (DPOST) {  // (K loaded only here: 8 registers fewer through the transforms above)
+        sdata = bufv;
+        finish_bwd(inverse_pair(a, load_kfrag(kk + koff)), p, q, k0);
       }
-#pragma unroll
-      for (int i = 0; i < 4; ++i) dst[i] = o[i];
-      if (DV) finish_item(inverse_pair(b, kq), 0, q, k0);
     }
   }
-
-  // The v side's tiles * K through the inverse radix-16 stages, back into bufv (dpost).
-  __device__ __forceinline__ void core_fwd_v(int unit) {
-    for (int item = warp; item < R * 16; item += WARPS) {
-      const KFrag kq = load_kfrag(ktile_a3(unit, item));
-      finish_item(inverse_pair(spectrum_tile<2>(0, item / 16, 256 * (item % 16), 16), kq), 0,
-                  item / 16, item % 16);
+  __device__ __forceinline__ void finish_bwd(const HTile& pc, int p, int q, int k0) {
+    if constexpr (A == 3) {
+      finish_item(pc, p, q, k0);
+    } else {
+      last_a2(pc, p, q);
     }
   }
 
@@ -1154,28 +1123,15 @@ struct MonarchConv {
         sdata = bufg;
         stage0_fwd_a3(unit);
         __syncthreads();
-        const float scv = exp2i(ZLOG - exv), scg = exp2i(ZLOG - exg);
-        kf = kr;
-        if (dv) {
-          core_bwd<true>(unit, accrow, j == s, scv, scg, bufv, bufg);
-        } else {
-          core_bwd<false>(unit, accrow, j == s, scv, scg, bufv, bufg);
-        }
-        if (dpost) {  // (tiles are disjoint per item: no barrier against core_bwd's reads)
-          kf = kk;
-          sdata = bufv;
-          core_fwd_v(unit);
-        }
+      }
+      if (dv && dpost) {
+        core_bwd<true, true>(unit, accrow, j == s, kr, kk, redv, redg, bufv, bufg);
+      } else if (dv) {
+        core_bwd<true, false>(unit, accrow, j == s, kr, kk, redv, redg, bufv, bufg);
+      } else if (dpost) {
+        core_bwd<false, true>(unit, accrow, j == s, kr, kk, redv, redg, bufv, bufg);
       } else {
-        if (dv && dpost) {
-          core_bwd_a2<true, true>(unit, kr, kk, redv, redg, bufv, bufg);
-        } else if (dv) {
-          core_bwd_a2<true, false>(unit, kr, kk, redv, redg, bufv, bufg);
-        } else if (dpost) {
-          core_bwd_a2<false, true>(unit, kr, kk, redv, redg, bufv, bufg);
-        } else {
-          core_bwd_a2<false, false>(unit, kr, kk, redv, redg, bufv, bufg);
-        }
+        core_bwd<false, false>(unit, accrow, j == s, kr, kk, redv, redg, bufv, bufg);
       }
       if (dv || dpost) {
         __syncthreads();
