@@ -154,11 +154,14 @@ def _cufft_cases() -> list[Case]:
 def _bwd_cases() -> list[Case]:
     return [
         BwdCase("float32 causal Lk>L gated", "float32", (2, 3, 257), (3, 300), "causal", True),
-        BwdCase("float16 same gated", "float16", (2, 3, 1000), (3, 77), "same", True),
-        BwdCase("bfloat16 valid", "bfloat16", (2, 3, 513), (3, 100), "valid"),
+        # (FFT 2048 and 1024: the fused backward kernel's A = 2 sizes, P pairs per block)
+        BwdCase("float16 same gated fused-bwd 2048", "float16", (2, 3, 1000), (3, 77), "same", True),
+        BwdCase("bfloat16 valid fused-bwd 1024", "bfloat16", (2, 3, 513), (3, 100), "valid"),
+        # FFT 256, 8 pairs per block: B = 5 leaves 5 of 8 pair slots of a unit empty
+        BwdCase("float16 full gated fused-bwd 256", "float16", (5, 2, 100), (2, 60), "full", True),
         BwdCase("float64 circular gated", "float64", (2, 3, 256), (3, 256), "circular", True),
         BwdCase("float32 full k broadcast", "float32", (2, 3, 300), (41,), "full"),
-        # the fused backward kernel (FFT 4096..16384): both PAD variants, odd B, H = 1
+        # the fused backward kernel at the A = 3 sizes: both PAD variants, odd B, H = 1
         BwdCase("float16 causal gated fused-bwd 4096", "float16", (3, 3, 2000), (3, 2000),
                 "causal", True),
         BwdCase("bfloat16 same fused-bwd 16384", "bfloat16", (1, 2, 9000), (2, 3001), "same"),
