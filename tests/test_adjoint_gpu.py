@@ -22,13 +22,18 @@ from cufftconv import dispatch, grad
 from cufftconv.validation import build_spec
 
 TOL = {"float16": 2e-3, "bfloat16": 1e-2}  # the gradient figures
-CASES = [  # (B, H, L, Lk, mode): FFT sizes 4096 .. 131072 (smaller ones take the cuFFT row)
+CASES = [  # (B, H, L, Lk, mode): FFT sizes 4096 .. 131072
     (2, 3, 2100, 2000, "causal"),
     (3, 5, 4000, 77, "same"),
     (1, 4, 4096, 4096, "circular"),
     (2, 3, 5001, 3000, "full"),
     (2, 2, 3000, 5000, "valid"),
     (3, 2, 8000, 9000, "causal"),  # Lk > L
+    # FFT 32768: dk by blocks through the 16K backward kernel, du / gates on forward kernels
+    (3, 2, 16000, 16384, "causal"),
+    (2, 2, 20000, 9000, "full"),
+    (1, 3, 17000, 12000, "same"),
+    (2, 1, 30000, 1500, "valid"),
     (2, 3, 40000, 30011, "full"),  # long family, 131072
     (1, 2, 50000, 77, "same"),  # long family (a short filter: the forward takes blocks)
 ]
@@ -72,6 +77,15 @@ def test_against_float64(rng, dtype, gated, B, H, L, Lk, mode):
         assert np.isfinite(hg).all(), name
         err = rel_err(hg, w)
         assert err <= TOL[dtype], f"{name}: rel err {err:.2e} ({dtype}, {mode}, L={L}, Lk={Lk})"
+
+
+def test_32k_dk_runs_by_blocks():
+    spec = build_spec((2, 2, 16000), (2, 16000), mode="causal", dtype="float16", k_dtype="float32")
+    _, name, ex = grad._executor(spec)
+    assert name == "monarch-adjoint" and ex.bwd is None and ex.dk_blocks is not None
+    circ = build_spec((2, 2, 32768), (2, 32768), mode="circular", dtype="float16",
+                      k_dtype="float32")
+    assert grad._executor(circ)[2].dk_blocks is None  # circular wraps: the exact dk
 
 
 def test_small_sizes_take_the_fused_row():

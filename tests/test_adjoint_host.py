@@ -203,3 +203,50 @@ def test_fused_bwd_contract(mode, pre, post, B):
             assert (a is None) == (b is None), name
             if a is not None:
                 np.testing.assert_allclose(a, b, rtol=0, atol=1e-9 * np.abs(b).max(), err_msg=name)
+
+
+# dk by blocks (FFT sizes beyond the fused backward kernel's): blocks of nb / 2 samples, one
+# stand-in kernel call per pair of blocks whose lags reach dk, against the exact adjoint.
+@pytest.mark.parametrize("mode,L,Lk", [("causal", 256, 256), ("causal", 200, 350),
+                                       ("full", 161, 120), ("same", 230, 133), ("valid", 260, 37)])
+@pytest.mark.parametrize("pre,post", [(False, False), (True, True)])
+@pytest.mark.parametrize("B", [1, 3])
+def test_dk_by_blocks(mode, L, Lk, pre, post, B):
+    rng = np.random.default_rng(L * Lk + B)
+    dt = "float16"
+    spec = build_spec(
+        (B, 2, L), (2, Lk), mode=mode, dtype=dt, k_dtype="float64",
+        pregate_dtype=dt if pre else None, postgate_dtype=dt if post else None,
+    )
+    n, nb = _pow2(linear_length(L, Lk, mode)), 256
+    assert n > nb
+    calls = []
+
+    class CountingBwd(FakeBwd):
+        def __call__(self, u, dy, kr=None, **kw):
+            calls.append((kw["L"], kw["Lout"]))
+            assert kw["L"] <= nb // 2 and kw["Lout"] <= nb // 2
+            return super().__call__(u, dy, kr, **kw)
+
+    ex = adjoint.AdjointBwdExecutor(
+        spec, None, family=("fused", n), xp=np, make_kernel=FakeFused,
+        dk_blocks=(CountingBwd(nb, dt, pregate=pre, postgate=post), nb),
+        exact=grad.HostBwdExecutor(spec),
+    )
+    u = rng.standard_normal((B, 2, L))
+    k = rng.standard_normal((2, Lk))
+    g_pre = rng.standard_normal((B, 2, L)) if pre else None
+    g_post = rng.standard_normal(spec.out_shape) if post else None
+    dy = rng.standard_normal(spec.out_shape)
+    spec64 = build_spec(
+        (B, 2, L), (2, Lk), mode=mode, dtype="float64", k_dtype="float64",
+        pregate_dtype="float64" if pre else None, postgate_dtype="float64" if post else None,
+    )
+    got = ex.run_bwd(dy, u, k, g_pre, g_post, needs=(False, True, False, False))[1]
+    want = grad.HostBwdExecutor(spec64).run_bwd(dy, u, k, g_pre, g_post)[1]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9 * np.abs(want).max())
+    # pairs of blocks that cannot reach a kept lag are skipped: causal needs a >= b only
+    if mode == "causal" and L == 256:
+        t = nb // 2
+        assert len(calls) == (L // t) * (L // t + 1) // 2

@@ -11,7 +11,10 @@ With ``y = post * window(conv(pre * u, k))`` and ``dc = dy * post`` (see :mod:`c
   circular mode the adjoint is the circular correlation itself. ``du = dv * pre`` and
   ``dpre = dv * u`` come out of the same kernel with pre, resp. u, in its postgate slot.
 * ``dpost = dy * window(conv(pre * u, k))`` is the forward with dy in the postgate slot.
-* ``dk = corr(dc, v)`` summed over the batch: the exact cuFFT adjoint.
+* ``dk = corr(dc, v)`` summed over the batch: the exact cuFFT adjoint, or at FFT sizes beyond
+  the fused backward kernel's (32768), that kernel at its largest size on blocks: the linear
+  correlation split into blocks of n_b / 2 samples of dc and of v, one kernel call per pair of
+  blocks whose lags reach dk (three for causal L = n / 2), summed by lag (:meth:`_dk_by_blocks`).
 
 Where :class:`cufftconv.fused.FusedBwd` covers the FFT size (256..16384) and dk is wanted, it
 computes all four in one kernel instead: both sides transformed on chip, the batch sum of dk
@@ -80,10 +83,12 @@ class AdjointBwdExecutor:
         make_kernel: Any = None,
         make_bwd: Any = None,
         exact: Any = None,
+        dk_blocks: tuple[Any, int] | None = None,
     ) -> None:
-        """``family``/``xp``/``make_kernel``/``make_bwd``/``exact`` replace the dispatch
-        decision, CuPy, the kernel classes and the exact executor (host tests run the executor
-        on NumPy stand-ins; with ``make_kernel`` and no ``make_bwd``, dk takes the exact
+        """``family``/``xp``/``make_kernel``/``make_bwd``/``exact``/``dk_blocks`` replace the
+        dispatch decision, CuPy, the kernel classes, the exact executor and the blocked dk's
+        (kernel, FFT size) (host tests run the executor on NumPy stand-ins; with
+        ``make_kernel`` and neither ``make_bwd`` nor ``dk_blocks``, dk takes the exact
         executor)."""
         from .. import fused, long
 
@@ -106,6 +111,20 @@ class AdjointBwdExecutor:
             self.bwd = make_bwd(n, dt, pregate=has_pre, postgate=has_post)
         elif make_kernel is None and fam_name == "fused" and _fused_bwd(n, dt, dev):
             self.bwd = fused.FusedBwd(n, dt, pregate=has_pre, postgate=has_post)
+        # dk by blocks through the fused backward kernel at its largest size (n beyond it;
+        # circular mode wraps, so it keeps the exact dk)
+        self.dk_blocks = dk_blocks
+        nb = max(fused.DK_SIZES)
+        if (
+            dk_blocks is None
+            and self.bwd is None
+            and make_kernel is None
+            and fam_name == "fused"
+            and n > nb
+            and spec.mode != "circular"
+            and _fused_bwd(nb, dt, dev)
+        ):
+            self.dk_blocks = (fused.FusedBwd(nb, dt, pregate=has_pre, postgate=has_post), nb)
         self._exact = exact  # built on first use: dk where no dk kernel covers n
 
     def _rows(self, a: Any, length: int) -> Any:
@@ -152,7 +171,8 @@ class AdjointBwdExecutor:
         post3 = None if postgate is None else self._rows(postgate, Lout)
         pre3 = None if pregate is None else self._rows(pregate, L)
         fused_bwd = need_k and self.bwd is not None
-        u3 = self._rows(u, L) if (need_pre or need_post or fused_bwd) else None
+        blocks = need_k and self.dk_blocks is not None
+        u3 = self._rows(u, L) if (need_pre or need_post or fused_bwd or blocks) else None
         # (the fused backward builds its own spectra below)
         R, K = (None, None) if fused_bwd else self._filters(k, need_u or need_pre, need_post)
 
@@ -184,11 +204,51 @@ class AdjointBwdExecutor:
                 u3, K, dpost, L=L, out_offset=s.offset, Lout=Lout, pregate=pre3, postgate=dy3
             )
             dpost = dpost.reshape(s.out_shape)
-        if need_k:
+        if need_k and blocks:
+            dk = self._dk_out(self._dk_by_blocks(u3, dy3, pre3, post3))
+        elif need_k:
             dk = self.exact_executor().run_bwd(
                 dy, u, k, pregate, postgate, needs=(False, True, False, False)
             )[1]
         return du, dk, dpre, dpost
+
+    def _dk_by_blocks(self, u3: Any, dy3: Any, pre3: Any, post3: Any) -> Any:
+        """dk (H, k_used) float32 from the fused backward kernel at FFT size n_b < n.
+
+        dk[s] = c[s - offset], c[d] = sum over b, t of g[t] v[t - d] (linear: the spec's n
+        leaves no wrap). With T = n_b / 2, g's block a (t = aT + i, i < lg) and v's block b
+        (m = bT + j, j < lv) give lags d = (a - b) T + e, e = i - j in (-lv, lg): one kernel
+        call at FFT size n_b with window offset lv - 1 returns c_ab[e] at s' = e + lv - 1 for
+        s' < lg + lv - 1 (span < n_b: no wrap). Pairs whose lags miss [-offset, Lk - offset)
+        are skipped; the rest are added by lag (float32).
+        """
+        kern, nb = self.dk_blocks
+        s, xp = self.spec, self.xp
+        T = nb // 2
+        L, Lout, off, lk = s.L, s.Lout, s.offset, self.k_used
+        dk = None  # in the kernel's output dtype (float32)
+
+        def block(a: Any, start: int, length: int) -> Any:
+            return None if a is None else a[..., start : start + length]
+
+        for a0 in range(0, Lout, T):
+            lg = min(T, Lout - a0)
+            for b0 in range(0, L, T):
+                lv = min(T, L - b0)
+                # s = d + off = shift + s', s' in [0, lg + lv - 1)
+                shift = a0 - b0 - (lv - 1) + off
+                lo, hi = max(shift, 0), min(shift + lg + lv - 1, lk)
+                if lo >= hi:
+                    continue
+                part = kern(
+                    block(u3, b0, lv), block(dy3, a0, lg), None, L=lv, out_offset=lv - 1,
+                    Lout=lg, Lk=lg + lv - 1, pregate=block(pre3, b0, lv),
+                    postgate=block(post3, a0, lg),
+                )
+                if dk is None:
+                    dk = xp.zeros((self.H, lk), dtype=part.dtype)
+                dk[:, lo:hi] += part[:, lo - shift : hi - shift]
+        return xp.zeros((self.H, lk), dtype=xp.float32) if dk is None else dk
 
     def _dk_out(self, dkc: Any) -> Any:
         """dk in k's shape and dtype from the kernel's (H, k_used) float32."""
