@@ -15,8 +15,10 @@ An FFT size without wrap-around for the forward is also one for both correlation
 backward uses the forward's size. Executors are picked from a small table like the forward's
 :mod:`cufftconv.dispatch`: for 16-bit calls the forward kernels take, ``monarch-adjoint``
 (:mod:`cufftconv.backends.adjoint`: the fused backward kernel at FFT sizes 256..16384, else
-forward kernel calls for du, dpregate and dpostgate and the cuFFT adjoint for dk); then the exact cuFFT path (``cupy.fft`` in float32/float64) and the NumPy
-float64 path. Other rows register ahead of them with :func:`register_bwd`.
+forward kernel calls for du, dpregate and dpostgate, and for dk the 16K backward kernel on
+blocks at 32768, the cuFFT adjoint beyond); then the exact cuFFT path (``cupy.fft`` in
+float32/float64) and the NumPy float64 path. Other rows register ahead of them with
+:func:`register_bwd`.
 """
 
 from __future__ import annotations
@@ -241,7 +243,8 @@ _BWD_TABLE: list[Route] = [
     Route(
         "monarch-adjoint",
         "fp16/bf16: all four gradients in one fused backward kernel (FFT 256..16384); "
-        "elsewhere du, dpregate, dpostgate through the forward kernels and dk through cuFFT",
+        "elsewhere du, dpregate, dpostgate through the forward kernels and dk through the "
+        "16K backward kernel on blocks (FFT 32768) or cuFFT (longer)",
         _accepts_adjoint,
         _build_adjoint,
     ),
@@ -352,8 +355,10 @@ def fftconv_bwd(
 
     On a GPU, fp16/bf16 calls whose FFT size is 256..16384 get all four gradients from one
     fused backward kernel (16-bit transforms, fp32 arithmetic and dk accumulation, 16-bit du
-    and gate gradients); other sizes the forward kernels take get du, dpregate and dpostgate
-    from those kernels and dk from ``cupy.fft`` in float32; everything else runs ``cupy.fft``
+    and gate gradients); FFT 32768 gets du, dpregate and dpostgate from the forward kernels
+    and dk from the 16384 backward kernel run on blocks; longer ones take du, dpregate and
+    dpostgate from the long kernels and dk from ``cupy.fft`` in float32; everything else
+    runs ``cupy.fft``
     in float32 (float64 when any operand is float64), all on the caller's stream; without a
     GPU it runs ``numpy.fft`` in float64.
     Errors name the argument and are raised before any device work.
