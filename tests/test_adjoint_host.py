@@ -24,31 +24,34 @@ def _pow2(x: int) -> int:
     return 1 << max(0, x - 1).bit_length()
 
 
+def case(rng, B, H, L, Lk, mode, pre, post):
+    """(fp16 spec, float64 spec, (dy, u, k, pregate, postgate) in float64): the float64 spec's
+    exact adjoint is the reference (the fp16 spec's would round du to fp16)."""
+    specs = [
+        build_spec(
+            (B, H, L), (H, Lk), mode=mode, dtype=dt, k_dtype="float64",
+            pregate_dtype=dt if pre else None, postgate_dtype=dt if post else None,
+        )
+        for dt in ("float16", "float64")
+    ]
+    u = rng.standard_normal((B, H, L))
+    k = rng.standard_normal((H, Lk)).astype(np.float32).astype(np.float64)  # spectra are fp32
+    g_pre = rng.standard_normal((B, H, L)) if pre else None
+    g_post = rng.standard_normal(specs[0].out_shape) if post else None
+    dy = rng.standard_normal(specs[0].out_shape)
+    return specs[0], specs[1], (dy, u, k, g_pre, g_post)
+
+
 def run(B, H, L, Lk, mode, pre, post, seed=0):
-    rng = np.random.default_rng(seed)
-    dt = "float16"
-    spec = build_spec(
-        (B, H, L), (H, Lk), mode=mode, dtype=dt, k_dtype="float64",
-        pregate_dtype=dt if pre else None, postgate_dtype=dt if post else None,
-    )
+    spec, spec64, ops = case(np.random.default_rng(seed), B, H, L, Lk, mode, pre, post)
     n = L if mode == "circular" else _pow2(linear_length(L, Lk, mode))
     host = grad.HostBwdExecutor(spec)
     ex = adjoint.AdjointBwdExecutor(
         spec, None, family=("fused", n), xp=np, make_kernel=FakeFused, exact=host
     )
-    u = rng.standard_normal((B, H, L))
-    k = rng.standard_normal((H, Lk)).astype(np.float32).astype(np.float64)  # spectra are fp32
-    g_pre = rng.standard_normal((B, H, L)) if pre else None
-    g_post = rng.standard_normal(spec.out_shape) if post else None
-    dy = rng.standard_normal(spec.out_shape)
-    got = ex.run_bwd(dy, u, k, g_pre, g_post)
-    # the exact adjoint in float64 storage (the fp16 spec's would round to fp16)
-    spec64 = build_spec(
-        (B, H, L), (H, Lk), mode=mode, dtype="float64", k_dtype="float64",
-        pregate_dtype="float64" if pre else None, postgate_dtype="float64" if post else None,
-    )
-    want = list(grad.HostBwdExecutor(spec64).run_bwd(dy, u, k, g_pre, g_post))
-    want[1] = host.run_bwd(dy, u, k, g_pre, g_post)[1]  # dk: the same exact executor
+    got = ex.run_bwd(*ops)
+    want = list(grad.HostBwdExecutor(spec64).run_bwd(*ops))
+    want[1] = host.run_bwd(*ops)[1]  # dk: the same exact executor
     for name, a, b in zip(("du", "dk", "dpre", "dpost"), got, want):
         assert (a is None) == (b is None), name
         if a is not None:
@@ -170,34 +173,20 @@ class FakeBwd:
 @pytest.mark.parametrize("pre,post", [(False, False), (True, True), (True, False), (False, True)])
 @pytest.mark.parametrize("B", [1, 4, 5])
 def test_fused_bwd_contract(mode, pre, post, B):
-    rng = np.random.default_rng(B)
     L, Lk = (256, 256) if mode == "circular" else (131, 90)
     if mode == "causal":
         L, Lk = 120, 200  # Lk > L: taps past L get zero
-    dt = "float16"
-    spec = build_spec(
-        (B, 3, L), (3, Lk), mode=mode, dtype=dt, k_dtype="float64",
-        pregate_dtype=dt if pre else None, postgate_dtype=dt if post else None,
-    )
+    spec, spec64, ops = case(np.random.default_rng(B), B, 3, L, Lk, mode, pre, post)
     n = 256
     assert mode == "circular" or linear_length(L, Lk, mode) <= n
     host = grad.HostBwdExecutor(spec)
     ex = adjoint.AdjointBwdExecutor(
         spec, None, family=("fused", n), xp=np, make_kernel=FakeFused, make_bwd=FakeBwd, exact=host
     )
-    u = rng.standard_normal((B, 3, L))
-    k = rng.standard_normal((3, Lk)).astype(np.float32).astype(np.float64)  # spectra are fp32
-    g_pre = rng.standard_normal((B, 3, L)) if pre else None
-    g_post = rng.standard_normal(spec.out_shape) if post else None
-    dy = rng.standard_normal(spec.out_shape)
-    spec64 = build_spec(
-        (B, 3, L), (3, Lk), mode=mode, dtype="float64", k_dtype="float64",
-        pregate_dtype="float64" if pre else None, postgate_dtype="float64" if post else None,
-    )
     exact64 = grad.HostBwdExecutor(spec64)  # (the fp16 spec's would round du to fp16)
     for needs in [(False, True, False, False), (True, True, True, True)]:
-        got = ex.run_bwd(dy, u, k, g_pre, g_post, needs=needs)
-        want = exact64.run_bwd(dy, u, k, g_pre, g_post, needs=needs)
+        got = ex.run_bwd(*ops, needs=needs)
+        want = exact64.run_bwd(*ops, needs=needs)
         assert got[1].shape == want[1].shape == (3, Lk)
         for name, a, b in zip(("du", "dk", "dpre", "dpost"), got, want):
             assert (a is None) == (b is None), name
@@ -212,12 +201,8 @@ def test_fused_bwd_contract(mode, pre, post, B):
 @pytest.mark.parametrize("pre,post", [(False, False), (True, True)])
 @pytest.mark.parametrize("B", [1, 3])
 def test_dk_by_blocks(mode, L, Lk, pre, post, B):
-    rng = np.random.default_rng(L * Lk + B)
     dt = "float16"
-    spec = build_spec(
-        (B, 2, L), (2, Lk), mode=mode, dtype=dt, k_dtype="float64",
-        pregate_dtype=dt if pre else None, postgate_dtype=dt if post else None,
-    )
+    spec, spec64, ops = case(np.random.default_rng(L * Lk + B), B, 2, L, Lk, mode, pre, post)
     n, nb = _pow2(linear_length(L, Lk, mode)), 256
     assert n > nb
     calls = []
@@ -233,17 +218,8 @@ def test_dk_by_blocks(mode, L, Lk, pre, post, B):
         dk_blocks=(CountingBwd(nb, dt, pregate=pre, postgate=post), nb),
         exact=grad.HostBwdExecutor(spec),
     )
-    u = rng.standard_normal((B, 2, L))
-    k = rng.standard_normal((2, Lk))
-    g_pre = rng.standard_normal((B, 2, L)) if pre else None
-    g_post = rng.standard_normal(spec.out_shape) if post else None
-    dy = rng.standard_normal(spec.out_shape)
-    spec64 = build_spec(
-        (B, 2, L), (2, Lk), mode=mode, dtype="float64", k_dtype="float64",
-        pregate_dtype="float64" if pre else None, postgate_dtype="float64" if post else None,
-    )
-    got = ex.run_bwd(dy, u, k, g_pre, g_post, needs=(False, True, False, False))[1]
-    want = grad.HostBwdExecutor(spec64).run_bwd(dy, u, k, g_pre, g_post)[1]
+    got = ex.run_bwd(*ops, needs=(False, True, False, False))[1]
+    want = grad.HostBwdExecutor(spec64).run_bwd(*ops)[1]
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-9 * np.abs(want).max())
     # pairs of blocks that cannot reach a kept lag are skipped: causal needs a >= b only
