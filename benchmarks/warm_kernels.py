@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
-
-import cupy as cp
 
 from cufftconv import fused
 
@@ -19,19 +16,13 @@ from cufftconv import fused
 def main() -> None:
     workers = int(sys.argv[1]) if len(sys.argv) > 1 else 16
     flags = [(dt, pre, post) for dt in fused.DTYPES for pre in (False, True) for post in (False, True)]
-    jobs = [(fused.BACKWARD, n, *f) for n in fused.DK_SIZES for f in flags]
-    jobs += [(fused.FORWARD, n, *f) for n in fused.SUPPORTED_N for f in flags]
-    dev = cp.cuda.Device().id
     t0 = time.perf_counter()
-
-    def one(job):
-        role, *cfg = job
-        with cp.cuda.Device(dev):
-            role.kernels(*cfg)
-
-    with ThreadPoolExecutor(max_workers=workers) as ex:
-        list(ex.map(one, jobs))
-    print(f"{len(jobs)} modules ready in {time.perf_counter() - t0:.1f} s", flush=True)
+    count = 0
+    for role in (fused.BACKWARD, fused.FORWARD):
+        configs = [(n, *f) for n in role.sizes for f in flags]
+        fused.precompile(configs, max_workers=workers, role=role)
+        count += len(configs)
+    print(f"{count} modules ready in {time.perf_counter() - t0:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

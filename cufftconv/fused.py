@@ -325,16 +325,19 @@ def _get_module(n: int, dtype: str, pregate: bool, postgate: bool):
     return FORWARD.kernels(n, dtype, pregate, postgate)
 
 
-def precompile(configs, max_workers: int | None = None) -> None:
-    """Compile (n, dtype, pregate, postgate) configurations ahead of use, in parallel threads."""
+def precompile(configs, max_workers: int | None = None, role: KernelRole | None = None) -> None:
+    """Compile (n, dtype, pregate, postgate) configurations of a kernel role (default: the
+    forward, :data:`FORWARD`; :data:`BACKWARD` for ``monarch_bwd``) ahead of use, in parallel
+    threads."""
     from concurrent.futures import ThreadPoolExecutor
 
     cp = _cupy()
     dev_id = cp.cuda.Device().id
+    kr = FORWARD if role is None else role
 
     def one(cfg):
         with cp.cuda.Device(dev_id):
-            _get_module(*cfg)
+            kr.kernels(*cfg)
 
     with ThreadPoolExecutor(max_workers=max_workers) as ex:
         list(ex.map(one, list(configs)))
@@ -487,8 +490,9 @@ class FusedConv(FamilyConv):
                 )
         if self.freq_mask is not None:
             keep = np.asarray(self.freq_mask, dtype=np.float16)[freq_index(n) % 16]
+            keep2 = cp.asarray(keep.repeat(2))[None, :]
             for out in outs:
-                out[:, : 2 * n] *= cp.asarray(keep.repeat(2))[None, :]
+                out[:, : 2 * n] *= keep2
         return outs
 
     # --------------------------------------------------------------------------------------------

@@ -358,9 +358,8 @@ def fftconv_bwd(
     and gate gradients); FFT 32768 gets du, dpregate and dpostgate from the forward kernels
     and dk from the 16384 backward kernel run on blocks; longer ones take du, dpregate and
     dpostgate from the long kernels and dk from ``cupy.fft`` in float32; everything else
-    runs ``cupy.fft``
-    in float32 (float64 when any operand is float64), all on the caller's stream; without a
-    GPU it runs ``numpy.fft`` in float64.
+    runs ``cupy.fft`` in float32 (float64 when any operand is float64), all on the caller's
+    stream; without a GPU it runs ``numpy.fft`` in float64.
     Errors name the argument and are raised before any device work.
 
     Example:
