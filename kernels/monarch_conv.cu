@@ -503,6 +503,11 @@ struct MonarchConv {
     }
   }
 
+  // Tile `tile` (256 values, 512 halves) of a kernel-order filter spectrum, in the row of pair
+  // `pair`'s channel.
+  __device__ __forceinline__ const u16* ktile(const u16* spec, int pair, int tile) const {
+    return spec + (long long)(pair / nBP) * C::KSTRIDE + tile * 512;
+  }
   // This lane's 8 filter-spectrum values of one tile (fp16 complex, lane-major); issued early.
   struct KFrag {
     uint4 a, b;
@@ -558,8 +563,7 @@ struct MonarchConv {
       return ktile_a3(unit, warp);
     } else {
       const int p = warp / R, q = warp % R;
-      const int pair = min(unit * P + p, npairs - 1);
-      return kf + (long long)(pair / nBP) * C::KSTRIDE + q * 512;
+      return ktile(kf, min(unit * P + p, npairs - 1), q);
     }
   }
 
@@ -569,7 +573,7 @@ struct MonarchConv {
       KFrag kq = kfirst;
       if (item != warp) {
         const int pair = min(unit * P + p, npairs - 1);
-        kq = load_kfrag(kf + (long long)(pair / nBP) * C::KSTRIDE + q * 512);
+        kq = load_kfrag(ktile(kf, pair, q));
       }
       last_a2(core_pair<KS0>(p, q, 0, 16, kq), p, q);
     }
@@ -620,7 +624,7 @@ struct MonarchConv {
   __device__ __forceinline__ const u16* ktile_a3(int unit, int item) const {
     const int p = item / (R * 16), tile = item % (R * 16);
     const int pair = min(unit * P + p, npairs - 1);
-    return kf + (long long)(pair / nBP) * C::KSTRIDE + tile * 512;
+    return ktile(kf, pair, tile);
   }
 
   // One 256-point tile (p, q, k0) through the middle of the chain, back into smem.
@@ -672,7 +676,7 @@ struct MonarchConv {
   // the others are zeroed, since the last forward stage (stage0_inv) reads every k0.
   __device__ __forceinline__ const u16* ktile_sparse(int unit, int j) const {
     const int pair = min(unit * P + j / KC, npairs - 1);
-    return kf + (long long)(pair / nBP) * C::KSTRIDE + __ldg(tiles + j % KC) * 512;
+    return ktile(kf, pair, __ldg(tiles + j % KC));
   }
   __device__ __forceinline__ void core_a3_sparse(int unit) {
     const int items = P * KC;
@@ -881,7 +885,7 @@ struct MonarchConv {
 
   __device__ __forceinline__ int filter_exp(int unit) const {
     const int pair = min(unit * P + tid / (THREADS / P), npairs - 1);
-    return (int)h2lo((u32)__ldg(kf + (long long)(pair / nBP) * C::KSTRIDE + 2 * N));
+    return (int)h2lo((u32)__ldg(ktile(kf, pair, N / 256)));  // (the exponent follows the tiles)
   }
 
   // Barriers: every smem hand-over between threads is separated by a __syncthreads. With
@@ -1029,10 +1033,9 @@ struct MonarchConv {
       const int p = A == 3 ? 0 : item / R;
       const int q = A == 3 ? item / 16 : item % R;
       const int k0 = A == 3 ? item % 16 : 0;
-      const long long koff =
-          (long long)((unit * P + p) / nBP) * C::KSTRIDE + (A == 3 ? item : q) * 512;
+      const int pair = unit * P + p, tile = A == 3 ? item : q;
       KFrag kq_r;
-      if (DV) kq_r = load_kfrag(kr + koff);
+      if (DV) kq_r = load_kfrag(ktile(kr, pair, tile));
       sdata = bufv;
       const CTile a = spectrum_tile<KS>(p, q, 256 * k0, 16);
       sdata = bufg;
@@ -1059,7 +1062,7 @@ struct MonarchConv {
       if (DV) finish_bwd(inverse_pair(b, kq_r), p, q, k0);  // (sdata = bufg)
       if (DPOST) {  // (K loaded only here: 8 registers fewer through the transforms above)
         sdata = bufv;
-        finish_bwd(inverse_pair(a, load_kfrag(kk + koff)), p, q, k0);
+        finish_bwd(inverse_pair(a, load_kfrag(ktile(kk, pair, tile))), p, q, k0);
       }
     }
   }
