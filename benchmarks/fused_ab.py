@@ -1,11 +1,13 @@
 """Kernel-only timing of the dense fused forward, for A/B runs across snapshots.
 
-    python benchmarks/fused_ab.py PATH_TO_SNAPSHOT
+    python benchmarks/fused_ab.py PATH_TO_SNAPSHOT [CASE ...]
 
 PATH_TO_SNAPSHOT holds ``cufftconv/`` and ``kernels/`` of one commit (``git archive REV
 cufftconv kernels | tar -x -C DIR``); run once per snapshot, alternating them, two rounds.
 Each size runs the plan's pre-resolved launch (``FusedConv.launcher``) 10 times between two CUDA
-events (no host gaps), median of 15, ms scaled to B=64, H=768; fp16, no gates.
+events (no host gaps), median of 15, ms scaled to B=64, H=768. A CASE is N/MODE[/DTYPE] with MODE
+conv, causal or gated (both gates, circular) and DTYPE float16 (default) or bfloat16; the
+default cases are fp16 conv and causal at 1K, 4K and 16K.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import cupy as cp
 import numpy as np
 
 from cufftconv import fused
+from cufftconv.dtypes import from_compute
 
 REP = 10
-CASES = [(1024, "conv"), (4096, "conv"), (4096, "causal"), (16384, "conv"), (16384, "causal")]
+CASES = ["1024/conv", "4096/conv", "4096/causal", "16384/conv", "16384/causal"]
 
 
 def _time(launch, args: tuple) -> float:
@@ -45,19 +48,26 @@ def _time(launch, args: tuple) -> float:
 
 def main() -> None:
     out = []
-    for n, mode in CASES:
+    for case in sys.argv[2:] or CASES:
+        n_s, mode, *dt = case.split("/")
+        n, dtype = int(n_s), (dt[0] if dt else "float16")
+        gated = mode == "gated"
         B, H = (64, 768) if n <= 8192 else (32, 768)
-        L = n if mode == "conv" else n // 2
+        L = n // 2 if mode == "causal" else n
         rs = np.random.default_rng(n)
-        u = cp.asarray(rs.standard_normal((B, H, L)).astype(np.float16))
+        u, g1, g2 = (
+            from_compute(cp.asarray(rs.standard_normal((B, H, L), dtype=np.float32)), dtype, cp)
+            for _ in range(3)
+        )
         y = cp.empty_like(u)
         k = cp.asarray((rs.standard_normal((H, L)) / np.sqrt(L)).astype(np.float32))
-        conv = fused.FusedConv(n, "float16", pregate=False, postgate=False)
+        conv = fused.FusedConv(n, dtype, pregate=gated, postgate=gated)
         kf = conv.filter_spectrum(k)
         launch = conv.launcher(B, H, L, 0, L)
         up, yp = u.data.ptr, y.data.ptr
-        ms = _time(launch, (up, up, kf, yp, yp, cp.cuda.get_current_stream()))
-        out.append(f"{n}/{mode} {ms * 64 * 768 / (B * H):.4f}")
+        pre, post = (g1.data.ptr, g2.data.ptr) if gated else (up, yp)
+        ms = _time(launch, (up, pre, kf, yp, post, cp.cuda.get_current_stream()))
+        out.append(f"{case} {ms * 64 * 768 / (B * H):.4f}")
     print(sys.argv[1].rstrip("/").split("/")[-1], " | ".join(out), flush=True)
 
 

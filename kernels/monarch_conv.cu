@@ -90,7 +90,16 @@ struct MonarchConv {
   static constexpr int GPRE_WORDS = 8;
   // separate registers for the DFT-16 B fragments (make_dft16); off where it spills (16K, both
   // gates, zero-padded input: 8 bytes)
-  static constexpr bool SPLIT_F = !DK && !(N == 16384 && PRE && POST && PAD == 1);
+  static constexpr bool SPLIT_F = !DK && !(N >= 8192 && PRE && POST && PAD == 1) && !(R == 1 && PAD == 2);
+  // The lean load and store paths (unit-uniform fast paths: cp.async runs without per-chunk
+  // tests, a packed max |x|, stores without per-run tests). Off for the 16K pregated kernels,
+  // which sit at 128 registers and spill with them.
+  static constexpr bool LEAN = !(N == 16384 && PRE);
+  // R = 1, fp16 input: no radix-R pass at all. The raw staging buffer is laid out like sdata
+  // (swizzled chunks) and the first tensor stage reads it directly: fp16 input needs no scaling
+  // to enter an fp16 mma (the fp32 accumulators take any fp16 range); the pair's 2^ex is folded
+  // into the twiddle that follows. (bf16 would need a bf16 mma with a split F.)
+  static constexpr bool RAWIN = LEAN && !DK && R == 1 && DT == 0 && C::RAWB > 0;
   static constexpr int KS0 = (IN_HALF && R == 1) ? 1 : 2;   // k-steps of the first tensor stage
   // geometry of stage_r_inv_store (S_: store pass)
   static constexpr int JN_S = (R == 1 && OUT_HALF) ? M / 2 : M;
@@ -303,24 +312,60 @@ struct MonarchConv {
   __device__ __forceinline__ u16* raw_ptr(int buf, int src, int p, int plane) const {
     return sraw + ((buf * 2 + src) * P + p) * (2 * N) + plane * N;
   }
+  // Element n (a multiple of 8) of a raw plane: swizzled like sdata when RAWIN.
+  static __device__ __forceinline__ int raw_at(int n) { return RAWIN ? swz(n) : n; }
+  // The 16-byte chunks of both planes' loaded length (N, or N / 2 when IN_HALF) that thread lt
+  // of a pair copies (issue_load) and then prepares (prep_raw): chunk lt + i * TPP, i <
+  // chunk_iters(), as (plane, first element); plane is a constant per i where CH % TPP == 0.
+  static constexpr int CH_IN = (IN_HALF ? N / 2 : N) / 8;
+  static constexpr __host__ __device__ int chunk_iters() { return 2 * CH_IN / (THREADS / P); }
+  static_assert((2 * CH_IN) % (THREADS / P) == 0, "every thread of a pair copies the same chunk count");
+  static __device__ __forceinline__ void chunk_of(int lt, int i, int& plane, int& n) {
+    constexpr int TPP = THREADS / P;
+    if constexpr (CH_IN % TPP == 0) {
+      plane = i >= CH_IN / TPP;
+      n = (lt + (i - plane * (CH_IN / TPP)) * TPP) * 8;
+    } else {
+      const int ci = lt + i * TPP;
+      plane = ci >= CH_IN;
+      n = (ci - plane * CH_IN) * 8;
+    }
+  }
   __device__ __forceinline__ void issue_load(int unit, int buf, int nunits) {
     if (unit >= nunits) return;
-    constexpr int TPP = THREADS / P;
-    constexpr int NIN = IN_HALF ? N / 2 : N;
-    constexpr int CH = NIN / 8;
-    const int p = tid / TPP, lt = tid % TPP;
+    const int p = tid / (THREADS / P), lt = tid % (THREADS / P);
     const int pair = unit * P + p;
     const bool live = pair < npairs;
     const int h = live ? pair / nBP : 0, b0 = live ? 2 * (pair % nBP) : 0;
     const Rows rw = rows_of(b0);
+    // Whole pair in range with 16-byte aligned rows (the usual case): straight cp.async runs,
+    // no per-chunk tests. Plane 1's row is plane 0's plus a step that, for a plain batch, is
+    // the batch stride itself (a kernel parameter, so no register holds it).
+    const u16* const u0 = u + rw.off(0, u_sb, u_so) + h * u_sh;
+    const long long du = TWO ? rw.off(1, u_sb, u_so) - rw.off(0, u_sb, u_so) : u_sb;
+    const u16* const p0 = PRE ? pre + rw.off(0, pre_sb, pre_so) + h * pre_sh : nullptr;
+    const long long dp = PRE ? (TWO ? rw.off(1, pre_sb, pre_so) - rw.off(0, pre_sb, pre_so) : pre_sb) : 0;
+    const unsigned long long al = (unsigned long long)u0 | (unsigned long long)(u0 + du) |
+                                  (PRE ? (unsigned long long)p0 | (unsigned long long)(p0 + dp) : 0ull);
+    if (LEAN && live && b0 + 1 < B && L >= 8 * CH_IN && (al & 15) == 0) {
+      const u32 d0 = smem_u32(raw_ptr(buf, 0, p, 0));
 #pragma unroll 4
-    for (int ci = lt; ci < 2 * CH; ci += TPP) {
-      const int plane = ci >= CH;
-      const int n = (ci - plane * CH) * 8;
+      for (int i = 0; i < chunk_iters(); ++i) {
+        int plane, n;
+        chunk_of(lt, i, plane, n);
+        cp_async16(d0 + 2 * (plane * N + raw_at(n)), u0 + (plane ? du : 0) + n, 16);
+        if (PRE) cp_async16(d0 + 2 * (P * 2 * N + plane * N + raw_at(n)), p0 + (plane ? dp : 0) + n, 16);
+      }
+      return;
+    }
+#pragma unroll 4
+    for (int ci = lt; ci < 2 * CH_IN; ci += THREADS / P) {
+      const int plane = ci >= CH_IN;
+      const int n = (ci - plane * CH_IN) * 8;
       const int b = b0 + plane;
 #pragma unroll
       for (int src = 0; src < (PRE ? 2 : 1); ++src) {
-        u16* dst = raw_ptr(buf, src, p, plane) + n;
+        u16* dst = raw_ptr(buf, src, p, plane) + raw_at(n);
         if (!live || b >= B || n >= L) {
           *(uint4*)dst = make_uint4(0u, 0u, 0u, 0u);
           continue;
@@ -341,19 +386,16 @@ struct MonarchConv {
   // After the copies of this unit landed: x = pre * u (rounded to the input type, in place) and
   // the per-warp max |x|, over this thread's own chunks (the ones it copied).
   __device__ __forceinline__ void prep_raw(int buf) {
-    constexpr int TPP = THREADS / P;
-    constexpr int NIN = IN_HALF ? N / 2 : N;
-    constexpr int CH = NIN / 8;
-    const int p = tid / TPP, lt = tid % TPP;
-    u32 mx = 0;
+    const int p = tid / (THREADS / P), lt = tid % (THREADS / P);
+    u32 m2 = 0;  // per-half max |x| bits, packed
 #pragma unroll 4
-    for (int ci = lt; ci < 2 * CH; ci += TPP) {
-      const int plane = ci >= CH;
-      const int n = (ci - plane * CH) * 8;
-      uint4* dst = (uint4*)(raw_ptr(buf, 0, p, plane) + n);
+    for (int ci = lt; ci < 2 * CH_IN; ci += THREADS / P) {
+      const int plane = ci >= CH_IN;
+      const int n = (ci - plane * CH_IN) * 8;
+      uint4* dst = (uint4*)(raw_ptr(buf, 0, p, plane) + raw_at(n));
       uint4 v = *dst;
       if (PRE) {
-        const uint4 gv = *(const uint4*)(raw_ptr(buf, 1, p, plane) + n);
+        const uint4 gv = *(const uint4*)(raw_ptr(buf, 1, p, plane) + raw_at(n));
         u32* vv = (u32*)&v;
         const u32* gg = (const u32*)&gv;
 #pragma unroll
@@ -361,11 +403,19 @@ struct MonarchConv {
           vv[k] = Dt<DT>::pack(Dt<DT>::lo(vv[k]) * Dt<DT>::lo(gg[k]), Dt<DT>::hi(vv[k]) * Dt<DT>::hi(gg[k]));
         *dst = v;
       }
-      mx = absmax_bits(mx, v.x);
-      mx = absmax_bits(mx, v.y);
-      mx = absmax_bits(mx, v.z);
-      mx = absmax_bits(mx, v.w);
+      if constexpr (LEAN) {
+        m2 = absmax2(m2, v.x);
+        m2 = absmax2(m2, v.y);
+        m2 = absmax2(m2, v.z);
+        m2 = absmax2(m2, v.w);
+      } else {
+        m2 = absmax_bits(m2, v.x);
+        m2 = absmax_bits(m2, v.y);
+        m2 = absmax_bits(m2, v.z);
+        m2 = absmax_bits(m2, v.w);
+      }
     }
+    u32 mx = LEAN ? max(m2 & 0xffffu, m2 >> 16) : m2;
     mx = __reduce_max_sync(0xffffffffu, mx);
     if (lane == 0) red[warp] = mx;
   }
@@ -434,12 +484,17 @@ struct MonarchConv {
   // B tile of rows "row0 + rstride * (8s + 0..7)", columns col0 + 0..15 of pair p, row q.
   template <int KS>
   __device__ __forceinline__ BTile load_btile(int p, int q, int rbase, int rstride) const {
+    return load_btile<KS>(sdata, p, q, rbase, rstride);
+  }
+  // ... from another buffer laid out like sdata (RAWIN: the raw staging buffer)
+  template <int KS>
+  __device__ __forceinline__ BTile load_btile(const u16* base, int p, int q, int rbase, int rstride) const {
     BTile x;
     const int mi = lane >> 3, rr = lane & 7;
     const int plane = mi & 1, hcol = mi >> 1;
     // k-step s adds 8 rstride: chunk bit 4 (rstride 16, rbase a multiple of 256) or bit 8
     // (rstride 256), outside the swizzle's XOR source bits: one swizzle per call.
-    const u32 a0 = sdata_addr(p, q, plane, rbase + rstride * rr + 8 * hcol);
+    const u32 a0 = smem_u32(base + sidx(p, q, plane, rbase + rstride * rr + 8 * hcol));
 #pragma unroll
     for (int s = 0; s < KS; ++s) {
       u32 d[4];
@@ -530,13 +585,19 @@ struct MonarchConv {
   // The forward half: Z of one 256-point tile (rows k0, cols k1), scaled by 2^(ex - 4).
   template <int KS>
   __device__ __forceinline__ CTile spectrum_tile(int p, int q, int rbase, int rstride) const {
+    return spectrum_tile<KS, false>(sdata, p, q, rbase, rstride, 1.f);
+  }
+  // SCALED (RAWIN): base holds the unscaled input; sc = 2^ex rides on the twiddle.
+  template <int KS, bool SCALED>
+  __device__ __forceinline__ CTile spectrum_tile(const u16* base, int p, int q, int rbase, int rstride,
+                                                 float sc) const {
     CTile c;
     {
-      const BTile x = load_btile<KS>(p, q, rbase, rstride);
+      const BTile x = load_btile<KS>(base, p, q, rbase, rstride);
       cdft_bdata<KS>(c, F, x);
     }
 #pragma unroll
-    for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), w256(e)));
+    for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), SCALED ? cscale(w256(e), sc) : w256(e)));
     const HTile hy = ctile_pack<false>(c);
     cdft_adata<false, 2>(c, F, hy);
     return c;
@@ -567,7 +628,7 @@ struct MonarchConv {
     }
   }
 
-  __device__ __forceinline__ void core_a2(int unit, const KFrag& kfirst) {
+  __device__ __forceinline__ void core_a2(int unit, const KFrag& kfirst, const u16* rawbase) {
     for (int item = warp; item < P * R; item += WARPS) {
       const int p = item / R, q = item % R;
       KFrag kq = kfirst;
@@ -575,7 +636,12 @@ struct MonarchConv {
         const int pair = min(unit * P + p, npairs - 1);
         kq = load_kfrag(ktile(kf, pair, q));
       }
-      last_a2(core_pair<KS0>(p, q, 0, 16, kq), p, q);
+      if constexpr (RAWIN) {
+        const float sc = __uint_as_float((u32)(pair_exp(p) + 127) << 23);
+        last_a2(inverse_pair(spectrum_tile<KS0, true>(rawbase, p, q, 0, 16, sc), kq), p, q);
+      } else {
+        last_a2(core_pair<KS0>(p, q, 0, 16, kq), p, q);
+      }
     }
   }
   // A = 2, pc: rows k0, cols n1, conjugated (core_pair's result). The last stage over n0:
@@ -589,7 +655,8 @@ struct MonarchConv {
     store_last<JN0>(c, p, q, 0);
   }
 
-  __device__ __forceinline__ void stage0_fwd_a3(int unit) {
+  __device__ __forceinline__ void stage0_fwd_a3(int unit, const u16* rawbase = nullptr, int ex = 0) {
+    const float sc = RAWIN ? __uint_as_float((u32)(ex + 127) << 23) : 1.f;
     for (int item = warp; item < P * R * 16; item += WARPS) {
       const int p = item / (R * 16), q = (item / 16) % R, n1 = item % 16;
       if (R > 1 && !live(q)) {
@@ -602,7 +669,7 @@ struct MonarchConv {
         continue;
       }
       CTile c;
-      const BTile x = load_btile<KS0>(p, q, 16 * n1, 256);
+      const BTile x = load_btile<KS0>(RAWIN ? rawbase : sdata, p, q, 16 * n1, 256);
       cdft_bdata<KS0>(c, F, x);  // rows k0, cols n2
       // twiddle w_4096^(k0 (16 n1 + n2)) * 0.25; W4096 holds it for n1 = warp. Items run with
       // n1 = item % 16 in {warp, warp + 8} (WARPS = 8 or 16): n1 = warp + 8 adds w_32^row,
@@ -610,9 +677,9 @@ struct MonarchConv {
       static_assert(WARPS == 8 || WARPS == 16, "stage0 twiddle folding assumes 8 or 16 warps");
       if (WARPS == 16 || n1 == warp) {
 #pragma unroll
-        for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), w4096(e)));
+        for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), RAWIN ? cscale(w4096(e), sc) : w4096(e)));
       } else {
-        const cf z0 = tw(g * (N / 32));
+        const cf z0 = RAWIN ? cscale(tw(g * (N / 32)), sc) : tw(g * (N / 32));
         const cf z1 = mul_mi<false>(z0);
 #pragma unroll
         for (int e = 0; e < 8; ++e) ctile_set(c, e, cmul(ctile_get(c, e), cmul(w4096(e), (e & 2) ? z1 : z0)));
@@ -751,14 +818,11 @@ struct MonarchConv {
 
   template <bool GOUT = POST>  // GOUT: the output has a gate (post); the dk kernel picks it
   __device__ __forceinline__ void stage_r_inv_store(int unit, int eh, int ex, int buf) {
-    constexpr int JN = JN_S;
-    constexpr int V = V_S;
-    constexpr int UPP = UPP_S;
     const int p = tid / TPP;
     const int pair = unit * P + p;
     if (pair >= npairs) return;
     const int h = pair / nBP, b0 = 2 * (pair % nBP);
-    const float us = ldexpf(1.0f, eh - ex - 4 - C::LOGR);
+    const int ue = eh - ex - 4 - C::LOGR;  // the output's scale is 2^ue
     const Rows rw = rows_of(b0);
     u16* __restrict__ yrows[2] = {y + rw.off(0, y_sb, y_so) + h * y_sh,
                                   y + rw.off(1, y_sb, y_so) + h * y_sh};
@@ -773,11 +837,49 @@ struct MonarchConv {
     for (int plane = 0; plane < 2; ++plane) {
       const unsigned long long ya = (unsigned long long)(yrows[plane] - out_offset);
       const unsigned long long pa = GOUT ? (unsigned long long)(prows[plane] - out_offset) : 0ull;
-      vok[plane] = (b0 + plane < B) && ((ya | pa) & (2 * V - 1)) == 0;
+      vok[plane] = (b0 + plane < B) && ((ya | pa) & (2 * V_S - 1)) == 0;
     }
+    // Both rows exist and every run lies inside [0, Lout) (full and causal outputs): no per-run
+    // tests. R = 1, fp16, no gate: the stored value is round(v * 2^ue), which a half-precision
+    // multiply by the (exact) power of two gives bit for bit, without the fp32 round trip.
+    if (LEAN && vok[0] && vok[1] && out_offset == 0 && Lout >= (QOUT - 1) * M + JN_S) {
+      if constexpr (R == 1 && DT == 0 && !GOUT) {
+        if (ue >= -24 && ue <= 15) {
+          const u32 hs = ue >= -14 ? (u32)(ue + 15) << 10 : 1u << (ue + 24);
+          store_runs<GOUT, true, true>(p, yrows, prows, 0.f, hs | (hs << 16), buf, b0, vok);
+          return;
+        }
+      }
+      store_runs<GOUT, true, false>(p, yrows, prows, ldexpf(1.0f, ue), 0u, buf, b0, vok);
+    } else {
+      store_runs<GOUT, false, false>(p, yrows, prows, ldexpf(1.0f, ue), 0u, buf, b0, vok);
+    }
+  }
+
+  // The runs of stage_r_inv_store (V_S consecutive columns per thread). FULL: every run is a
+  // whole vector inside [0, Lout) of rows that exist (b0, vok unused). HALF: R = 1, fp16, no
+  // gate: y = v * hs (packed fp16 power of two).
+  template <bool GOUT, bool FULL, bool HALF>
+  __device__ __forceinline__ void store_runs(int p, u16* __restrict__ (&yrows)[2], const u16* __restrict__ (&prows)[2],
+                                             float us, u32 hs, int buf, int b0, const bool (&vok)[2]) {
+    constexpr int JN = JN_S;
+    constexpr int V = V_S;
+    constexpr int UPP = UPP_S;
 #pragma unroll(R <= 4 ? 2 : 1)
     for (int ui = tid % TPP; ui < UPP; ui += TPP) {
       const int j = V * ui;
+      if constexpr (HALF) {
+        static_assert(R == 1 && !GOUT, "half-precision store: no radix-R stage, no gate");
+#pragma unroll
+        for (int plane = 0; plane < 2; ++plane) {
+          u32 w[V / 2];
+          lds_v<V>(w, sdata + sidx(p, 0, plane, j));
+#pragma unroll
+          for (int v = 0; v < V / 2; ++v) w[v] = hmul2(w[v], hs);
+          stg_v<V>(yrows[plane] + j, w);
+        }
+        continue;
+      }
       u32 gw[QOUT][2][V / 2];
       if (GOUT && GPRE) {
 #pragma unroll
@@ -785,7 +887,7 @@ struct MonarchConv {
 #pragma unroll
           for (int plane = 0; plane < 2; ++plane) {
             const int tt = q * M + j - out_offset;
-            if (vok[plane] && tt >= 0 && tt + V <= Lout) {
+            if (FULL || (vok[plane] && tt >= 0 && tt + V <= Lout)) {
               ldg_v<V>(gw[q][plane], prows[plane] + tt);
             } else {
 #pragma unroll
@@ -822,14 +924,13 @@ struct MonarchConv {
       }
 #pragma unroll
       for (int q = 0; q < QOUT; ++q) {
-        const int tt = q * M + j - out_offset;  // output index of jj = 0
-        if (tt + V <= 0 || tt >= Lout) continue;
+        const int tt = FULL ? q * M + j : q * M + j - out_offset;  // output index of jj = 0
+        if (!FULL && (tt + V <= 0 || tt >= Lout)) continue;
 #pragma unroll
         for (int plane = 0; plane < 2; ++plane) {
-          const int b = b0 + plane;
-          if (b >= B) continue;
+          if (!FULL && b0 + plane >= B) continue;
           u16* __restrict__ yrow = yrows[plane];
-          if (vok[plane] && tt >= 0 && tt + V <= Lout) {
+          if (FULL || (vok[plane] && tt >= 0 && tt + V <= Lout)) {
             u32 o[V / 2], gq[V / 2];
             if (GOUT) {
               if (GPRE) {
@@ -869,17 +970,23 @@ struct MonarchConv {
   }
 
   // ------------------------------------------------------------------------------------------
-  __device__ __forceinline__ void tensor_phases(int unit, const KFrag& kfirst) {
-    if (!(MONARCH_SKIP & 2)) {
-      if constexpr (A == 3) {
-        stage0_fwd_a3(unit);
-        __syncthreads();
-        core_a3(unit, kfirst);
-        __syncthreads();
-        stage0_inv_a3();
-      } else {
-        core_a2(unit, kfirst);
-      }
+  // RAWIN, A = 3: refill() (the raw buffer's next load) runs once stage 0 has read it.
+  template <class Refill>
+  __device__ __forceinline__ void tensor_phases(int unit, const KFrag& kfirst, int buf, int ex, Refill&& refill) {
+    if (MONARCH_SKIP & 2) {
+      if (RAWIN && A == 3) refill();
+      return;
+    }
+    const u16* rawbase = RAWIN ? raw_ptr(buf, 0, 0, 0) : nullptr;
+    if constexpr (A == 3) {
+      stage0_fwd_a3(unit, rawbase, ex);
+      __syncthreads();
+      if (RAWIN) refill();
+      core_a3(unit, kfirst);
+      __syncthreads();
+      stage0_inv_a3();
+    } else {
+      core_a2(unit, kfirst, rawbase);
     }
   }
 
@@ -917,17 +1024,25 @@ struct MonarchConv {
           cp_async_commit();
         }
         const int ex = pair_exp(p);
-        if (!(MONARCH_SKIP & 1)) stage_r_fwd(buf, ex);
-        __syncthreads();
-        if constexpr (PSTAGE) {
-          issue_post(unit, buf);
-        } else {
-          issue_load(unit + RAWB * gridDim.x, buf, nunits);
+        // the raw buffer's next use, once this unit has read it: the postgate (PSTAGE) or the
+        // input of unit + RAWB * grid (one commit per unit either way)
+        auto refill = [&]() {
+          if constexpr (PSTAGE) {
+            issue_post(unit, buf);
+          } else {
+            issue_load(unit + RAWB * gridDim.x, buf, nunits);
+          }
+          cp_async_commit();
+        };
+        if constexpr (!RAWIN) {
+          if (!(MONARCH_SKIP & 1)) stage_r_fwd(buf, ex);
+          __syncthreads();
+          refill();
         }
-        cp_async_commit();
-        tensor_phases(unit, kfirst);
+        tensor_phases(unit, kfirst, buf, ex, refill);
         if constexpr (PSTAGE) cp_async_wait<0>();  // own postgate copies (and the next unit)
         __syncthreads();
+        if (RAWIN && A == 2) refill();
         stage_r_inv_store(unit, eh, ex, buf);
         buf = (buf + 1 == RAWB) ? 0 : buf + 1;
       }
@@ -942,7 +1057,7 @@ struct MonarchConv {
         __syncthreads();
         // (not hoisted here: 8 more live registers spill the 32K kernels)
         const KFrag kfirst = load_kfrag(ktile_first(unit));
-        tensor_phases(unit, kfirst);
+        tensor_phases(unit, kfirst, 0, ex, [] {});
         __syncthreads();
         stage_r_inv_store(unit, eh, ex, 0);
         __syncthreads();

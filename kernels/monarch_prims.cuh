@@ -76,11 +76,30 @@ struct Dt<1> {  // bfloat16 storage
   static __device__ __forceinline__ u16 from(float f) { return (u16)(pack(f, 0.f) & 0xffffu); }
 };
 
+// Two fp16 products, each rounded once (no contraction into a later add).
+__device__ __forceinline__ u32 hmul2(u32 a, u32 b) {
+  u32 r;
+  asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+
 // Largest |value| of packed 16-bit floats, as ordered bits (works for fp16 and bf16).
 __device__ __forceinline__ u32 absmax_bits(u32 m, u32 w) {
   w &= 0x7fff7fffu;
   m = max(m, w & 0xffffu);
   return max(m, w >> 16);
+}
+
+// absmax_bits per 16-bit half: m's halves hold running maxima (packed; one max.u16x2 on sm_90).
+__device__ __forceinline__ u32 absmax2(u32 m, u32 w) {
+  w &= 0x7fff7fffu;
+#if __CUDA_ARCH__ >= 900
+  u32 r;
+  asm("max.u16x2 %0, %1, %2;" : "=r"(r) : "r"(m), "r"(w));
+  return r;
+#else
+  return max(m & 0xffffu, w & 0xffffu) | (max(m >> 16, w >> 16) << 16);
+#endif
 }
 
 // ---------------------------------------------------------------------------------------------
