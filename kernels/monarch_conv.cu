@@ -99,7 +99,7 @@ struct MonarchConv {
   // (swizzled chunks) and the first tensor stage reads it directly: fp16 input needs no scaling
   // to enter an fp16 mma (the fp32 accumulators take any fp16 range); the pair's 2^ex is folded
   // into the twiddle that follows. (bf16 would need a bf16 mma with a split F.)
-  static constexpr bool RAWIN = LEAN && !DK && R == 1 && DT == 0 && C::RAWB > 0;
+  static constexpr bool RAWIN = LEAN && !DK && R == 1 && DT == 0 && C::RAWB > 0 && !(TWO && PRE);
   static constexpr int KS0 = (IN_HALF && R == 1) ? 1 : 2;   // k-steps of the first tensor stage
   // geometry of stage_r_inv_store (S_: store pass)
   static constexpr int JN_S = (R == 1 && OUT_HALF) ? M / 2 : M;
@@ -534,7 +534,8 @@ struct MonarchConv {
   }
 
   // Last inverse stage output: c has rows = low digit (stride 1), cols = most significant
-  // radix-16 digit n0 (stride M/16); stores conj(c) transposed, n-halves 0..JN-1.
+  // radix-16 digit n0 (stride M/16), already conjugated (cdft_adata's CONJ_OUT); stores c
+  // transposed, n-halves 0..JN-1.
   template <int JN>
   __device__ __forceinline__ void store_last(const CTile& c, int p, int q, int cbase) {
     // One swizzle per call: m0 = (M/16) g + cbase + 2t has an even chunk (cbase = 16 n1), m0 + 8
@@ -547,8 +548,8 @@ struct MonarchConv {
     for (int j = 0; j < JN; ++j) {
       const u32 r0 = movt(pack_h2(c.r[j][0], c.r[j][1]));
       const u32 r1 = movt(pack_h2(c.r[j][2], c.r[j][3]));
-      const u32 i0 = movt(pack_h2(-c.i[j][0], -c.i[j][1]));
-      const u32 i1 = movt(pack_h2(-c.i[j][2], -c.i[j][3]));
+      const u32 i0 = movt(pack_h2(c.i[j][0], c.i[j][1]));
+      const u32 i1 = movt(pack_h2(c.i[j][2], c.i[j][3]));
       u16* d0 = base + (s0 + (M / 2) * j);
       u16* d1 = base + ((s0 ^ 8) + (M / 2) * j);
       *(u32*)d0 = r0;
@@ -651,7 +652,7 @@ struct MonarchConv {
     afrag_transpose(pt.r, pc.r);
     afrag_transpose(pt.i, pc.i);
     CTile c;
-    cdft_adata<false, JN0>(c, F, pt);
+    cdft_adata<false, JN0, true>(c, F, pt);
     store_last<JN0>(c, p, q, 0);
   }
 
@@ -776,7 +777,7 @@ struct MonarchConv {
       ldsm_x4_t(yt.r, sdata_addr(p, q, 0, 256 * k0 + 16 * n1 + 8 * hcol));
       ldsm_x4_t(yt.i, sdata_addr(p, q, 1, 256 * k0 + 16 * n1 + 8 * hcol));
       CTile c;
-      cdft_adata<true, JN0>(c, F, yt);  // conj of true; rows n2, cols n0
+      cdft_adata<true, JN0, true>(c, F, yt);  // true value; rows n2, cols n0
       store_last<JN0>(c, p, q, 16 * n1);
     }
   }

@@ -136,20 +136,25 @@ __device__ __forceinline__ void cdft_bdata(CTile& c, const Dft16& F, const BTile
 }
 
 // "A = data" form: c = y * F (CONJ_IN: c = conj(y) * F), output n-halves 0..JN-1 only
-// (JN = 1 computes output columns 0..7).
-template <bool CONJ_IN, int JN>
+// (JN = 1 computes output columns 0..7). CONJ_OUT: c = conj(that), at no cost (the imaginary
+// part's operands are negated on the 16-bit side instead of the 8 fp32 results).
+template <bool CONJ_IN, int JN, bool CONJ_OUT = false>
 __device__ __forceinline__ void cdft_adata(CTile& c, const Dft16& F, const HTile& y) {
-  u32 ny[4];
+  // forward: Re = yr Fr - yi Fi, Im = yr Fi + yi Fr; conj input flips the sign of yi, conj
+  // output the sign of Im: Im' = (-yr) Fi + (-+yi) Fr.
+  u32 ny[4], nr[4];
 #pragma unroll
-  for (int k = 0; k < 4; ++k) ny[k] = neg_h2(y.i[k]);
+  for (int k = 0; k < 4; ++k) {
+    ny[k] = neg_h2(y.i[k]);
+    nr[k] = neg_h2(y.r[k]);
+  }
   ctile_zero(c);
 #pragma unroll
   for (int j = 0; j < JN; ++j) {
-    // forward: Re = yr Fr - yi Fi, Im = yr Fi + yi Fr; conj input flips the sign of yi.
     mma16816(c.r[j], y.r, F.br[j][0], F.br[j][1]);
     mma16816(c.r[j], CONJ_IN ? y.i : ny, F.bi[j][0], F.bi[j][1]);
-    mma16816(c.i[j], y.r, F.bi[j][0], F.bi[j][1]);
-    mma16816(c.i[j], CONJ_IN ? ny : y.i, F.br[j][0], F.br[j][1]);
+    mma16816(c.i[j], CONJ_OUT ? nr : y.r, F.bi[j][0], F.bi[j][1]);
+    mma16816(c.i[j], (CONJ_IN != CONJ_OUT) ? ny : y.i, F.br[j][0], F.br[j][1]);
   }
 }
 
