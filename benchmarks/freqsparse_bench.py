@@ -12,6 +12,9 @@ mask. Two kinds of masks:
 
 - ``keep``: ``freq_keep`` = 0.5, 0.25, 0.125, 0.0625 (f % 2, 4, 8, 16 == 0: whole radix
   sub-transforms of the kernels drop out);
+  Where the folded row takes a ``keep`` mask (f % F == 0, F >= 4: fold, dense kernel at N / F,
+  tile), a ``keep, unfolded`` row times the same mask forced through the fused kernel's own
+  tile skipping (``path="fused-monarch"``);
 - ``band``: explicit masks of the classes nearest 0 (r and 16 - r for r = 0, 1, ..., and 8 to
   make an even count: 8, 4, 3, 1 classes), which zero tiles / rows but rarely a whole
   sub-transform.
@@ -28,6 +31,7 @@ from devtiming import bench
 import cufftconv
 from cufftconv import bench as cb
 from cufftconv import freqmask, reference
+from cufftconv.backends import folded as folded_row
 
 KEEPS = (1.0, 0.5, 0.25, 0.125, 0.0625)
 # classes nearest 0 (r and 16 - r), with 8 to make an even count: 8, 4, 3 and 1 classes
@@ -61,11 +65,21 @@ def run(n: int, variant: str, rows: list[str]) -> None:
     u64 = u[:2, :1].get().astype(np.float64)
     k64 = k[:1].get().astype(np.float64)
     dense_ms = None
+    cases = []
     for kind, keep, explicit in MASKS["keep"] + MASKS["band"]:
+        cases.append((kind, keep, explicit, None))
+        if kind == "keep" and folded_row.fold_factor(freqmask.resolve(keep, None)) is not None:
+            # the same mask through the fused kernel's own tile skipping, for comparison
+            cases.append(("keep, unfolded", keep, explicit, "fused-monarch"))
+    for kind, keep, explicit, path in cases:
         mask = freqmask.resolve(keep, explicit)
-        plan = cufftconv.FFTConv(
-            u.shape, k=k, dtype="float16", mode=mode, freq_keep=keep, freq_mask=explicit
-        )
+        try:
+            plan = cufftconv.FFTConv(
+                u.shape, k=k, dtype="float16", mode=mode, freq_keep=keep, freq_mask=explicit,
+                path=path,
+            )
+        except ValueError:  # the forced row does not take this size
+            continue
         y[...] = np.nan
         plan(u, out=y)
         want = reference.fftconv_direct(u64, k64, mode=mode, freq_mask=mask)

@@ -46,6 +46,18 @@ def _build_fused(spec: ConvSpec, dev: DeviceInfo | None) -> Any:
     return FusedExecutor(spec, dev)
 
 
+def _accepts_folded(spec: ConvSpec, dev: DeviceInfo | None) -> str | None:
+    from .backends.folded import accepts
+
+    return accepts(spec, dev)
+
+
+def _build_folded(spec: ConvSpec, dev: DeviceInfo | None) -> Any:
+    from .backends.folded import FoldedExecutor
+
+    return FoldedExecutor(spec, dev)
+
+
 def _accepts_partial(spec: ConvSpec, dev: DeviceInfo | None) -> str | None:
     from .backends.partial import accepts
 
@@ -84,6 +96,13 @@ def _build_host(spec: ConvSpec, dev: DeviceInfo | None) -> Any:
 
 _lock = threading.Lock()
 _TABLE: list[Route] = [
+    Route(
+        "fused-folded",
+        "frequency-sparse masks keeping f % F == 0 (F = 4, 8, 16): fold, the dense fused "
+        "kernel at N / F, tile",
+        _accepts_folded,
+        _build_folded,
+    ),
     Route(
         "fused-monarch",
         "fused Monarch FFT conv on tensor cores (fp16/bf16, FFT size 256..32768)",

@@ -448,3 +448,70 @@ def test_backward_refuses_masked_specs():
     s = masked_spec(L=64, Lk=8)
     with pytest.raises(ValueError, match="freq_keep/freq_mask.*no backward"):
         grad._executor(s)
+
+
+# ---- the folded row (masks keeping f % F == 0) ----
+
+
+@pytest.mark.parametrize(
+    "keep,factor", [(0.5, 2), (0.25, 4), (0.125, 8), (0.1, 8), (0.0625, 16), (0.75, None)]
+)
+def test_fold_factor_of_keep_masks(keep, factor):
+    from cufftconv.backends import folded
+
+    assert folded.fold_factor(freqmask.from_keep(keep)) == factor
+    assert folded.fold_factor(None) is None
+
+
+@pytest.mark.parametrize(
+    "L,Lk,mode,keep,want",
+    [
+        (4096, 4096, "circular", 0.25, "fused-folded"),  # n = 1024
+        (2048, 2048, "causal", 0.25, "fused-folded"),  # N = 4096
+        (4096, 4096, "circular", 0.0625, "fused-folded"),  # n = 256
+        (4096, 4096, "circular", 0.5, "fused-monarch"),  # F = 2: the kernel's own skipping
+        (512, 512, "circular", 0.25, "fused-monarch"),  # n = 128: below the fused table
+        (32768, 32768, "circular", 0.25, "fused-folded"),
+        (65536, 65536, "circular", 0.25, "long-monarch"),  # N above the fused table
+    ],
+)
+def test_folded_row_routing(L, Lk, mode, keep, want):
+    s = build_spec(
+        (2, 3, L), (3, Lk), mode=mode, dtype="float16", k_dtype="float32",
+        freq_mask=freqmask.from_keep(keep),
+    )
+    assert next(r.name for r in dispatch.routes() if r.accepts(s, H200) is None) == want
+
+
+def _folded_numpy(u, k, mode, factor, pre=None, post=None):
+    """What the folded row computes, in float64: fold, n-point circular conv, tile."""
+    L, Lk = u.shape[-1], k.shape[-1]
+    big = freqmask.fft_size(L, Lk, mode)
+    n = big // factor
+    x = u * pre if pre is not None else u
+    xp = np.zeros(u.shape[:-1] + (big,))
+    xp[..., :L] = x
+    ku = min(Lk, L) if mode == "causal" else Lk
+    kp = np.zeros(k.shape[:-1] + (big,))
+    kp[..., :ku] = k[..., :ku]
+    xf = xp.reshape(u.shape[:-1] + (factor, n)).sum(-2)
+    kf = kp.reshape(k.shape[:-1] + (factor, n)).sum(-2) / factor
+    yc = np.fft.irfft(np.fft.rfft(xf) * np.fft.rfft(kf), n)
+    Lout, off = output_length(L, Lk, mode), output_offset(L, Lk, mode)
+    y = yc[..., (np.arange(Lout) + off) % n]
+    return y * post if post is not None else y
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("keep,factor", [(0.25, 4), (0.125, 8), (0.0625, 16)])
+def test_fold_identity_equals_the_masked_convolution(rng, mode, keep, factor):
+    """The folded row's arithmetic is the masked dense convolution (float64, every mode)."""
+    L, Lk = (1024, 1024) if mode == "circular" else (1000, 333)
+    u = rng.standard_normal((2, 3, L))
+    k = rng.standard_normal((3, Lk))
+    pre = rng.standard_normal((2, 3, L))
+    post = rng.standard_normal((2, 3, output_length(L, Lk, mode)))
+    mask = freqmask.from_keep(keep)
+    want = reference.fftconv_direct(u, k, mode=mode, pregate=pre, postgate=post, freq_mask=mask)
+    got = _folded_numpy(u, k, mode, factor, pre, post)
+    assert rel_err(got, want) < 1e-12

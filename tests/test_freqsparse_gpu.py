@@ -18,6 +18,7 @@ pytestmark = pytest.mark.gpu  # conftest skips it without a GPU
 
 import cufftconv
 from cufftconv import freqmask, reference
+from cufftconv.backends import folded as folded_row
 from cufftconv.backends import partial as partial_row
 
 TOL = {"float16": 1e-3, "bfloat16": 6e-3}
@@ -78,11 +79,51 @@ def _fresh_plans():
     cufftconv.clear_plan_cache()
 
 
+def _fused_route(n_big: int, keep: float) -> str:
+    """keep 1/4 and below fold (N / F >= 256); keep 1/2 skips tiles inside the fused kernel."""
+    f = folded_row.fold_factor(freqmask.from_keep(keep))
+    return "fused-folded" if f and f >= 4 and n_big // f >= 256 else "fused-monarch"
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("n", [4096, 8192, 16384, 32768])
 @pytest.mark.parametrize("keep", [0.5, 0.25, 0.1])
 def test_fused_circular(rng, dtype, n, keep):
-    _run(rng, dtype, 3, 5, n, n, "circular", False, "fused-monarch", keep=keep)
+    _run(rng, dtype, 3, 5, n, n, "circular", False, _fused_route(n, keep), keep=keep)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize(
+    "B,H,L,Lk,mode,keep",
+    [
+        (2, 3, 2048, 2048, "causal", 0.25),  # FFT 4096 -> 1024
+        (1, 7, 5001, 300, "same", 0.25),  # odd L, FFT 8192 -> 2048
+        (2, 3, 9000, 999, "full", 0.1),  # FFT 16384 -> 2048 (F = 8)
+        (2, 2, 3000, 700, "valid", 0.25),  # FFT 4096 -> 1024
+        (1, 111, 4096, 4096, "circular", 0.0625),  # F = 16 -> 256, B = 1, H = 111
+        (3, 2, 16384, 16384, "causal", 0.25),  # FFT 32768 -> 8192
+    ],
+)
+def test_folded_modes_gated(rng, dtype, B, H, L, Lk, mode, keep):
+    _run(rng, dtype, B, H, L, Lk, mode, True, "fused-folded", keep=keep)
+
+
+def test_folded_strided_operands(rng):
+    """Channel- and batch-strided views go through the fold and tile passes in place."""
+    B, H, L = 2, 3, 4096
+    big = cp.asarray(rng.standard_normal((B, 2 * H, L)).astype(np.float16))
+    u = big[:, ::2, :]
+    k = (rng.standard_normal((H, L)) / np.sqrt(L)).astype(np.float32)
+    pre_big = cp.asarray(rng.standard_normal((B, 2 * H, L)).astype(np.float16))
+    pre = pre_big[:, 1::2, :]
+    y = cufftconv.fftconv(u, cp.asarray(k), mode="causal", pregate=pre, freq_keep=0.25)
+    want = reference.fftconv_direct(cp.asnumpy(u).astype(np.float64), k.astype(np.float64),
+                                    mode="causal", pregate=cp.asnumpy(pre).astype(np.float64),
+                                    freq_mask=freqmask.from_keep(0.25))
+    assert rel_err(cp.asnumpy(y).astype(np.float64), want) <= TOL["float16"]
+    plan = cufftconv.FFTConv((B, H, L), k_shape=(H, L), dtype="float16", mode="causal",
+                             pregate=True, freq_keep=0.25)
+    assert plan.route == "fused-folded"
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
@@ -102,7 +143,7 @@ def test_fused_linear_modes_gated(rng, dtype, B, H, L, Lk, mode):
 
 @pytest.mark.parametrize("n", [512, 1024, 2048])
 def test_small_fused_sizes_mask_the_spectrum(rng, n):
-    _run(rng, "float16", 2, 3, n, n, "circular", False, "fused-monarch", keep=0.25)
+    _run(rng, "float16", 2, 3, n, n, "circular", False, _fused_route(n, 0.25), keep=0.25)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])

@@ -187,6 +187,16 @@ def test_long_instantiations(arch):
     _check_no_spills(info)
 
 
+@pytest.mark.parametrize("arch", ["sm_90", *sorted(ARCH_SMEM)])
+def test_fold_instantiations(arch):
+    """The fold and tile passes of the folded frequency-sparse row (kernels/fold.cu)."""
+    from cufftconv.backends import folded
+
+    info = compile_group(list(folded.NAMES), arch, folded)
+    assert set(info) == set(folded.NAMES)
+    _check_no_spills(info)
+
+
 # ------------------------------------------------------------------------------------------------
 # Host-side facts the kernels rely on (no compiler needed)
 # ------------------------------------------------------------------------------------------------
