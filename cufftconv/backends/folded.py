@@ -146,8 +146,9 @@ class FoldedExecutor(FusedExecutor):
             return i64(a.strides[0] // a.itemsize), i64(a.strides[1] // a.itemsize)
 
         xf = xp.empty((self.B, self.H, n), dtype=u.dtype)
+        chunks = rows * (n // 8)
         fn[f"fold_rows<{self.dt}, {'true' if pre is not None else 'false'}>"](
-            (rows,),
+            (-(-chunks // 256),),
             (256,),
             (
                 u,
@@ -159,12 +160,14 @@ class FoldedExecutor(FusedExecutor):
                 i32(self.fold),
                 *strides(u),
                 *strides(pre),
+                i64(chunks),
             ),
         )
         yc = xp.empty_like(xf)
         self.kernel(xf, kspec, yc, L=n, out_offset=0, Lout=n)
+        chunks = rows * -(-s.Lout // 8)
         fn[f"tile_rows<{self.dt}, {'true' if post is not None else 'false'}>"](
-            (rows,),
+            (-(-chunks // 256),),
             (256,),
             (
                 yc,
@@ -176,5 +179,6 @@ class FoldedExecutor(FusedExecutor):
                 i32(s.offset),
                 *strides(y),
                 *strides(post),
+                i64(chunks),
             ),
         )
