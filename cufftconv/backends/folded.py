@@ -68,6 +68,9 @@ def accepts(spec: ConvSpec, dev: DeviceInfo | None) -> str | None:
             f"size N and N / F in {fused.SUPPORTED_N[0]}..{fused.SUPPORTED_N[-1]}"
         )
     small = folded_size(spec)
+    bh = batch_channels(spec)
+    if bh is not None and bh[0] * bh[1] >= 2**31:
+        return "more than 2**31 - 1 rows of (B, H)"
     # (the family checks run on the mask's size N; shared memory is the size-n kernel's)
     return family_reason(
         spec,
@@ -146,10 +149,8 @@ class FoldedExecutor(FusedExecutor):
             return i64(a.strides[0] // a.itemsize), i64(a.strides[1] // a.itemsize)
 
         xf = xp.empty((self.B, self.H, n), dtype=u.dtype)
-        chunks = rows * (n // 8)
         fn[f"fold_rows<{self.dt}, {'true' if pre is not None else 'false'}>"](
-            (-(-chunks // 256),),
-            (256,),
+            *_grid(n // 8, rows),
             (
                 u,
                 u if pre is None else pre,
@@ -160,15 +161,13 @@ class FoldedExecutor(FusedExecutor):
                 i32(self.fold),
                 *strides(u),
                 *strides(pre),
-                i64(chunks),
+                i32(rows),
             ),
         )
         yc = xp.empty_like(xf)
         self.kernel(xf, kspec, yc, L=n, out_offset=0, Lout=n)
-        chunks = rows * -(-s.Lout // 8)
         fn[f"tile_rows<{self.dt}, {'true' if post is not None else 'false'}>"](
-            (-(-chunks // 256),),
-            (256,),
+            *_grid(-(-s.Lout // 8), rows),
             (
                 yc,
                 yc if post is None else post,
@@ -179,6 +178,13 @@ class FoldedExecutor(FusedExecutor):
                 i32(s.offset),
                 *strides(y),
                 *strides(post),
-                i64(chunks),
+                i32(rows),
             ),
         )
+
+
+def _grid(chunks: int, rows: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(grid, block) of a pass: x over a row's 8-element chunks, y over rows (strided)."""
+    bx = min(256, max(32, 1 << (chunks - 1).bit_length()))
+    by = 256 // bx
+    return (-(-chunks // bx), min(-(-rows // by), 65535)), (bx, by)
