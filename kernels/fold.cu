@@ -15,6 +15,22 @@ using mc::Dt;
 using mc::u16;
 using mc::u32;
 
+// Thread index i -> row r = i / cpr = b * H + h. In 32 bits when every index fits (64-bit
+// divisions cost enough instructions to slow these memory-bound passes).
+__device__ __forceinline__ void split_index(long long i, int cpr, int H, long long chunks,
+                                            long long& r, long long& b, long long& h) {
+  if (chunks <= 0x7fffffffLL) {
+    const unsigned ri = (unsigned)i / (unsigned)cpr, bi = ri / (unsigned)H;
+    r = ri;
+    b = bi;
+    h = ri - bi * (unsigned)H;
+  } else {
+    r = i / cpr;
+    b = r / H;
+    h = r - b * H;
+  }
+}
+
 // x[t .. t+7] (zero from L on) as 8 floats: one 16-byte load when aligned and inside.
 template <int DT, bool PRE>
 __device__ __forceinline__ void load8(float (&x)[8], const u16* ur, const u16* pr, int t, int L,
@@ -49,43 +65,51 @@ __device__ __forceinline__ void load8(float (&x)[8], const u16* ur, const u16* p
   }
 }
 
-// Grid: x over the chunks of a row (threadIdx.x), y over rows (threadIdx.y, striding by the
-// grid), so no thread divides a 64-bit index (the passes would be issue-bound on it).
-// fold_rows: chunk m / 8 of row r of xf (n a power of two >= 256).
+// Thread i: chunk c = i % (n / 8) of row r = i / (n / 8) of xf (n a power of two >= 256).
 template <int DT, bool PRE>
 __global__ void __launch_bounds__(256)
 fold_rows(const u16* __restrict__ u, const u16* __restrict__ pre, u16* __restrict__ xf, int H,
           int L, int n, int F, long long u_sb, long long u_sh, long long p_sb, long long p_sh,
-          int rows) {
-  const int m = (blockIdx.x * blockDim.x + threadIdx.x) * 8;
-  if (m >= n) return;
+          long long chunks) {
+  const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (i >= chunks) return;
+  const int cpr = n >> 3;
+  long long r, b, h;
+  split_index(i, cpr, H, chunks, r, b, h);
+  const int m = (int)(i - r * cpr) * 8;
+  const u16* ur = u + b * u_sb + h * u_sh;
+  const u16* pr = PRE ? pre + b * p_sb + h * p_sh : nullptr;
+  const bool aligned = (((unsigned long long)ur | (PRE ? (unsigned long long)pr : 0ull)) & 15) == 0;
+  float s[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
   const int end = min(L, F * n);
-  for (int r = blockIdx.y * blockDim.y + threadIdx.y; r < rows; r += gridDim.y * blockDim.y) {
-    const int b = r / H, h = r - b * H;
-    const u16* ur = u + b * u_sb + h * u_sh;
-    const u16* pr = PRE ? pre + b * p_sb + h * p_sh : nullptr;
-    const bool aligned = (((unsigned long long)ur | (PRE ? (unsigned long long)pr : 0ull)) & 15) == 0;
-    float s[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
 #pragma unroll 4
-    for (int t = m; t < end; t += n) {
-      float x[8];
-      load8<DT, PRE>(x, ur, pr, t, end, aligned);
+  for (int t = m; t < end; t += n) {
+    float x[8];
+    load8<DT, PRE>(x, ur, pr, t, end, aligned);
 #pragma unroll
-      for (int e = 0; e < 8; ++e) s[e] += x[e];
-    }
-    uint4 o;
-    u32* ow = (u32*)&o;
-#pragma unroll
-    for (int k = 0; k < 4; ++k) ow[k] = Dt<DT>::pack(s[2 * k], s[2 * k + 1]);
-    *(uint4*)(xf + (long long)r * n + m) = o;
+    for (int e = 0; e < 8; ++e) s[e] += x[e];
   }
+  uint4 o;
+  u32* ow = (u32*)&o;
+#pragma unroll
+  for (int k = 0; k < 4; ++k) ow[k] = Dt<DT>::pack(s[2 * k], s[2 * k + 1]);
+  *(uint4*)(xf + r * n + m) = o;
 }
 
+// Thread i: outputs t .. t+7 (t = 8 (i % cpr)) of row r = i / cpr, cpr = ceil(Lout / 8). yc
+// (B * H * n, read F times over) is small and stays in cache; y and post stream.
 template <int DT, bool POST>
-__device__ __forceinline__ void tile_chunk(const u16* __restrict__ cr, const u16* __restrict__ post,
-                                           u16* __restrict__ y, long long b, long long h, int n,
-                                           int Lout, int offset, int t, long long y_sb,
-                                           long long y_sh, long long p_sb, long long p_sh) {
+__global__ void __launch_bounds__(256)
+tile_rows(const u16* __restrict__ yc, const u16* __restrict__ post, u16* __restrict__ y, int H,
+          int n, int Lout, int offset, long long y_sb, long long y_sh, long long p_sb,
+          long long p_sh, long long chunks) {
+  const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+  if (i >= chunks) return;
+  const int cpr = (Lout + 7) >> 3;
+  long long r, b, h;
+  split_index(i, cpr, H, chunks, r, b, h);
+  const int t = (int)(i - r * cpr) * 8;
+  const u16* cr = yc + r * n;
   const u16* pr = POST ? post + b * p_sb + h * p_sh : nullptr;
   u16* yr = y + b * y_sb + h * y_sh;
   const int s0 = (t + offset) & (n - 1);
@@ -123,18 +147,4 @@ __device__ __forceinline__ void tile_chunk(const u16* __restrict__ cr, const u16
     if (t + e >= Lout) break;
     yr[t + e] = POST ? Dt<DT>::from(Dt<DT>::one(v[e]) * Dt<DT>::one(pr[t + e])) : v[e];
   }
-}
-
-// tile_rows: outputs t .. t+7 of row r. yc (B * H * n, read F times over) is small and stays
-// in cache; y and post stream.
-template <int DT, bool POST>
-__global__ void __launch_bounds__(256)
-tile_rows(const u16* __restrict__ yc, const u16* __restrict__ post, u16* __restrict__ y, int H,
-          int n, int Lout, int offset, long long y_sb, long long y_sh, long long p_sb,
-          long long p_sh, int rows) {
-  const int t = (blockIdx.x * blockDim.x + threadIdx.x) * 8;
-  if (t >= Lout) return;
-  for (int r = blockIdx.y * blockDim.y + threadIdx.y; r < rows; r += gridDim.y * blockDim.y)
-    tile_chunk<DT, POST>(yc + (long long)r * n, post, y, r / H, r % H, n, Lout, offset, t, y_sb,
-                         y_sh, p_sb, p_sh);
 }

@@ -149,8 +149,10 @@ class FoldedExecutor(FusedExecutor):
             return i64(a.strides[0] // a.itemsize), i64(a.strides[1] // a.itemsize)
 
         xf = xp.empty((self.B, self.H, n), dtype=u.dtype)
+        chunks = rows * (n // 8)
         fn[f"fold_rows<{self.dt}, {'true' if pre is not None else 'false'}>"](
-            *_grid(n // 8, rows),
+            (-(-chunks // 256),),
+            (256,),
             (
                 u,
                 u if pre is None else pre,
@@ -161,13 +163,15 @@ class FoldedExecutor(FusedExecutor):
                 i32(self.fold),
                 *strides(u),
                 *strides(pre),
-                i32(rows),
+                i64(chunks),
             ),
         )
         yc = xp.empty_like(xf)
         self.kernel(xf, kspec, yc, L=n, out_offset=0, Lout=n)
+        chunks = rows * -(-s.Lout // 8)
         fn[f"tile_rows<{self.dt}, {'true' if post is not None else 'false'}>"](
-            *_grid(-(-s.Lout // 8), rows),
+            (-(-chunks // 256),),
+            (256,),
             (
                 yc,
                 yc if post is None else post,
@@ -178,13 +182,6 @@ class FoldedExecutor(FusedExecutor):
                 i32(s.offset),
                 *strides(y),
                 *strides(post),
-                i32(rows),
+                i64(chunks),
             ),
         )
-
-
-def _grid(chunks: int, rows: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(grid, block) of a pass: x over a row's 8-element chunks, y over rows (strided)."""
-    bx = min(256, max(32, 1 << (chunks - 1).bit_length()))
-    by = 256 // bx
-    return (-(-chunks // bx), min(-(-rows // by), 65535)), (bx, by)
