@@ -25,9 +25,6 @@ from ..sources import inline_source
 from ..validation import ConvSpec
 from .fused import FusedExecutor, batch_channels, family_reason
 
-# Folded input per chunk of batch rows: small enough that the fold pass's output and the
-# kernel's (each read back once by the next launch) stay in L2 between the launches.
-CHUNK_BYTES = 16 << 20
 MIN_FOLD = 4  # F = 2 saves less than the fused kernel's own skipping (two extra passes)
 KERNEL_FILE = "fold.cu"
 NAMES = tuple(
@@ -128,7 +125,6 @@ class FoldedExecutor(FusedExecutor):
         self.kernel = fused.FusedConv(self.n, spec.dtype, pregate=False, postgate=False)
         self.k_used = min(spec.Lk, spec.L) if spec.mode == "causal" else spec.Lk
         self.dt = 0 if spec.dtype == "float16" else 1
-        self._launchers: dict[int, Any] = {}  # batch rows per chunk -> the size-n launch
 
     def spectrum(self, k: Any) -> Any:
         xp = self.xp
@@ -140,14 +136,11 @@ class FoldedExecutor(FusedExecutor):
         return self.kernel.filter_spectrum(kf)
 
     def _launch(self, u: Any, kspec: Any, y: Any, pre: Any | None, post: Any | None) -> None:
-        """Fold, convolve, tile, over chunks of whole batch rows whose folded input fits
-        CHUNK_BYTES, so that xf and yc pass between the three launches through L2."""
-        xp, s, n, H = self.xp, self.spec, self.n, self.H
-        if self.B * H == 0 or s.Lout == 0:
+        xp, s, n = self.xp, self.spec, self.n
+        rows = self.B * self.H
+        if rows == 0 or s.Lout == 0:
             return
         fn = _functions()
-        fold = fn[f"fold_rows<{self.dt}, {'true' if pre is not None else 'false'}>"]
-        tile = fn[f"tile_rows<{self.dt}, {'true' if post is not None else 'false'}>"]
         i32, i64 = np.int32, np.int64
 
         def strides(a: Any | None) -> tuple:  # (batch, channel) strides in elements
@@ -155,51 +148,40 @@ class FoldedExecutor(FusedExecutor):
                 return i64(0), i64(0)
             return i64(a.strides[0] // a.itemsize), i64(a.strides[1] // a.itemsize)
 
-        per_b = H * n * u.itemsize
-        step = max(1, min(self.B, CHUNK_BYTES // per_b))
-        xf = xp.empty((step, H, n), dtype=u.dtype)
+        xf = xp.empty((self.B, self.H, n), dtype=u.dtype)
+        chunks = rows * (n // 8)
+        fn[f"fold_rows<{self.dt}, {'true' if pre is not None else 'false'}>"](
+            (-(-chunks // 256),),
+            (256,),
+            (
+                u,
+                u if pre is None else pre,
+                xf,
+                i32(self.H),
+                i32(s.L),
+                i32(n),
+                i32(self.fold),
+                *strides(u),
+                *strides(pre),
+                i64(chunks),
+            ),
+        )
         yc = xp.empty_like(xf)
-        stream = xp.cuda.get_current_stream()
-        for b0 in range(0, self.B, step):
-            bc = min(step, self.B - b0)
-            uc, yo = u[b0 : b0 + bc], y[b0 : b0 + bc]
-            pc = None if pre is None else pre[b0 : b0 + bc]
-            gc = None if post is None else post[b0 : b0 + bc]
-            chunks = bc * H * (n // 8)
-            fold(
-                (-(-chunks // 256),),
-                (256,),
-                (
-                    uc,
-                    uc if pc is None else pc,
-                    xf,
-                    i32(H),
-                    i32(s.L),
-                    i32(n),
-                    i32(self.fold),
-                    *strides(uc),
-                    *strides(pc),
-                    i64(chunks),
-                ),
-            )
-            launch = self._launchers.get(bc)
-            if launch is None:
-                launch = self._launchers[bc] = self.kernel.launcher(bc, H, n, 0, n)
-            launch(xf.data.ptr, xf.data.ptr, kspec, yc.data.ptr, yc.data.ptr, stream)
-            chunks = bc * H * -(-s.Lout // 8)
-            tile(
-                (-(-chunks // 256),),
-                (256,),
-                (
-                    yc,
-                    yc if gc is None else gc,
-                    yo,
-                    i32(H),
-                    i32(n),
-                    i32(s.Lout),
-                    i32(s.offset),
-                    *strides(yo),
-                    *strides(gc),
-                    i64(chunks),
-                ),
-            )
+        self.kernel(xf, kspec, yc, L=n, out_offset=0, Lout=n)
+        chunks = rows * -(-s.Lout // 8)
+        fn[f"tile_rows<{self.dt}, {'true' if post is not None else 'false'}>"](
+            (-(-chunks // 256),),
+            (256,),
+            (
+                yc,
+                yc if post is None else post,
+                y,
+                i32(self.H),
+                i32(n),
+                i32(s.Lout),
+                i32(s.offset),
+                *strides(y),
+                *strides(post),
+                i64(chunks),
+            ),
+        )
