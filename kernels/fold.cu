@@ -96,25 +96,27 @@ fold_rows(const u16* __restrict__ u, const u16* __restrict__ pre, u16* __restric
   *(uint4*)(xf + r * n + m) = o;
 }
 
-// Thread i: outputs t .. t+7 (t = 8 (i % cpr)) of row r = i / cpr, cpr = ceil(Lout / 8). yc
+// Outputs [start, Lout) are written; yc has strides (c_sb, c_sh). start = n with yc = y itself
+// (offset 0, no postgate: the kernel wrote the first period into y, the rest is copied from
+// it, which saves writing and reading a separate yc). Thread i: outputs t .. t+7 (t = 8 (i % cpr)) of row r = i / cpr, cpr = ceil(Lout / 8). yc
 // (B * H * n, read F times over) is small and stays in cache; y and post stream.
 template <int DT, bool POST>
 __global__ void __launch_bounds__(256)
 tile_rows(const u16* __restrict__ yc, const u16* __restrict__ post, u16* __restrict__ y, int H,
-          int n, int Lout, int offset, long long y_sb, long long y_sh, long long p_sb,
-          long long p_sh, long long chunks) {
+          int n, int Lout, int offset, int start, long long y_sb, long long y_sh, long long c_sb,
+          long long c_sh, long long p_sb, long long p_sh, long long chunks) {
   const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
   if (i >= chunks) return;
-  const int cpr = (Lout + 7) >> 3;
+  const int cpr = (Lout - start + 7) >> 3;
   long long r, b, h;
   split_index(i, cpr, H, chunks, r, b, h);
-  const int t = (int)(i - r * cpr) * 8;
-  const u16* cr = yc + r * n;
+  const int t = start + (int)(i - r * cpr) * 8;
+  const u16* cr = yc + b * c_sb + h * c_sh;
   const u16* pr = POST ? post + b * p_sb + h * p_sh : nullptr;
   u16* yr = y + b * y_sb + h * y_sh;
   const int s0 = (t + offset) & (n - 1);
   u16 v[8];
-  if ((s0 & 7) == 0) {  // the 8 sources are one aligned chunk of yc (n is a multiple of 8)
+  if ((s0 & 7) == 0 && ((unsigned long long)cr & 15) == 0) {  // one aligned chunk of yc
     const uint4 c = __ldg((const uint4*)(cr + s0));
     const u16* cv = (const u16*)&c;
 #pragma unroll
