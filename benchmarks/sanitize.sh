@@ -18,7 +18,7 @@
 #                           memcheck --leak-check full (CuPy and cuFFT keep caches until exit, so
 #                           expect reports there; it is not in the default list)
 #   SANITIZE_GROUPS         driver runs per tool, families comma-separated
-#                           (default "fused,cufft,bwd,partial long": the long family alone, last)
+#                           (default "fused,cufft,bwd,folded,partial long": the long family alone, last)
 #   SANITIZE_TIMEOUT_PLAIN      seconds for the plain run (default 90)
 #   SANITIZE_TIMEOUT_MEMCHECK   seconds for all groups of memcheck (default 100)
 #   SANITIZE_TIMEOUT_RACECHECK  (default 160)   SANITIZE_TIMEOUT_INITCHECK (default 110)
@@ -42,7 +42,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=${PYTHON:-python3}
 DRIVER="$REPO/benchmarks/sanitize_driver.py"
 read -r -a TOOLS <<< "${SANITIZE_TOOLS:-memcheck racecheck initcheck synccheck}"
-read -r -a GROUPS_ <<< "${SANITIZE_GROUPS:-fused,cufft,bwd,partial long}"
+read -r -a GROUPS_ <<< "${SANITIZE_GROUPS:-fused,cufft,bwd,folded,partial long}"
 
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1

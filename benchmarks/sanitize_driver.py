@@ -170,6 +170,22 @@ def _bwd_cases() -> list[Case]:
     ]
 
 
+def _folded_cases() -> list[Case]:
+    # Masks keeping f % F == 0: fold, the dense kernel at N / F, tile. Ungated with offset 0,
+    # the tiling pass copies from y itself (unaligned rows when Lout is odd); gated or with an
+    # offset, from a separate n-periodic buffer.
+    return [
+        FwdCase("float16 N=4096 circular freq_keep=0.25", "float16", (3, 3, 4096), (3, 4096),
+                "circular", freq_keep=0.25),
+        FwdCase("bfloat16 N=8192 causal pre+post freq_keep=0.125", "bfloat16", (2, 3, 4096),
+                (3, 4096), "causal", True, True, call="fn", freq_keep=0.125),
+        FwdCase("float16 N=4096 full odd Lout freq_keep=0.0625", "float16", (3, 2, 3001),
+                (2, 900), "full", call="fn", freq_keep=0.0625),
+        FwdCase("float16 N=4096 same pre freq_keep=0.25", "float16", (3, 2, 3001), (2, 900),
+                "same", True, False, freq_keep=0.25),
+    ]
+
+
 def _partial_cases() -> list[Case]:
     # Overlap-save windows through the fused kernel's two-level batch (B, block, H, window):
     # odd B leaves a packed partner across a batch row; edge blocks with shorter windows.
@@ -214,6 +230,8 @@ FAMILIES: dict[str, Family] = {
                _cufft_cases, r"cufftconv_"),
         # cupy.fft and CuPy element-wise kernels only: nothing of ours to name
         Family("bwd", "cufft", "fftconv_bwd on the exact backward row (cupy.fft)", _bwd_cases),
+        Family("folded", "fused-folded", "folded frequency-sparse row: fold, fused, tile",
+               _folded_cases, r"fold_rows|tile_rows|monarch_conv"),
         Family("partial", "partial-blocked", "partial convolutions: fused kernels on windows",
                _partial_cases, r"monarch_conv"),
         Family("long", "long-monarch", "long-sequence kernels, FFT sizes 65536..16777216",
