@@ -95,6 +95,8 @@ struct MonarchConv {
   // tests, a packed max |x|, stores without per-run tests). Off for the 16K pregated kernels,
   // which sit at 128 registers and spill with them.
   static constexpr bool LEAN = !(N == 16384 && PRE);
+  // load_raw's fast path (the 32K forward, the backward): off where it spills 8 bytes
+  static constexpr bool LEAN_LOAD = LEAN && !(DK && N == 8192 && DT == 1 && PRE && !POST);
   // R = 1, fp16 input: no radix-R pass at all. The raw staging buffer is laid out like sdata
   // (swizzled chunks) and the first tensor stage reads it directly: fp16 input needs no scaling
   // to enter an fp16 mma (the fp32 accumulators take any fp16 range); the pair's 2^ex is folded
@@ -284,7 +286,7 @@ struct MonarchConv {
       const long long dg = GATE ? (TWO ? rw.off(1, pre_sb, pre_so) - rw.off(0, pre_sb, pre_so) : pre_sb) : 0;
       const unsigned long long al = (unsigned long long)u0 | (unsigned long long)(u0 + du) |
                                     (GATE ? (unsigned long long)g0 | (unsigned long long)(g0 + dg) : 0ull);
-      if (LEAN && b0 + 1 < B && L >= NIN && (al & 15) == 0) {
+      if (LEAN_LOAD && b0 + 1 < B && L >= NIN && (al & 15) == 0) {
         u32 m2 = 0;
 #pragma unroll 4
         for (int ci = lt; ci < 2 * CH; ci += TPP) {
