@@ -266,12 +266,33 @@ struct MonarchConv {
   }
 
   // ------------------------------------------------------------------------------------------
+  // x = pre * u of one 16-byte chunk, rounded to the input type (as the reference rounds it).
+  static __device__ __forceinline__ void gate_chunk(uint4& v, const uint4& g) {
+    u32* vv = (u32*)&v;
+    const u32* gg = (const u32*)&g;
+#pragma unroll
+    for (int k = 0; k < 4; ++k)
+      vv[k] = Dt<DT>::pack(Dt<DT>::lo(vv[k]) * Dt<DT>::lo(gg[k]), Dt<DT>::hi(vv[k]) * Dt<DT>::hi(gg[k]));
+  }
+  // Running max |x| bits over a chunk: PACKED keeps one maximum per 16-bit half (absmax2),
+  // folded by absmax_fold at the end; otherwise a single maximum (absmax_bits).
+  template <bool PACKED>
+  static __device__ __forceinline__ u32 chunk_absmax(u32 m, const uint4& v) {
+    if constexpr (PACKED) {
+      return absmax2(absmax2(absmax2(absmax2(m, v.x), v.y), v.z), v.w);
+    } else {
+      return absmax_bits(absmax_bits(absmax_bits(absmax_bits(m, v.x), v.y), v.z), v.w);
+    }
+  }
+  template <bool PACKED>
+  static __device__ __forceinline__ u32 absmax_fold(u32 m) {
+    return PACKED ? max(m & 0xffffu, m >> 16) : m;
+  }
+  // ------------------------------------------------------------------------------------------
   // L0: global -> smem raw copy of x = (pre *) u, zero padded; per-warp max |x|.
   template <bool GATE = PRE>
   __device__ __forceinline__ void load_raw(int unit) {
-    constexpr int TPP = THREADS / P;
-    constexpr int NIN = IN_HALF ? N / 2 : N;
-    constexpr int CH = NIN / 8;
+    constexpr int TPP = THREADS / P, CH = CH_IN;
     const int p = tid / TPP, lt = tid % TPP;
     const int pair = unit * P + p;
     u32 mx = 0;
@@ -279,14 +300,16 @@ struct MonarchConv {
       const int h = pair / nBP, b0 = 2 * (pair % nBP);
       const Rows rw = rows_of(b0);
       // Whole pair in range with 16-byte aligned rows: 16-byte loads with no per-chunk tests
-      // (as issue_load's fast path; plane 1's row is plane 0's plus the batch stride).
+      // (as issue_load's fast path; plane 1's row is plane 0's plus the batch stride). (The
+      // same few lines as there, on purpose: moving them into a shared helper changed the
+      // register allocation of these kernels, which sit at 128 registers.)
       const u16* const u0 = u + rw.off(0, u_sb, u_so) + h * u_sh;
       const long long du = TWO ? rw.off(1, u_sb, u_so) - rw.off(0, u_sb, u_so) : u_sb;
       const u16* const g0 = GATE ? pre + rw.off(0, pre_sb, pre_so) + h * pre_sh : nullptr;
       const long long dg = GATE ? (TWO ? rw.off(1, pre_sb, pre_so) - rw.off(0, pre_sb, pre_so) : pre_sb) : 0;
       const unsigned long long al = (unsigned long long)u0 | (unsigned long long)(u0 + du) |
                                     (GATE ? (unsigned long long)g0 | (unsigned long long)(g0 + dg) : 0ull);
-      if (LEAN_LOAD && b0 + 1 < B && L >= NIN && (al & 15) == 0) {
+      if (LEAN_LOAD && b0 + 1 < B && L >= 8 * CH && (al & 15) == 0) {
         u32 m2 = 0;
 #pragma unroll 4
         for (int ci = lt; ci < 2 * CH; ci += TPP) {
@@ -295,45 +318,31 @@ struct MonarchConv {
           uint4 v = ldg_stream16(u0 + (plane ? du : 0) + n);
           if (GATE) {
             const uint4 gv = ldg_stream16(g0 + (plane ? dg : 0) + n);
-            u32* vv = (u32*)&v;
-            const u32* gg = (const u32*)&gv;
-#pragma unroll
-            for (int k = 0; k < 4; ++k)
-              vv[k] = Dt<DT>::pack(Dt<DT>::lo(vv[k]) * Dt<DT>::lo(gg[k]), Dt<DT>::hi(vv[k]) * Dt<DT>::hi(gg[k]));
+            gate_chunk(v, gv);
           }
-          m2 = absmax2(m2, v.x);
-          m2 = absmax2(m2, v.y);
-          m2 = absmax2(m2, v.z);
-          m2 = absmax2(m2, v.w);
+          m2 = chunk_absmax<true>(m2, v);
           *(uint4*)(sdata + sidx(p, n / M, plane, n % M)) = v;
         }
-        mx = max(m2 & 0xffffu, m2 >> 16);
+        mx = absmax_fold<true>(m2);
       } else {
 #pragma unroll 4
-      for (int ci = lt; ci < 2 * CH; ci += TPP) {
-        const int plane = ci >= CH;
-        const int n = (ci - plane * CH) * 8;
-        const int b = b0 + plane;
-        uint4 v = make_uint4(0u, 0u, 0u, 0u);
-        if (b < B) {
-          const u16* row = u + rw.off(plane, u_sb, u_so) + h * u_sh;
-          v = load_chunk8(row, n, L, ((unsigned long long)row & 15) == 0);
-          if (GATE) {
-            const u16* prow = pre + rw.off(plane, pre_sb, pre_so) + h * pre_sh;
-            const uint4 gv = load_chunk8(prow, n, L, ((unsigned long long)prow & 15) == 0);
-            u32* vv = (u32*)&v;
-            const u32* gg = (const u32*)&gv;
-#pragma unroll
-            for (int k = 0; k < 4; ++k)
-              vv[k] = Dt<DT>::pack(Dt<DT>::lo(vv[k]) * Dt<DT>::lo(gg[k]), Dt<DT>::hi(vv[k]) * Dt<DT>::hi(gg[k]));
+        for (int ci = lt; ci < 2 * CH; ci += TPP) {
+          const int plane = ci >= CH;
+          const int n = (ci - plane * CH) * 8;
+          const int b = b0 + plane;
+          uint4 v = make_uint4(0u, 0u, 0u, 0u);
+          if (b < B) {
+            const u16* row = u + rw.off(plane, u_sb, u_so) + h * u_sh;
+            v = load_chunk8(row, n, L, ((unsigned long long)row & 15) == 0);
+            if (GATE) {
+              const u16* prow = pre + rw.off(plane, pre_sb, pre_so) + h * pre_sh;
+              const uint4 gv = load_chunk8(prow, n, L, ((unsigned long long)prow & 15) == 0);
+              gate_chunk(v, gv);
+            }
+            mx = chunk_absmax<false>(mx, v);
           }
-          mx = absmax_bits(mx, v.x);
-          mx = absmax_bits(mx, v.y);
-          mx = absmax_bits(mx, v.z);
-          mx = absmax_bits(mx, v.w);
+          *(uint4*)(sdata + sidx(p, n / M, plane, n % M)) = v;
         }
-        *(uint4*)(sdata + sidx(p, n / M, plane, n % M)) = v;
-      }
       }
     }
     mx = __reduce_max_sync(0xffffffffu, mx);
@@ -430,26 +439,12 @@ struct MonarchConv {
       uint4 v = *dst;
       if (PRE) {
         const uint4 gv = *(const uint4*)(raw_ptr(buf, 1, p, plane) + raw_at(n));
-        u32* vv = (u32*)&v;
-        const u32* gg = (const u32*)&gv;
-#pragma unroll
-        for (int k = 0; k < 4; ++k)
-          vv[k] = Dt<DT>::pack(Dt<DT>::lo(vv[k]) * Dt<DT>::lo(gg[k]), Dt<DT>::hi(vv[k]) * Dt<DT>::hi(gg[k]));
+        gate_chunk(v, gv);
         *dst = v;
       }
-      if constexpr (LEAN) {
-        m2 = absmax2(m2, v.x);
-        m2 = absmax2(m2, v.y);
-        m2 = absmax2(m2, v.z);
-        m2 = absmax2(m2, v.w);
-      } else {
-        m2 = absmax_bits(m2, v.x);
-        m2 = absmax_bits(m2, v.y);
-        m2 = absmax_bits(m2, v.z);
-        m2 = absmax_bits(m2, v.w);
-      }
+      m2 = chunk_absmax<LEAN>(m2, v);
     }
-    u32 mx = LEAN ? max(m2 & 0xffffu, m2 >> 16) : m2;
+    u32 mx = absmax_fold<LEAN>(m2);
     mx = __reduce_max_sync(0xffffffffu, mx);
     if (lane == 0) red[warp] = mx;
   }
