@@ -892,7 +892,6 @@ struct MonarchConv {
   template <bool GOUT, bool FULL, bool HALF>
   __device__ __forceinline__ void store_runs(int p, u16* __restrict__ (&yrows)[2], const u16* __restrict__ (&prows)[2],
                                              float us, u32 hs, int buf, int b0, const bool (&vok)[2]) {
-    constexpr int JN = JN_S;
     constexpr int V = V_S;
     constexpr int UPP = UPP_S;
 #pragma unroll(R <= 4 ? 2 : 1)
