@@ -343,7 +343,15 @@ def precompile(configs, max_workers: int | None = None, role: KernelRole | None 
         list(ex.map(one, list(configs)))
 
 
-_SPECTRUM_NAMES = ("kernel_order_spectrum<false>", "kernel_order_spectrum<true>", "dk_hermitian")
+# k's dtype -> KType<KT> in kernels/spectrum.cu (the backward's fast path reads k and writes dk)
+K_TYPE_CODE = {"float16": 0, "bfloat16": 1, "float32": 2, "float64": 3}
+_SPECTRUM_NAMES = (
+    "kernel_order_spectrum<false>",
+    "kernel_order_spectrum<true>",
+    "dk_hermitian",
+    *(f"pad_filter<{kt}>" for kt in K_TYPE_CODE.values()),
+    *(f"dk_window<{kt}>" for kt in K_TYPE_CODE.values()),
+)
 
 
 def _spectrum_functions() -> dict:
@@ -744,6 +752,25 @@ class FusedBwd(FamilyConv):
         self.smem = dk_shared_bytes(n, dtype)
         self._spectra = FusedConv(n, dtype, pregate=False, postgate=False)
 
+    def _geometry(self, b: int, h: int, L: int, out_offset: int, Lout: int, outs: int):
+        """(kernel, nsplit) of a call: the PAD variant from the windows, and the batch split
+        over nsplit blocks per channel that fills the device when H alone cannot."""
+        cp, n = _cupy(), self.n
+        kernels = BACKWARD.kernels(n, self.dtype, self.pregate, self.postgate)
+        ends = ([L] if outs & 3 else []) + ([out_offset + Lout] if outs & 4 else [])
+        pad = int(L <= n // 2 and Lout <= n // 2) | (int(max(ends, default=0) <= n // 2) << 1)
+        kern, per_sm = kernels[pad]
+        slots = per_sm * _sm_count(cp.cuda.Device().id)
+        units = -(-((b + 1) // 2) // config(n)["pairs_per_block"])  # per channel
+        return kern, max(1, min(units, -(-slots // h)))
+
+    def launcher(
+        self, B: int, H: int, L: int, out_offset: int, Lout: int, Lk: int, k_used: int,
+        k_dtype: str, outs: int,
+    ) -> BwdLauncher:
+        """A :class:`BwdLauncher` for C-contiguous operands of these sizes on this device."""
+        return BwdLauncher(self, B, H, L, out_offset, Lout, Lk, k_used, k_dtype, outs)
+
     def adjoint_spectrum(self, k, out_offset: int):
         """Kernel-order spectrum of ``r[m] = k[(out_offset - m) mod n]`` for ``dv``."""
         return self._spectra.filter_spectrum(k, reverse_shift=out_offset)
@@ -815,13 +842,7 @@ class FusedBwd(FamilyConv):
                 if a is not None:
                     a[...] = 0
             return cp.zeros((h, Lk), dtype=cp.float32)
-        kernels = BACKWARD.kernels(n, self.dtype, self.pregate, self.postgate)
-        ends = ([op.L] if outs & 3 else []) + ([op.out_offset + op.Lout] if outs & 4 else [])
-        pad = int(op.L <= n // 2 and op.Lout <= n // 2) | (int(max(ends, default=0) <= n // 2) << 1)
-        kern, per_sm = kernels[pad]
-        slots = per_sm * _sm_count(cp.cuda.Device().id)
-        units = -(-((b + 1) // 2) // config(n)["pairs_per_block"])  # per channel
-        nsplit = max(1, min(units, -(-slots // h)))  # fill the device when H is small
+        kern, nsplit = self._geometry(b, h, op.L, op.out_offset, op.Lout, outs)
         acc = cp.empty((nsplit, h, n, 2), dtype=cp.float32)
         args = (
             u,
@@ -850,9 +871,7 @@ class FusedBwd(FamilyConv):
             np.int32(outs),
         )
         kern((h * nsplit,), (self.threads,), args, shared_mem=self.smem)
-        inv = _DK_ORDER.get(
-            (cp.cuda.Device().id, n), lambda: cp.asarray(_inverse_order(n).astype(np.int32))
-        )
+        inv = _dk_order(n)
         herm = cp.empty((h, n // 2 + 1), dtype=cp.complex64)
         fold = _hermitian_kernel()
         fold((min(-(-herm.size // 256), 4096),), (256,),
@@ -863,6 +882,112 @@ class FusedBwd(FamilyConv):
         corr = cp.empty((h, n), dtype=cp.float32)
         _plan1d(True, n, h).fft(herm, corr, cufft.CUFFT_INVERSE)  # unnormalised (see fold)
         return _dk_window(corr, n, Lk, op.out_offset, cp)
+
+
+def _dk_order(n: int):
+    """:func:`_inverse_order` as int32 on the current device (sent once per device)."""
+    cp = _cupy()
+    return _DK_ORDER.get(
+        (cp.cuda.Device().id, n), lambda: cp.asarray(_inverse_order(n).astype(np.int32))
+    )
+
+
+def _align(nbytes: int) -> int:
+    return -(-nbytes // 256) * 256
+
+
+class BwdLauncher:
+    """One whole fused backward call on raw pointers (ints), everything resolved up front.
+
+    For C-contiguous u, pregate (B, H, L), dy, postgate (B, H, Lout), k (H, Lk) in
+    ``k_dtype`` and outputs du, dpregate (B, H, L), dpostgate (B, H, Lout) and dk (H, Lk)
+    in k's dtype. ``outs``: bit 0 du, bit 1 dpregate, bit 2 dpostgate wanted (dk always).
+    Eight launches and one workspace allocation: k zero padded to float32 rows
+    (``pad_filter``), their rfft (cuFFT), the kernel-order spectra (``kernel_order_spectrum``,
+    the adjoint one for du / dpregate, k's own for dpostgate), ``monarch_bwd``,
+    ``dk_hermitian``, the inverse rfft and ``dk_window`` (dk cut to its taps, in k's dtype).
+    The same arithmetic as :meth:`FusedBwd.__call__` plus ``AdjointBwdExecutor``'s dk
+    conversion, without their per-call checks, so the results are bitwise the same.
+    """
+
+    def __init__(
+        self, bwd: FusedBwd, B: int, H: int, L: int, out_offset: int, Lout: int, Lk: int,
+        k_used: int, k_dtype: str, outs: int,
+    ) -> None:
+        n = bwd.n
+        fns = _spectrum_functions()
+        kt = K_TYPE_CODE[k_dtype]
+        self.n, self.H, self.outs, self.offset = n, H, outs, out_offset
+        self.pad, self.window = fns[f"pad_filter<{kt}>"], fns[f"dk_window<{kt}>"]
+        self.order_r, self.order_k = _spectrum_kernel(True), _spectrum_kernel(False)
+        self.herm = _hermitian_kernel()
+        self.freq = _DEV_FREQ.get(
+            (_cupy().cuda.Device().id, n), lambda: _cupy().asarray(freq_index(n).astype(np.int32))
+        )
+        self.inv = _dk_order(n)
+        self.kern, nsplit = bwd._geometry(B, H, L, out_offset, Lout, outs)
+        self.grid, self.block, self.smem = (H * nsplit,), (bwd.threads,), bwd.smem
+        nb, rows = n // 2 + 1, filter_row_halves(n)
+        # workspace: [k padded | later corr] [rfft of k | later herm] [kr] [kk] [acc]
+        sizes = (H * n * 4, H * nb * 8, H * rows * 2 * bool(outs & 3), H * rows * 2 * bool(outs & 4),
+                 nsplit * H * n * 8)
+        offs, at = [], 0
+        for size in sizes:
+            offs.append(at)
+            at += _align(size)
+        self.offs, self.ws_bytes = tuple(offs), at
+        self.real_bytes, self.cplx_bytes = sizes[0], sizes[1]
+        i32, i64 = np.int32, np.int64
+        self.k_args = (i32(H), i32(k_used), i32(Lk), i32(n))
+        self.pad_grid = (min(-(-H * n // 256), 4096),)
+        self.order_args = (i32(n), i64(out_offset), i64(0))
+        self.tail = (
+            i64(H * L), i64(L), i64(H * L), i64(L),  # u, pregate strides (batch, channel)
+            i64(H * Lout), i64(Lout), i64(H * Lout), i64(Lout),  # dy, postgate
+            i64(H * L), i64(L), i64(H * L), i64(L), i64(H * Lout), i64(Lout),  # du, dpre, dpost
+            i32(B), i32(H), i32(L), i32(Lout), i32(out_offset), i32(nsplit), i32(outs),
+        )
+        self.herm_args = (i32(nsplit), i32(H), i32(n))
+        self.herm_tail = (np.float32(0.5 / n),)
+        self.herm_grid = (min(-(-H * nb // 256), 4096),)
+        self.win_args = (i32(H), i32(n), i32((-out_offset) % n), i32(k_used), i32(Lk))
+        self.win_grid = (min(-(-H * Lk // 256), 4096),)
+
+    def __call__(
+        self, u: int, pre: int, dy: int, post: int, k: int, du: int, dpre: int, dpost: int,
+        dk: int, stream,
+    ) -> None:
+        """Run on ``stream`` (a CuPy stream); pointers of absent operands are ignored."""
+        cp, n, H = _cupy(), self.n, self.H
+        from cupy.cuda import cufft
+
+        with stream:
+            ws = cp.empty(self.ws_bytes, dtype=cp.uint8)
+            base = ws.data.ptr
+            o_real, o_cplx, o_kr, o_kk, o_acc = (base + o for o in self.offs)
+            real = ws[: self.real_bytes].view(cp.float32).reshape(H, n)
+            cplx = ws[self.offs[1] : self.offs[1] + self.cplx_bytes].view(cp.complex64)
+            cplx = cplx.reshape(H, n // 2 + 1)
+            self.pad(self.pad_grid, (256,), (k, *self.k_args, o_real))
+            _plan1d(False, n, H).fft(real, cplx, cufft.CUFFT_FORWARD)
+            freq = self.freq
+            if self.outs & 3:
+                self.order_r((H,), (256,), (o_cplx, freq, self.order_args[0],
+                                            self.order_args[1], o_kr))
+            if self.outs & 4:
+                self.order_k((H,), (256,), (o_cplx, freq, self.order_args[0],
+                                            self.order_args[2], o_kk))
+            self.kern(
+                self.grid, self.block,
+                (u, pre, dy, post, o_kr if self.outs & 3 else u, o_kk if self.outs & 4 else u,
+                 du, dpre, dpost, o_acc, *self.tail),
+                shared_mem=self.smem,
+            )
+            self.herm(self.herm_grid, (256,),
+                      (o_acc, *self.herm_args, self.inv, *self.herm_tail, o_cplx))
+            _plan1d(True, n, H).fft(cplx, real, cufft.CUFFT_INVERSE)  # unnormalised
+            self.window(self.win_grid, (256,), (o_real, *self.win_args, dk))
+            del ws  # returned to the pool in stream order
 
 
 def dk_from_product(prod, Lk: int, out_offset: int, inverse_order, xp):

@@ -74,3 +74,60 @@ dk_hermitian(const float2* __restrict__ acc, int nsplit, int H, int n, const int
     out[i] = make_float2(scale * (a.x + b.x), scale * (a.y - b.y));
   }
 }
+
+// A filter row's value as float and back, for k stored as fp16 (KT = 0) or bfloat16 (1) bits,
+// float (2) or double (3): the backward's fast path reads k and writes dk in k's own dtype.
+template <int KT>
+struct KType;
+template <>
+struct KType<0> {
+  typedef unsigned short T;
+  static __device__ __forceinline__ float in(T v) { return mc::Dt<0>::one(v); }
+  static __device__ __forceinline__ T out(float f) { return mc::Dt<0>::from(f); }
+};
+template <>
+struct KType<1> {
+  typedef unsigned short T;
+  static __device__ __forceinline__ float in(T v) { return mc::Dt<1>::one(v); }
+  static __device__ __forceinline__ T out(float f) { return mc::Dt<1>::from(f); }
+};
+template <>
+struct KType<2> {
+  typedef float T;
+  static __device__ __forceinline__ float in(T v) { return v; }
+  static __device__ __forceinline__ T out(float f) { return f; }
+};
+template <>
+struct KType<3> {
+  typedef double T;
+  static __device__ __forceinline__ float in(T v) { return (float)v; }
+  static __device__ __forceinline__ T out(float f) { return (double)f; }
+};
+
+// out[h][j] = k[h][j] for j < lk, else 0 (h < H, j < n): the zero-padded float32 rows one
+// rfft turns into the filter's spectrum. k: H rows of row_len values (lk <= row_len, n).
+template <int KT>
+__global__ void __launch_bounds__(256)
+pad_filter(const typename KType<KT>::T* __restrict__ k, int H, int lk, int row_len, int n,
+           float* __restrict__ out) {
+  const long long total = (long long)H * n;
+  for (long long i = blockIdx.x * 256ll + threadIdx.x; i < total; i += (long long)gridDim.x * 256) {
+    const int h = (int)(i / n), j = (int)(i - (long long)h * n);
+    out[i] = j < lk ? KType<KT>::in(k[(long long)h * row_len + j]) : 0.f;
+  }
+}
+
+// dk[h][s] = corr[h][(start + s) mod n] for s < lk, 0 for lk <= s < row_len (causal taps past
+// L reach no output), in k's dtype: dk_hermitian's inverse rfft cut to the filter's window.
+template <int KT>
+__global__ void __launch_bounds__(256)
+dk_window(const float* __restrict__ corr, int H, int n, int start, int lk, int row_len,
+          typename KType<KT>::T* __restrict__ dk) {
+  const long long total = (long long)H * row_len;
+  for (long long i = blockIdx.x * 256ll + threadIdx.x; i < total; i += (long long)gridDim.x * 256) {
+    const int h = (int)(i / row_len), s = (int)(i - (long long)h * row_len);
+    int j = start + s;
+    j = j >= n ? j - n : j;
+    dk[i] = KType<KT>::out(s < lk ? corr[(long long)h * n + j] : 0.f);
+  }
+}

@@ -198,6 +198,25 @@ def test_fold_instantiations(arch):
     _check_no_spills(info)
 
 
+@pytest.mark.parametrize("arch", ["sm_90", *sorted(ARCH_SMEM)])
+def test_spectrum_instantiations(arch):
+    """kernels/spectrum.cu: the filter spectra, dk's fold, and the backward fast path's filter
+    padding and dk window for every k dtype."""
+    from types import SimpleNamespace
+
+    from cufftconv.sources import inline_source
+
+    names = list(fused._SPECTRUM_NAMES)
+    family = SimpleNamespace(
+        kernel_source=lambda: inline_source("spectrum.cu"),
+        KERNEL_FILE="spectrum.cu",
+        compile_options=fused.compile_options,
+    )
+    info = compile_group(names, arch, family)
+    assert set(info) == set(names)
+    _check_no_spills(info)
+
+
 # ------------------------------------------------------------------------------------------------
 # Host-side facts the kernels rely on (no compiler needed)
 # ------------------------------------------------------------------------------------------------

@@ -259,6 +259,10 @@ class AdjointBwdExecutor:
             dkc = full
         return from_compute(dkc.reshape(s.k_shape), s.k_dtype, cp)
 
+    def fast_bwd(self, device: int, needs: Needs) -> Any:
+        """:func:`fast_bwd` of this executor."""
+        return fast_bwd(self, device, needs)
+
     def exact_executor(self) -> Any:
         """The exact cuFFT backward (dk where the fused dk kernel does not run)."""
         if self._exact is None:
@@ -268,4 +272,112 @@ class AdjointBwdExecutor:
         return self._exact
 
 
-__all__ = ["NAME", "AdjointBwdExecutor", "accepts"]
+def fast_bwd(ex: AdjointBwdExecutor, device: int, needs: Needs) -> Any:
+    """A per-call fast path of ``fftconv_bwd`` for one spec and ``needs``: C-contiguous
+    PyTorch or CuPy operands of exactly the spec's shapes and dtypes on ``device`` go to one
+    pre-resolved :class:`cufftconv.fused.BwdLauncher` (no spec, no per-call checks).
+
+    Returns ``fast(dy, u, k, pregate, postgate) -> (du, dk, dpregate, dpostgate) or None``
+    (None: take the general path, which also raises the proper errors), or None when the
+    spec has no fused backward kernel or dk is not wanted (the general path is cheap to
+    beat only there, and runs the forward kernels otherwise).
+    """
+    import sys
+
+    from ..interop.streams import _external_stream, torch_stream_ptr
+
+    s = ex.spec
+    has_pre, has_post = s.pregate_dtype is not None, s.postgate_dtype is not None
+    need_u, need_k, need_pre, need_post = wanted(
+        needs, True if has_pre else None, True if has_post else None
+    )
+    if ex.bwd is None or not need_k or ex.xp.__name__ != "cupy" or ex.B * ex.H * s.Lout == 0:
+        return None
+    cp = ex.xp
+    outs = int(need_u) | (int(need_pre) << 1) | (int(need_post) << 2)
+    launch = ex.bwd.launcher(ex.B, ex.H, s.L, s.offset, s.Lout, s.Lk, ex.k_used, s.k_dtype, outs)
+    u_shape, out_shape, k_shape = s.u_shape, s.out_shape, s.k_shape
+    torch = sys.modules.get("torch")
+    t_dtype = getattr(torch, s.dtype) if torch is not None else None
+    t_kdtype = getattr(torch, s.k_dtype) if torch is not None else None
+    c_dtype = cp.dtype(s.dtype) if s.dtype == "float16" else None  # CuPy has no bfloat16
+    c_kdtype = cp.dtype(s.k_dtype) if s.k_dtype != "bfloat16" else None
+    streams: dict[int, Any] = {}
+    get_device = cp.cuda.runtime.getDevice
+
+    def torch_ok(a: Any, shape: tuple[int, ...], dtype: Any) -> bool:
+        return (
+            type(a) is torch.Tensor
+            and a.shape == shape
+            and a.dtype is dtype
+            and a.get_device() == device
+            and a.is_contiguous()
+        )
+
+    def cupy_ok(a: Any, shape: tuple[int, ...], dtype: Any) -> bool:
+        return (
+            type(a) is cp.ndarray
+            and a.shape == shape
+            and a.dtype == dtype
+            and a.data.device_id == device
+            and a.flags.c_contiguous
+        )
+
+    def fast(dy: Any, u: Any, k: Any, pre: Any, post: Any) -> Any:
+        if (pre is not None) != has_pre or (post is not None) != has_post:
+            return None
+        if get_device() != device:
+            return None
+        if t_dtype is not None and type(u) is torch.Tensor:
+            ok, dt, kdt = torch_ok, t_dtype, t_kdtype
+            if not (ok(u, u_shape, dt) and ok(dy, out_shape, dt) and ok(k, k_shape, kdt)):
+                return None
+            if (pre is not None and not ok(pre, u_shape, dt)) or (
+                post is not None and not ok(post, out_shape, dt)
+            ):
+                return None
+            ptr = torch_stream_ptr(device)
+            stream = streams.get(ptr)
+            if stream is None:
+                stream = streams[ptr] = (
+                    cp.cuda.Stream.null if ptr == 0 else _external_stream(ptr, device)
+                )
+
+            def new(shape: tuple[int, ...], dtype: Any = dt) -> Any:
+                return torch.empty(shape, dtype=dtype, device=u.device)
+
+            def addr(a: Any) -> int:
+                return a.data_ptr()
+        elif c_dtype is not None and c_kdtype is not None and type(u) is cp.ndarray:
+            ok, dt, kdt = cupy_ok, c_dtype, c_kdtype
+            if not (ok(u, u_shape, dt) and ok(dy, out_shape, dt) and ok(k, k_shape, kdt)):
+                return None
+            if (pre is not None and not ok(pre, u_shape, dt)) or (
+                post is not None and not ok(post, out_shape, dt)
+            ):
+                return None
+            stream = cp.cuda.get_current_stream()
+
+            def new(shape: tuple[int, ...], dtype: Any = dt) -> Any:
+                return cp.empty(shape, dtype=dtype)
+
+            def addr(a: Any) -> int:
+                return a.data.ptr
+        else:
+            return None
+        du = new(u_shape) if need_u else None
+        dpre = new(u_shape) if need_pre else None
+        dpost = new(out_shape) if need_post else None
+        dk = new(k_shape, kdt)
+        u_p, dy_p = addr(u), addr(dy)
+        launch(
+            u_p, u_p if pre is None else addr(pre), dy_p, dy_p if post is None else addr(post),
+            addr(k), u_p if du is None else addr(du), u_p if dpre is None else addr(dpre),
+            u_p if dpost is None else addr(dpost), addr(dk), stream,
+        )
+        return du, dk, dpre, dpost
+
+    return fast
+
+
+__all__ = ["NAME", "AdjointBwdExecutor", "accepts", "fast_bwd"]
