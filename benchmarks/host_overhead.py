@@ -1,10 +1,12 @@
 """Host time per planned call (issue: <= 20 us), on a tiny input so the GPU is never the limit.
 
-    PYTHONPATH=. python3 benchmarks/host_overhead.py [--calls 1000]
+    PYTHONPATH=. python3 benchmarks/host_overhead.py [--calls 1000] [--bwd [--profile]]
 
 Times N back-to-back ``plan(u)`` calls with a wall clock and one synchronisation at the end,
 for torch and CuPy operands, fp16 (fused row) and fp32 (cuFFT row). Also times the bare kernel
-launch path underneath, so the Python layer's own share is visible.
+launch path underneath, so the Python layer's own share is visible. ``--bwd`` times
+``fftconv_bwd`` calls the same way (its per-call fast path after the first call), plain and
+gated, and ``--profile`` adds the host functions that take most of one backward call.
 """
 
 from __future__ import annotations
@@ -33,11 +35,60 @@ def _per_call_us(plan, u, sync, calls: int, repeats: int = 5, **kw) -> float:
     return statistics.median(runs)
 
 
+def bwd_rows(calls: int, profile: bool) -> None:
+    """Host time per ``fftconv_bwd`` call (tiny operands: B = 2, H = 4, L = 128, FFT 256)."""
+    import cProfile
+    import pstats
+
+    import cupy as cp
+    import torch
+
+    from cufftconv import grad
+
+    print(f"{'arrays':<8} {'gates':<6} {'us/call':>8}")
+    for kind in ("torch", "cupy"):
+        for gated in (False, True):
+            if kind == "torch":
+                x = [torch.randn(2, 4, 128, device="cuda").half() for _ in range(4)]
+                k = torch.randn(4, 128, device="cuda")
+                sync = torch.cuda.synchronize
+            else:
+                x = [cp.random.standard_normal((2, 4, 128)).astype("float16") for _ in range(4)]
+                k = cp.random.standard_normal((4, 128)).astype("float32")
+                sync = cp.cuda.get_current_stream().synchronize
+            u, dy, pre, post = x
+            pre, post = (pre, post) if gated else (None, None)
+
+            def call(u=u, dy=dy, k=k, pre=pre, post=post):
+                return grad._fftconv_bwd(dy, u, k, mode="causal", pregate=pre, postgate=post)
+
+            us = _per_call_us(lambda _u, call=call: call(), None, sync, calls)
+            print(f"{kind:<8} {'gated' if gated else 'plain':<6} {us:8.1f}", flush=True)
+            if profile and kind == "torch":
+                prof = cProfile.Profile()
+                prof.enable()
+                for _ in range(200):
+                    call()
+                prof.disable()
+                sync()
+                st = pstats.Stats(prof)
+                rows = sorted(st.stats.items(), key=lambda kv: -kv[1][2])[:22]
+                for (fn, line, name), (_cc, nc, tt, ct, _) in rows:
+                    print(f"    {tt / 200 * 1e6:7.1f} us self {ct / 200 * 1e6:7.1f} us cum "
+                          f"{nc // 200:3d}x  {fn.split('/')[-1]}:{line} {name}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=1000)
+    ap.add_argument("--bwd", action="store_true")
+    ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     import cupy as cp
+
+    if args.bwd:
+        bwd_rows(args.calls, args.profile)
+        return
 
     rows = []
     try:

@@ -906,27 +906,30 @@ class BwdLauncher:
     (``pad_filter``), their rfft (cuFFT), the kernel-order spectra (``kernel_order_spectrum``,
     the adjoint one for du / dpregate, k's own for dpostgate), ``monarch_bwd``,
     ``dk_hermitian``, the inverse rfft and ``dk_window`` (dk cut to its taps, in k's dtype).
-    The same arithmetic as :meth:`FusedBwd.__call__` plus ``AdjointBwdExecutor``'s dk
-    conversion, without their per-call checks, so the results are bitwise the same.
+    The arithmetic of :meth:`FusedBwd.__call__` and ``AdjointBwdExecutor``'s dk conversion,
+    without their per-call checks; the raw kernels launch with pre-packed arguments
+    (:class:`cufftconv.launch.PackedLaunch`).
     """
 
     def __init__(
         self, bwd: FusedBwd, B: int, H: int, L: int, out_offset: int, Lout: int, Lk: int,
         k_used: int, k_dtype: str, outs: int,
     ) -> None:
-        n = bwd.n
+        from cupy.cuda import cufft
+
+        from .launch import PackedLaunch
+
+        cp, n = _cupy(), bwd.n
         fns = _spectrum_functions()
         kt = K_TYPE_CODE[k_dtype]
-        self.n, self.H, self.outs, self.offset = n, H, outs, out_offset
-        self.pad, self.window = fns[f"pad_filter<{kt}>"], fns[f"dk_window<{kt}>"]
-        self.order_r, self.order_k = _spectrum_kernel(True), _spectrum_kernel(False)
-        self.herm = _hermitian_kernel()
-        self.freq = _DEV_FREQ.get(
-            (_cupy().cuda.Device().id, n), lambda: _cupy().asarray(freq_index(n).astype(np.int32))
-        )
-        self.inv = _dk_order(n)
-        self.kern, nsplit = bwd._geometry(B, H, L, out_offset, Lout, outs)
-        self.grid, self.block, self.smem = (H * nsplit,), (bwd.threads,), bwd.smem
+        self.n, self.H, self.outs = n, H, outs
+        self.fwd_dir, self.inv_dir = cufft.CUFFT_FORWARD, cufft.CUFFT_INVERSE
+        dev = cp.cuda.Device().id
+        self.freq = int(_DEV_FREQ.get(
+            (dev, n), lambda: cp.asarray(freq_index(n).astype(np.int32))
+        ).data.ptr)
+        self.inv = int(_dk_order(n).data.ptr)
+        kern, nsplit = bwd._geometry(B, H, L, out_offset, Lout, outs)
         nb, rows = n // 2 + 1, filter_row_halves(n)
         # workspace: [k padded | later corr] [rfft of k | later herm] [kr] [kk] [acc]
         sizes = (H * n * 4, H * nb * 8, H * rows * 2 * bool(outs & 3), H * rows * 2 * bool(outs & 4),
@@ -937,57 +940,54 @@ class BwdLauncher:
             at += _align(size)
         self.offs, self.ws_bytes = tuple(offs), at
         self.real_bytes, self.cplx_bytes = sizes[0], sizes[1]
-        i32, i64 = np.int32, np.int64
-        self.k_args = (i32(H), i32(k_used), i32(Lk), i32(n))
-        self.pad_grid = (min(-(-H * n // 256), 4096),)
-        self.order_args = (i32(n), i64(out_offset), i64(0))
+
+        def grid(total: int) -> tuple[int]:
+            return (max(1, min(-(-total // 256), 4096)),)
+
+        self.pad = PackedLaunch(fns[f"pad_filter<{kt}>"], grid(H * n), (256,), 0, "QiiiiQ")
+        self.k_args = (H, k_used, Lk, n)
+        self.order_r = PackedLaunch(_spectrum_kernel(True), (H,), (256,), 0, "QQiqQ")
+        self.order_k = PackedLaunch(_spectrum_kernel(False), (H,), (256,), 0, "QQiqQ")
+        self.shift = out_offset
+        self.kern = PackedLaunch(kern, (H * nsplit,), (bwd.threads,), bwd.smem,
+                                 "Q" * 10 + "q" * 14 + "i" * 7)
         self.tail = (
-            i64(H * L), i64(L), i64(H * L), i64(L),  # u, pregate strides (batch, channel)
-            i64(H * Lout), i64(Lout), i64(H * Lout), i64(Lout),  # dy, postgate
-            i64(H * L), i64(L), i64(H * L), i64(L), i64(H * Lout), i64(Lout),  # du, dpre, dpost
-            i32(B), i32(H), i32(L), i32(Lout), i32(out_offset), i32(nsplit), i32(outs),
+            H * L, L, H * L, L,  # u, pregate strides (batch, channel)
+            H * Lout, Lout, H * Lout, Lout,  # dy, postgate
+            H * L, L, H * L, L, H * Lout, Lout,  # du, dpregate, dpostgate
+            B, H, L, Lout, out_offset, nsplit, outs,
         )
-        self.herm_args = (i32(nsplit), i32(H), i32(n))
-        self.herm_tail = (np.float32(0.5 / n),)
-        self.herm_grid = (min(-(-H * nb // 256), 4096),)
-        self.win_args = (i32(H), i32(n), i32((-out_offset) % n), i32(k_used), i32(Lk))
-        self.win_grid = (min(-(-H * Lk // 256), 4096),)
+        self.herm = PackedLaunch(_hermitian_kernel(), grid(H * nb), (256,), 0, "QiiiQfQ")
+        self.herm_args = (nsplit, H, n, self.inv, 0.5 / n)
+        self.window = PackedLaunch(fns[f"dk_window<{kt}>"], grid(H * Lk), (256,), 0, "QiiiiiQ")
+        self.win_args = (H, n, (-out_offset) % n, k_used, Lk)
 
     def __call__(
         self, u: int, pre: int, dy: int, post: int, k: int, du: int, dpre: int, dpost: int,
         dk: int, stream,
     ) -> None:
         """Run on ``stream`` (a CuPy stream); pointers of absent operands are ignored."""
-        cp, n, H = _cupy(), self.n, self.H
-        from cupy.cuda import cufft
-
+        cp, n, H, outs = _cupy(), self.n, self.H, self.outs
         with stream:
+            sp = stream.ptr
             ws = cp.empty(self.ws_bytes, dtype=cp.uint8)
             base = ws.data.ptr
             o_real, o_cplx, o_kr, o_kk, o_acc = (base + o for o in self.offs)
-            real = ws[: self.real_bytes].view(cp.float32).reshape(H, n)
+            # cuFFT reads its operands' .data.ptr: views of the workspace
+            real = ws[: self.real_bytes].view(cp.float32)
             cplx = ws[self.offs[1] : self.offs[1] + self.cplx_bytes].view(cp.complex64)
-            cplx = cplx.reshape(H, n // 2 + 1)
-            self.pad(self.pad_grid, (256,), (k, *self.k_args, o_real))
-            _plan1d(False, n, H).fft(real, cplx, cufft.CUFFT_FORWARD)
-            freq = self.freq
-            if self.outs & 3:
-                self.order_r((H,), (256,), (o_cplx, freq, self.order_args[0],
-                                            self.order_args[1], o_kr))
-            if self.outs & 4:
-                self.order_k((H,), (256,), (o_cplx, freq, self.order_args[0],
-                                            self.order_args[2], o_kk))
-            self.kern(
-                self.grid, self.block,
-                (u, pre, dy, post, o_kr if self.outs & 3 else u, o_kk if self.outs & 4 else u,
-                 du, dpre, dpost, o_acc, *self.tail),
-                shared_mem=self.smem,
-            )
-            self.herm(self.herm_grid, (256,),
-                      (o_acc, *self.herm_args, self.inv, *self.herm_tail, o_cplx))
-            _plan1d(True, n, H).fft(cplx, real, cufft.CUFFT_INVERSE)  # unnormalised
-            self.window(self.win_grid, (256,), (o_real, *self.win_args, dk))
-            del ws  # returned to the pool in stream order
+            self.pad(sp, k, *self.k_args, o_real)
+            _plan1d(False, n, H).fft(real, cplx, self.fwd_dir)
+            if outs & 3:
+                self.order_r(sp, o_cplx, self.freq, n, self.shift, o_kr)
+            if outs & 4:
+                self.order_k(sp, o_cplx, self.freq, n, 0, o_kk)
+            self.kern(sp, u, pre, dy, post, o_kr if outs & 3 else u, o_kk if outs & 4 else u,
+                      du, dpre, dpost, o_acc, *self.tail)
+            self.herm(sp, o_acc, *self.herm_args, o_cplx)
+            _plan1d(True, n, H).fft(cplx, real, self.inv_dir)  # unnormalised
+            self.window(sp, o_real, *self.win_args, dk)
+            del ws  # back to the pool in stream order
 
 
 def dk_from_product(prod, Lk: int, out_offset: int, inverse_order, xp):

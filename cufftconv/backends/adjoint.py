@@ -343,8 +343,7 @@ def fast_bwd(ex: AdjointBwdExecutor, device: int, needs: Needs) -> Any:
                     cp.cuda.Stream.null if ptr == 0 else _external_stream(ptr, device)
                 )
 
-            def new(shape: tuple[int, ...], dtype: Any = dt) -> Any:
-                return torch.empty(shape, dtype=dtype, device=u.device)
+            new = torch.empty_like  # operands are contiguous: so is each gradient
 
             def addr(a: Any) -> int:
                 return a.data_ptr()
@@ -358,17 +357,16 @@ def fast_bwd(ex: AdjointBwdExecutor, device: int, needs: Needs) -> Any:
                 return None
             stream = cp.cuda.get_current_stream()
 
-            def new(shape: tuple[int, ...], dtype: Any = dt) -> Any:
-                return cp.empty(shape, dtype=dtype)
+            new = cp.empty_like
 
             def addr(a: Any) -> int:
                 return a.data.ptr
         else:
             return None
-        du = new(u_shape) if need_u else None
-        dpre = new(u_shape) if need_pre else None
-        dpost = new(out_shape) if need_post else None
-        dk = new(k_shape, kdt)
+        du = new(u) if need_u else None
+        dpre = new(u) if need_pre else None
+        dpost = new(dy) if need_post else None
+        dk = new(k)
         u_p, dy_p = addr(u), addr(dy)
         launch(
             u_p, u_p if pre is None else addr(pre), dy_p, dy_p if post is None else addr(post),
