@@ -17,9 +17,25 @@ def _cached_plan(spec: ConvSpec) -> FFTConv:
     return _plans.get(spec, lambda: FFTConv._from_spec(spec))
 
 
+# Per-call fast paths of dense calls by a cheap signature of the operands (``_fast_key``);
+# None marks a signature without one. Bounded: past the bound a new signature is not cached.
+_fast: dict[tuple, Any] = {}
+_FAST_MAX = 256
+
+
+def _fast_key(u: Any, k: Any, pregate: Any, postgate: Any, mode: str) -> tuple | None:
+    """What fixes a dense call's spec for PyTorch and CuPy operands (the fast path checks
+    the rest: the gates' shapes, every dtype, device and layout); None for other kinds."""
+    t = type(u)
+    if t.__name__ not in ("Tensor", "ndarray") or type(k) is not t:
+        return None
+    return (t, u.shape, u.dtype, k.shape, k.dtype, pregate is None, postgate is None, mode)
+
+
 def clear_plan_cache() -> None:
     """Drop the plans cached by :func:`fftconv` and ``fftconv_bwd`` (compiled kernels stay)."""
     _plans.clear()
+    _fast.clear()
     from .grad import clear_bwd_cache
 
     clear_bwd_cache()
@@ -87,6 +103,14 @@ def fftconv(
         >>> y.shape
         (4, 8, 1000)
     """
+    dense = freq_keep is None and freq_mask is None and out is None
+    key = _fast_key(u, k, pregate, postgate, mode) if dense else None
+    if key is not None:
+        fast = _fast.get(key)
+        if fast is not None:
+            y = fast(u, k, pregate, postgate)
+            if y is not None:
+                return y
     mask = freqmask.resolve(freq_keep, freq_mask)
     check_mode(mode)
     uop = describe("u", u)
@@ -95,4 +119,8 @@ def fftconv(
     post = None if postgate is None else describe("postgate", postgate)
     oop = None if out is None else describe("out", out)
     spec = spec_from_operands(uop, kop, pre, post, oop, mode, mask)
-    return _cached_plan(spec)._execute(uop, kop, pre, post, oop)
+    plan = _cached_plan(spec)
+    y = plan._execute(uop, kop, pre, post, oop)
+    if key is not None and key not in _fast and len(_fast) < _FAST_MAX:
+        _fast[key] = plan._fast_with_k()
+    return y

@@ -896,19 +896,65 @@ def _align(nbytes: int) -> int:
     return -(-nbytes // 256) * 256
 
 
+class SpectrumLauncher:
+    """Kernel-order filter spectra of a contiguous k (H, Lk) in ``k_dtype`` on raw pointers:
+    ``pad_filter`` (k's first ``k_used`` taps as zero-padded float32 rows), one rfft (cuFFT)
+    and one ``kernel_order_spectrum`` per entry of ``shifts`` (None: k's own spectrum, an int
+    s: the reversed filter's, as :meth:`FusedConv.filter_spectra`), each into an fp16
+    (H, 2n + 8) buffer. Dense spectra only (no frequency mask).
+
+    The float32 rows and the rfft live in a caller's workspace of :attr:`real_bytes` +
+    :attr:`cplx_bytes` (views ``real``, ``cplx`` of it), free again after the last
+    ordering kernel in stream order.
+    """
+
+    def __init__(self, n: int, H: int, Lk: int, k_used: int, k_dtype: str,
+                 shifts: tuple[int | None, ...]) -> None:
+        from cupy.cuda import cufft
+
+        from .launch import PackedLaunch
+
+        cp = _cupy()
+        kt = K_TYPE_CODE[k_dtype]
+        fns = _spectrum_functions()
+        self.n, self.H, self.direction = n, H, cufft.CUFFT_FORWARD
+        self.freq = int(_DEV_FREQ.get(
+            (cp.cuda.Device().id, n), lambda: cp.asarray(freq_index(n).astype(np.int32))
+        ).data.ptr)
+        self.real_bytes, self.cplx_bytes = H * n * 4, H * (n // 2 + 1) * 8
+        self.pad = PackedLaunch(fns[f"pad_filter<{kt}>"], _grid256(H * n), (256,), 0, "QiiiiQ")
+        self.k_args = (H, k_used, Lk, n)
+        self.orders = tuple(
+            (PackedLaunch(_spectrum_kernel(sh is not None), (H,), (256,), 0, "QQiqQ"), sh or 0)
+            for sh in shifts
+        )
+
+    def __call__(self, sp: int, k: int, real, cplx, outs: tuple[int, ...]) -> None:
+        """On the current stream (pointer ``sp``): the spectra of k into ``outs``."""
+        self.pad(sp, k, *self.k_args, real.data.ptr)
+        _plan1d(False, self.n, self.H).fft(real, cplx, self.direction)
+        c, freq, n = cplx.data.ptr, self.freq, self.n
+        for (launch, shift), out in zip(self.orders, outs):
+            launch(sp, c, freq, n, shift, out)
+
+
+def _grid256(total: int) -> tuple[int]:
+    """Grid of a grid-stride kernel of 256 threads over ``total`` items."""
+    return (max(1, min(-(-total // 256), 4096)),)
+
+
 class BwdLauncher:
     """One whole fused backward call on raw pointers (ints), everything resolved up front.
 
     For C-contiguous u, pregate (B, H, L), dy, postgate (B, H, Lout), k (H, Lk) in
     ``k_dtype`` and outputs du, dpregate (B, H, L), dpostgate (B, H, Lout) and dk (H, Lk)
     in k's dtype. ``outs``: bit 0 du, bit 1 dpregate, bit 2 dpostgate wanted (dk always).
-    Eight launches and one workspace allocation: k zero padded to float32 rows
-    (``pad_filter``), their rfft (cuFFT), the kernel-order spectra (``kernel_order_spectrum``,
-    the adjoint one for du / dpregate, k's own for dpostgate), ``monarch_bwd``,
-    ``dk_hermitian``, the inverse rfft and ``dk_window`` (dk cut to its taps, in k's dtype).
-    The arithmetic of :meth:`FusedBwd.__call__` and ``AdjointBwdExecutor``'s dk conversion,
-    without their per-call checks; the raw kernels launch with pre-packed arguments
-    (:class:`cufftconv.launch.PackedLaunch`).
+    Seven or eight launches out of one workspace allocation: the spectra
+    (:class:`SpectrumLauncher`: the adjoint one for du / dpregate, k's own for dpostgate),
+    ``monarch_bwd``, ``dk_hermitian``, the inverse rfft and ``dk_window`` (dk cut to its
+    taps, in k's dtype). The arithmetic of :meth:`FusedBwd.__call__` and
+    ``AdjointBwdExecutor``'s dk conversion, without their per-call checks; the raw kernels
+    launch with pre-packed arguments (:class:`cufftconv.launch.PackedLaunch`).
     """
 
     def __init__(
@@ -919,36 +965,21 @@ class BwdLauncher:
 
         from .launch import PackedLaunch
 
-        cp, n = _cupy(), bwd.n
-        fns = _spectrum_functions()
-        kt = K_TYPE_CODE[k_dtype]
+        n = bwd.n
         self.n, self.H, self.outs = n, H, outs
-        self.fwd_dir, self.inv_dir = cufft.CUFFT_FORWARD, cufft.CUFFT_INVERSE
-        dev = cp.cuda.Device().id
-        self.freq = int(_DEV_FREQ.get(
-            (dev, n), lambda: cp.asarray(freq_index(n).astype(np.int32))
-        ).data.ptr)
-        self.inv = int(_dk_order(n).data.ptr)
+        self.inv_dir = cufft.CUFFT_INVERSE
+        shifts = ((out_offset,) if outs & 3 else ()) + ((None,) if outs & 4 else ())
+        self.spectra = SpectrumLauncher(n, H, Lk, k_used, k_dtype, shifts)
         kern, nsplit = bwd._geometry(B, H, L, out_offset, Lout, outs)
-        nb, rows = n // 2 + 1, filter_row_halves(n)
+        rows = filter_row_halves(n)
         # workspace: [k padded | later corr] [rfft of k | later herm] [kr] [kk] [acc]
-        sizes = (H * n * 4, H * nb * 8, H * rows * 2 * bool(outs & 3), H * rows * 2 * bool(outs & 4),
-                 nsplit * H * n * 8)
+        sizes = (self.spectra.real_bytes, self.spectra.cplx_bytes, H * rows * 2 * bool(outs & 3),
+                 H * rows * 2 * bool(outs & 4), nsplit * H * n * 8)
         offs, at = [], 0
         for size in sizes:
             offs.append(at)
             at += _align(size)
         self.offs, self.ws_bytes = tuple(offs), at
-        self.real_bytes, self.cplx_bytes = sizes[0], sizes[1]
-
-        def grid(total: int) -> tuple[int]:
-            return (max(1, min(-(-total // 256), 4096)),)
-
-        self.pad = PackedLaunch(fns[f"pad_filter<{kt}>"], grid(H * n), (256,), 0, "QiiiiQ")
-        self.k_args = (H, k_used, Lk, n)
-        self.order_r = PackedLaunch(_spectrum_kernel(True), (H,), (256,), 0, "QQiqQ")
-        self.order_k = PackedLaunch(_spectrum_kernel(False), (H,), (256,), 0, "QQiqQ")
-        self.shift = out_offset
         self.kern = PackedLaunch(kern, (H * nsplit,), (bwd.threads,), bwd.smem,
                                  "Q" * 10 + "q" * 14 + "i" * 7)
         self.tail = (
@@ -957,9 +988,12 @@ class BwdLauncher:
             H * L, L, H * L, L, H * Lout, Lout,  # du, dpregate, dpostgate
             B, H, L, Lout, out_offset, nsplit, outs,
         )
-        self.herm = PackedLaunch(_hermitian_kernel(), grid(H * nb), (256,), 0, "QiiiQfQ")
-        self.herm_args = (nsplit, H, n, self.inv, 0.5 / n)
-        self.window = PackedLaunch(fns[f"dk_window<{kt}>"], grid(H * Lk), (256,), 0, "QiiiiiQ")
+        self.herm = PackedLaunch(_hermitian_kernel(), _grid256(H * (n // 2 + 1)), (256,), 0,
+                                 "QiiiQfQ")
+        self.herm_args = (nsplit, H, n, int(_dk_order(n).data.ptr), 0.5 / n)
+        kt = K_TYPE_CODE[k_dtype]
+        self.window = PackedLaunch(_spectrum_functions()[f"dk_window<{kt}>"], _grid256(H * Lk),
+                                   (256,), 0, "QiiiiiQ")
         self.win_args = (H, n, (-out_offset) % n, k_used, Lk)
 
     def __call__(
@@ -967,25 +1001,22 @@ class BwdLauncher:
         dk: int, stream,
     ) -> None:
         """Run on ``stream`` (a CuPy stream); pointers of absent operands are ignored."""
-        cp, n, H, outs = _cupy(), self.n, self.H, self.outs
+        cp, outs, offs = _cupy(), self.outs, self.offs
         with stream:
             sp = stream.ptr
             ws = cp.empty(self.ws_bytes, dtype=cp.uint8)
             base = ws.data.ptr
-            o_real, o_cplx, o_kr, o_kk, o_acc = (base + o for o in self.offs)
+            o_real, o_cplx, o_kr, o_kk, o_acc = (base + o for o in offs)
             # cuFFT reads its operands' .data.ptr: views of the workspace
-            real = ws[: self.real_bytes].view(cp.float32)
-            cplx = ws[self.offs[1] : self.offs[1] + self.cplx_bytes].view(cp.complex64)
-            self.pad(sp, k, *self.k_args, o_real)
-            _plan1d(False, n, H).fft(real, cplx, self.fwd_dir)
-            if outs & 3:
-                self.order_r(sp, o_cplx, self.freq, n, self.shift, o_kr)
-            if outs & 4:
-                self.order_k(sp, o_cplx, self.freq, n, 0, o_kk)
-            self.kern(sp, u, pre, dy, post, o_kr if outs & 3 else u, o_kk if outs & 4 else u,
-                      du, dpre, dpost, o_acc, *self.tail)
+            real = ws[: self.spectra.real_bytes].view(cp.float32)
+            cplx = ws[offs[1] : offs[1] + self.spectra.cplx_bytes].view(cp.complex64)
+            kr = o_kr if outs & 3 else u
+            kk = o_kk if outs & 4 else u
+            targets = ((o_kr,) if outs & 3 else ()) + ((o_kk,) if outs & 4 else ())
+            self.spectra(sp, k, real, cplx, targets)
+            self.kern(sp, u, pre, dy, post, kr, kk, du, dpre, dpost, o_acc, *self.tail)
             self.herm(sp, o_acc, *self.herm_args, o_cplx)
-            _plan1d(True, n, H).fft(cplx, real, self.inv_dir)  # unnormalised
+            _plan1d(True, self.n, self.H).fft(cplx, real, self.inv_dir)  # unnormalised
             self.window(sp, o_real, *self.win_args, dk)
             del ws  # back to the pool in stream order
 

@@ -142,6 +142,16 @@ class FFTConv:
         with self._context(None):
             self._executor = self._route.build(self._spec, self._dev)
 
+    def _fast_with_k(self) -> Any:
+        """The per-call fast path of :func:`cufftconv.fftconv` for this (k-less) plan's spec,
+        ``fast(u, k, pregate, postgate) -> y or None``, or None where its route has none."""
+        if self._route.name != "fused-monarch" or self._dev is None:
+            return None
+        from .backends.fused import fast_call_k
+
+        with self._context(None):
+            return fast_call_k(self._executor, self._dev.index)
+
     @property
     def route(self) -> str:
         """Name of the dispatch-table row this plan runs (e.g. "cufft")."""

@@ -166,39 +166,79 @@ def fast_call(ex: FusedExecutor, kspec: Any, device: int) -> Any:
     Returns ``fast(u, pregate, postgate, out) -> y or None``; None means "take the general
     path" (which also raises the proper errors for anything invalid).
     """
+    fast = _fast(ex, device, kspec)
+    return lambda u, pre, post, out: fast(u, None, pre, post, out)
+
+
+def fast_call_k(ex: FusedExecutor, device: int) -> Any:
+    """The per-call fast path of :func:`cufftconv.fftconv` for a dense fused spec, with k
+    given on each call: k's spectrum (:class:`cufftconv.fused.SpectrumLauncher`: padding,
+    rfft, ordering) and the kernel, pre-resolved. ``fast(u, k, pregate, postgate) -> y or
+    None`` (None: take the general path)."""
+    if ex.spec.freq_mask is not None:
+        return None
+    fast = _fast(ex, device, None)
+    return lambda u, k, pre, post: fast(u, k, pre, post, None)
+
+
+def _fast(ex: FusedExecutor, device: int, kspec: Any) -> Any:
+    """``fast(u, k, pre, post, out)`` for :func:`fast_call` (``kspec`` held, k None) and
+    :func:`fast_call_k` (kspec None, k's spectrum made on each call)."""
     import sys
 
+    from .. import fused
     from ..interop.streams import _external_stream, torch_stream_ptr
 
     cp, s = ex.xp, ex.spec
     launch = ex.kernel.launcher(ex.B, ex.H, s.L, s.offset, s.Lout)
-    u_shape, out_shape = s.u_shape, s.out_shape
+    u_shape, out_shape, k_shape = s.u_shape, s.out_shape, s.k_shape
     need_pre, need_post = s.pregate_dtype is not None, s.postgate_dtype is not None
     torch = sys.modules.get("torch")
     t_dtype = getattr(torch, s.dtype) if torch is not None else None
+    t_kdtype = getattr(torch, s.k_dtype) if torch is not None else None
     c_dtype = cp.dtype(s.dtype) if s.dtype == "float16" else None  # CuPy has no bfloat16
+    c_kdtype = cp.dtype(s.k_dtype) if s.k_dtype != "bfloat16" else None
+    spectra = ws_bytes = None
+    if kspec is None:
+        spectra = fused.SpectrumLauncher(ex.n, ex.H, s.Lk, ex.k_used, s.k_dtype, (None,))
+        o_kf = fused._align(spectra.real_bytes) + fused._align(spectra.cplx_bytes)
+        ws_bytes = o_kf + ex.H * fused.filter_row_halves(ex.n) * 2
     streams: dict[int, Any] = {}
     get_device = cp.cuda.runtime.getDevice
 
-    def torch_ok(a: Any, shape: tuple[int, ...]) -> bool:
+    def torch_ok(a: Any, shape: tuple[int, ...], dtype: Any = t_dtype) -> bool:
         return (
             type(a) is torch.Tensor
             and a.shape == shape
-            and a.dtype is t_dtype
+            and a.dtype is dtype
             and a.get_device() == device
             and a.is_contiguous()
         )
 
-    def cupy_ok(a: Any, shape: tuple[int, ...]) -> bool:
+    def cupy_ok(a: Any, shape: tuple[int, ...], dtype: Any = c_dtype) -> bool:
         return (
             type(a) is cp.ndarray
             and a.shape == shape
-            and a.dtype == c_dtype
+            and a.dtype == dtype
             and a.data.device_id == device
             and a.flags.c_contiguous
         )
 
-    def fast(u: Any, pre: Any, post: Any, out: Any) -> Any:
+    def run(u_ptr: int, k_ptr: int, pre_ptr: int, y_ptr: int, post_ptr: int, stream: Any) -> None:
+        if spectra is None:
+            launch(u_ptr, pre_ptr, kspec, y_ptr, post_ptr, stream)
+            return
+        with stream:
+            ws = cp.empty(ws_bytes, dtype=cp.uint8)
+            real = ws[: spectra.real_bytes].view(cp.float32)
+            at = fused._align(spectra.real_bytes)
+            cplx = ws[at : at + spectra.cplx_bytes].view(cp.complex64)
+            kf = ws.data.ptr + o_kf
+            spectra(stream.ptr, k_ptr, real, cplx, (kf,))
+            launch(u_ptr, pre_ptr, kf, y_ptr, post_ptr, stream)
+            del ws  # back to the pool in stream order
+
+    def fast(u: Any, k: Any, pre: Any, post: Any, out: Any) -> Any:
         if (pre is not None) != need_pre or (post is not None) != need_post:
             return None
         if get_device() != device:
@@ -209,6 +249,8 @@ def fast_call(ex: FusedExecutor, kspec: Any, device: int) -> Any:
             if (pre is not None and not torch_ok(pre, u_shape)) or (
                 post is not None and not torch_ok(post, out_shape)
             ):
+                return None
+            if spectra is not None and not torch_ok(k, k_shape, t_kdtype):
                 return None
             ptr = torch_stream_ptr(device)
             stream = streams.get(ptr)
@@ -225,7 +267,7 @@ def fast_call(ex: FusedExecutor, kspec: Any, device: int) -> Any:
             u_ptr, y_ptr = u.data_ptr(), y.data_ptr()
             pre_ptr = u_ptr if pre is None else pre.data_ptr()
             post_ptr = y_ptr if post is None else post.data_ptr()
-            launch(u_ptr, pre_ptr, kspec, y_ptr, post_ptr, stream)
+            run(u_ptr, 0 if k is None else k.data_ptr(), pre_ptr, y_ptr, post_ptr, stream)
             return y
         if c_dtype is not None and type(u) is cp.ndarray:
             if not cupy_ok(u, u_shape):
@@ -233,6 +275,8 @@ def fast_call(ex: FusedExecutor, kspec: Any, device: int) -> Any:
             if (pre is not None and not cupy_ok(pre, u_shape)) or (
                 post is not None and not cupy_ok(post, out_shape)
             ):
+                return None
+            if spectra is not None and (c_kdtype is None or not cupy_ok(k, k_shape, c_kdtype)):
                 return None
             if out is None:
                 y = cp.empty(out_shape, dtype=c_dtype)
@@ -243,7 +287,8 @@ def fast_call(ex: FusedExecutor, kspec: Any, device: int) -> Any:
             u_ptr, y_ptr = u.data.ptr, y.data.ptr
             pre_ptr = u_ptr if pre is None else pre.data.ptr
             post_ptr = y_ptr if post is None else post.data.ptr
-            launch(u_ptr, pre_ptr, kspec, y_ptr, post_ptr, cp.cuda.get_current_stream())
+            run(u_ptr, 0 if k is None else k.data.ptr, pre_ptr, y_ptr, post_ptr,
+                cp.cuda.get_current_stream())
             return y
         return None
 

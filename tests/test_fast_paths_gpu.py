@@ -1,4 +1,5 @@
-"""GPU tests of ``fftconv_bwd``'s per-call fast path (``cufftconv.backends.adjoint.fast_bwd``).
+"""GPU tests of the per-call fast paths of ``fftconv_bwd`` (``backends.adjoint.fast_bwd``)
+and of ``fftconv`` with k given on each call (``backends.fused.fast_call_k``).
 
 The first call of a signature takes the general path and builds the fast one; later calls
 with the same shapes, dtypes and contiguous PyTorch or CuPy operands take it. Each case
@@ -12,7 +13,8 @@ import numpy as np
 import pytest
 from test_grad_gpu import _check_grads, _host, _ref_bwd
 
-from cufftconv import grad
+import cufftconv
+from cufftconv import api, grad, reference
 
 pytestmark = pytest.mark.gpu
 
@@ -176,3 +178,84 @@ def test_fast_inputs_untouched_and_on_torch_stream():
     torch.cuda.synchronize()
     assert all(_bits(a) == _bits(b) for a, b in zip(got, ref))
     assert [_bits(a) for a in (dy, u, k, pre, post)] == before
+
+
+# ---------------------------------------------------------------------------- forward, k per call
+FWD_CASES = [
+    # (B, H, L, Lk, mode, dtype, k dtype, gated)
+    (4, 16, 128, 128, "causal", "float16", "float32", False),
+    (3, 111, 500, 77, "causal", "bfloat16", "float32", True),
+    (1, 8, 1000, 1000, "causal", "float16", "float16", True),
+    (2, 5, 700, 1500, "causal", "bfloat16", "bfloat16", False),  # k cut to L taps
+    (2, 6, 300, 50, "full", "float16", "float64", True),
+    (2, 6, 301, 40, "valid", "float16", "float32", False),
+    (2, 4, 1024, 1024, "circular", "bfloat16", "float32", True),
+    (2, 4, 12000, 12000, "causal", "float16", "float32", True),  # FFT 32768
+]
+
+
+@pytest.mark.parametrize("case", FWD_CASES, ids=lambda c: "-".join(map(str, c)))
+def test_forward_fast_matches_general_and_reference(case):
+    torch = _torch()
+    B, H, L, Lk, mode, dtype, k_dtype, gated = case
+    rng = np.random.default_rng(zlib.crc32(repr(("fwd", case)).encode()))
+    cufftconv.clear_plan_cache()
+    _, u, k, pre, post = _operands(torch, rng, B, H, L, Lk, mode, dtype, k_dtype, gated)
+    general = cufftconv.fftconv(u, k, mode=mode, pregate=pre, postgate=post)
+    fast = api._fast.get(api._fast_key(u, k, pre, post, mode))
+    assert fast is not None, "the first call built no fast path"
+    junk = torch.full((1 << 22,), float("nan"), device="cuda")
+    del junk
+    y = fast(u, k, pre, post)
+    assert y is not None and y.shape == general.shape and y.dtype == general.dtype
+    assert _bits(y) == _bits(general)
+    assert _bits(cufftconv.fftconv(u, k, mode=mode, pregate=pre, postgate=post)) == _bits(y)
+    h = [_host(a) for a in (u, k, pre, post)]
+    want = reference.fftconv_direct(h[0], h[1], mode=mode, pregate=h[2], postgate=h[3])
+    tol = 1e-3 if dtype == "float16" else 6e-3
+    err = np.linalg.norm(_host(y) - want) / np.linalg.norm(want)
+    assert err <= tol, err
+
+
+def test_forward_fast_declines():
+    torch = _torch()
+    rng = np.random.default_rng(2)
+    cufftconv.clear_plan_cache()
+    _, u, k, _, _ = _operands(torch, rng, 2, 8, 256, 256, "causal", "float16", "float32", False)
+    cufftconv.fftconv(u, k)
+    fast = api._fast.get(api._fast_key(u, k, None, None, "causal"))
+    assert fast is not None
+    kk = torch.from_numpy(rng.standard_normal((8, 512))).to("cuda", torch.float32)[:, ::2]
+    assert fast(u, kk, None, None) is None  # strided k
+    assert _bits(cufftconv.fftconv(u, kk)) == _bits(cufftconv.fftconv(u, kk.contiguous()))
+    assert fast(u, k.double(), None, None) is None
+    assert fast(u, k, u, None) is None
+    with pytest.raises(ValueError):
+        cufftconv.fftconv(u, k, mode="sideways")
+    # frequency-sparse and out= calls never take it
+    y = cufftconv.fftconv(u, k, freq_keep=0.25)
+    assert y.shape == u.shape
+
+
+def test_forward_fast_cupy_and_torch_stream():
+    cp = pytest.importorskip("cupy")
+    torch = _torch()
+    rng = np.random.default_rng(9)
+    cufftconv.clear_plan_cache()
+    u = cp.asarray(rng.standard_normal((3, 10, 400)), dtype=cp.float16)
+    k = cp.asarray(rng.standard_normal((10, 400)) / 20, dtype=cp.float32)
+    first = cufftconv.fftconv(u, k)
+    assert api._fast.get(api._fast_key(u, k, None, None, "causal")) is not None
+    again = cufftconv.fftconv(u, k)
+    assert isinstance(again, cp.ndarray) and _bits(again) == _bits(first)
+    tu = torch.as_tensor(cp.asnumpy(u)).cuda()
+    tk = torch.as_tensor(cp.asnumpy(k)).cuda()
+    ref = cufftconv.fftconv(tu, tk)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        y = cufftconv.fftconv(tu, tk)
+        y.record_stream(side)
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    assert _bits(y) == _bits(ref)
