@@ -6,7 +6,8 @@ Times N back-to-back ``plan(u)`` calls with a wall clock and one synchronisation
 for torch and CuPy operands, fp16 (fused row) and fp32 (cuFFT row). Also times the bare kernel
 launch path underneath, so the Python layer's own share is visible. ``--bwd`` times
 ``fftconv_bwd`` calls the same way (its per-call fast path after the first call), plain and
-gated, and ``--profile`` adds the host functions that take most of one backward call.
+gated; ``--autograd`` times training steps through ``cufftconv.torch.fftconv``; ``--profile``
+adds the host functions that take most of one call (step).
 """
 
 from __future__ import annotations
@@ -78,13 +79,66 @@ def bwd_rows(calls: int, profile: bool) -> None:
                           f"{nc // 200:3d}x  {fn.split('/')[-1]}:{line} {name}")
 
 
+def autograd_rows(calls: int, profile: bool) -> None:
+    """Host time per training step through ``cufftconv.torch.fftconv`` (forward and
+    ``backward()``, tiny operands as ``bwd_rows``), against the bare ``fftconv`` +
+    ``fftconv_bwd`` calls underneath."""
+    print(f"{'path':<22} {'gates':<6} {'us/step':>8}")
+    for gated in (False, True):
+        _autograd_case(gated, calls, profile)
+
+
+def _autograd_case(gated: bool, calls: int, profile: bool) -> None:
+    import cProfile
+    import pstats
+
+    import torch
+
+    import cufftconv.torch as ct
+    from cufftconv import grad
+
+    x = [torch.randn(2, 4, 128, device="cuda").half().requires_grad_() for _ in range(3)]
+    k = torch.randn(4, 128, device="cuda").requires_grad_()
+    dy = torch.randn(2, 4, 128, device="cuda").half()
+    u, pre, post = x[0], (x[1] if gated else None), (x[2] if gated else None)
+    d = [None if a is None else a.detach() for a in (u, k, pre, post)]
+
+    def step():
+        ct.fftconv(u, k, pregate=pre, postgate=post).backward(dy)
+
+    def bare():
+        cufftconv.fftconv(d[0], d[1], pregate=d[2], postgate=d[3])
+        grad._fftconv_bwd(dy, d[0], d[1], mode="causal", pregate=d[2], postgate=d[3])
+
+    for name, fn in (("cufftconv.torch step", step), ("fftconv + fftconv_bwd", bare)):
+        us = _per_call_us(lambda _u, fn=fn: fn(), None, torch.cuda.synchronize, calls)
+        print(f"{name:<22} {'gated' if gated else 'plain':<6} {us:8.1f}", flush=True)
+    if profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(200):
+            step()
+        prof.disable()
+        torch.cuda.synchronize()
+        st = pstats.Stats(prof)
+        rows = sorted(st.stats.items(), key=lambda kv: -kv[1][2])[:25]
+        for (fn, line, name), (_cc, nc, tt, ct_, _) in rows:
+            print(f"    {tt / 200 * 1e6:7.1f} us self {ct_ / 200 * 1e6:7.1f} us cum "
+                  f"{nc // 200:3d}x  {fn.split('/')[-1]}:{line} {name}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=1000)
     ap.add_argument("--bwd", action="store_true")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--autograd", action="store_true")
     args = ap.parse_args()
     import cupy as cp
+
+    if args.autograd:
+        autograd_rows(args.calls, args.profile)
+        return
 
     if args.bwd:
         bwd_rows(args.calls, args.profile)
