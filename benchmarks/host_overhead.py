@@ -106,18 +106,30 @@ def _autograd_case(gated: bool, calls: int, profile: bool) -> None:
     def step():
         ct.fftconv(u, k, pregate=pre, postgate=post).backward(dy)
 
+    def fwd_only():
+        ct.fftconv(u, k, pregate=pre, postgate=post)
+
     def bare():
         cufftconv.fftconv(d[0], d[1], pregate=d[2], postgate=d[3])
         grad._fftconv_bwd(dy, d[0], d[1], mode="causal", pregate=d[2], postgate=d[3])
 
-    for name, fn in (("cufftconv.torch step", step), ("fftconv + fftconv_bwd", bare)):
+    def bare_fwd():
+        cufftconv.fftconv(d[0], d[1], pregate=d[2], postgate=d[3])
+
+    def step_one_thread():  # backward in this thread (cProfile sees it)
+        with torch.autograd.set_multithreading_enabled(False):
+            step()
+
+    for name, fn in (("cufftconv.torch step", step), ("  same, 1 thread", step_one_thread),
+                     ("  its forward alone", fwd_only), ("fftconv + fftconv_bwd", bare),
+                     ("  fftconv alone", bare_fwd)):
         us = _per_call_us(lambda _u, fn=fn: fn(), None, torch.cuda.synchronize, calls)
         print(f"{name:<22} {'gated' if gated else 'plain':<6} {us:8.1f}", flush=True)
     if profile:
         prof = cProfile.Profile()
         prof.enable()
         for _ in range(200):
-            step()
+            step_one_thread()
         prof.disable()
         torch.cuda.synchronize()
         st = pstats.Stats(prof)
