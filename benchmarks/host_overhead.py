@@ -120,7 +120,24 @@ def _autograd_case(gated: bool, calls: int, profile: bool) -> None:
         with torch.autograd.set_multithreading_enabled(False):
             step()
 
-    for name, fn in (("cufftconv.torch step", step), ("  same, 1 thread", step_one_thread),
+    class Twice(torch.autograd.Function):  # torch ops only: the engine's own cost
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2
+
+    def torch_only():
+        Twice.apply(u).backward(dy)
+
+    def torch_only_one_thread():
+        with torch.autograd.set_multithreading_enabled(False):
+            torch_only()
+
+    for name, fn in (("autograd.Function x*2", torch_only), ("  same, 1 thread", torch_only_one_thread),
+                     ("cufftconv.torch step", step), ("  same, 1 thread", step_one_thread),
                      ("  its forward alone", fwd_only), ("fftconv + fftconv_bwd", bare),
                      ("  fftconv alone", bare_fwd)):
         us = _per_call_us(lambda _u, fn=fn: fn(), None, torch.cuda.synchronize, calls)
