@@ -5,7 +5,8 @@ backward kernel's 31 arguments). :class:`PackedLaunch` fixes the argument types 
 ``struct`` format in the C layout the kernel's parameter list has, packs each call's values
 into a per-thread buffer and hands it to ``cuLaunchKernel`` whole
 (``CU_LAUNCH_PARAM_BUFFER_POINTER``). The driver copies the buffer during the call, so the
-buffer is free again when the call returns.
+buffer is free again when the call returns. Buffers are per thread id (a threading.local
+would be emptied for every backward call that PyTorch's autograd threads make).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class PackedLaunch:
         self.smem = int(smem)
         self.fmt = struct.Struct("@" + fmt)
         self.size = self.fmt.size
-        self._tls = threading.local()
+        self._tls: dict[int, tuple] = {}  # thread id -> (buffer, extra address, ...)
         self._launch = driver.launchKernel
 
     def _buffers(self) -> tuple[Any, int]:
@@ -51,11 +52,11 @@ class PackedLaunch:
             ctypes.addressof(size), _PARAM_END,
         )
         state = (buf, ctypes.addressof(extra), size, extra)  # keep all of them alive
-        self._tls.state = state
+        self._tls[threading.get_ident()] = state
         return buf, state[1]
 
     def __call__(self, stream_ptr: int, *args: Any) -> None:
-        state = getattr(self._tls, "state", None)
+        state = self._tls.get(threading.get_ident())
         buf, extra = (state[0], state[1]) if state is not None else self._buffers()
         self.fmt.pack_into(buf, 0, *args)
         g, b = self.grid, self.block
