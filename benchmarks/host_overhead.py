@@ -129,14 +129,33 @@ def _autograd_case(gated: bool, calls: int, profile: bool) -> None:
         def backward(ctx, g):
             return g * 2
 
+    class BareBwd(torch.autograd.Function):  # fftconv_bwd itself in the engine's thread
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, g):
+            grad._fftconv_bwd(dy, d[0], d[1], mode="causal", pregate=d[2], postgate=d[3])
+            return g
+
     def torch_only():
         Twice.apply(u).backward(dy)
+
+    def bare_in_engine():
+        BareBwd.apply(u).backward(dy)
+
+    def bare_in_engine_one_thread():
+        with torch.autograd.set_multithreading_enabled(False):
+            bare_in_engine()
 
     def torch_only_one_thread():
         with torch.autograd.set_multithreading_enabled(False):
             torch_only()
 
     for name, fn in (("autograd.Function x*2", torch_only), ("  same, 1 thread", torch_only_one_thread),
+                     ("fftconv_bwd in engine", bare_in_engine),
+                     ("  same, 1 thread", bare_in_engine_one_thread),
                      ("cufftconv.torch step", step), ("  same, 1 thread", step_one_thread),
                      ("  its forward alone", fwd_only), ("fftconv + fftconv_bwd", bare),
                      ("  fftconv alone", bare_fwd)):
