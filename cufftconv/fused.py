@@ -60,6 +60,10 @@ ARG_NAMES = (
     "qlive",
 )
 _ARG = {name: i for i, name in enumerate(ARG_NAMES)}
+# monarch_conv_fwd's parameters as struct codes (cufftconv.launch.PackedLaunch): five
+# pointers, eight strides and four outer strides, B H L out_offset Lout BI, the tile list, KC
+# KZ qlive
+FWD_ARG_FORMAT = "Q" * 5 + "q" * 12 + "i" * 6 + "Q" + "i" * 3
 # (tiles, KC, KZ, qlive) of a dense call: no list, every tile kept, every sub-transform live
 DENSE_TILES = (0, np.int32(1 << 30), np.int32(0), np.int32(0xFF))
 # PAD bit 0: input zero on [N/2, N) (skips half of the first stage); bit 1: only outputs in
@@ -637,19 +641,30 @@ class Launcher:
     its geometry and its arguments.
     """
 
-    __slots__ = ("block", "func", "grid", "name", "smem", "tail")
+    __slots__ = ("_packed", "_ptail", "block", "func", "grid", "name", "smem", "tail")
 
     def __init__(
         self, func, grid: tuple, block: tuple, smem: int, tail: tuple, name: str = KERNEL_NAME
     ) -> None:
         self.func, self.grid, self.block, self.smem, self.tail = func, grid, block, smem, tail
         self.name = name
+        self._packed = self._ptail = None
+        if isinstance(getattr(func, "ptr", None), int):  # a CuPy Function: pack the arguments
+            from .launch import PackedLaunch
+
+            self._packed = PackedLaunch(func, grid, block, smem, FWD_ARG_FORMAT)
+            self._ptail = tuple(int(a) for a in tail)
 
     def __call__(self, u: int, pre: int, kf, y: int, post: int, stream) -> None:
-        # Pointers go in as Python ints: CuPy packs those as 8-byte values, a pointer's size.
-        # The try costs nothing on success (Python >= 3.11); this is the per-call fast path.
+        # Pointers go in as Python ints (kf may also be the spectrum array). The try costs
+        # nothing on success (Python >= 3.11); this is the per-call fast path.
         try:
-            self.func(self.grid, self.block, (u, pre, kf, y, post, *self.tail), self.smem, stream)
+            if self._packed is not None:
+                k = kf if isinstance(kf, int) else kf.data.ptr
+                self._packed(stream.ptr, u, pre, k, y, post, *self._ptail)
+            else:
+                self.func(self.grid, self.block, (u, pre, kf, y, post, *self.tail), self.smem,
+                          stream)
         except Exception as err:
             if is_cuda_error(err):
                 raise self._error((u, pre, kf, y, post, *self.tail), stream, err) from err

@@ -21,7 +21,8 @@ _PARAM_END, _PARAM_BUFFER_POINTER, _PARAM_BUFFER_SIZE = 0, 1, 2
 
 
 class PackedLaunch:
-    """``launch(stream_ptr, *args)``: one kernel, grid, block and shared memory, with
+    """``launch(stream_ptr, *args)``: one kernel (a CuPy ``RawKernel`` or its ``Function``),
+    grid, block and shared memory, with
     arguments of the types in ``fmt`` (``struct`` codes in native alignment: ``Q`` a pointer
     as an int, ``q`` long long, ``i`` int, ``f`` float), in the kernel's parameter order.
 
@@ -34,7 +35,7 @@ class PackedLaunch:
                  fmt: str) -> None:
         from cupy_backends.cuda.api import driver
 
-        self.fptr = int(kern.kernel.ptr)
+        self.fptr = int(getattr(kern, "kernel", kern).ptr)  # a RawKernel or its Function
         self.grid = tuple(grid) + (1,) * (3 - len(grid))
         self.block = tuple(block) + (1,) * (3 - len(block))
         self.smem = int(smem)

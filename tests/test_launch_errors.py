@@ -138,3 +138,15 @@ def test_cufft_elementwise(monkeypatch):
 def test_is_cuda_error():
     assert errors.is_cuda_error(_cuda_error())
     assert not errors.is_cuda_error(RuntimeError("cudaErrorInvalidValue"))
+
+
+def test_packed_argument_format_matches_the_kernel_parameters():
+    """The fast path packs monarch_conv_fwd's arguments by struct code: one per parameter,
+    and the packed layout is C's (pointers and strides 8-byte aligned)."""
+    import struct
+
+    assert len(fused.FWD_ARG_FORMAT) == len(fused.ARG_NAMES)
+    codes = dict(zip(fused.ARG_NAMES, fused.FWD_ARG_FORMAT))
+    assert all(codes[n] == "Q" for n in ("u", "pregate", "kf", "y", "postgate", "tiles"))
+    assert all(codes[n] == "i" for n in ("B", "H", "L", "out_offset", "Lout", "BI", "KC", "KZ"))
+    assert struct.calcsize("@" + fused.FWD_ARG_FORMAT) == 5 * 8 + 12 * 8 + 6 * 4 + 8 + 3 * 4
