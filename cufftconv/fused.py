@@ -661,7 +661,9 @@ class Launcher:
         try:
             if self._packed is not None:
                 k = kf if isinstance(kf, int) else kf.data.ptr
-                self._packed(stream.ptr, u, pre, k, y, post, *self._ptail)
+                # geometry read per call: a Launcher's fields stay the truth (tests edit them)
+                self._packed.at(self.grid, self.block, self.smem, stream.ptr, u, pre, k, y, post,
+                                *self._ptail)
             else:
                 self.func(self.grid, self.block, (u, pre, kf, y, post, *self.tail), self.smem,
                           stream)

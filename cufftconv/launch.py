@@ -64,5 +64,13 @@ class PackedLaunch:
         self._launch(self.fptr, g[0], g[1], g[2], b[0], b[1], b[2], self.smem, stream_ptr, 0,
                      extra)
 
+    def at(self, grid: tuple[int, ...], block: tuple[int, ...], smem: int, stream_ptr: int,
+           *args: Any) -> None:
+        """The launch with this call's geometry (1-D grid and block) instead of the stored one."""
+        state = self._tls.get(threading.get_ident())
+        buf, extra = (state[0], state[1]) if state is not None else self._buffers()
+        self.fmt.pack_into(buf, 0, *args)
+        self._launch(self.fptr, grid[0], 1, 1, block[0], 1, 1, smem, stream_ptr, 0, extra)
+
 
 __all__ = ["PackedLaunch"]
