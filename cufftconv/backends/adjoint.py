@@ -282,9 +282,7 @@ def fast_bwd(ex: AdjointBwdExecutor, device: int, needs: Needs) -> Any:
     spec has no fused backward kernel or dk is not wanted (the general path is cheap to
     beat only there, and runs the forward kernels otherwise).
     """
-    import sys
-
-    from ..interop.streams import _external_stream, torch_stream_ptr
+    from ..interop.fastcheck import cupy_dtype, fast_checks
 
     s = ex.spec
     has_pre, has_post = s.pregate_dtype is not None, s.postgate_dtype is not None
@@ -297,31 +295,11 @@ def fast_bwd(ex: AdjointBwdExecutor, device: int, needs: Needs) -> Any:
     outs = int(need_u) | (int(need_pre) << 1) | (int(need_post) << 2)
     launch = ex.bwd.launcher(ex.B, ex.H, s.L, s.offset, s.Lout, s.Lk, ex.k_used, s.k_dtype, outs)
     u_shape, out_shape, k_shape = s.u_shape, s.out_shape, s.k_shape
-    torch = sys.modules.get("torch")
-    t_dtype = getattr(torch, s.dtype) if torch is not None else None
-    t_kdtype = getattr(torch, s.k_dtype) if torch is not None else None
-    c_dtype = cp.dtype(s.dtype) if s.dtype == "float16" else None  # CuPy has no bfloat16
-    c_kdtype = cp.dtype(s.k_dtype) if s.k_dtype != "bfloat16" else None
-    streams: dict[int, Any] = {}
+    chk = fast_checks(cp, device)
+    torch, torch_ok, cupy_ok = chk.torch, chk.torch_ok, chk.cupy_ok
+    t_dtype, t_kdtype = chk.torch_dtype(s.dtype), chk.torch_dtype(s.k_dtype)
+    c_dtype, c_kdtype = cupy_dtype(cp, s.dtype), cupy_dtype(cp, s.k_dtype)
     get_device = cp.cuda.runtime.getDevice
-
-    def torch_ok(a: Any, shape: tuple[int, ...], dtype: Any) -> bool:
-        return (
-            type(a) is torch.Tensor
-            and a.shape == shape
-            and a.dtype is dtype
-            and a.get_device() == device
-            and a.is_contiguous()
-        )
-
-    def cupy_ok(a: Any, shape: tuple[int, ...], dtype: Any) -> bool:
-        return (
-            type(a) is cp.ndarray
-            and a.shape == shape
-            and a.dtype == dtype
-            and a.data.device_id == device
-            and a.flags.c_contiguous
-        )
 
     def fast(dy: Any, u: Any, k: Any, pre: Any, post: Any) -> Any:
         if (pre is not None) != has_pre or (post is not None) != has_post:
@@ -336,13 +314,7 @@ def fast_bwd(ex: AdjointBwdExecutor, device: int, needs: Needs) -> Any:
                 post is not None and not ok(post, out_shape, dt)
             ):
                 return None
-            ptr = torch_stream_ptr(device)
-            stream = streams.get(ptr)
-            if stream is None:
-                stream = streams[ptr] = (
-                    cp.cuda.Stream.null if ptr == 0 else _external_stream(ptr, device)
-                )
-
+            stream = chk.torch_stream()
             new = torch.empty_like  # operands are contiguous: so is each gradient
 
             def addr(a: Any) -> int:

@@ -184,45 +184,23 @@ def fast_call_k(ex: FusedExecutor, device: int) -> Any:
 def _fast(ex: FusedExecutor, device: int, kspec: Any) -> Any:
     """``fast(u, k, pre, post, out)`` for :func:`fast_call` (``kspec`` held, k None) and
     :func:`fast_call_k` (kspec None, k's spectrum made on each call)."""
-    import sys
-
     from .. import fused
-    from ..interop.streams import _external_stream, torch_stream_ptr
+    from ..interop.fastcheck import cupy_dtype, fast_checks
 
     cp, s = ex.xp, ex.spec
     launch = ex.kernel.launcher(ex.B, ex.H, s.L, s.offset, s.Lout)
     u_shape, out_shape, k_shape = s.u_shape, s.out_shape, s.k_shape
     need_pre, need_post = s.pregate_dtype is not None, s.postgate_dtype is not None
-    torch = sys.modules.get("torch")
-    t_dtype = getattr(torch, s.dtype) if torch is not None else None
-    t_kdtype = getattr(torch, s.k_dtype) if torch is not None else None
-    c_dtype = cp.dtype(s.dtype) if s.dtype == "float16" else None  # CuPy has no bfloat16
-    c_kdtype = cp.dtype(s.k_dtype) if s.k_dtype != "bfloat16" else None
+    chk = fast_checks(cp, device)
+    torch, torch_ok, cupy_ok = chk.torch, chk.torch_ok, chk.cupy_ok
+    t_dtype, t_kdtype = chk.torch_dtype(s.dtype), chk.torch_dtype(s.k_dtype)
+    c_dtype, c_kdtype = cupy_dtype(cp, s.dtype), cupy_dtype(cp, s.k_dtype)
     spectra = ws_bytes = None
     if kspec is None:
         spectra = fused.SpectrumLauncher(ex.n, ex.H, s.Lk, ex.k_used, s.k_dtype, (None,))
         o_kf = fused._align(spectra.real_bytes) + fused._align(spectra.cplx_bytes)
         ws_bytes = o_kf + ex.H * fused.filter_row_halves(ex.n) * 2
-    streams: dict[int, Any] = {}
     get_device = cp.cuda.runtime.getDevice
-
-    def torch_ok(a: Any, shape: tuple[int, ...], dtype: Any = t_dtype) -> bool:
-        return (
-            type(a) is torch.Tensor
-            and a.shape == shape
-            and a.dtype is dtype
-            and a.get_device() == device
-            and a.is_contiguous()
-        )
-
-    def cupy_ok(a: Any, shape: tuple[int, ...], dtype: Any = c_dtype) -> bool:
-        return (
-            type(a) is cp.ndarray
-            and a.shape == shape
-            and a.dtype == dtype
-            and a.data.device_id == device
-            and a.flags.c_contiguous
-        )
 
     def run(u_ptr: int, k_ptr: int, pre_ptr: int, y_ptr: int, post_ptr: int, stream: Any) -> None:
         if spectra is None:
@@ -244,23 +222,18 @@ def _fast(ex: FusedExecutor, device: int, kspec: Any) -> Any:
         if get_device() != device:
             return None
         if t_dtype is not None and type(u) is torch.Tensor:
-            if not torch_ok(u, u_shape):
+            if not torch_ok(u, u_shape, t_dtype):
                 return None
-            if (pre is not None and not torch_ok(pre, u_shape)) or (
-                post is not None and not torch_ok(post, out_shape)
+            if (pre is not None and not torch_ok(pre, u_shape, t_dtype)) or (
+                post is not None and not torch_ok(post, out_shape, t_dtype)
             ):
                 return None
             if spectra is not None and not torch_ok(k, k_shape, t_kdtype):
                 return None
-            ptr = torch_stream_ptr(device)
-            stream = streams.get(ptr)
-            if stream is None:
-                stream = streams[ptr] = (
-                    cp.cuda.Stream.null if ptr == 0 else _external_stream(ptr, device)
-                )
+            stream = chk.torch_stream()
             if out is None:
                 y = torch.empty(out_shape, dtype=t_dtype, device=u.device)
-            elif torch_ok(out, out_shape):
+            elif torch_ok(out, out_shape, t_dtype):
                 y = out
             else:
                 return None
@@ -270,17 +243,17 @@ def _fast(ex: FusedExecutor, device: int, kspec: Any) -> Any:
             run(u_ptr, 0 if k is None else k.data_ptr(), pre_ptr, y_ptr, post_ptr, stream)
             return y
         if c_dtype is not None and type(u) is cp.ndarray:
-            if not cupy_ok(u, u_shape):
+            if not cupy_ok(u, u_shape, c_dtype):
                 return None
-            if (pre is not None and not cupy_ok(pre, u_shape)) or (
-                post is not None and not cupy_ok(post, out_shape)
+            if (pre is not None and not cupy_ok(pre, u_shape, c_dtype)) or (
+                post is not None and not cupy_ok(post, out_shape, c_dtype)
             ):
                 return None
             if spectra is not None and (c_kdtype is None or not cupy_ok(k, k_shape, c_kdtype)):
                 return None
             if out is None:
                 y = cp.empty(out_shape, dtype=c_dtype)
-            elif cupy_ok(out, out_shape):
+            elif cupy_ok(out, out_shape, c_dtype):
                 y = out
             else:
                 return None

@@ -1,0 +1,68 @@
+"""Cheap operand checks and stream lookup for the per-call fast paths.
+
+A fast path takes only C-contiguous PyTorch or CuPy operands of exactly the planned shapes
+and dtypes on its device; anything else returns to the general path (which validates and
+raises). These closures cost well under a microsecond per operand.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from .streams import _external_stream, torch_stream_ptr
+
+
+class FastChecks(NamedTuple):
+    torch: Any  # the torch module, or None when it was never imported
+    torch_ok: Callable[[Any, tuple, Any], bool]  # (tensor, shape, torch dtype)
+    cupy_ok: Callable[[Any, tuple, Any], bool]  # (array, shape, numpy dtype)
+    torch_stream: Callable[[], Any]  # PyTorch's current stream on the device, as CuPy's
+
+    def torch_dtype(self, name: str) -> Any:
+        """PyTorch's dtype called ``name`` (None without torch)."""
+        return None if self.torch is None else getattr(self.torch, name)
+
+
+def cupy_dtype(cp: Any, name: str) -> Any:
+    """CuPy's dtype called ``name``, or None for bfloat16 (CuPy has none)."""
+    return None if name == "bfloat16" else cp.dtype(name)
+
+
+def fast_checks(cp: Any, device: int) -> FastChecks:
+    """The checks of one fast path on GPU ``device``."""
+    torch = sys.modules.get("torch")
+    streams: dict[int, Any] = {}
+
+    def torch_ok(a: Any, shape: tuple, dtype: Any) -> bool:
+        return (
+            type(a) is torch.Tensor
+            and a.shape == shape
+            and a.dtype is dtype
+            and a.get_device() == device
+            and a.is_contiguous()
+        )
+
+    def cupy_ok(a: Any, shape: tuple, dtype: Any) -> bool:
+        return (
+            type(a) is cp.ndarray
+            and a.shape == shape
+            and a.dtype == dtype
+            and a.data.device_id == device
+            and a.flags.c_contiguous
+        )
+
+    def torch_stream() -> Any:
+        ptr = torch_stream_ptr(device)
+        stream = streams.get(ptr)
+        if stream is None:
+            stream = streams[ptr] = (
+                cp.cuda.Stream.null if ptr == 0 else _external_stream(ptr, device)
+            )
+        return stream
+
+    return FastChecks(torch, torch_ok, cupy_ok, torch_stream)
+
+
+__all__ = ["FastChecks", "cupy_dtype", "fast_checks"]
