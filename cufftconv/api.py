@@ -7,6 +7,7 @@ from typing import Any
 from . import freqmask
 from .cache import BuildCache
 from .interop import describe
+from .interop.fastcheck import signature
 from .plan import FFTConv
 from .validation import ConvSpec, check_mode, spec_from_operands
 
@@ -23,13 +24,7 @@ _fast: dict[tuple, Any] = {}
 _FAST_MAX = 256
 
 
-def _fast_key(u: Any, k: Any, pregate: Any, postgate: Any, mode: str) -> tuple | None:
-    """What fixes a dense call's spec for PyTorch and CuPy operands (the fast path checks
-    the rest: the gates' shapes, every dtype, device and layout); None for other kinds."""
-    t = type(u)
-    if t.__name__ not in ("Tensor", "ndarray") or type(k) is not t:
-        return None
-    return (t, u.shape, u.dtype, k.shape, k.dtype, pregate is None, postgate is None, mode)
+_fast_key = signature  # a dense call's key
 
 
 def clear_plan_cache() -> None:

@@ -489,9 +489,7 @@ class FusedConv(FamilyConv):
         k = self.check_filter(cp.asarray(k))
         h, n = k.shape[0], self.n
         outs = [cp.empty((h, filter_row_halves(n)), dtype=cp.float16) for _ in reverse_shifts]
-        freq = _DEV_FREQ.get(
-            (cp.cuda.Device().id, n), lambda: cp.asarray(freq_index(n).astype(np.int32))
-        )
+        freq = _freq_order(n)
         step = max(1, SPECTRUM_CHUNK_BYTES // (16 * n))  # rfft temporaries bounded, not O(H n)
         for h0 in range(0, h, step):
             h1 = min(h0 + step, h)
@@ -891,7 +889,7 @@ class FusedBwd(FamilyConv):
         inv = _dk_order(n)
         herm = cp.empty((h, n // 2 + 1), dtype=cp.complex64)
         fold = _hermitian_kernel()
-        fold((min(-(-herm.size // 256), 4096),), (256,),
+        fold(_grid256(herm.size), (256,),
              (acc, np.int32(nsplit), np.int32(h), np.int32(n), inv, np.float32(0.5 / n), herm))
         del acc
         from cupy.cuda import cufft
@@ -899,6 +897,14 @@ class FusedBwd(FamilyConv):
         corr = cp.empty((h, n), dtype=cp.float32)
         _plan1d(True, n, h).fft(herm, corr, cufft.CUFFT_INVERSE)  # unnormalised (see fold)
         return _dk_window(corr, n, Lk, op.out_offset, cp)
+
+
+def _freq_order(n: int):
+    """:func:`freq_index` as int32 on the current device (sent once per device)."""
+    cp = _cupy()
+    return _DEV_FREQ.get(
+        (cp.cuda.Device().id, n), lambda: cp.asarray(freq_index(n).astype(np.int32))
+    )
 
 
 def _dk_order(n: int):
@@ -911,6 +917,15 @@ def _dk_order(n: int):
 
 def _align(nbytes: int) -> int:
     return -(-nbytes // 256) * 256
+
+
+def _layout(sizes) -> tuple[tuple[int, ...], int]:
+    """Offsets of consecutive 256-byte aligned pieces of the given sizes, and their total."""
+    offs, at = [], 0
+    for size in sizes:
+        offs.append(at)
+        at += _align(size)
+    return tuple(offs), at
 
 
 class SpectrumLauncher:
@@ -931,13 +946,10 @@ class SpectrumLauncher:
 
         from .launch import PackedLaunch
 
-        cp = _cupy()
         kt = K_TYPE_CODE[k_dtype]
         fns = _spectrum_functions()
         self.n, self.H, self.direction = n, H, cufft.CUFFT_FORWARD
-        self.freq = int(_DEV_FREQ.get(
-            (cp.cuda.Device().id, n), lambda: cp.asarray(freq_index(n).astype(np.int32))
-        ).data.ptr)
+        self.freq = int(_freq_order(n).data.ptr)
         self.real_bytes, self.cplx_bytes = H * n * 4, H * (n // 2 + 1) * 8
         self.pad = PackedLaunch(fns[f"pad_filter<{kt}>"], _grid256(H * n), (256,), 0, "QiiiiQ")
         self.k_args = (H, k_used, Lk, n)
@@ -945,6 +957,14 @@ class SpectrumLauncher:
             (PackedLaunch(_spectrum_kernel(sh is not None), (H,), (256,), 0, "QQiqQ"), sh or 0)
             for sh in shifts
         )
+
+    def views(self, ws) -> tuple:
+        """``real``, ``cplx`` views of a workspace laid out by :func:`_layout` with
+        (:attr:`real_bytes`, :attr:`cplx_bytes`, ...) first (cuFFT reads their .data.ptr)."""
+        cp = _cupy()
+        at = _align(self.real_bytes)
+        return (ws[: self.real_bytes].view(cp.float32),
+                ws[at : at + self.cplx_bytes].view(cp.complex64))
 
     def __call__(self, sp: int, k: int, real, cplx, outs: tuple[int, ...]) -> None:
         """On the current stream (pointer ``sp``): the spectra of k into ``outs``."""
@@ -992,11 +1012,7 @@ class BwdLauncher:
         # workspace: [k padded | later corr] [rfft of k | later herm] [kr] [kk] [acc]
         sizes = (self.spectra.real_bytes, self.spectra.cplx_bytes, H * rows * 2 * bool(outs & 3),
                  H * rows * 2 * bool(outs & 4), nsplit * H * n * 8)
-        offs, at = [], 0
-        for size in sizes:
-            offs.append(at)
-            at += _align(size)
-        self.offs, self.ws_bytes = tuple(offs), at
+        self.offs, self.ws_bytes = _layout(sizes)
         self.kern = PackedLaunch(kern, (H * nsplit,), (bwd.threads,), bwd.smem,
                                  "Q" * 10 + "q" * 14 + "i" * 7)
         self.tail = (
@@ -1024,9 +1040,7 @@ class BwdLauncher:
             ws = cp.empty(self.ws_bytes, dtype=cp.uint8)
             base = ws.data.ptr
             o_real, o_cplx, o_kr, o_kk, o_acc = (base + o for o in offs)
-            # cuFFT reads its operands' .data.ptr: views of the workspace
-            real = ws[: self.spectra.real_bytes].view(cp.float32)
-            cplx = ws[offs[1] : offs[1] + self.spectra.cplx_bytes].view(cp.complex64)
+            real, cplx = self.spectra.views(ws)
             kr = o_kr if outs & 3 else u
             kk = o_kk if outs & 4 else u
             targets = ((o_kr,) if outs & 3 else ()) + ((o_kk,) if outs & 4 else ())

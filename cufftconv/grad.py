@@ -34,6 +34,7 @@ from .device import DeviceInfo, require_cupy
 from .dispatch import Route
 from .dtypes import from_compute, to_compute
 from .interop import Operand, describe, execution_context, to_device, to_host, wrap
+from .interop.fastcheck import signature
 from .validation import (
     ConvSpec,
     check_mode,
@@ -322,13 +323,10 @@ _FAST_MAX = 256
 def _fast_key(
     dy: Any, u: Any, k: Any, pregate: Any, postgate: Any, mode: str, needs: Needs
 ) -> tuple | None:
-    """What fixes a call's spec for PyTorch and CuPy operands (the fast path checks the
-    rest: dy's and the gates' shapes, every dtype, device and layout); None for other kinds."""
-    t = type(u)
-    if t.__name__ not in ("Tensor", "ndarray") or type(k) is not t:
-        return None
-    return (t, u.shape, u.dtype, k.shape, k.dtype, pregate is None, postgate is None, mode,
-            tuple(needs))
+    """The forward's :func:`~cufftconv.interop.fastcheck.signature` plus ``needs`` (dy's
+    shape and dtype follow from the spec; the fast path checks them)."""
+    key = signature(u, k, pregate, postgate, mode)
+    return None if key is None else (*key, tuple(needs))
 
 
 # --------------------------------------------------------------------------- public API

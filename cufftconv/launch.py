@@ -56,10 +56,15 @@ class PackedLaunch:
         self._tls[threading.get_ident()] = state
         return buf, state[1]
 
-    def __call__(self, stream_ptr: int, *args: Any) -> None:
+    def _pack(self, args: tuple) -> int:
+        """``args`` packed into this thread's buffer; the address of its `extra` array."""
         state = self._tls.get(threading.get_ident())
         buf, extra = (state[0], state[1]) if state is not None else self._buffers()
         self.fmt.pack_into(buf, 0, *args)
+        return extra
+
+    def __call__(self, stream_ptr: int, *args: Any) -> None:
+        extra = self._pack(args)
         g, b = self.grid, self.block
         self._launch(self.fptr, g[0], g[1], g[2], b[0], b[1], b[2], self.smem, stream_ptr, 0,
                      extra)
@@ -67,9 +72,7 @@ class PackedLaunch:
     def at(self, grid: tuple[int, ...], block: tuple[int, ...], smem: int, stream_ptr: int,
            *args: Any) -> None:
         """The launch with this call's geometry (1-D grid and block) instead of the stored one."""
-        state = self._tls.get(threading.get_ident())
-        buf, extra = (state[0], state[1]) if state is not None else self._buffers()
-        self.fmt.pack_into(buf, 0, *args)
+        extra = self._pack(args)
         self._launch(self.fptr, grid[0], 1, 1, block[0], 1, 1, smem, stream_ptr, 0, extra)
 
 

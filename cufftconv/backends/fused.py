@@ -198,8 +198,8 @@ def _fast(ex: FusedExecutor, device: int, kspec: Any) -> Any:
     spectra = ws_bytes = None
     if kspec is None:
         spectra = fused.SpectrumLauncher(ex.n, ex.H, s.Lk, ex.k_used, s.k_dtype, (None,))
-        o_kf = fused._align(spectra.real_bytes) + fused._align(spectra.cplx_bytes)
-        ws_bytes = o_kf + ex.H * fused.filter_row_halves(ex.n) * 2
+        kf_bytes = ex.H * fused.filter_row_halves(ex.n) * 2
+        (_, _, o_kf), ws_bytes = fused._layout((spectra.real_bytes, spectra.cplx_bytes, kf_bytes))
     get_device = cp.cuda.runtime.getDevice
 
     def run(u_ptr: int, k_ptr: int, pre_ptr: int, y_ptr: int, post_ptr: int, stream: Any) -> None:
@@ -208,9 +208,7 @@ def _fast(ex: FusedExecutor, device: int, kspec: Any) -> Any:
             return
         with stream:
             ws = cp.empty(ws_bytes, dtype=cp.uint8)
-            real = ws[: spectra.real_bytes].view(cp.float32)
-            at = fused._align(spectra.real_bytes)
-            cplx = ws[at : at + spectra.cplx_bytes].view(cp.complex64)
+            real, cplx = spectra.views(ws)
             kf = ws.data.ptr + o_kf
             spectra(stream.ptr, k_ptr, real, cplx, (kf,))
             launch(u_ptr, pre_ptr, kf, y_ptr, post_ptr, stream)

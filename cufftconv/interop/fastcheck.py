@@ -25,6 +25,16 @@ class FastChecks(NamedTuple):
         return None if self.torch is None else getattr(self.torch, name)
 
 
+def signature(u: Any, k: Any, pregate: Any, postgate: Any, mode: str) -> tuple | None:
+    """What fixes a call's spec for PyTorch and CuPy operands, as a key for the fast-path
+    caches (the fast path checks the rest: the other operands' shapes, every dtype, device
+    and layout); None for other kinds of arrays."""
+    t = type(u)
+    if t.__name__ not in ("Tensor", "ndarray") or type(k) is not t:
+        return None
+    return (t, u.shape, u.dtype, k.shape, k.dtype, pregate is None, postgate is None, mode)
+
+
 def cupy_dtype(cp: Any, name: str) -> Any:
     """CuPy's dtype called ``name``, or None for bfloat16 (CuPy has none)."""
     return None if name == "bfloat16" else cp.dtype(name)
@@ -65,4 +75,4 @@ def fast_checks(cp: Any, device: int) -> FastChecks:
     return FastChecks(torch, torch_ok, cupy_ok, torch_stream)
 
 
-__all__ = ["FastChecks", "cupy_dtype", "fast_checks"]
+__all__ = ["FastChecks", "cupy_dtype", "fast_checks", "signature"]
