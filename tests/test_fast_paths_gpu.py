@@ -11,19 +11,12 @@ import zlib
 
 import numpy as np
 import pytest
-from test_grad_gpu import _check_grads, _host, _ref_bwd
+from test_grad_gpu import _check_grads, _host, _ref_bwd, _torch
 
 import cufftconv
 from cufftconv import api, grad, reference
 
 pytestmark = pytest.mark.gpu
-
-
-def _torch():
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("torch without CUDA")
-    return torch
 
 
 def _bits(a):
