@@ -91,14 +91,23 @@ def test_fast_matches_general_and_reference(case):
     _check_grads(got, ref, (u, k, pre, post), lambda g: isinstance(g, torch.Tensor))
 
 
+@pytest.mark.parametrize("n_half", [600, 12000])  # FFT 2048 (fused backward), 32768 (blocks)
 @pytest.mark.parametrize("needs", [(True, True, False, False), (False, True, True, True),
-                                   (False, True, False, False), (True, True, True, False)])
-def test_fast_needs_subsets(needs):
+                                   (False, True, False, False), (True, True, True, False),
+                                   (True, False, False, False), (True, False, True, True),
+                                   (False, False, False, True)])
+def test_fast_needs_subsets(needs, n_half):
+    """With dk the fused backward kernel's path (not at 32768: dk by blocks stays general);
+    without dk the forward-kernel launches, at every fused size."""
     torch = _torch()
     rng = np.random.default_rng(7)
     grad.clear_bwd_cache()
-    dy, u, k, pre, post = _operands(torch, rng, 2, 12, 600, 600, "causal", "float16",
+    dy, u, k, pre, post = _operands(torch, rng, 2, 12, n_half, n_half, "causal", "float16",
                                     "float32", True)
+    if needs[1] and n_half > 8192:  # FFT 32768 with dk: no fast path
+        grad._fftconv_bwd(dy, u, k, mode="causal", pregate=pre, postgate=post, needs=needs)
+        assert _fast_entry(dy, u, k, pre, post, "causal", needs) is None
+        return
     general = grad._fftconv_bwd(dy, u, k, mode="causal", pregate=pre, postgate=post, needs=needs)
     fast = _fast_entry(dy, u, k, pre, post, "causal", needs)
     assert fast is not None

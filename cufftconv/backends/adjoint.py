@@ -277,77 +277,109 @@ def fast_bwd(ex: AdjointBwdExecutor, device: int, needs: Needs) -> Any:
     PyTorch or CuPy operands of exactly the spec's shapes and dtypes on ``device`` go to one
     pre-resolved :class:`cufftconv.fused.BwdLauncher` (no spec, no per-call checks).
 
+    With dk wanted, the fused backward kernel (:class:`cufftconv.fused.BwdLauncher`, FFT
+    sizes 256..16384); without dk, k's spectra and one forward-kernel launch per wanted
+    gradient (:class:`_ForwardKernelLaunches`, every fused FFT size 256..32768).
+
     Returns ``fast(dy, u, k, pregate, postgate) -> (du, dk, dpregate, dpostgate) or None``
-    (None: take the general path, which also raises the proper errors), or None when the
-    spec has no fused backward kernel or dk is not wanted (the general path is cheap to
-    beat only there, and runs the forward kernels otherwise).
+    (None: take the general path, which also raises the proper errors), or None where
+    neither applies (the long route, dk by blocks at 32768).
     """
-    from ..interop.fastcheck import cupy_dtype, fast_checks
+    from ..interop.fastcheck import fast_kinds
 
     s = ex.spec
     has_pre, has_post = s.pregate_dtype is not None, s.postgate_dtype is not None
     need_u, need_k, need_pre, need_post = wanted(
         needs, True if has_pre else None, True if has_post else None
     )
-    if ex.bwd is None or not need_k or ex.xp.__name__ != "cupy" or ex.B * ex.H * s.Lout == 0:
+    if ex.xp.__name__ != "cupy" or ex.B * ex.H * s.Lout == 0:
         return None
     cp = ex.xp
     outs = int(need_u) | (int(need_pre) << 1) | (int(need_post) << 2)
-    launch = ex.bwd.launcher(ex.B, ex.H, s.L, s.offset, s.Lout, s.Lk, ex.k_used, s.k_dtype, outs)
+    if need_k and ex.bwd is not None:
+        launch = ex.bwd.launcher(ex.B, ex.H, s.L, s.offset, s.Lout, s.Lk, ex.k_used, s.k_dtype,
+                                 outs)
+    elif not need_k and outs and isinstance(ex.adj_du, FusedConv):
+        launch = _ForwardKernelLaunches(ex, outs)
+    else:
+        return None
     u_shape, out_shape, k_shape = s.u_shape, s.out_shape, s.k_shape
-    chk = fast_checks(cp, device)
-    torch, torch_ok, cupy_ok = chk.torch, chk.torch_ok, chk.cupy_ok
-    t_dtype, t_kdtype = chk.torch_dtype(s.dtype), chk.torch_dtype(s.k_dtype)
-    c_dtype, c_kdtype = cupy_dtype(cp, s.dtype), cupy_dtype(cp, s.k_dtype)
+    kinds = fast_kinds(cp, device, s.dtype, s.k_dtype)
     get_device = cp.cuda.runtime.getDevice
 
     def fast(dy: Any, u: Any, k: Any, pre: Any, post: Any) -> Any:
         if (pre is not None) != has_pre or (post is not None) != has_post:
             return None
-        if get_device() != device:
+        kind = kinds.get(type(u))
+        if kind is None or kind.k_dtype is None or get_device() != device:
             return None
-        if t_dtype is not None and type(u) is torch.Tensor:
-            ok, dt, kdt = torch_ok, t_dtype, t_kdtype
-            if not (ok(u, u_shape, dt) and ok(dy, out_shape, dt) and ok(k, k_shape, kdt)):
-                return None
-            if (pre is not None and not ok(pre, u_shape, dt)) or (
-                post is not None and not ok(post, out_shape, dt)
-            ):
-                return None
-            stream = chk.torch_stream()
-            new = torch.empty_like  # operands are contiguous: so is each gradient
-
-            def addr(a: Any) -> int:
-                return a.data_ptr()
-        elif c_dtype is not None and c_kdtype is not None and type(u) is cp.ndarray:
-            ok, dt, kdt = cupy_ok, c_dtype, c_kdtype
-            if not (ok(u, u_shape, dt) and ok(dy, out_shape, dt) and ok(k, k_shape, kdt)):
-                return None
-            if (pre is not None and not ok(pre, u_shape, dt)) or (
-                post is not None and not ok(post, out_shape, dt)
-            ):
-                return None
-            stream = cp.cuda.get_current_stream()
-
-            new = cp.empty_like
-
-            def addr(a: Any) -> int:
-                return a.data.ptr
-        else:
+        ok, dt, kdt = kind.ok, kind.dtype, kind.k_dtype
+        if not (ok(u, u_shape, dt) and ok(dy, out_shape, dt) and ok(k, k_shape, kdt)):
             return None
+        if (pre is not None and not ok(pre, u_shape, dt)) or (
+            post is not None and not ok(post, out_shape, dt)
+        ):
+            return None
+        stream = kind.stream()
+        new, addr = kind.empty_like, kind.addr
         du = new(u) if need_u else None
         dpre = new(u) if need_pre else None
         dpost = new(dy) if need_post else None
-        dk = new(k)
+        dk = new(k) if need_k else None
         u_p, dy_p = addr(u), addr(dy)
         launch(
             u_p, u_p if pre is None else addr(pre), dy_p, dy_p if post is None else addr(post),
             addr(k), u_p if du is None else addr(du), u_p if dpre is None else addr(dpre),
-            u_p if dpost is None else addr(dpost), addr(dk), stream,
+            u_p if dpost is None else addr(dpost), 0 if dk is None else addr(dk), stream,
         )
         return du, dk, dpre, dpost
 
     return fast
+
+
+class _ForwardKernelLaunches:
+    """du / dpregate / dpostgate without dk, pre-resolved as :meth:`AdjointBwdExecutor.run_bwd`
+    computes them: the spectra of the reversed filter (du, dpregate) and of k (dpostgate) in
+    one :class:`cufftconv.fused.SpectrumLauncher` call, then one forward-kernel launch per
+    gradient (``Launcher``s of the executor's ``adj_du``, ``adj_dpre``, ``fwd_dpost``).
+    Called like :class:`cufftconv.fused.BwdLauncher` (dk's pointer ignored)."""
+
+    def __init__(self, ex: AdjointBwdExecutor, outs: int) -> None:
+        from .. import fused
+
+        s, n, H = ex.spec, ex.n, ex.H
+        shifts = ((s.offset,) if outs & 3 else ()) + ((None,) if outs & 4 else ())
+        self.spectra = fused.SpectrumLauncher(n, H, s.Lk, ex.k_used, s.k_dtype, shifts)
+        sizes = [self.spectra.real_bytes, self.spectra.cplx_bytes]
+        sizes += [H * fused.filter_row_halves(n) * 2] * len(shifts)
+        self.offs, self.ws_bytes = fused._layout(sizes)
+        B, L, Lout = ex.B, s.L, s.Lout
+        self.du = ex.adj_du.launcher(B, H, Lout, 0, L) if outs & 1 else None
+        self.dpre = ex.adj_dpre.launcher(B, H, Lout, 0, L) if outs & 2 else None
+        self.dpost = ex.fwd_dpost.launcher(B, H, L, s.offset, Lout) if outs & 4 else None
+
+    def __call__(
+        self, u: int, pre: int, dy: int, post: int, k: int, du: int, dpre: int, dpost: int,
+        dk: int, stream,
+    ) -> None:
+        import cupy as cp
+
+        offs, sp = self.offs, self.spectra
+        with stream:
+            ws = cp.empty(self.ws_bytes, dtype=cp.uint8)
+            base = ws.data.ptr
+            real, cplx = sp.views(ws)
+            spectra = tuple(base + o for o in offs[2:])
+            sp(stream.ptr, k, real, cplx, spectra)
+            kr, kk = spectra[0], spectra[-1]  # the reversed filter's first, k's own last
+            # gates the kernel was not built with are never read: any pointer will do
+            if self.du is not None:
+                self.du(dy, post, kr, du, pre, stream)
+            if self.dpre is not None:
+                self.dpre(dy, post, kr, dpre, u, stream)
+            if self.dpost is not None:
+                self.dpost(u, pre, kk, dpost, dy, stream)
+            del ws  # back to the pool in stream order
 
 
 __all__ = ["NAME", "AdjointBwdExecutor", "accepts", "fast_bwd"]

@@ -185,16 +185,13 @@ def _fast(ex: FusedExecutor, device: int, kspec: Any) -> Any:
     """``fast(u, k, pre, post, out)`` for :func:`fast_call` (``kspec`` held, k None) and
     :func:`fast_call_k` (kspec None, k's spectrum made on each call)."""
     from .. import fused
-    from ..interop.fastcheck import cupy_dtype, fast_checks
+    from ..interop.fastcheck import fast_kinds
 
     cp, s = ex.xp, ex.spec
     launch = ex.kernel.launcher(ex.B, ex.H, s.L, s.offset, s.Lout)
     u_shape, out_shape, k_shape = s.u_shape, s.out_shape, s.k_shape
     need_pre, need_post = s.pregate_dtype is not None, s.postgate_dtype is not None
-    chk = fast_checks(cp, device)
-    torch, torch_ok, cupy_ok = chk.torch, chk.torch_ok, chk.cupy_ok
-    t_dtype, t_kdtype = chk.torch_dtype(s.dtype), chk.torch_dtype(s.k_dtype)
-    c_dtype, c_kdtype = cupy_dtype(cp, s.dtype), cupy_dtype(cp, s.k_dtype)
+    kinds = fast_kinds(cp, device, s.dtype, s.k_dtype)
     spectra = ws_bytes = None
     if kspec is None:
         spectra = fused.SpectrumLauncher(ex.n, ex.H, s.Lk, ex.k_used, s.k_dtype, (None,))
@@ -217,50 +214,29 @@ def _fast(ex: FusedExecutor, device: int, kspec: Any) -> Any:
     def fast(u: Any, k: Any, pre: Any, post: Any, out: Any) -> Any:
         if (pre is not None) != need_pre or (post is not None) != need_post:
             return None
-        if get_device() != device:
+        kind = kinds.get(type(u))
+        if kind is None or get_device() != device:
             return None
-        if t_dtype is not None and type(u) is torch.Tensor:
-            if not torch_ok(u, u_shape, t_dtype):
-                return None
-            if (pre is not None and not torch_ok(pre, u_shape, t_dtype)) or (
-                post is not None and not torch_ok(post, out_shape, t_dtype)
-            ):
-                return None
-            if spectra is not None and not torch_ok(k, k_shape, t_kdtype):
-                return None
-            stream = chk.torch_stream()
-            if out is None:
-                y = torch.empty(out_shape, dtype=t_dtype, device=u.device)
-            elif torch_ok(out, out_shape, t_dtype):
-                y = out
-            else:
-                return None
-            u_ptr, y_ptr = u.data_ptr(), y.data_ptr()
-            pre_ptr = u_ptr if pre is None else pre.data_ptr()
-            post_ptr = y_ptr if post is None else post.data_ptr()
-            run(u_ptr, 0 if k is None else k.data_ptr(), pre_ptr, y_ptr, post_ptr, stream)
-            return y
-        if c_dtype is not None and type(u) is cp.ndarray:
-            if not cupy_ok(u, u_shape, c_dtype):
-                return None
-            if (pre is not None and not cupy_ok(pre, u_shape, c_dtype)) or (
-                post is not None and not cupy_ok(post, out_shape, c_dtype)
-            ):
-                return None
-            if spectra is not None and (c_kdtype is None or not cupy_ok(k, k_shape, c_kdtype)):
-                return None
-            if out is None:
-                y = cp.empty(out_shape, dtype=c_dtype)
-            elif cupy_ok(out, out_shape, c_dtype):
-                y = out
-            else:
-                return None
-            u_ptr, y_ptr = u.data.ptr, y.data.ptr
-            pre_ptr = u_ptr if pre is None else pre.data.ptr
-            post_ptr = y_ptr if post is None else post.data.ptr
-            run(u_ptr, 0 if k is None else k.data.ptr, pre_ptr, y_ptr, post_ptr,
-                cp.cuda.get_current_stream())
-            return y
-        return None
+        ok, dt = kind.ok, kind.dtype
+        if not ok(u, u_shape, dt):
+            return None
+        if (pre is not None and not ok(pre, u_shape, dt)) or (
+            post is not None and not ok(post, out_shape, dt)
+        ):
+            return None
+        if spectra is not None and (kind.k_dtype is None or not ok(k, k_shape, kind.k_dtype)):
+            return None
+        if out is None:
+            y = kind.empty(out_shape)
+        elif ok(out, out_shape, dt):
+            y = out
+        else:
+            return None
+        addr = kind.addr
+        u_ptr, y_ptr = addr(u), addr(y)
+        pre_ptr = u_ptr if pre is None else addr(pre)
+        post_ptr = y_ptr if post is None else addr(post)
+        run(u_ptr, 0 if k is None else addr(k), pre_ptr, y_ptr, post_ptr, kind.stream())
+        return y
 
     return fast

@@ -40,6 +40,43 @@ def cupy_dtype(cp: Any, name: str) -> Any:
     return None if name == "bfloat16" else cp.dtype(name)
 
 
+class Kind(NamedTuple):
+    """One kind of array a fast path takes, with the planned dtypes in that kind's terms."""
+
+    ok: Callable[[Any, tuple, Any], bool]  # (array, shape, dtype): usable as is
+    dtype: Any  # u's dtype
+    k_dtype: Any  # k's dtype (None: this kind cannot hold it, e.g. CuPy bfloat16)
+    addr: Callable[[Any], int]  # device pointer
+    empty: Callable[[tuple], Any]  # new C-contiguous array of u's dtype on the device
+    empty_like: Callable[[Any], Any]  # (of a C-contiguous operand: so is the result)
+    stream: Callable[[], Any]  # the kind's current stream, as a CuPy stream
+
+
+def fast_kinds(cp: Any, device: int, dtype: str, k_dtype: str) -> dict[type, Kind]:
+    """``{array type: Kind}`` for PyTorch tensors (when torch is imported) and CuPy arrays
+    whose u dtype is ``dtype`` and k dtype ``k_dtype`` (names): a fast path looks up
+    ``type(u)`` and runs the same checks for either kind."""
+    chk = fast_checks(cp, device)
+    kinds: dict[type, Kind] = {}
+    torch = chk.torch
+    if torch is not None:
+        t_dtype = chk.torch_dtype(dtype)
+        t_dev = torch.device("cuda", device)
+        kinds[torch.Tensor] = Kind(
+            chk.torch_ok, t_dtype, chk.torch_dtype(k_dtype), torch.Tensor.data_ptr,
+            lambda shape: torch.empty(shape, dtype=t_dtype, device=t_dev), torch.empty_like,
+            chk.torch_stream,
+        )
+    c_dtype = cupy_dtype(cp, dtype)
+    if c_dtype is not None:
+        kinds[cp.ndarray] = Kind(
+            chk.cupy_ok, c_dtype, cupy_dtype(cp, k_dtype), lambda a: a.data.ptr,
+            lambda shape: cp.empty(shape, dtype=c_dtype), cp.empty_like,
+            cp.cuda.get_current_stream,
+        )
+    return kinds
+
+
 def fast_checks(cp: Any, device: int) -> FastChecks:
     """The checks of one fast path on GPU ``device``."""
     torch = sys.modules.get("torch")
@@ -75,4 +112,4 @@ def fast_checks(cp: Any, device: int) -> FastChecks:
     return FastChecks(torch, torch_ok, cupy_ok, torch_stream)
 
 
-__all__ = ["FastChecks", "cupy_dtype", "fast_checks", "signature"]
+__all__ = ["FastChecks", "Kind", "cupy_dtype", "fast_checks", "fast_kinds", "signature"]
