@@ -162,17 +162,24 @@ def _autograd_case(gated: bool, calls: int, profile: bool) -> None:
         us = _per_call_us(lambda _u, fn=fn: fn(), None, torch.cuda.synchronize, calls)
         print(f"{name:<22} {'gated' if gated else 'plain':<6} {us:8.1f}", flush=True)
     if profile:
-        prof = cProfile.Profile()
-        prof.enable()
-        for _ in range(200):
-            step_one_thread()
-        prof.disable()
-        torch.cuda.synchronize()
-        st = pstats.Stats(prof)
-        rows = sorted(st.stats.items(), key=lambda kv: -kv[1][2])[:25]
-        for (fn, line, name), (_cc, nc, tt, ct_, _) in rows:
-            print(f"    {tt / 200 * 1e6:7.1f} us self {ct_ / 200 * 1e6:7.1f} us cum "
-                  f"{nc // 200:3d}x  {fn.split('/')[-1]}:{line} {name}")
+        # self time per call of the 25 costliest functions: the whole step, the bare
+        # backward inside the engine (one thread, so cProfile sees it) and outside it
+        for title, fn in (("step, 1 thread", step_one_thread),
+                          ("fftconv_bwd in engine, 1 thread", bare_in_engine_one_thread),
+                          ("fftconv + fftconv_bwd", bare)):
+            prof = cProfile.Profile()
+            prof.enable()
+            for _ in range(200):
+                fn()
+            prof.disable()
+            torch.cuda.synchronize()
+            st = pstats.Stats(prof)
+            print(f"  profile: {title} ({'gated' if gated else 'plain'}): "
+                  f"{st.total_tt / 200 * 1e6:.1f} us per call under cProfile")
+            rows = sorted(st.stats.items(), key=lambda kv: -kv[1][2])[:25]
+            for (fn_, line, name), (_cc, nc, tt, ct_, _) in rows:
+                print(f"    {tt / 200 * 1e6:7.1f} us self {ct_ / 200 * 1e6:7.1f} us cum "
+                      f"{nc // 200:3d}x  {fn_.split('/')[-1]}:{line} {name}")
 
 
 def main() -> None:

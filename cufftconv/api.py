@@ -27,6 +27,14 @@ _FAST_MAX = 256
 _fast_key = signature  # a dense call's key
 
 
+def _fast_fftconv(u: Any, k: Any, pregate: Any, postgate: Any, mode: str) -> Any:
+    """A dense call through its signature's fast path, or None where there is none yet or
+    it does not take these operands (then the general path runs, and raises what it must)."""
+    key = _fast_key(u, k, pregate, postgate, mode)
+    fast = _fast.get(key) if key is not None else None
+    return None if fast is None else fast(u, k, pregate, postgate)
+
+
 def clear_plan_cache() -> None:
     """Drop the plans cached by :func:`fftconv` and ``fftconv_bwd`` (compiled kernels stay)."""
     _plans.clear()
@@ -99,13 +107,11 @@ def fftconv(
         (4, 8, 1000)
     """
     dense = freq_keep is None and freq_mask is None and out is None
+    if dense:
+        y = _fast_fftconv(u, k, pregate, postgate, mode)
+        if y is not None:
+            return y
     key = _fast_key(u, k, pregate, postgate, mode) if dense else None
-    if key is not None:
-        fast = _fast.get(key)
-        if fast is not None:
-            y = fast(u, k, pregate, postgate)
-            if y is not None:
-                return y
     mask = freqmask.resolve(freq_keep, freq_mask)
     check_mode(mode)
     uop = describe("u", u)

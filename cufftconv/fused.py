@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -397,6 +398,57 @@ def _plan1d(inverse: bool, n: int, batch: int):
     key = (threading.get_ident(), cp.cuda.runtime.getDevice(), cp.cuda.get_current_stream().ptr,
            kind, n, batch)
     return _PLANS.get(key, lambda: cufft.Plan1d(n, kind, batch))
+
+
+class RawFFT:
+    """cuFFT R2C (C2R, unnormalised, if ``inverse``) of ``batch`` rows of length n between raw
+    device pointers, on a given CuPy stream.
+
+    The first call per (thread, stream) runs :func:`_plan1d`'s plan through ``Plan1d.fft`` on
+    array views of the pointers, which binds the plan to the stream; later calls run cuFFT's
+    exec on the bound plan directly (``Plan1d.fft`` and the views cost more host time than a
+    small transform takes on the device). The plan is kept here, so a plan evicted from
+    ``_PLANS`` stays alive and bound.
+    """
+
+    __slots__ = ("_bound", "_exec", "batch", "inverse", "n")
+
+    def __init__(self, inverse: bool, n: int, batch: int) -> None:
+        from cupy.cuda import cufft
+
+        self.inverse, self.n, self.batch = inverse, n, batch
+        self._exec = cufft.execC2R if inverse else cufft.execR2C
+        self._bound: dict[tuple[int, int], Any] = {}  # (thread, stream) -> Plan1d
+
+    def __call__(self, stream, src: int, dst: int) -> None:
+        plan = self._bound.get((threading.get_ident(), stream.ptr))
+        if plan is None:
+            self._bind(stream, src, dst)
+        else:
+            self._exec(plan.handle, src, dst)
+
+    def _bind(self, stream, src: int, dst: int) -> None:
+        cp = _cupy()
+        from cupy.cuda import cufft
+
+        real = (self.batch, self.n), cp.float32
+        cplx = (self.batch, self.n // 2 + 1), cp.complex64
+        a, b = (cplx, real) if self.inverse else (real, cplx)
+        with stream:
+            plan = _plan1d(self.inverse, self.n, self.batch)
+            plan.fft(_raw_array(src, *a), _raw_array(dst, *b),
+                     cufft.CUFFT_INVERSE if self.inverse else cufft.CUFFT_FORWARD)
+        if len(self._bound) >= 64:  # threads come and go: keep the table small
+            self._bound.clear()
+        self._bound[(threading.get_ident(), stream.ptr)] = plan
+
+
+def _raw_array(ptr: int, shape: tuple[int, ...], dtype):
+    """A CuPy array over device memory it does not own."""
+    cp = _cupy()
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    mem = cp.cuda.UnownedMemory(ptr, nbytes, None)
+    return cp.ndarray(shape, dtype, cp.cuda.MemoryPointer(mem, 0))
 
 
 def _rfft_padded(k, n: int):
@@ -935,22 +987,22 @@ class SpectrumLauncher:
     s: the reversed filter's, as :meth:`FusedConv.filter_spectra`), each into an fp16
     (H, 2n + 8) buffer. Dense spectra only (no frequency mask).
 
-    The float32 rows and the rfft live in a caller's workspace of :attr:`real_bytes` +
-    :attr:`cplx_bytes` (views ``real``, ``cplx`` of it), free again after the last
+    The float32 rows and the rfft live in a caller's workspace laid out by :func:`_layout`
+    with (:attr:`real_bytes`, :attr:`cplx_bytes`, ...) first, free again after the last
     ordering kernel in stream order.
     """
 
     def __init__(self, n: int, H: int, Lk: int, k_used: int, k_dtype: str,
                  shifts: tuple[int | None, ...]) -> None:
-        from cupy.cuda import cufft
-
         from .launch import PackedLaunch
 
         kt = K_TYPE_CODE[k_dtype]
         fns = _spectrum_functions()
-        self.n, self.H, self.direction = n, H, cufft.CUFFT_FORWARD
+        self.n, self.H = n, H
         self.freq = int(_freq_order(n).data.ptr)
         self.real_bytes, self.cplx_bytes = H * n * 4, H * (n // 2 + 1) * 8
+        self.cplx_at = _align(self.real_bytes)  # the rfft's offset in the workspace
+        self.fft = RawFFT(False, n, H)
         self.pad = PackedLaunch(fns[f"pad_filter<{kt}>"], _grid256(H * n), (256,), 0, "QiiiiQ")
         self.k_args = (H, k_used, Lk, n)
         self.orders = tuple(
@@ -958,19 +1010,12 @@ class SpectrumLauncher:
             for sh in shifts
         )
 
-    def views(self, ws) -> tuple:
-        """``real``, ``cplx`` views of a workspace laid out by :func:`_layout` with
-        (:attr:`real_bytes`, :attr:`cplx_bytes`, ...) first (cuFFT reads their .data.ptr)."""
-        cp = _cupy()
-        at = _align(self.real_bytes)
-        return (ws[: self.real_bytes].view(cp.float32),
-                ws[at : at + self.cplx_bytes].view(cp.complex64))
-
-    def __call__(self, sp: int, k: int, real, cplx, outs: tuple[int, ...]) -> None:
-        """On the current stream (pointer ``sp``): the spectra of k into ``outs``."""
-        self.pad(sp, k, *self.k_args, real.data.ptr)
-        _plan1d(False, self.n, self.H).fft(real, cplx, self.direction)
-        c, freq, n = cplx.data.ptr, self.freq, self.n
+    def __call__(self, stream, k: int, ws: int, outs: tuple[int, ...]) -> None:
+        """On ``stream`` (a CuPy stream): the spectra of k into ``outs`` (pointers), with the
+        workspace at pointer ``ws``."""
+        sp, c, freq, n = stream.ptr, ws + self.cplx_at, self.freq, self.n
+        self.pad(sp, k, *self.k_args, ws)
+        self.fft(stream, ws, c)
         for (launch, shift), out in zip(self.orders, outs):
             launch(sp, c, freq, n, shift, out)
 
@@ -998,13 +1043,11 @@ class BwdLauncher:
         self, bwd: FusedBwd, B: int, H: int, L: int, out_offset: int, Lout: int, Lk: int,
         k_used: int, k_dtype: str, outs: int,
     ) -> None:
-        from cupy.cuda import cufft
-
         from .launch import PackedLaunch
 
         n = bwd.n
         self.n, self.H, self.outs = n, H, outs
-        self.inv_dir = cufft.CUFFT_INVERSE
+        self.ifft = RawFFT(True, n, H)
         shifts = ((out_offset,) if outs & 3 else ()) + ((None,) if outs & 4 else ())
         self.spectra = SpectrumLauncher(n, H, Lk, k_used, k_dtype, shifts)
         kern, nsplit = bwd._geometry(B, H, L, out_offset, Lout, outs)
@@ -1031,25 +1074,21 @@ class BwdLauncher:
 
     def __call__(
         self, u: int, pre: int, dy: int, post: int, k: int, du: int, dpre: int, dpost: int,
-        dk: int, stream,
+        dk: int, stream, ws: int,
     ) -> None:
-        """Run on ``stream`` (a CuPy stream); pointers of absent operands are ignored."""
-        cp, outs, offs = _cupy(), self.outs, self.offs
-        with stream:
-            sp = stream.ptr
-            ws = cp.empty(self.ws_bytes, dtype=cp.uint8)
-            base = ws.data.ptr
-            o_real, o_cplx, o_kr, o_kk, o_acc = (base + o for o in offs)
-            real, cplx = self.spectra.views(ws)
-            kr = o_kr if outs & 3 else u
-            kk = o_kk if outs & 4 else u
-            targets = ((o_kr,) if outs & 3 else ()) + ((o_kk,) if outs & 4 else ())
-            self.spectra(sp, k, real, cplx, targets)
-            self.kern(sp, u, pre, dy, post, kr, kk, du, dpre, dpost, o_acc, *self.tail)
-            self.herm(sp, o_acc, *self.herm_args, o_cplx)
-            _plan1d(True, self.n, self.H).fft(cplx, real, self.inv_dir)  # unnormalised
-            self.window(sp, o_real, *self.win_args, dk)
-            del ws  # back to the pool in stream order
+        """Run on ``stream`` (a CuPy stream) with :attr:`ws_bytes` of workspace at pointer
+        ``ws`` (free again in stream order after the call); pointers of absent operands are
+        ignored."""
+        sp, outs = stream.ptr, self.outs
+        o_real, o_cplx, o_kr, o_kk, o_acc = (ws + o for o in self.offs)
+        kr = o_kr if outs & 3 else u
+        kk = o_kk if outs & 4 else u
+        targets = ((o_kr,) if outs & 3 else ()) + ((o_kk,) if outs & 4 else ())
+        self.spectra(stream, k, ws, targets)
+        self.kern(sp, u, pre, dy, post, kr, kk, du, dpre, dpost, o_acc, *self.tail)
+        self.herm(sp, o_acc, *self.herm_args, o_cplx)
+        self.ifft(stream, o_cplx, o_real)  # unnormalised
+        self.window(sp, o_real, *self.win_args, dk)
 
 
 def dk_from_product(prod, Lk: int, out_offset: int, inverse_order, xp):

@@ -329,6 +329,16 @@ def _fast_key(
     return None if key is None else (*key, tuple(needs))
 
 
+def _fast_bwd(
+    dy: Any, u: Any, k: Any, pregate: Any, postgate: Any, mode: str, needs: Needs
+) -> tuple | None:
+    """The gradients through the signature's fast path, or None where there is none yet or
+    it does not take these operands."""
+    key = _fast_key(dy, u, k, pregate, postgate, mode, needs)
+    fast = _fast.get(key) if key is not None else None
+    return None if fast is None else fast(dy, u, k, pregate, postgate)
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -402,12 +412,10 @@ def _fftconv_bwd(
     needs: Needs = ALL,
 ) -> tuple[Any, Any, Any | None, Any | None]:
     """:func:`fftconv_bwd` computing only the gradients ``needs`` asks for (others None)."""
+    grads = _fast_bwd(dy, u, k, pregate, postgate, mode, needs)
+    if grads is not None:
+        return grads
     key = _fast_key(dy, u, k, pregate, postgate, mode, needs)
-    fast = _fast.get(key) if key is not None else None
-    if fast is not None:
-        grads = fast(dy, u, k, pregate, postgate)
-        if grads is not None:
-            return grads
     check_mode(mode)
     uop = describe("u", u)
     kop = describe("k", k)

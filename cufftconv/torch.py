@@ -43,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from . import grad as _grad
+from .api import _fast_fftconv
 from .api import fftconv as _fftconv
 from .device import cupy_or_none
 from .validation import check_mode, output_length
@@ -91,13 +92,26 @@ def _torch_memory(t: Tensor) -> Iterator[None]:
 # --------------------------------------------------------------------------- kernels
 
 
+def _capturing(t: Tensor) -> bool:
+    """Whether PyTorch's current stream is capturing a CUDA graph. The fast paths' workspaces
+    come from PyTorch's allocator, but a first call on a new stream may make a cuFFT plan,
+    whose work area CuPy allocates: under capture that must come from the graph's pool, so
+    such calls take the route under :func:`_torch_memory`."""
+    return t.is_cuda and torch.cuda.is_current_stream_capturing()
+
+
 def _forward(
     u: Tensor, k: Tensor, pregate: Tensor | None, postgate: Tensor | None, mode: str
 ) -> Tensor:
+    u, k = u.detach(), k.detach()
     pre = None if pregate is None else pregate.detach()
     post = None if postgate is None else postgate.detach()
+    if not _capturing(u):  # the fast path allocates through PyTorch itself
+        y = _fast_fftconv(u, k, pre, post, mode)
+        if y is not None:
+            return y
     with _torch_memory(u):
-        return _fftconv(u.detach(), k.detach(), mode=mode, pregate=pre, postgate=post)
+        return _fftconv(u, k, mode=mode, pregate=pre, postgate=post)
 
 
 def _backward(
@@ -109,16 +123,15 @@ def _backward(
     mode: str,
     needs: tuple[bool, bool, bool, bool],
 ) -> tuple[Tensor | None, ...]:
+    dy, u, k = dy.detach(), u.detach(), k.detach()
+    pre = None if pregate is None else pregate.detach()
+    post = None if postgate is None else postgate.detach()
+    if not _capturing(u):
+        grads = _grad._fast_bwd(dy, u, k, pre, post, mode, needs)
+        if grads is not None:
+            return grads
     with _torch_memory(u):
-        return _grad._fftconv_bwd(
-            dy.detach(),
-            u.detach(),
-            k.detach(),
-            mode=mode,
-            pregate=None if pregate is None else pregate.detach(),
-            postgate=None if postgate is None else postgate.detach(),
-            needs=needs,
-        )
+        return _grad._fftconv_bwd(dy, u, k, mode=mode, pregate=pre, postgate=post, needs=needs)
 
 
 def _out_shape(u: Tensor, k: Tensor, mode: str) -> list[Any]:
@@ -260,7 +273,11 @@ def fftconv(
     _check_tensor("k", k)
     _check_tensor("pregate", pregate, optional=True)
     _check_tensor("postgate", postgate, optional=True)
-    args = (_autocast(u), k, _autocast(pregate), _autocast(postgate), mode)
+    dev = u.device.type
+    if dev in ("cuda", "cpu") and torch.is_autocast_enabled(dev):  # (one check, not three)
+        args = (_autocast(u), k, _autocast(pregate), _autocast(postgate), mode)
+    else:
+        args = (u, k, pregate, postgate, mode)
     if torch.compiler.is_compiling():
         return _op_fftconv(*args)
     return FFTConvFunction.apply(*args)

@@ -327,11 +327,13 @@ def fast_bwd(ex: AdjointBwdExecutor, device: int, needs: Needs) -> Any:
         dpost = new(dy) if need_post else None
         dk = new(k) if need_k else None
         u_p, dy_p = addr(u), addr(dy)
+        hold, ws = kind.workspace(launch.ws_bytes)
         launch(
             u_p, u_p if pre is None else addr(pre), dy_p, dy_p if post is None else addr(post),
             addr(k), u_p if du is None else addr(du), u_p if dpre is None else addr(dpre),
-            u_p if dpost is None else addr(dpost), 0 if dk is None else addr(dk), stream,
+            u_p if dpost is None else addr(dpost), 0 if dk is None else addr(dk), stream, ws,
         )
+        del hold  # free for reuse in stream order
         return du, dk, dpre, dpost
 
     return fast
@@ -360,26 +362,18 @@ class _ForwardKernelLaunches:
 
     def __call__(
         self, u: int, pre: int, dy: int, post: int, k: int, du: int, dpre: int, dpost: int,
-        dk: int, stream,
+        dk: int, stream, ws: int,
     ) -> None:
-        import cupy as cp
-
-        offs, sp = self.offs, self.spectra
-        with stream:
-            ws = cp.empty(self.ws_bytes, dtype=cp.uint8)
-            base = ws.data.ptr
-            real, cplx = sp.views(ws)
-            spectra = tuple(base + o for o in offs[2:])
-            sp(stream.ptr, k, real, cplx, spectra)
-            kr, kk = spectra[0], spectra[-1]  # the reversed filter's first, k's own last
-            # gates the kernel was not built with are never read: any pointer will do
-            if self.du is not None:
-                self.du(dy, post, kr, du, pre, stream)
-            if self.dpre is not None:
-                self.dpre(dy, post, kr, dpre, u, stream)
-            if self.dpost is not None:
-                self.dpost(u, pre, kk, dpost, dy, stream)
-            del ws  # back to the pool in stream order
+        spectra = tuple(ws + o for o in self.offs[2:])
+        self.spectra(stream, k, ws, spectra)
+        kr, kk = spectra[0], spectra[-1]  # the reversed filter's first, k's own last
+        # gates the kernel was not built with are never read: any pointer will do
+        if self.du is not None:
+            self.du(dy, post, kr, du, pre, stream)
+        if self.dpre is not None:
+            self.dpre(dy, post, kr, dpre, u, stream)
+        if self.dpost is not None:
+            self.dpost(u, pre, kk, dpost, dy, stream)
 
 
 __all__ = ["NAME", "AdjointBwdExecutor", "accepts", "fast_bwd"]

@@ -199,17 +199,16 @@ def _fast(ex: FusedExecutor, device: int, kspec: Any) -> Any:
         (_, _, o_kf), ws_bytes = fused._layout((spectra.real_bytes, spectra.cplx_bytes, kf_bytes))
     get_device = cp.cuda.runtime.getDevice
 
-    def run(u_ptr: int, k_ptr: int, pre_ptr: int, y_ptr: int, post_ptr: int, stream: Any) -> None:
+    def run(kind: Any, u_ptr: int, k_ptr: int, pre_ptr: int, y_ptr: int, post_ptr: int) -> None:
+        stream = kind.stream()
         if spectra is None:
             launch(u_ptr, pre_ptr, kspec, y_ptr, post_ptr, stream)
             return
-        with stream:
-            ws = cp.empty(ws_bytes, dtype=cp.uint8)
-            real, cplx = spectra.views(ws)
-            kf = ws.data.ptr + o_kf
-            spectra(stream.ptr, k_ptr, real, cplx, (kf,))
-            launch(u_ptr, pre_ptr, kf, y_ptr, post_ptr, stream)
-            del ws  # back to the pool in stream order
+        hold, ws = kind.workspace(ws_bytes)
+        kf = ws + o_kf
+        spectra(stream, k_ptr, ws, (kf,))
+        launch(u_ptr, pre_ptr, kf, y_ptr, post_ptr, stream)
+        del hold  # free for reuse in stream order
 
     def fast(u: Any, k: Any, pre: Any, post: Any, out: Any) -> Any:
         if (pre is not None) != need_pre or (post is not None) != need_post:
@@ -236,7 +235,7 @@ def _fast(ex: FusedExecutor, device: int, kspec: Any) -> Any:
         u_ptr, y_ptr = addr(u), addr(y)
         pre_ptr = u_ptr if pre is None else addr(pre)
         post_ptr = y_ptr if post is None else addr(post)
-        run(u_ptr, 0 if k is None else addr(k), pre_ptr, y_ptr, post_ptr, kind.stream())
+        run(kind, u_ptr, 0 if k is None else addr(k), pre_ptr, y_ptr, post_ptr)
         return y
 
     return fast

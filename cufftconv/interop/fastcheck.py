@@ -50,6 +50,9 @@ class Kind(NamedTuple):
     empty: Callable[[tuple], Any]  # new C-contiguous array of u's dtype on the device
     empty_like: Callable[[Any], Any]  # (of a C-contiguous operand: so is the result)
     stream: Callable[[], Any]  # the kind's current stream, as a CuPy stream
+    # (holder, pointer) of n bytes of scratch, ordered on the kind's current stream: it is
+    # free for reuse once the holder is dropped and the work queued on that stream is done
+    workspace: Callable[[int], tuple[Any, int]]
 
 
 def fast_kinds(cp: Any, device: int, dtype: str, k_dtype: str) -> dict[type, Kind]:
@@ -62,17 +65,29 @@ def fast_kinds(cp: Any, device: int, dtype: str, k_dtype: str) -> dict[type, Kin
     if torch is not None:
         t_dtype = chk.torch_dtype(dtype)
         t_dev = torch.device("cuda", device)
+        u8 = torch.uint8
+
+        def torch_ws(nbytes: int) -> tuple[Any, int]:
+            t = torch.empty(nbytes, dtype=u8, device=t_dev)
+            return t, t.data_ptr()
+
         kinds[torch.Tensor] = Kind(
             chk.torch_ok, t_dtype, chk.torch_dtype(k_dtype), torch.Tensor.data_ptr,
             lambda shape: torch.empty(shape, dtype=t_dtype, device=t_dev), torch.empty_like,
-            chk.torch_stream,
+            chk.torch_stream, torch_ws,
         )
     c_dtype = cupy_dtype(cp, dtype)
     if c_dtype is not None:
+        alloc = cp.cuda.alloc  # CuPy's current allocator, on the current stream
+
+        def cupy_ws(nbytes: int) -> tuple[Any, int]:
+            m = alloc(nbytes)
+            return m, m.ptr
+
         kinds[cp.ndarray] = Kind(
             chk.cupy_ok, c_dtype, cupy_dtype(cp, k_dtype), lambda a: a.data.ptr,
             lambda shape: cp.empty(shape, dtype=c_dtype), cp.empty_like,
-            cp.cuda.get_current_stream,
+            cp.cuda.get_current_stream, cupy_ws,
         )
     return kinds
 
