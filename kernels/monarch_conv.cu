@@ -29,6 +29,13 @@
 #define MONARCH_SKIP 0
 #endif
 
+// L2 prefetches ahead of synchronous global loads (bit 0: the store's postgate, bit 1: the
+// next unit's input at 32K, bit 2: the backward's next unit, both sides, bit 3: the backward
+// stores' gates); a switch for A/B timing (benchmarks/fused_ab.py, bwd_bench.py).
+#ifndef MONARCH_PF
+#define MONARCH_PF 15
+#endif
+
 namespace mc {
 
 template <int N_>
@@ -846,6 +853,53 @@ struct MonarchConv {
     }
   }
 
+  // Without GPRE or PSTAGE the store loads the postgate synchronously, and with one 512-thread
+  // block per SM (8K..32K) nothing hides that latency: its runs of a unit are prefetched to L2
+  // ahead of the tensor phases instead (one prefetch per run; no registers held across them).
+  static constexpr bool POST_PF = POST && !GPRE && !PSTAGE && !DK;
+  __device__ __forceinline__ void prefetch_post(int unit) const {
+    const int p = tid / TPP;
+    const int pair = unit * P + p;
+    if (pair >= npairs) return;
+    const int h = pair / nBP, b0 = 2 * (pair % nBP);
+    const Rows rw = rows_of(b0);
+#pragma unroll
+    for (int plane = 0; plane < 2; ++plane) {
+      if (b0 + plane >= B) continue;
+      const u16* pr = post + rw.off(plane, post_sb, post_so) + h * post_sh;
+      for (int ui = tid % TPP; ui < UPP_S; ui += TPP) {
+#pragma unroll
+        for (int q = 0; q < QOUT; ++q) {
+          const int tt = q * M + V_S * ui - out_offset;  // as store_runs
+          if (tt + V_S > 0 && tt < Lout) prefetch_l2(pr + max(tt, 0));
+        }
+      }
+    }
+  }
+  // RAWB = 0 (32K: no room for a staging buffer, load_raw is synchronous): the next unit's
+  // input rows are prefetched to L2 while this unit computes, one per 128 bytes. Not with a
+  // pregate: u, pre and the postgate of a 32K pair per SM overflow L2 (measured slower).
+  static constexpr bool IN_PF = C::RAWB == 0 && !DK && !PRE;
+  // The backward's prefetches (run_bwd); off where they spill (8K bf16 pre-only: 8 bytes)
+  static constexpr bool BWD_PF = DK && !(N == 8192 && DT == 1 && PRE && !POST);
+  template <bool GATE = PRE>
+  __device__ __forceinline__ void prefetch_in(int unit) const {
+    constexpr int LINE = 64;  // 16-bit values per 128-byte line
+    const int p = tid / TPP;
+    const int pair = unit * P + p;
+    if (pair >= npairs) return;
+    const int h = pair / nBP, b0 = 2 * (pair % nBP);
+    const Rows rw = rows_of(b0);
+    const int lines = (L + LINE - 1) / LINE;
+    for (int i = tid % TPP; i < 2 * lines; i += TPP) {
+      const int plane = i >= lines;
+      if (b0 + plane >= B) continue;
+      const int n = (i - plane * lines) * LINE;
+      prefetch_l2(u + rw.off(plane, u_sb, u_so) + h * u_sh + n);
+      if (GATE) prefetch_l2(pre + rw.off(plane, pre_sb, pre_so) + h * pre_sh + n);
+    }
+  }
+
   template <bool GOUT = POST>  // GOUT: the output has a gate (post); the dk kernel picks it
   __device__ __forceinline__ void stage_r_inv_store(int unit, int eh, int ex, int buf) {
     const int p = tid / TPP;
@@ -1067,6 +1121,7 @@ struct MonarchConv {
           if (!(MONARCH_SKIP & 1)) stage_r_fwd(buf, ex);
           __syncthreads();
           refill();
+          if constexpr (POST_PF && (MONARCH_PF & 1)) prefetch_post(unit);
         }
         tensor_phases(unit, kfirst, buf, ex, refill);
         if constexpr (PSTAGE) cp_async_wait<0>();  // own postgate copies (and the next unit)
@@ -1084,6 +1139,10 @@ struct MonarchConv {
         const int ex = pair_exp(p);
         if (!(MONARCH_SKIP & 1)) stage_r_fwd(0, ex);
         __syncthreads();
+        if constexpr (POST_PF && (MONARCH_PF & 1)) prefetch_post(unit);
+        if constexpr (IN_PF && (MONARCH_PF & 2)) {
+          if (unit + (int)gridDim.x < nunits) prefetch_in(unit + gridDim.x);
+        }
         // (not hoisted here: 8 more live registers spill the 32K kernels)
         const KFrag kfirst = load_kfrag(ktile_first(unit));
         tensor_phases(unit, kfirst, 0, ex, [] {});
@@ -1270,6 +1329,24 @@ struct MonarchConv {
         sdata = bufg;
         stage0_fwd_a3(unit);
         __syncthreads();
+      }
+      // The next unit's loads (both sides, synchronous: no room for staging buffers) and this
+      // unit's store gates (pre for du, u for dpre, dy for dpost), prefetched to L2.
+      if constexpr (BWD_PF && (MONARCH_PF & 4) != 0) {
+        if (j + nsplit < units) {
+          use_side(sv);
+          prefetch_in<PRE>(unit + nsplit);
+          use_side(sg);
+          prefetch_in<POST>(unit + nsplit);
+        }
+      }
+      if constexpr (BWD_PF && (MONARCH_PF & 8) != 0) {
+        if ((dv && PRE) || dpost) {
+          use_side(sv);
+          if (dv && PRE) prefetch_in<true>(unit);  // u and pre
+          use_side(sg);
+          if (dpost) prefetch_in<false>(unit);  // dy
+        }
       }
       if (dv && dpost) {
         core_bwd<true, true>(unit, accrow, j == s, kr, kk, redv, redg, bufv, bufg);
