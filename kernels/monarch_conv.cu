@@ -30,10 +30,10 @@
 #endif
 
 // L2 prefetches ahead of synchronous global loads (bit 0: the store's postgate, bit 1: the
-// next unit's input at 32K, bit 2: the backward's next unit, both sides, bit 3: the backward
-// stores' gates); a switch for A/B timing (benchmarks/fused_ab.py, bwd_bench.py).
+// next unit's input at 32K, bit 2: the backward's next unit, both sides); a switch for A/B
+// timing (benchmarks/fused_ab.py, bwd_ab.py).
 #ifndef MONARCH_PF
-#define MONARCH_PF 15
+#define MONARCH_PF 7
 #endif
 
 namespace mc {
@@ -880,8 +880,10 @@ struct MonarchConv {
   // input rows are prefetched to L2 while this unit computes, one per 128 bytes. Not with a
   // pregate: u, pre and the postgate of a 32K pair per SM overflow L2 (measured slower).
   static constexpr bool IN_PF = C::RAWB == 0 && !DK && !PRE;
-  // The backward's prefetches (run_bwd); off where they spill (8K bf16 pre-only: 8 bytes)
-  static constexpr bool BWD_PF = DK && !(N == 8192 && DT == 1 && PRE && !POST);
+  // The backward's prefetch (run_bwd): measured at 4K (gated -9 %); at 16K it made the gated
+  // backward 30 % slower (the prefetched lines push the L2-resident dk rows out) and the
+  // plain one no faster, so only 4K (8K and A = 2 not measured).
+  static constexpr bool BWD_PF = DK && N == 4096;
   template <bool GATE = PRE>
   __device__ __forceinline__ void prefetch_in(int unit) const {
     constexpr int LINE = 64;  // 16-bit values per 128-byte line
@@ -1330,22 +1332,14 @@ struct MonarchConv {
         stage0_fwd_a3(unit);
         __syncthreads();
       }
-      // The next unit's loads (both sides, synchronous: no room for staging buffers) and this
-      // unit's store gates (pre for du, u for dpre, dy for dpost), prefetched to L2.
+      // The next unit's loads (both sides, synchronous: no room for staging buffers),
+      // prefetched to L2 while this one computes.
       if constexpr (BWD_PF && (MONARCH_PF & 4) != 0) {
         if (j + nsplit < units) {
           use_side(sv);
           prefetch_in<PRE>(unit + nsplit);
           use_side(sg);
           prefetch_in<POST>(unit + nsplit);
-        }
-      }
-      if constexpr (BWD_PF && (MONARCH_PF & 8) != 0) {
-        if ((dv && PRE) || dpost) {
-          use_side(sv);
-          if (dv && PRE) prefetch_in<true>(unit);  // u and pre
-          use_side(sg);
-          if (dpost) prefetch_in<false>(unit);  // dy
         }
       }
       if (dv && dpost) {
