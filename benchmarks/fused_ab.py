@@ -6,7 +6,7 @@ PATH_TO_SNAPSHOT holds ``cufftconv/`` and ``kernels/`` of one commit (``git arch
 cufftconv kernels | tar -x -C DIR``); run once per snapshot, alternating them, two rounds.
 Each size runs the plan's pre-resolved launch (``FusedConv.launcher``) 10 times between two CUDA
 events (no host gaps), median of 15, ms scaled to B=64, H=768. A CASE is N/MODE[/DTYPE] with MODE
-conv, causal or gated (both gates, circular) and DTYPE float16 (default) or bfloat16; the
+conv, causal, gated (both gates, circular) or cgated (both gates, causal) and DTYPE float16 (default) or bfloat16; the
 default cases are fp16 conv and causal at 1K, 4K and 16K.
 """
 
@@ -51,9 +51,9 @@ def main() -> None:
     for case in sys.argv[2:] or CASES:
         n_s, mode, *dt = case.split("/")
         n, dtype = int(n_s), (dt[0] if dt else "float16")
-        gated = mode == "gated"
+        gated = mode in ("gated", "cgated")
         B, H = (64, 768) if n <= 8192 else (32, 768)
-        L = n // 2 if mode == "causal" else n
+        L = n // 2 if mode in ("causal", "cgated") else n
         rs = np.random.default_rng(n)
         u, g1, g2 = (
             from_compute(cp.asarray(rs.standard_normal((B, H, L), dtype=np.float32)), dtype, cp)
