@@ -881,8 +881,8 @@ struct MonarchConv {
   // pregate: u, pre and the postgate of a 32K pair per SM overflow L2 (measured slower).
   static constexpr bool IN_PF = C::RAWB == 0 && !DK && !PRE;
   // The backward's prefetch (run_bwd): measured at 4K (gated -9 %); at 16K it made the gated
-  // backward 30 % slower (the prefetched lines push the L2-resident dk rows out) and the
-  // plain one no faster, so only 4K (8K and A = 2 not measured).
+  // backward 30 % slower (likely by pushing the L2-resident dk rows out; not profiled) and
+  // the plain one no faster, so only 4K (8K and A = 2 not measured).
   static constexpr bool BWD_PF = DK && N == 4096;
   template <bool GATE = PRE>
   __device__ __forceinline__ void prefetch_in(int unit) const {

@@ -146,8 +146,8 @@ __device__ __forceinline__ u32 ldg_stream4(const void* p) { return __ldcs((const
 __device__ __forceinline__ void stg_stream2(u16* p, u16 v) { __stcs(p, v); }
 __device__ __forceinline__ void stg_stream4(void* p, u32 v) { __stcs((u32*)p, v); }
 
-// L2 prefetch at normal priority (evict_last lines outlived their one use and pushed the
-// filter spectra out: the causal gated 8K forward got 7 % slower). A hint: no register,
+// L2 prefetch at normal priority (evict_last measured no better, and its lines would outlive
+// their one use next to the L2-resident filter spectra and dk rows). A hint: no register,
 // nothing waits on it. The address must be valid global memory.
 __device__ __forceinline__ void prefetch_l2(const void* p) {
   asm volatile("{.reg .u64 ga; cvta.to.global.u64 ga, %0; prefetch.global.L2 [ga];}" ::"l"((u64)p));
