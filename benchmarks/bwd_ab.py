@@ -10,8 +10,9 @@ it); 10 calls between two CUDA events, median of 15, ms scaled to B=64, H=768.
 
 from __future__ import annotations
 
-import statistics
 import sys
+
+from devtiming import bench  # (this folder: sys.path[0] when run as a script)
 
 sys.path.insert(0, sys.argv[1])
 import cupy as cp
@@ -43,17 +44,8 @@ def main() -> None:
             for _ in range(REP):
                 fftconv_bwd(dy, u, k, mode="causal", pregate=pre, postgate=post)
 
-        for _ in range(3):
-            fn()
-        ts = []
-        for _ in range(15):
-            a, b = cp.cuda.Event(), cp.cuda.Event()
-            a.record()
-            fn()
-            b.record()
-            b.synchronize()
-            ts.append(cp.cuda.get_elapsed_time(a, b) / REP)
-        out.append(f"{case} {statistics.median(ts) * 64 * 768 / (B * H):.4f}")
+        ms = bench(fn, reps=15, warmup=3) / REP
+        out.append(f"{case} {ms * 64 * 768 / (B * H):.4f}")
     print(sys.argv[1].rstrip("/").split("/")[-1], " | ".join(out), flush=True)
 
 

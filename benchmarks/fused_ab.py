@@ -12,8 +12,9 @@ default cases are fp16 conv and causal at 1K, 4K and 16K.
 
 from __future__ import annotations
 
-import statistics
 import sys
+
+from devtiming import bench  # (this folder: sys.path[0] when run as a script)
 
 sys.path.insert(0, sys.argv[1])
 import cupy as cp
@@ -33,17 +34,7 @@ def _time(launch, args: tuple) -> float:
         for _ in range(REP):
             launch(*args)
 
-    for _ in range(3):
-        fn()
-    ts = []
-    for _ in range(15):
-        a, b = cp.cuda.Event(), cp.cuda.Event()
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        ts.append(cp.cuda.get_elapsed_time(a, b) / REP)
-    return statistics.median(ts)
+    return bench(fn, reps=15, warmup=3) / REP
 
 
 def main() -> None:
