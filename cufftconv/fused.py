@@ -1002,6 +1002,9 @@ class SpectrumLauncher:
         self.freq = int(_freq_order(n).data.ptr)
         self.real_bytes, self.cplx_bytes = H * n * 4, H * (n // 2 + 1) * 8
         self.cplx_at = _align(self.real_bytes)  # the rfft's offset in the workspace
+        self.spec_bytes = H * filter_row_halves(n) * 2  # one output spectrum
+        # the workspace's pieces when the outputs live in it too (offsets: _layout)
+        self.ws_sizes = (self.real_bytes, self.cplx_bytes) + (self.spec_bytes,) * len(shifts)
         self.fft = RawFFT(False, n, H)
         self.pad = PackedLaunch(fns[f"pad_filter<{kt}>"], _grid256(H * n), (256,), 0, "QiiiiQ")
         self.k_args = (H, k_used, Lk, n)
@@ -1018,6 +1021,13 @@ class SpectrumLauncher:
         self.fft(stream, ws, c)
         for (launch, shift), out in zip(self.orders, outs):
             launch(sp, c, freq, n, shift, out)
+
+
+def adjoint_shifts(out_offset: int, outs: int) -> tuple[int | None, ...]:
+    """:class:`SpectrumLauncher`'s ``shifts`` for a backward call's gradients ``outs`` (bit 0
+    du, bit 1 dpregate, bit 2 dpostgate): the reversed filter's spectrum first (du, dpregate),
+    k's own last (dpostgate)."""
+    return ((out_offset,) if outs & 3 else ()) + ((None,) if outs & 4 else ())
 
 
 def _grid256(total: int) -> tuple[int]:
@@ -1048,13 +1058,12 @@ class BwdLauncher:
         n = bwd.n
         self.n, self.H, self.outs = n, H, outs
         self.ifft = RawFFT(True, n, H)
-        shifts = ((out_offset,) if outs & 3 else ()) + ((None,) if outs & 4 else ())
-        self.spectra = SpectrumLauncher(n, H, Lk, k_used, k_dtype, shifts)
+        sp = self.spectra = SpectrumLauncher(n, H, Lk, k_used, k_dtype,
+                                             adjoint_shifts(out_offset, outs))
         kern, nsplit = bwd._geometry(B, H, L, out_offset, Lout, outs)
-        rows = filter_row_halves(n)
         # workspace: [k padded | later corr] [rfft of k | later herm] [kr] [kk] [acc]
-        sizes = (self.spectra.real_bytes, self.spectra.cplx_bytes, H * rows * 2 * bool(outs & 3),
-                 H * rows * 2 * bool(outs & 4), nsplit * H * n * 8)
+        sizes = (sp.real_bytes, sp.cplx_bytes, sp.spec_bytes * bool(outs & 3),
+                 sp.spec_bytes * bool(outs & 4), nsplit * H * n * 8)
         self.offs, self.ws_bytes = _layout(sizes)
         self.kern = PackedLaunch(kern, (H * nsplit,), (bwd.threads,), bwd.smem,
                                  "Q" * 10 + "q" * 14 + "i" * 7)

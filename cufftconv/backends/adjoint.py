@@ -350,11 +350,9 @@ class _ForwardKernelLaunches:
         from .. import fused
 
         s, n, H = ex.spec, ex.n, ex.H
-        shifts = ((s.offset,) if outs & 3 else ()) + ((None,) if outs & 4 else ())
-        self.spectra = fused.SpectrumLauncher(n, H, s.Lk, ex.k_used, s.k_dtype, shifts)
-        sizes = [self.spectra.real_bytes, self.spectra.cplx_bytes]
-        sizes += [H * fused.filter_row_halves(n) * 2] * len(shifts)
-        self.offs, self.ws_bytes = fused._layout(sizes)
+        self.spectra = fused.SpectrumLauncher(n, H, s.Lk, ex.k_used, s.k_dtype,
+                                              fused.adjoint_shifts(s.offset, outs))
+        self.offs, self.ws_bytes = fused._layout(self.spectra.ws_sizes)
         B, L, Lout = ex.B, s.L, s.Lout
         self.du = ex.adj_du.launcher(B, H, Lout, 0, L) if outs & 1 else None
         self.dpre = ex.adj_dpre.launcher(B, H, Lout, 0, L) if outs & 2 else None

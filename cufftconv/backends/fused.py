@@ -195,8 +195,7 @@ def _fast(ex: FusedExecutor, device: int, kspec: Any) -> Any:
     spectra = ws_bytes = None
     if kspec is None:
         spectra = fused.SpectrumLauncher(ex.n, ex.H, s.Lk, ex.k_used, s.k_dtype, (None,))
-        kf_bytes = ex.H * fused.filter_row_halves(ex.n) * 2
-        (_, _, o_kf), ws_bytes = fused._layout((spectra.real_bytes, spectra.cplx_bytes, kf_bytes))
+        (_, _, o_kf), ws_bytes = fused._layout(spectra.ws_sizes)
     get_device = cp.cuda.runtime.getDevice
 
     def run(kind: Any, u_ptr: int, k_ptr: int, pre_ptr: int, y_ptr: int, post_ptr: int) -> None:

@@ -1,4 +1,4 @@
-"""Cheap operand checks and stream lookup for the per-call fast paths.
+"""Cheap operand checks, stream lookup and allocation for the per-call fast paths.
 
 A fast path takes only C-contiguous PyTorch or CuPy operands of exactly the planned shapes
 and dtypes on its device; anything else returns to the general path (which validates and
@@ -12,17 +12,6 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .streams import _external_stream, torch_stream_ptr
-
-
-class FastChecks(NamedTuple):
-    torch: Any  # the torch module, or None when it was never imported
-    torch_ok: Callable[[Any, tuple, Any], bool]  # (tensor, shape, torch dtype)
-    cupy_ok: Callable[[Any, tuple, Any], bool]  # (array, shape, numpy dtype)
-    torch_stream: Callable[[], Any]  # PyTorch's current stream on the device, as CuPy's
-
-    def torch_dtype(self, name: str) -> Any:
-        """PyTorch's dtype called ``name`` (None without torch)."""
-        return None if self.torch is None else getattr(self.torch, name)
 
 
 def signature(u: Any, k: Any, pregate: Any, postgate: Any, mode: str) -> tuple | None:
@@ -56,75 +45,67 @@ class Kind(NamedTuple):
 
 
 def fast_kinds(cp: Any, device: int, dtype: str, k_dtype: str) -> dict[type, Kind]:
-    """``{array type: Kind}`` for PyTorch tensors (when torch is imported) and CuPy arrays
-    whose u dtype is ``dtype`` and k dtype ``k_dtype`` (names): a fast path looks up
-    ``type(u)`` and runs the same checks for either kind."""
-    chk = fast_checks(cp, device)
+    """``{array type: Kind}`` on GPU ``device`` for PyTorch tensors (when torch is imported)
+    and CuPy arrays whose u dtype is ``dtype`` and k dtype ``k_dtype`` (names): a fast path
+    looks up ``type(u)`` and runs the same checks for either kind."""
     kinds: dict[type, Kind] = {}
-    torch = chk.torch
+    torch = sys.modules.get("torch")
     if torch is not None:
-        t_dtype = chk.torch_dtype(dtype)
+        t_dtype = getattr(torch, dtype)
         t_dev = torch.device("cuda", device)
         u8 = torch.uint8
+        streams: dict[int, Any] = {}
+
+        def torch_ok(a: Any, shape: tuple, dt: Any) -> bool:
+            return (
+                type(a) is torch.Tensor
+                and a.shape == shape
+                and a.dtype is dt
+                and a.get_device() == device
+                and a.is_contiguous()
+            )
+
+        def torch_stream() -> Any:  # PyTorch's current stream on the device, as CuPy's
+            ptr = torch_stream_ptr(device)
+            stream = streams.get(ptr)
+            if stream is None:
+                stream = streams[ptr] = (
+                    cp.cuda.Stream.null if ptr == 0 else _external_stream(ptr, device)
+                )
+            return stream
 
         def torch_ws(nbytes: int) -> tuple[Any, int]:
             t = torch.empty(nbytes, dtype=u8, device=t_dev)
             return t, t.data_ptr()
 
         kinds[torch.Tensor] = Kind(
-            chk.torch_ok, t_dtype, chk.torch_dtype(k_dtype), torch.Tensor.data_ptr,
+            torch_ok, t_dtype, getattr(torch, k_dtype), torch.Tensor.data_ptr,
             lambda shape: torch.empty(shape, dtype=t_dtype, device=t_dev), torch.empty_like,
-            chk.torch_stream, torch_ws,
+            torch_stream, torch_ws,
         )
     c_dtype = cupy_dtype(cp, dtype)
     if c_dtype is not None:
         alloc = cp.cuda.alloc  # CuPy's current allocator, on the current stream
+
+        def cupy_ok(a: Any, shape: tuple, dt: Any) -> bool:
+            return (
+                type(a) is cp.ndarray
+                and a.shape == shape
+                and a.dtype == dt
+                and a.data.device_id == device
+                and a.flags.c_contiguous
+            )
 
         def cupy_ws(nbytes: int) -> tuple[Any, int]:
             m = alloc(nbytes)
             return m, m.ptr
 
         kinds[cp.ndarray] = Kind(
-            chk.cupy_ok, c_dtype, cupy_dtype(cp, k_dtype), lambda a: a.data.ptr,
+            cupy_ok, c_dtype, cupy_dtype(cp, k_dtype), lambda a: a.data.ptr,
             lambda shape: cp.empty(shape, dtype=c_dtype), cp.empty_like,
             cp.cuda.get_current_stream, cupy_ws,
         )
     return kinds
 
 
-def fast_checks(cp: Any, device: int) -> FastChecks:
-    """The checks of one fast path on GPU ``device``."""
-    torch = sys.modules.get("torch")
-    streams: dict[int, Any] = {}
-
-    def torch_ok(a: Any, shape: tuple, dtype: Any) -> bool:
-        return (
-            type(a) is torch.Tensor
-            and a.shape == shape
-            and a.dtype is dtype
-            and a.get_device() == device
-            and a.is_contiguous()
-        )
-
-    def cupy_ok(a: Any, shape: tuple, dtype: Any) -> bool:
-        return (
-            type(a) is cp.ndarray
-            and a.shape == shape
-            and a.dtype == dtype
-            and a.data.device_id == device
-            and a.flags.c_contiguous
-        )
-
-    def torch_stream() -> Any:
-        ptr = torch_stream_ptr(device)
-        stream = streams.get(ptr)
-        if stream is None:
-            stream = streams[ptr] = (
-                cp.cuda.Stream.null if ptr == 0 else _external_stream(ptr, device)
-            )
-        return stream
-
-    return FastChecks(torch, torch_ok, cupy_ok, torch_stream)
-
-
-__all__ = ["FastChecks", "Kind", "cupy_dtype", "fast_checks", "fast_kinds", "signature"]
+__all__ = ["Kind", "cupy_dtype", "fast_kinds", "signature"]
