@@ -29,16 +29,39 @@ __host__ __device__ constexpr int padded(int n) { return n + (n >> 5); }
 __device__ __forceinline__ cf cadd(cf a, cf b) { return {a.x + b.x, a.y + b.y}; }
 __device__ __forceinline__ cf csub(cf a, cf b) { return {a.x - b.x, a.y - b.y}; }
 
-// exp(SIGN * 2 pi i * e / m) for 0 <= e < m (m a power of two). The angle is reduced to
-// [-pi, pi], where the fast hardware sine/cosine is accurate to ~4e-7 absolute: far below the
-// 16-bit output's resolution, and a few instructions instead of sincospif's ~40.
-template <int SIGN>
-__device__ __forceinline__ cf twiddle(long long e, long long m) {
-  float f = static_cast<float>(e) / static_cast<float>(m);
+// exp(SIGN * 2 pi i * e / M) for 0 <= e < M <= 2^24 (M a power of two: e / M is exact in fp32).
+// The angle is reduced to [-pi, pi], where the fast hardware sine/cosine is accurate to ~4e-7
+// absolute: far below the 16-bit output's resolution, and a few instructions instead of
+// sincospif's ~40.
+template <int SIGN, int M>
+__device__ __forceinline__ cf twiddle(int e) {
+  static_assert(M > 0 && (M & (M - 1)) == 0 && M <= (1 << 24), "power-of-two period, exact in fp32");
+  float f = static_cast<float>(e) * (1.0f / static_cast<float>(M));
   if (f > 0.5f) f -= 1.0f;
   float s, c;
   __sincosf(6.283185307179586f * f, &s, &c);
   return {c, SIGN * s};
+}
+
+// x[q] *= w^q for 0 < q < R, as K interleaved chains stepping by w^K (w^1..w^K from a tiny
+// tree): dependent depth R / K + 2 instead of R - 1, with K + 1 powers live (registers: the
+// passes run at 3 blocks of 256 threads per SM, 80 registers).
+template <int R>
+__device__ __forceinline__ void twiddle_powers(cf (&x)[R], cf w) {
+  constexpr int K = R >= 16 ? 4 : R >= 4 ? 2 : 1;
+  cf cur[K];
+  cur[0] = w;
+  if constexpr (K >= 2) cur[1] = cmul(w, w);
+  if constexpr (K >= 4) {
+    cur[2] = cmul(cur[1], w);
+    cur[3] = cmul(cur[1], cur[1]);
+  }
+  const cf stepk = cur[K - 1];
+#pragma unroll
+  for (int q = 1; q < R; ++q) {
+    x[q] = cmul(x[q], cur[(q - 1) % K]);
+    if (q + K < R) cur[(q - 1) % K] = cmul(cur[(q - 1) % K], stepk);
+  }
 }
 
 // cos and sin of 2 pi k / 16 (k compile-time after unrolling, so these fold to constants).
@@ -92,6 +115,12 @@ template <int N, int T, bool INTERLEAVED>
 struct Layout {
   static constexpr int SIZE = padded(N * T);
   static __device__ __forceinline__ int at(int c, int x) { return pidx(INTERLEAVED ? x * T + c : c * N + x); }
+  // at(c, x + d) - at(c, x) for the strides a stage uses: d * T (interleaved) or d (contiguous)
+  // is a multiple of 32, or x sits in a block of a size that divides 32 and d stays inside it,
+  // so the padding adds a constant and 16 accesses share one address register.
+  static constexpr __host__ __device__ int step(int d) {
+    return INTERLEAVED ? d * T + (d * T >> 5) : d + (d >> 5);
+  }
   // Work item -> (transform, butterfly): adjacent threads take adjacent addresses.
   static __device__ __forceinline__ void item(int it, int nb, int& c, int& b) {
     if (INTERLEAVED) {
@@ -104,15 +133,21 @@ struct Layout {
   }
 };
 
+struct NoHook {
+  __device__ __forceinline__ void operator()(int, int, cf&) const {}
+};
+
 // Radix-R stage on blocks of size M of every transform. Forward (DIF): DFT over the R elements
 // j + i M/R, then twiddle w_M^(SIGN j q). Inverse (DIT, the mirror): twiddle first, then DFT.
 // keep (frequency-sparse): bit j clear = positions [j N/16, (j+1) N/16) hold a zeroed
-// frequency class; a stage inside such a block (M <= N/16) is skipped.
-template <class LY, int N, int T, int R, int M, int SIGN, bool DIT, int THREADS>
-__device__ __forceinline__ void stage(cf* buf, int tid, unsigned keep) {
+// frequency class; a stage inside such a block (M <= N/16) is skipped. `in(c, x, v)` runs on
+// each element as it is read (cols_inv: the column twiddle, fused into its first stage).
+template <class LY, int N, int T, int R, int M, int SIGN, bool DIT, int THREADS, class In = NoHook>
+__device__ __forceinline__ void stage(cf* buf, int tid, unsigned keep, In in = {}) {
   constexpr int S = M / R;
   constexpr int NB = N / R;
   constexpr bool BLOCKED = M <= N / 16 && N >= 16;
+  static_assert(S % 32 == 0 || (32 % M == 0 || (32 % S == 0 && M % 32 == 0)), "Layout::step's condition");
 #pragma unroll 1
   for (int it = tid; it < T * NB; it += THREADS) {
     int c, b;
@@ -120,30 +155,18 @@ __device__ __forceinline__ void stage(cf* buf, int tid, unsigned keep) {
     const int j = b % S;
     const int base = (b / S) * M + j;
     if (BLOCKED && !((keep >> (base / (N / 16))) & 1u)) continue;
+    cf* p = buf + LY::at(c, base);
     cf x[R];
 #pragma unroll
-    for (int i = 0; i < R; ++i) x[i] = buf[LY::at(c, base + i * S)];
-    if (DIT && M > R && j != 0) {
-      const cf w = twiddle<SIGN>(j, M);
-      cf wq = w;
-#pragma unroll
-      for (int q = 1; q < R; ++q) {
-        x[q] = cmul(x[q], wq);
-        wq = cmul(wq, w);
-      }
+    for (int i = 0; i < R; ++i) {
+      x[i] = p[LY::step(i * S)];
+      in(c, base + i * S, x[i]);
     }
+    if (DIT && M > R && j != 0) twiddle_powers<R>(x, twiddle<SIGN, M>(j));
     dft<R, SIGN>(x);
-    if (!DIT && M > R && j != 0) {
-      const cf w = twiddle<SIGN>(j, M);
-      cf wq = w;
+    if (!DIT && M > R && j != 0) twiddle_powers<R>(x, twiddle<SIGN, M>(j));
 #pragma unroll
-      for (int q = 1; q < R; ++q) {
-        x[q] = cmul(x[q], wq);
-        wq = cmul(wq, w);
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < R; ++i) buf[LY::at(c, base + i * S)] = x[i];
+    for (int i = 0; i < R; ++i) p[LY::step(i * S)] = x[i];
   }
 }
 
@@ -152,28 +175,68 @@ struct Radix {
   static constexpr int R = M >= 16 ? 16 : M;
 };
 
+// Radix of the innermost (last forward, first inverse) stage of a size-M transform.
+template <int M>
+struct Inner {
+  static constexpr int R = M <= 16 ? M : Inner<M / 16>::R;
+};
+
 // Forward: natural order in, digit-reversed out. Radix 16 while it divides, then 2, 4 or 8.
 // The first stage's output digit is f mod 16, so block j of N/16 outputs holds class j.
-template <class LY, int N, int T, int M, int THREADS>
+// LAST = false stops before the innermost stage (fft_mid runs it).
+template <class LY, int N, int T, int M, int THREADS, bool LAST = true>
 __device__ __forceinline__ void fft_fwd(cf* buf, int tid, unsigned keep = 0xffffu) {
   if constexpr (M > 1) {
     constexpr int R = Radix<M>::R;
-    stage<LY, N, T, R, M, -1, false, THREADS>(buf, tid, keep);
-    __syncthreads();
-    fft_fwd<LY, N, T, M / R, THREADS>(buf, tid, keep);
+    if constexpr (M > R || LAST) {
+      stage<LY, N, T, R, M, -1, false, THREADS>(buf, tid, keep);
+      __syncthreads();
+    }
+    fft_fwd<LY, N, T, M / R, THREADS, LAST>(buf, tid, keep);
   }
 }
 
 // Inverse (unnormalised): digit-reversed in, natural order out. Blocks whose bit in keep is
-// clear must hold zeros (their inner stages are skipped).
-template <class LY, int N, int T, int M, int THREADS>
-__device__ __forceinline__ void fft_inv(cf* buf, int tid, unsigned keep = 0xffffu) {
+// clear must hold zeros (their inner stages are skipped). `in` runs on each element as the
+// innermost stage reads it; FIRST = false starts after that stage (fft_mid ran it).
+template <class LY, int N, int T, int M, int THREADS, bool FIRST = true, class In = NoHook>
+__device__ __forceinline__ void fft_inv(cf* buf, int tid, unsigned keep = 0xffffu, In in = {}) {
   if constexpr (M > 1) {
     constexpr int R = Radix<M>::R;
-    fft_inv<LY, N, T, M / R, THREADS>(buf, tid, keep);
-    stage<LY, N, T, R, M, 1, true, THREADS>(buf, tid, keep);
-    __syncthreads();
+    if constexpr (M > R) {
+      fft_inv<LY, N, T, M / R, THREADS, FIRST>(buf, tid, keep, in);
+      stage<LY, N, T, R, M, 1, true, THREADS>(buf, tid, keep);
+      __syncthreads();
+    } else if constexpr (FIRST) {
+      stage<LY, N, T, R, M, 1, true, THREADS>(buf, tid, keep, in);
+      __syncthreads();
+    }
   }
+}
+
+// The innermost forward stage, mul(c, x, v) on each output, and the innermost inverse stage, in
+// registers: both work on the same R consecutive positions (no twiddles at that depth), so the
+// spectrum never makes a shared-memory round trip between them.
+template <class LY, int N, int T, int THREADS, class Mul>
+__device__ __forceinline__ void fft_mid(cf* buf, int tid, Mul mul) {
+  constexpr int R = Inner<N>::R;
+#pragma unroll 1
+  for (int it = tid; it < T * (N / R); it += THREADS) {
+    int c, b;
+    LY::item(it, N / R, c, b);
+    const int base = b * R;
+    cf* p = buf + LY::at(c, base);
+    cf x[R];
+#pragma unroll
+    for (int i = 0; i < R; ++i) x[i] = p[LY::step(i)];
+    dft<R, -1>(x);
+#pragma unroll
+    for (int i = 0; i < R; ++i) mul(c, base + i, x[i]);
+    dft<R, 1>(x);
+#pragma unroll
+    for (int i = 0; i < R; ++i) p[LY::step(i)] = x[i];
+  }
+  __syncthreads();
 }
 
 // Row class of position r of a size-N1 column transform's output (N1 >= 256): r / (N1 / 16).
@@ -223,17 +286,22 @@ struct ColCfg {
 // ---------------------------------------------------------------------------------------------
 __device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<unsigned long long>(p) & 15) == 0; }
 
+// Eight 16-bit values of one 16-byte vector as fp32.
+template <int DT>
+__device__ __forceinline__ void unpack8(float (&v)[8], uint4 w) {
+  const mc::u32 ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    v[2 * e] = Dt<DT>::lo(ws[e]);
+    v[2 * e + 1] = Dt<DT>::hi(ws[e]);
+  }
+}
+
 // row[t .. t+7] as fp32, zero outside [0, len). `vec`: row + t is 16-byte aligned for every t used.
 template <int DT>
 __device__ __forceinline__ void load8(float (&v)[8], const u16* row, int t, int len, bool vec) {
   if (vec && t >= 0 && t + 8 <= len) {
-    const uint4 w = mc::ldg_stream16(row + t);
-    const mc::u32 ws[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      v[2 * e] = Dt<DT>::lo(ws[e]);
-      v[2 * e + 1] = Dt<DT>::hi(ws[e]);
-    }
+    unpack8<DT>(v, mc::ldg_stream16(row + t));
     return;
   }
 #pragma unroll
@@ -282,31 +350,72 @@ __device__ __forceinline__ void cols_fwd(const u16* __restrict__ u, const u16* _
   const u16* p1 = pre + (two ? sp.off1 : sp.off0);
   // Rows start at multiples of N2 and tiles at multiples of 8: one alignment test per sequence.
   const bool vu0 = aligned16(u0), vu1 = aligned16(u1), vp0 = aligned16(p0), vp1 = aligned16(p1);
-#pragma unroll 4
-  for (int task = tid; task < N1 * CH; task += CC::THREADS) {
-    const int n1 = task / CH, c = (task % CH) * 8;
-    const int n = n1 * N2 + c0 + c;
-    float re[8], im[8];
-    load8<DT>(re, u0, n, L, vu0);
-    if (two) {
-      load8<DT>(im, u1, n, L, vu1);
-    } else {
+  // G tasks per round: all their 16-byte loads are issued before the first use (the load
+  // latency, not the bandwidth, bounded this pass); tails and unaligned rows take load8.
+  constexpr int TASKS = N1 * CH / CC::THREADS;
+  constexpr int G = PRE ? 2 : 4;
+  static_assert(N1 * CH % CC::THREADS == 0 && TASKS % G == 0, "whole rounds of G tasks per thread");
+  constexpr int NW = PRE ? 4 : 2;  // vectors per task: u0, u1 (, pre0, pre1)
+  const bool vall = vu0 && vu1 && (!PRE || (vp0 && vp1));
+#pragma unroll 1
+  for (int t0 = 0; t0 < TASKS; t0 += G) {
+    uint4 w[G][NW];
+    bool fast[G];
 #pragma unroll
-      for (int e = 0; e < 8; ++e) im[e] = 0.f;
-    }
-    if (PRE) {
-      float g[8];
-      load8<DT>(g, p0, n, L, vp0);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) re[e] *= g[e];
-      if (two) {
-        load8<DT>(g, p1, n, L, vp1);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) im[e] *= g[e];
+    for (int g = 0; g < G; ++g) {
+      const int task = tid + (t0 + g) * CC::THREADS;
+      const int n = (task / CH) * N2 + c0 + (task % CH) * 8;
+      fast[g] = vall && n + 8 <= L;
+      const uint4 z = make_uint4(0, 0, 0, 0);
+      w[g][0] = fast[g] ? mc::ldg_stream16(u0 + n) : z;
+      w[g][1] = fast[g] && two ? mc::ldg_stream16(u1 + n) : z;
+      if (PRE) {
+        w[g][NW - 2] = fast[g] ? mc::ldg_stream16(p0 + n) : z;
+        w[g][NW - 1] = fast[g] && two ? mc::ldg_stream16(p1 + n) : z;
       }
     }
 #pragma unroll
-    for (int e = 0; e < 8; ++e) buf[LY::at(c + e, n1)] = cf{re[e], im[e]};
+    for (int g = 0; g < G; ++g) {
+      const int task = tid + (t0 + g) * CC::THREADS;
+      const int n1 = task / CH, c = (task % CH) * 8;
+      const int n = n1 * N2 + c0 + c;
+      float re[8], im[8];
+      if (fast[g]) {
+        unpack8<DT>(re, w[g][0]);
+        unpack8<DT>(im, w[g][1]);
+        if (PRE) {
+          float ga[8], gb[8];
+          unpack8<DT>(ga, w[g][NW - 2]);
+          unpack8<DT>(gb, w[g][NW - 1]);
+#pragma unroll
+          for (int e = 0; e < 8; ++e) {
+            re[e] *= ga[e];
+            im[e] *= gb[e];
+          }
+        }
+      } else {
+        load8<DT>(re, u0, n, L, vu0);
+        if (two) {
+          load8<DT>(im, u1, n, L, vu1);
+        } else {
+#pragma unroll
+          for (int e = 0; e < 8; ++e) im[e] = 0.f;
+        }
+        if (PRE) {
+          float ga[8];
+          load8<DT>(ga, p0, n, L, vp0);
+#pragma unroll
+          for (int e = 0; e < 8; ++e) re[e] *= ga[e];
+          if (two) {
+            load8<DT>(ga, p1, n, L, vp1);
+#pragma unroll
+            for (int e = 0; e < 8; ++e) im[e] *= ga[e];
+          }
+        }
+      }
+#pragma unroll
+      for (int e = 0; e < 8; ++e) buf[LY::at(c + e, n1)] = cf{re[e], im[e]};
+    }
   }
   __syncthreads();
   fft_fwd<LY, N1, C, N1, CC::THREADS>(buf, tid, keep);
@@ -316,9 +425,9 @@ __device__ __forceinline__ void cols_fwd(const u16* __restrict__ u, const u16* _
     const int r = task / (C / 2), c = (task % (C / 2)) * 2;
     if (!kept_row<N1>(keep, r)) continue;  // a zeroed class: never read back
     const int n2 = c0 + c;
-    const long long k1 = digit_rev<N1>(r);  // n2 * k1 < N: no reduction
-    const cf a = cmul(buf[LY::at(c, r)], twiddle<-1>(n2 * k1, CC::N));
-    const cf b = cmul(buf[LY::at(c + 1, r)], twiddle<-1>((n2 + 1) * k1, CC::N));
+    const int k1 = digit_rev<N1>(r);  // n2 * k1 < N: no reduction
+    const cf a = cmul(buf[LY::at(c, r)], twiddle<-1, CC::N>(n2 * k1));
+    const cf b = cmul(buf[LY::at(c + 1, r)], twiddle<-1, CC::N>((n2 + 1) * k1));
     __stcg(reinterpret_cast<float4*>(out + static_cast<long long>(r) * N2 + n2), make_float4(a.x, a.y, b.x, b.y));
   }
 }
@@ -353,16 +462,9 @@ __device__ __forceinline__ void cols_inv(const cf* __restrict__ ws, const u16* _
   mc::cp_async_commit();
   mc::cp_async_wait<0>();
   __syncthreads();
-#pragma unroll 4
-  for (int idx = tid; idx < N1 * C; idx += CC::THREADS) {
-    const int r = idx / C, c = idx % C;
-    if (!kept_row<N1>(keep, r)) continue;
-    const long long e = static_cast<long long>(c0 + c) * digit_rev<N1>(r);
-    const int a = LY::at(c, r);
-    buf[a] = cmul(buf[a], twiddle<1>(e, CC::N));
-  }
-  __syncthreads();
-  fft_inv<LY, N1, C, N1, CC::THREADS>(buf, tid, keep);
+  // twiddle back, w_N^(n2 k1), as the innermost inverse stage reads each element
+  const auto untwiddle = [c0](int c, int r, cf& v) { v = cmul(v, twiddle<1, CC::N>((c0 + c) * digit_rev<N1>(r))); };
+  fft_inv<LY, N1, C, N1, CC::THREADS>(buf, tid, keep, untwiddle);
   const bool two = sy.off1 >= 0;
   u16* y0 = y + sy.off0;
   u16* y1 = y + (two ? sy.off1 : sy.off0);
@@ -453,14 +555,13 @@ __device__ __forceinline__ void rows(cf* __restrict__ ws, const cf* __restrict__
     mc::cp_async_wait<0>();
   }
   __syncthreads();
-  fft_fwd<LY, N2, ROWS, N2, RC::THREADS>(buf, tid);
+  fft_fwd<LY, N2, ROWS, N2, RC::THREADS, false>(buf, tid);
   if constexpr (RC::KSMEM) {
     mc::cp_async_wait<0>();
     __syncthreads();
   }
-#pragma unroll 4
-  for (int idx = tid; idx < ROWS * N2; idx += RC::THREADS) {
-    const int a = LY::at(idx / N2, idx % N2);
+  const auto filter = [kbuf, filt](int c, int x, cf& v) {
+    const int idx = c * N2 + x;
     cf k;
     if constexpr (RC::KSMEM) {
       k = kbuf[idx];
@@ -468,10 +569,10 @@ __device__ __forceinline__ void rows(cf* __restrict__ ws, const cf* __restrict__
       const float2 g = __ldg(reinterpret_cast<const float2*>(filt) + idx);
       k = cf{g.x, g.y};
     }
-    buf[a] = cmul(buf[a], k);
-  }
-  __syncthreads();
-  fft_inv<LY, N2, ROWS, N2, RC::THREADS>(buf, tid);
+    v = cmul(v, k);
+  };
+  fft_mid<LY, N2, ROWS, RC::THREADS>(buf, tid, filter);
+  fft_inv<LY, N2, ROWS, N2, RC::THREADS, false>(buf, tid);
 #pragma unroll 4
   for (int idx = tid; idx < ROWS * N2; idx += RC::THREADS) {
     const cf v = buf[LY::at(idx / N2, idx % N2)];
