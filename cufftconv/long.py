@@ -68,8 +68,11 @@ def threads(kind: str, n: int) -> int:
     return 512 if kind == "rows" and split(n)[1] >= 16384 else 256
 
 
+PAD_LOG = 4  # kernels/long_conv.cu: one float2 of shared-memory padding every 2**PAD_LOG
+
+
 def _padded(m: int) -> int:
-    return m + (m >> 5)
+    return m + (m >> PAD_LOG)
 
 
 def shared_bytes(n: int) -> dict[str, int]:

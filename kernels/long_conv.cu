@@ -21,10 +21,12 @@ using mc::cmul;
 using mc::Dt;
 using mc::u16;
 
-// One float2 of padding every 32: butterflies whose elements are 32 or more apart would
-// otherwise hit a single bank.
-__device__ __forceinline__ int pidx(int x) { return x + (x >> 5); }
-__host__ __device__ constexpr int padded(int n) { return n + (n >> 5); }
+// One float2 of padding every 16 (a 128-byte bank row): butterflies whose elements are 16 or
+// more apart would otherwise hit one bank, and with one every 32 the innermost stages' 16-long
+// runs still met 2-way (cufftconv/long.py mirrors PAD_LOG).
+constexpr int PAD_LOG = 4;
+__host__ __device__ constexpr int pidx(int x) { return x + (x >> PAD_LOG); }
+__host__ __device__ constexpr int padded(int n) { return pidx(n); }
 
 __device__ __forceinline__ cf cadd(cf a, cf b) { return {a.x + b.x, a.y + b.y}; }
 __device__ __forceinline__ cf csub(cf a, cf b) { return {a.x - b.x, a.y - b.y}; }
@@ -116,11 +118,10 @@ struct Layout {
   static constexpr int SIZE = padded(N * T);
   static __device__ __forceinline__ int at(int c, int x) { return pidx(INTERLEAVED ? x * T + c : c * N + x); }
   // at(c, x + d) - at(c, x) for the strides a stage uses: d * T (interleaved) or d (contiguous)
-  // is a multiple of 32, or x sits in a block of a size that divides 32 and d stays inside it,
-  // so the padding adds a constant and 16 accesses share one address register.
-  static constexpr __host__ __device__ int step(int d) {
-    return INTERLEAVED ? d * T + (d * T >> 5) : d + (d >> 5);
-  }
+  // is a multiple of 2^PAD_LOG, or x sits in a block of a size that divides it and d stays
+  // inside, so the padding adds a constant and R accesses share one address register
+  // (tests/test_long_host.py checks every instantiated stage).
+  static constexpr __host__ __device__ int step(int d) { return pidx(INTERLEAVED ? d * T : d); }
   // Work item -> (transform, butterfly): adjacent threads take adjacent addresses.
   static __device__ __forceinline__ void item(int it, int nb, int& c, int& b) {
     if (INTERLEAVED) {
@@ -147,7 +148,6 @@ __device__ __forceinline__ void stage(cf* buf, int tid, unsigned keep, In in = {
   constexpr int S = M / R;
   constexpr int NB = N / R;
   constexpr bool BLOCKED = M <= N / 16 && N >= 16;
-  static_assert(S % 32 == 0 || (32 % M == 0 || (32 % S == 0 && M % 32 == 0)), "Layout::step's condition");
 #pragma unroll 1
   for (int it = tid; it < T * NB; it += THREADS) {
     int c, b;

@@ -91,3 +91,32 @@ def test_split_table():
         assert n1 * c == max(lc.COL_POINTS, 8 * n1)
         assert lc.freq_index(n).shape == (n1, n2) if n <= 1 << 20 else True
     assert len(set(lc.all_name_expressions())) == len(lc.all_name_expressions())
+
+
+def _pidx(x):
+    return x + (x >> lc.PAD_LOG)
+
+
+def test_stage_address_steps():
+    """Layout::step: inside every instantiated stage, the padded address of element i of a
+    butterfly is the first element's plus a constant (one address register, immediate offsets)."""
+    layouts = set()
+    for n in lc.SUPPORTED_N:
+        n1, n2, c = lc.split(n)
+        layouts.add((n1, c, True))  # column tiles: element x of column t at x * C + t
+        layouts.add((n2, lc.rows_per_block(n2), False))  # rows: t * N2 + x
+    for size, t, interleaved in sorted(layouts):
+        m = size
+        for r in lc.radices(size):
+            s = m // r
+            col, b = np.meshgrid(np.arange(t), np.arange(size // r), indexing="ij")
+            base = (b // s) * m + b % s
+            for i in range(r):
+                x = base + i * s
+                d = i * s * t if interleaved else i * s
+                if interleaved:
+                    got = _pidx(x * t + col) - _pidx(base * t + col)
+                else:
+                    got = _pidx(col * size + x) - _pidx(col * size + base)
+                assert np.all(got == _pidx(d)), (size, t, interleaved, r, m, i)
+            m //= r
