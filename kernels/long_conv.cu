@@ -143,8 +143,10 @@ struct NoHook {
 // keep (frequency-sparse): bit j clear = positions [j N/16, (j+1) N/16) hold a zeroed
 // frequency class; a stage inside such a block (M <= N/16) is skipped. `in(c, x, v)` runs on
 // each element as it is read (cols_inv: the column twiddle, fused into its first stage).
-template <class LY, int N, int T, int R, int M, int SIGN, bool DIT, int THREADS, class In = NoHook>
-__device__ __forceinline__ void stage(cf* buf, int tid, unsigned keep, In in = {}) {
+// IO bit 0 / bit 1: read / write the elements from / to global rows g (element x of transform c
+// at g[c * N + x]) instead of buf (the row pass's outermost stages: no staging copies).
+template <class LY, int N, int T, int R, int M, int SIGN, bool DIT, int THREADS, class In = NoHook, int IO = 0>
+__device__ __forceinline__ void stage(cf* buf, int tid, unsigned keep, In in = {}, cf* g = nullptr) {
   constexpr int S = M / R;
   constexpr int NB = N / R;
   constexpr bool BLOCKED = M <= N / 16 && N >= 16;
@@ -156,17 +158,29 @@ __device__ __forceinline__ void stage(cf* buf, int tid, unsigned keep, In in = {
     const int base = (b / S) * M + j;
     if (BLOCKED && !((keep >> (base / (N / 16))) & 1u)) continue;
     cf* p = buf + LY::at(c, base);
+    float2* q = reinterpret_cast<float2*>(g) + (static_cast<long long>(c) * N + base);
     cf x[R];
 #pragma unroll
     for (int i = 0; i < R; ++i) {
-      x[i] = p[LY::step(i * S)];
+      if constexpr ((IO & 1) != 0) {
+        const float2 v = __ldcg(q + i * S);
+        x[i] = cf{v.x, v.y};
+      } else {
+        x[i] = p[LY::step(i * S)];
+      }
       in(c, base + i * S, x[i]);
     }
     if (DIT && M > R && j != 0) twiddle_powers<R>(x, twiddle<SIGN, M>(j));
     dft<R, SIGN>(x);
     if (!DIT && M > R && j != 0) twiddle_powers<R>(x, twiddle<SIGN, M>(j));
 #pragma unroll
-    for (int i = 0; i < R; ++i) p[LY::step(i * S)] = x[i];
+    for (int i = 0; i < R; ++i) {
+      if constexpr ((IO & 2) != 0) {
+        __stcg(q + i * S, make_float2(x[i].x, x[i].y));
+      } else {
+        p[LY::step(i * S)] = x[i];
+      }
+    }
   }
 }
 
@@ -543,19 +557,17 @@ __device__ __forceinline__ void rows(cf* __restrict__ ws, const cf* __restrict__
   }
   cf* data = ws + pl * (static_cast<long long>(N1) * N2) + static_cast<long long>(r0) * N2;
   const cf* filt = kf + (static_cast<long long>(h) * N1 + r0) * N2;
-#pragma unroll 8
-  for (int idx = tid; idx < ROWS * N2; idx += RC::THREADS) cp_async8(buf + LY::at(idx / N2, idx % N2), data + idx);
-  mc::cp_async_commit();
   if constexpr (RC::KSMEM) {
 #pragma unroll 8
     for (int idx = tid; idx < ROWS * N2; idx += RC::THREADS) cp_async8(kbuf + idx, filt + idx);
     mc::cp_async_commit();
-    mc::cp_async_wait<1>();  // the data; the filter may still be in flight
-  } else {
-    mc::cp_async_wait<0>();
   }
+  // The outermost stages read and write the rows in global memory directly (coalesced: adjacent
+  // threads take adjacent butterflies), so the row never takes a staging trip through buf.
+  constexpr int R1 = Radix<N2>::R;
+  stage<LY, N2, ROWS, R1, N2, -1, false, RC::THREADS, NoHook, 1>(buf, tid, 0xffffu, {}, data);
   __syncthreads();
-  fft_fwd<LY, N2, ROWS, N2, RC::THREADS, false>(buf, tid);
+  fft_fwd<LY, N2, ROWS, N2 / R1, RC::THREADS, false>(buf, tid);
   if constexpr (RC::KSMEM) {
     mc::cp_async_wait<0>();
     __syncthreads();
@@ -572,12 +584,8 @@ __device__ __forceinline__ void rows(cf* __restrict__ ws, const cf* __restrict__
     v = cmul(v, k);
   };
   fft_mid<LY, N2, ROWS, RC::THREADS>(buf, tid, filter);
-  fft_inv<LY, N2, ROWS, N2, RC::THREADS, false>(buf, tid);
-#pragma unroll 4
-  for (int idx = tid; idx < ROWS * N2; idx += RC::THREADS) {
-    const cf v = buf[LY::at(idx / N2, idx % N2)];
-    __stcg(reinterpret_cast<float2*>(data + idx), make_float2(v.x, v.y));
-  }
+  fft_inv<LY, N2, ROWS, N2 / R1, RC::THREADS, false>(buf, tid);
+  stage<LY, N2, ROWS, R1, N2, 1, true, RC::THREADS, NoHook, 2>(buf, tid, 0xffffu, {}, data);
 }
 
 }  // namespace lc
