@@ -141,12 +141,15 @@ struct NoHook {
 // Radix-R stage on blocks of size M of every transform. Forward (DIF): DFT over the R elements
 // j + i M/R, then twiddle w_M^(SIGN j q). Inverse (DIT, the mirror): twiddle first, then DFT.
 // keep (frequency-sparse): bit j clear = positions [j N/16, (j+1) N/16) hold a zeroed
-// frequency class; a stage inside such a block (M <= N/16) is skipped. `in(c, x, v)` runs on
-// each element as it is read (cols_inv: the column twiddle, fused into its first stage).
-// IO bit 0 / bit 1: read / write the elements from / to global rows g (element x of transform c
-// at g[c * N + x]) instead of buf (the row pass's outermost stages: no staging copies).
-template <class LY, int N, int T, int R, int M, int SIGN, bool DIT, int THREADS, class In = NoHook, int IO = 0>
-__device__ __forceinline__ void stage(cf* buf, int tid, unsigned keep, In in = {}, cf* g = nullptr) {
+// frequency class; a stage inside such a block (M <= N/16) is skipped (one that reads global
+// memory writes zeros to buf there instead: later stages read those positions).
+// IO bit 0 / bit 1: read / write the elements from / to global memory g instead of buf, element
+// x of transform c at g[c * N + x] (GXS = 1: whole rows) or g[x * GXS + c] (column tiles); the
+// passes' workspace side, so it never takes a staging trip through shared memory.
+// in(c, x, v) / out(c, x, v) run on each element as it is read / before it is written.
+template <class LY, int N, int T, int R, int M, int SIGN, bool DIT, int THREADS, int IO = 0, int GXS = 1,
+          class In = NoHook, class Out = NoHook>
+__device__ __forceinline__ void stage(cf* buf, int tid, unsigned keep, cf* g = nullptr, In in = {}, Out out = {}) {
   constexpr int S = M / R;
   constexpr int NB = N / R;
   constexpr bool BLOCKED = M <= N / 16 && N >= 16;
@@ -156,14 +159,22 @@ __device__ __forceinline__ void stage(cf* buf, int tid, unsigned keep, In in = {
     LY::item(it, NB, c, b);
     const int j = b % S;
     const int base = (b / S) * M + j;
-    if (BLOCKED && !((keep >> (base / (N / 16))) & 1u)) continue;
     cf* p = buf + LY::at(c, base);
-    float2* q = reinterpret_cast<float2*>(g) + (static_cast<long long>(c) * N + base);
+    if (BLOCKED && !((keep >> (base / (N / 16))) & 1u)) {
+      if constexpr ((IO & 1) != 0) {
+#pragma unroll
+        for (int i = 0; i < R; ++i) p[LY::step(i * S)] = cf{0.f, 0.f};
+      }
+      continue;
+    }
+    float2* q = reinterpret_cast<float2*>(g) +
+                (GXS == 1 ? static_cast<long long>(c) * N + base : static_cast<long long>(base) * GXS + c);
+    constexpr int QS = GXS == 1 ? S : S * GXS;  // global stride between the butterfly's elements
     cf x[R];
 #pragma unroll
     for (int i = 0; i < R; ++i) {
       if constexpr ((IO & 1) != 0) {
-        const float2 v = __ldcg(q + i * S);
+        const float2 v = __ldcg(q + static_cast<long long>(i) * QS);
         x[i] = cf{v.x, v.y};
       } else {
         x[i] = p[LY::step(i * S)];
@@ -175,8 +186,9 @@ __device__ __forceinline__ void stage(cf* buf, int tid, unsigned keep, In in = {
     if (!DIT && M > R && j != 0) twiddle_powers<R>(x, twiddle<SIGN, M>(j));
 #pragma unroll
     for (int i = 0; i < R; ++i) {
+      out(c, base + i * S, x[i]);
       if constexpr ((IO & 2) != 0) {
-        __stcg(q + i * S, make_float2(x[i].x, x[i].y));
+        __stcg(q + static_cast<long long>(i) * QS, make_float2(x[i].x, x[i].y));
       } else {
         p[LY::step(i * S)] = x[i];
       }
@@ -222,7 +234,7 @@ __device__ __forceinline__ void fft_inv(cf* buf, int tid, unsigned keep = 0xffff
       stage<LY, N, T, R, M, 1, true, THREADS>(buf, tid, keep);
       __syncthreads();
     } else if constexpr (FIRST) {
-      stage<LY, N, T, R, M, 1, true, THREADS>(buf, tid, keep, in);
+      stage<LY, N, T, R, M, 1, true, THREADS, 0, 1, In>(buf, tid, keep, nullptr, in);
       __syncthreads();
     }
   }
@@ -253,13 +265,6 @@ __device__ __forceinline__ void fft_mid(cf* buf, int tid, Mul mul) {
   __syncthreads();
 }
 
-// Row class of position r of a size-N1 column transform's output (N1 >= 256): r / (N1 / 16).
-template <int N1>
-__device__ __forceinline__ bool kept_row(unsigned keep, int r) {
-  static_assert(N1 >= 256, "one frequency class per row group needs N1 / 16 >= 16 rows");
-  return (keep >> (r / (N1 / 16))) & 1u;
-}
-
 // Frequency held at position s after fft_fwd of size M (the permutation long.py mirrors):
 // the first stage's output digit q sits at s / (M / R) and is the lowest digit of f.
 template <int M>
@@ -288,7 +293,11 @@ __device__ __forceinline__ Seq pair_seq(long long p, int B, int BP, long long sb
 
 template <int N1, int N2, int C>
 struct ColCfg {
+  // one frequency class per block of N1 / 16 rows, each at least the innermost stage's radix
+  static_assert(N1 >= 256, "column transforms of at least 256 points");
   static constexpr int N = N1 * N2;
+  // the innermost column stage reads / writes ws itself (radix 16; see cols_fwd)
+  static constexpr bool DIRECT = Inner<N1>::R == 16;
   static constexpr int THREADS = 256;
   using LY = Layout<N1, C, true>;
   static constexpr int SMEM = LY::SIZE * 8;
@@ -432,17 +441,28 @@ __device__ __forceinline__ void cols_fwd(const u16* __restrict__ u, const u16* _
     }
   }
   __syncthreads();
-  fft_fwd<LY, N1, C, N1, CC::THREADS>(buf, tid, keep);
-  cf* out = ws + pl * CC::N;
+  // Twiddle w_N^(n2 k1) (n2 k1 < N: no reduction) and store to ws; zeroed classes are never
+  // stored. With a radix-16 innermost stage (N1 = 256) that stage does it straight from its
+  // registers (coalesced: adjacent threads take adjacent columns); a radix-2/4/8 one measured
+  // slower that way (4M: N1 = 512), so there the tile goes through shared memory first.
+  constexpr int RI = Inner<N1>::R;
+  const auto tw = [c0](int c, int r, cf& v) { v = cmul(v, twiddle<-1, CC::N>((c0 + c) * digit_rev<N1>(r))); };
+  if constexpr (CC::DIRECT) {
+    fft_fwd<LY, N1, C, N1, CC::THREADS, false>(buf, tid, keep);
+    stage<LY, N1, C, RI, RI, -1, false, CC::THREADS, 2, N2, NoHook, decltype(tw)>(buf, tid, keep, ws + pl * CC::N + c0,
+                                                                                   {}, tw);
+  } else {
+    fft_fwd<LY, N1, C, N1, CC::THREADS>(buf, tid, keep);
+    cf* out = ws + pl * CC::N + c0;
 #pragma unroll 4
-  for (int task = tid; task < N1 * C / 2; task += CC::THREADS) {
-    const int r = task / (C / 2), c = (task % (C / 2)) * 2;
-    if (!kept_row<N1>(keep, r)) continue;  // a zeroed class: never read back
-    const int n2 = c0 + c;
-    const int k1 = digit_rev<N1>(r);  // n2 * k1 < N: no reduction
-    const cf a = cmul(buf[LY::at(c, r)], twiddle<-1, CC::N>(n2 * k1));
-    const cf b = cmul(buf[LY::at(c + 1, r)], twiddle<-1, CC::N>((n2 + 1) * k1));
-    __stcg(reinterpret_cast<float4*>(out + static_cast<long long>(r) * N2 + n2), make_float4(a.x, a.y, b.x, b.y));
+    for (int task = tid; task < N1 * C / 2; task += CC::THREADS) {
+      const int r = task / (C / 2), c = (task % (C / 2)) * 2;
+      if (!((keep >> (r / (N1 / 16))) & 1u)) continue;  // a zeroed class: never read back
+      cf a = buf[LY::at(c, r)], b = buf[LY::at(c + 1, r)];
+      tw(c, r, a);
+      tw(c + 1, r, b);
+      __stcg(reinterpret_cast<float4*>(out + static_cast<long long>(r) * N2 + c), make_float4(a.x, a.y, b.x, b.y));
+    }
   }
 }
 
@@ -463,22 +483,31 @@ __device__ __forceinline__ void cols_inv(const cf* __restrict__ ws, const u16* _
   const Seq sy = pair_seq(pair0 + pl, B, BP, ysb, ysh);
   const Seq sq = pair_seq(pair0 + pl, B, BP, qsb, qsh);
   const int c0 = blockIdx.y * C;
-  const cf* in = ws + pl * CC::N;
-#pragma unroll 8
-  for (int idx = tid; idx < N1 * C; idx += CC::THREADS) {
-    const int r = idx / C, c = idx % C;
-    if (kept_row<N1>(keep, r)) {
-      cp_async8(buf + LY::at(c, r), in + static_cast<long long>(r) * N2 + c0 + c);
-    } else {
-      buf[LY::at(c, r)] = cf{0.f, 0.f};  // zeroed class: rows not written by the other passes
-    }
-  }
-  mc::cp_async_commit();
-  mc::cp_async_wait<0>();
-  __syncthreads();
-  // twiddle back, w_N^(n2 k1), as the innermost inverse stage reads each element
+  // Twiddle back, w_N^(n2 k1), as the innermost inverse stage reads each element. With a
+  // radix-16 innermost stage (CC::DIRECT) it reads ws straight from global memory (zeros for the
+  // zeroed classes' rows, which the other passes never write); otherwise cp.async stages the tile.
+  constexpr int RI = Inner<N1>::R;
   const auto untwiddle = [c0](int c, int r, cf& v) { v = cmul(v, twiddle<1, CC::N>((c0 + c) * digit_rev<N1>(r))); };
-  fft_inv<LY, N1, C, N1, CC::THREADS>(buf, tid, keep, untwiddle);
+  cf* in = const_cast<cf*>(ws) + pl * CC::N + c0;  // read only
+  if constexpr (CC::DIRECT) {
+    stage<LY, N1, C, RI, RI, 1, true, CC::THREADS, 1, N2, decltype(untwiddle)>(buf, tid, keep, in, untwiddle);
+  } else {
+#pragma unroll 8
+    for (int idx = tid; idx < N1 * C; idx += CC::THREADS) {
+      const int r = idx / C, c = idx % C;
+      if ((keep >> (r / (N1 / 16))) & 1u) {
+        cp_async8(buf + LY::at(c, r), in + static_cast<long long>(r) * N2 + c);
+      } else {
+        buf[LY::at(c, r)] = cf{0.f, 0.f};
+      }
+    }
+    mc::cp_async_commit();
+    mc::cp_async_wait<0>();
+    __syncthreads();
+    stage<LY, N1, C, RI, RI, 1, true, CC::THREADS, 0, 1, decltype(untwiddle)>(buf, tid, keep, nullptr, untwiddle);
+  }
+  __syncthreads();
+  fft_inv<LY, N1, C, N1, CC::THREADS, false>(buf, tid, keep);
   const bool two = sy.off1 >= 0;
   u16* y0 = y + sy.off0;
   u16* y1 = y + (two ? sy.off1 : sy.off0);
@@ -565,7 +594,7 @@ __device__ __forceinline__ void rows(cf* __restrict__ ws, const cf* __restrict__
   // The outermost stages read and write the rows in global memory directly (coalesced: adjacent
   // threads take adjacent butterflies), so the row never takes a staging trip through buf.
   constexpr int R1 = Radix<N2>::R;
-  stage<LY, N2, ROWS, R1, N2, -1, false, RC::THREADS, NoHook, 1>(buf, tid, 0xffffu, {}, data);
+  stage<LY, N2, ROWS, R1, N2, -1, false, RC::THREADS, 1>(buf, tid, 0xffffu, data);
   __syncthreads();
   fft_fwd<LY, N2, ROWS, N2 / R1, RC::THREADS, false>(buf, tid);
   if constexpr (RC::KSMEM) {
@@ -585,7 +614,7 @@ __device__ __forceinline__ void rows(cf* __restrict__ ws, const cf* __restrict__
   };
   fft_mid<LY, N2, ROWS, RC::THREADS>(buf, tid, filter);
   fft_inv<LY, N2, ROWS, N2 / R1, RC::THREADS, false>(buf, tid);
-  stage<LY, N2, ROWS, R1, N2, 1, true, RC::THREADS, NoHook, 2>(buf, tid, 0xffffu, {}, data);
+  stage<LY, N2, ROWS, R1, N2, 1, true, RC::THREADS, 2>(buf, tid, 0xffffu, data);
 }
 
 }  // namespace lc
