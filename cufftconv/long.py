@@ -25,7 +25,12 @@ SUPPORTED_N: tuple[int, ...] = tuple(1 << e for e in range(16, 25))
 DTYPES = ("float16", "bfloat16")
 KERNEL_FILE = "long_conv.cu"
 COL_POINTS = 8192  # points per column tile (N1 * C): 64 KiB of complex fp32
-MAX_ROW = 8192  # longest row kept on chip (64 KiB of complex fp32: 3 blocks per SM)
+# Longest row kept on chip, largest first: 16384 (128 KiB of complex fp32, one 512-thread block
+# per SM; from FFT 4M up) measured 10-14 % faster than 8192 at 4M on an H200 (the column tiles
+# get 32 columns and a radix-16 innermost stage); 8192 (3 blocks of 256 per SM) is the choice
+# where the 16K row's shared memory does not fit (99 KB parts). See row_limit.
+ROW_CHOICES = (16384, 8192)
+MAX_ROW = ROW_CHOICES[0]
 # Launch groups: a workspace of CHUNK_BYTES per group, STREAMS groups in flight on side streams
 # (the groups' passes overlap). Measured on an H200 with benchmarks/long_dev.py (2026-11-22,
 # results/h200-2026-11-22-long-*sweep*.log): 24 MiB groups cost 2-3 ms of host time per call
@@ -37,7 +42,7 @@ STREAMS = 2
 _DT_CODE = {"float16": 0, "bfloat16": 1}
 _LOCK = threading.Lock()  # the side streams
 _MODULES: OnceCache[dict] = OnceCache()  # (device, arch, configuration) -> kernels
-_ORDER: OnceCache[tuple] = OnceCache()  # (device, n) -> hermitian_order(freq_index(n)) there
+_ORDER: OnceCache[tuple] = OnceCache()  # (device, n, max_row) -> hermitian_order(freq_index) there
 
 
 def _check_n(n: int) -> None:
@@ -52,10 +57,12 @@ def _check_dtype(dtype: str) -> None:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
 
 
-def split(n: int) -> tuple[int, int, int]:
-    """(N1, N2, C): column DFT size, row DFT size, columns per column tile."""
+def split(n: int, max_row: int = MAX_ROW) -> tuple[int, int, int]:
+    """(N1, N2, C): column DFT size, row DFT size (at most ``max_row``), columns per tile."""
     _check_n(n)
-    n2 = min(n // 256, MAX_ROW)
+    if max_row not in ROW_CHOICES:
+        raise ValueError(f"max_row must be one of {ROW_CHOICES}, got {max_row!r}")
+    n2 = min(n // 256, max_row)
     n1 = n // n2
     return n1, n2, max(8, COL_POINTS // n1)  # tiles load 8 columns at a time
 
@@ -64,8 +71,8 @@ def rows_per_block(n2: int) -> int:
     return 1 if n2 >= 4096 else 4096 // n2
 
 
-def threads(kind: str, n: int) -> int:
-    return 512 if kind == "rows" and split(n)[1] >= 16384 else 256
+def threads(kind: str, n: int, max_row: int = MAX_ROW) -> int:
+    return 512 if kind == "rows" and split(n, max_row)[1] >= 16384 else 256
 
 
 PAD_LOG = 4  # kernels/long_conv.cu: one float2 of shared-memory padding every 2**PAD_LOG
@@ -75,16 +82,30 @@ def _padded(m: int) -> int:
     return m + (m >> PAD_LOG)
 
 
-def shared_bytes(n: int) -> dict[str, int]:
+def shared_bytes(n: int, max_row: int = MAX_ROW) -> dict[str, int]:
     """Dynamic shared memory (bytes) of each pass's block."""
-    n1, n2, c = split(n)
+    n1, n2, c = split(n, max_row)
     points = n2 * rows_per_block(n2)
     staged = points * 8 if points <= 4096 else 0  # filter rows staged with the data (RowCfg)
     return {"cols": _padded(n1 * c) * 8, "rows": _padded(points) * 8 + staged}
 
 
-def max_shared_bytes(n: int) -> int:
-    return max(shared_bytes(n).values())
+def max_shared_bytes(n: int, max_row: int = MAX_ROW) -> int:
+    return max(shared_bytes(n, max_row).values())
+
+
+def min_shared_bytes(n: int) -> int:
+    """Shared memory per block of the leanest row choice: what a device must offer at all."""
+    return min(max_shared_bytes(n, r) for r in ROW_CHOICES)
+
+
+def row_limit(n: int, smem_per_block: int | None) -> int:
+    """The longest row choice whose kernels fit ``smem_per_block`` bytes (None: the first);
+    the leanest when none fits (dispatch has then routed the call elsewhere)."""
+    for r in ROW_CHOICES:
+        if smem_per_block is None or max_shared_bytes(n, r) <= smem_per_block:
+            return r
+    return ROW_CHOICES[-1]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -116,9 +137,9 @@ def digit_rev(m: int) -> np.ndarray:
 
 
 @cache
-def freq_index(n: int) -> np.ndarray:
+def freq_index(n: int, max_row: int = MAX_ROW) -> np.ndarray:
     """Frequency at (row position r, column position s) of the row pass: (N1, N2) int64."""
-    n1, n2, _ = split(n)
+    n1, n2, _ = split(n, max_row)
     return digit_rev(n1)[:, None] + n1 * digit_rev(n2)[None, :]
 
 
@@ -129,10 +150,12 @@ def _flag(b: bool) -> str:
     return "true" if b else "false"
 
 
-def name_expressions(n: int, dtype: str, pregate: bool, postgate: bool) -> dict[str, str]:
-    """The three instantiations a LongConv(n, dtype, pregate, postgate) launches."""
+def name_expressions(
+    n: int, dtype: str, pregate: bool, postgate: bool, max_row: int = MAX_ROW
+) -> dict[str, str]:
+    """The three instantiations a LongConv(n, dtype, pregate, postgate, max_row) launches."""
     _check_dtype(dtype)
-    n1, n2, c = split(n)
+    n1, n2, c = split(n, max_row)
     dt = _DT_CODE[dtype]
     return {
         "cols_fwd": f"long_cols_fwd<{n1}, {n2}, {c}, {dt}, {_flag(pregate)}>",
@@ -146,7 +169,8 @@ def all_name_expressions() -> list[str]:
     for n in SUPPORTED_N:
         for dt in DTYPES:
             for gate in (False, True):
-                names.update(dict.fromkeys(name_expressions(n, dt, gate, gate).values()))
+                for r in ROW_CHOICES:
+                    names.update(dict.fromkeys(name_expressions(n, dt, gate, gate, r).values()))
     return list(names)
 
 
@@ -165,12 +189,12 @@ def _cupy():
     return cupy
 
 
-def _build(n: int, dtype: str, pregate: bool, postgate: bool) -> dict:
-    names = name_expressions(n, dtype, pregate, postgate)
+def _build(n: int, dtype: str, pregate: bool, postgate: bool, max_row: int) -> dict:
+    names = name_expressions(n, dtype, pregate, postgate, max_row)
     mod = _cupy().RawModule(
         code=kernel_source(), options=compile_options(), name_expressions=list(names.values())
     )
-    smem = shared_bytes(n)
+    smem = shared_bytes(n, max_row)
     kernels: dict = {"module": mod}
     for role, name in names.items():
         kern = mod.get_function(name)
@@ -181,18 +205,18 @@ def _build(n: int, dtype: str, pregate: bool, postgate: bool) -> dict:
     return kernels
 
 
-def _get_kernels(n: int, dtype: str, pregate: bool, postgate: bool) -> dict:
+def _get_kernels(n: int, dtype: str, pregate: bool, postgate: bool, max_row: int) -> dict:
     """{role: (RawKernel, shared bytes)} for one configuration, compiled once per device/arch."""
     dev = _cupy().cuda.Device()
-    key = (dev.id, dev.compute_capability, n, dtype, pregate, postgate)
-    return _MODULES.get(key, lambda: _build(n, dtype, pregate, postgate))
+    key = (dev.id, dev.compute_capability, n, dtype, pregate, postgate, max_row)
+    return _MODULES.get(key, lambda: _build(n, dtype, pregate, postgate, max_row))
 
 
-def _gpu_order(n: int) -> tuple:
+def _gpu_order(n: int, max_row: int) -> tuple:
     cp = _cupy()
     return _ORDER.get(
-        (cp.cuda.Device().id, n),
-        lambda: tuple(cp.asarray(a) for a in hermitian_order(freq_index(n), n)),
+        (cp.cuda.Device().id, n, max_row),
+        lambda: tuple(cp.asarray(a) for a in hermitian_order(freq_index(n, max_row), n)),
     )
 
 
@@ -216,11 +240,22 @@ class LongConv(FamilyConv):
         pregate: bool,
         postgate: bool,
         freq_mask: tuple[bool, ...] | None = None,
+        max_row: int | None = None,
     ) -> None:
         _check_n(n)
         _check_dtype(dtype)
         self._configure(n, dtype, pregate, postgate, freq_mask)
-        self.n1, self.n2, self.c = split(n)
+        if max_row is None:  # the longest row whose kernels fit the current device, if any
+            from .device import device_info, gpu_available
+
+            smem = (
+                device_info(_cupy().cuda.Device().id).smem_per_block_optin
+                if gpu_available()
+                else None
+            )
+            max_row = row_limit(n, smem)
+        self.max_row = max_row
+        self.n1, self.n2, self.c = split(n, max_row)
         self.rows = rows_per_block(self.n2)
         mask = self.freq_mask or (True,) * 16
         self.keep = sum(1 << j for j, kept in enumerate(mask) if kept)
@@ -235,7 +270,7 @@ class LongConv(FamilyConv):
         h, n = k.shape[0], self.n
         out = cp.empty((h, self.n1, self.n2), dtype=cp.complex64)
         flat = out.reshape(h, n)
-        for h0, h1, kk in ordered_spectra(k, n, _gpu_order(n), cp):
+        for h0, h1, kk in ordered_spectra(k, n, _gpu_order(n, self.max_row), cp):
             flat[h0:h1] = kk * (1.0 / n)
         if self.freq_mask is not None:  # row r holds class r // (N1 / 16) (freq_index)
             rows = np.asarray(self.freq_mask, dtype=np.float32).repeat(self.n1 // 16)
@@ -283,7 +318,7 @@ class LongConv(FamilyConv):
             raise ValueError("kf must be C-contiguous")
         if op.empty:
             return
-        ks = _get_kernels(n, self.dtype, self.pregate, self.postgate)
+        ks = _get_kernels(n, self.dtype, self.pregate, self.postgate, self.max_row)
         npairs = ((b + 1) // 2) * h
         chunk = self.chunk_pairs(npairs, chunk_bytes)
         groups = [(p0, min(chunk, npairs - p0)) for p0 in range(0, npairs, chunk)]
@@ -293,7 +328,7 @@ class LongConv(FamilyConv):
         post = postgate if postgate is not None else y
         i32, i64, keep = np.int32, np.int64, np.uint32(self.keep)
         (fwd, s_cols), (rows, s_rows), (inv, _) = ks["cols_fwd"], ks["rows"], ks["cols_inv"]
-        t_rows = threads("rows", n)
+        t_rows = threads("rows", n, self.max_row)
 
         def launches(p0: int, m: int, w) -> list[tuple]:
             tiles = (m, self.n2 // self.c)
@@ -378,7 +413,9 @@ __all__ = [
     "freq_index",
     "kernel_source",
     "max_shared_bytes",
+    "min_shared_bytes",
     "name_expressions",
+    "row_limit",
     "shared_bytes",
     "split",
 ]

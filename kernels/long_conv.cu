@@ -551,6 +551,8 @@ template <int N2>
 struct RowCfg {
   static constexpr int ROWS = N2 >= 4096 ? 1 : 4096 / N2;  // rows per block: >= 4096 points
   static constexpr int THREADS = N2 >= 16384 ? 512 : 256;
+  // blocks per SM the registers are sized for (80 per thread at 3 x 256; a 16K row fills an SM)
+  static constexpr int MINB = N2 >= 16384 ? 1 : 3;
   using LY = Layout<N2, ROWS, false>;
   // The filter rows are staged in shared memory too while that keeps 3 blocks per SM.
   static constexpr bool KSMEM = ROWS * N2 <= 4096;
@@ -627,7 +629,7 @@ __global__ void __launch_bounds__(256, 3) long_cols_fwd(const unsigned short* u,
 }
 
 template <int N1, int N2>
-__global__ void __launch_bounds__(lc::RowCfg<N2>::THREADS, 3) long_rows(lc::cf* ws, const lc::cf* kf, int B,
+__global__ void __launch_bounds__(lc::RowCfg<N2>::THREADS, lc::RowCfg<N2>::MINB) long_rows(lc::cf* ws, const lc::cf* kf, int B,
                                                                      long long pair0, unsigned keep) {
   lc::rows<N1, N2>(ws, kf, B, pair0, keep);
 }

@@ -74,9 +74,13 @@ def test_broadcast_k_other_than_channels_falls_back():
 
 
 def test_shared_memory_limit_picks_what_fits():
-    # The long kernels need at most ~68 KB up to 2**23 and 135 KB at 2**24 (8-column tiles).
-    assert lc.max_shared_bytes(1 << 23) <= RTX.smem_per_block_optin
-    assert lc.max_shared_bytes(1 << 24) > RTX.smem_per_block_optin
+    # From 2**22 up the long kernels prefer 16K rows (136 KB); on a 99 KB part they take 8K rows
+    # (~68 KB up to 2**23), and 2**24 needs 136 KB column tiles either way.
+    assert lc.max_shared_bytes(1 << 22, 16384) > RTX.smem_per_block_optin
+    assert lc.row_limit(1 << 22, RTX.smem_per_block_optin) == 8192
+    assert lc.row_limit(1 << 22, H200.smem_per_block_optin) == 16384
+    assert lc.min_shared_bytes(1 << 23) <= RTX.smem_per_block_optin
+    assert lc.min_shared_bytes(1 << 24) > RTX.smem_per_block_optin
     assert route(spec(1 << 22, mode="causal"), RTX) == "long-monarch"
     big = spec(1 << 24, mode="circular")
     assert "shared memory" in long_row.accepts(big, RTX)

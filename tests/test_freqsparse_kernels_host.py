@@ -63,9 +63,10 @@ def test_dense_has_no_tile_schedule():
 
 
 @pytest.mark.parametrize("n", lc.SUPPORTED_N)
-def test_long_rows_hold_one_class(n):
-    n1, n2, _ = lc.split(n)
-    f = lc.freq_index(n).reshape(n1, n2) % 16
+@pytest.mark.parametrize("max_row", lc.ROW_CHOICES)
+def test_long_rows_hold_one_class(n, max_row):
+    n1, n2, _ = lc.split(n, max_row)
+    f = lc.freq_index(n, max_row).reshape(n1, n2) % 16
     assert (f == (np.arange(n1) // (n1 // 16))[:, None]).all()
 
 

@@ -162,6 +162,23 @@ def test_chunking_gives_same_result(rng, chunk_bytes, streams):
     assert bool((y1.view(cp.uint16) == y2.view(cp.uint16)).all())
 
 
+@pytest.mark.parametrize("max_row", long.ROW_CHOICES)
+def test_each_row_length_at_4m(rng, max_row):
+    """Both row lengths (16K rows where they fit, 8K rows on 99 KB parts) against float64."""
+    n = 1 << 22
+    conv = long.LongConv(n, "float16", pregate=True, postgate=True, max_row=max_row)
+    assert conv.n2 == min(max_row, n // 256)
+    u, pre, post = (rng.standard_normal((1, 2, n)).astype(np.float16) for _ in range(3))
+    k = rng.standard_normal((2, 5000)).astype(np.float32)
+    kf = conv.filter_spectrum(cp.asarray(k))
+    y = cp.full((1, 2, n), np.nan, dtype=np.float16)
+    g = {"pregate": cp.asarray(pre), "postgate": cp.asarray(post)}
+    conv(cp.asarray(u), kf, y, L=n, out_offset=0, Lout=n, **g)
+    x = u.astype(np.float64) * pre.astype(np.float64)
+    want = _ref(x, k.astype(np.float64), "circular") * post.astype(np.float64)
+    assert rel_err(y.get(), want) <= TOL["float16"]
+
+
 # ------------------------------------------------------------------------------------------------
 # Hardening on the long route (issue #7's checks for this family)
 # ------------------------------------------------------------------------------------------------

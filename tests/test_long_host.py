@@ -86,10 +86,13 @@ def test_three_pass_circular(n, rng):
 
 def test_split_table():
     for n in lc.SUPPORTED_N:
-        n1, n2, c = lc.split(n)
-        assert n1 * n2 == n and n2 <= lc.MAX_ROW and c % 8 == 0 and n2 % c == 0
-        assert n1 * c == max(lc.COL_POINTS, 8 * n1)
-        assert lc.freq_index(n).shape == (n1, n2) if n <= 1 << 20 else True
+        for r in lc.ROW_CHOICES:
+            n1, n2, c = lc.split(n, r)
+            assert n1 * n2 == n and n2 <= r and c % 8 == 0 and n2 % c == 0
+            assert n1 * c == max(lc.COL_POINTS, 8 * n1)
+            assert lc.freq_index(n, r).shape == (n1, n2) if n <= 1 << 20 else True
+    with pytest.raises(ValueError, match="max_row"):
+        lc.split(1 << 22, 4096)
     assert len(set(lc.all_name_expressions())) == len(lc.all_name_expressions())
 
 
@@ -102,9 +105,10 @@ def test_stage_address_steps():
     butterfly is the first element's plus a constant (one address register, immediate offsets)."""
     layouts = set()
     for n in lc.SUPPORTED_N:
-        n1, n2, c = lc.split(n)
-        layouts.add((n1, c, True))  # column tiles: element x of column t at x * C + t
-        layouts.add((n2, lc.rows_per_block(n2), False))  # rows: t * N2 + x
+        for r in lc.ROW_CHOICES:
+            n1, n2, c = lc.split(n, r)
+            layouts.add((n1, c, True))  # column tiles: element x of column t at x * C + t
+            layouts.add((n2, lc.rows_per_block(n2), False))  # rows: t * N2 + x
     for size, t, interleaved in sorted(layouts):
         m = size
         for r in lc.radices(size):

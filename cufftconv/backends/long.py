@@ -31,7 +31,7 @@ def accepts(spec: ConvSpec, dev: DeviceInfo | None) -> str | None:
 
     sizes = f"{long.MIN_N}..{long.MAX_N}"
     return family_reason(
-        spec, dev, "long", long.DTYPES, fft_size(spec), long.max_shared_bytes, sizes
+        spec, dev, "long", long.DTYPES, fft_size(spec), long.min_shared_bytes, sizes
     )
 
 
@@ -51,5 +51,6 @@ class LongExecutor(FusedExecutor):
             pregate=spec.pregate_dtype is not None,
             postgate=spec.postgate_dtype is not None,
             freq_mask=spec.freq_mask,
+            max_row=None if dev is None else long.row_limit(self.n, dev.smem_per_block_optin),
         )
         self.k_used = min(spec.Lk, spec.L) if spec.mode == "causal" else spec.Lk
