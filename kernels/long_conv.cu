@@ -79,7 +79,9 @@ __device__ __forceinline__ constexpr float sin16(int k) { return cos16(k - 4); }
 
 // x_q <- sum_i x_i exp(SIGN 2 pi i iq / R), natural order in and out (radix-2 DIF in registers,
 // then a compile-time bit-reversal, which is only register renaming).
-template <int R, int SIGN>
+// ZIN: x[R/2 ..] are zero (the first level only copies). HOUT: only outputs q < R/2 are
+// needed (q = bit-reversed p: the last level's odd p are skipped).
+template <int R, int SIGN, bool ZIN = false, bool HOUT = false>
 __device__ __forceinline__ void dft(cf (&x)[R]) {
 #pragma unroll
   for (int span = R; span >= 2; span >>= 1) {
@@ -88,8 +90,10 @@ __device__ __forceinline__ void dft(cf (&x)[R]) {
 #pragma unroll
       for (int j = 0; j < span / 2; ++j) {
         const cf a = x[blk + j], b = x[blk + j + span / 2];
-        x[blk + j] = cadd(a, b);
-        const cf d = csub(a, b);
+        const bool copy = ZIN && span == R;  // b == 0
+        x[blk + j] = copy ? a : cadd(a, b);
+        if (HOUT && span == 2) continue;
+        const cf d = copy ? a : csub(a, b);
         const int k = j * (16 / span);
         const float c = cos16(k), s = SIGN * sin16(k);
         // k = 0 and k = 4 (times -/+i) are exact swaps: x * 0 cannot be folded away in IEEE.
@@ -147,9 +151,12 @@ struct NoHook {
 // x of transform c at g[c * N + x] (GXS = 1: whole rows) or g[x * GXS + c] (column tiles); the
 // passes' workspace side, so it never takes a staging trip through shared memory.
 // in(c, x, v) / out(c, x, v) run on each element as it is read / before it is written.
+// HALF (outermost stages, M = N, of causal transforms): 1 = positions [N/2, N) hold zeros and
+// are not read; 2 = only positions [0, N/2) are written.
 template <class LY, int N, int T, int R, int M, int SIGN, bool DIT, int THREADS, int IO = 0, int GXS = 1,
-          class In = NoHook, class Out = NoHook>
+          class In = NoHook, class Out = NoHook, int HALF = 0>
 __device__ __forceinline__ void stage(cf* buf, int tid, unsigned keep, cf* g = nullptr, In in = {}, Out out = {}) {
+  static_assert(HALF == 0 || (M == N && R == 16), "half stages are outermost radix-16 stages");
   constexpr int S = M / R;
   constexpr int NB = N / R;
   constexpr bool BLOCKED = M <= N / 16 && N >= 16;
@@ -173,6 +180,10 @@ __device__ __forceinline__ void stage(cf* buf, int tid, unsigned keep, cf* g = n
     cf x[R];
 #pragma unroll
     for (int i = 0; i < R; ++i) {
+      if (HALF == 1 && i >= R / 2) {
+        x[i] = cf{0.f, 0.f};
+        continue;
+      }
       if constexpr ((IO & 1) != 0) {
         const float2 v = __ldcg(q + static_cast<long long>(i) * QS);
         x[i] = cf{v.x, v.y};
@@ -182,10 +193,11 @@ __device__ __forceinline__ void stage(cf* buf, int tid, unsigned keep, cf* g = n
       in(c, base + i * S, x[i]);
     }
     if (DIT && M > R && j != 0) twiddle_powers<R>(x, twiddle<SIGN, M>(j));
-    dft<R, SIGN>(x);
+    dft<R, SIGN, HALF == 1, HALF == 2>(x);
     if (!DIT && M > R && j != 0) twiddle_powers<R>(x, twiddle<SIGN, M>(j));
 #pragma unroll
     for (int i = 0; i < R; ++i) {
+      if (HALF == 2 && i >= R / 2) continue;
       out(c, base + i * S, x[i]);
       if constexpr ((IO & 2) != 0) {
         __stcg(q + static_cast<long long>(i) * QS, make_float2(x[i].x, x[i].y));
@@ -380,6 +392,7 @@ __device__ __forceinline__ void cols_fwd(const u16* __restrict__ u, const u16* _
   static_assert(N1 * CH % CC::THREADS == 0 && TASKS % G == 0, "whole rounds of G tasks per thread");
   constexpr int NW = PRE ? 4 : 2;  // vectors per task: u0, u1 (, pre0, pre1)
   const bool vall = vu0 && vu1 && (!PRE || (vp0 && vp1));
+  const bool causal = L <= CC::N / 2;  // rows n1 >= N1 / 2 are zero: never stored, never read
 #pragma unroll 1
   for (int t0 = 0; t0 < TASKS; t0 += G) {
     uint4 w[G][NW];
@@ -401,6 +414,7 @@ __device__ __forceinline__ void cols_fwd(const u16* __restrict__ u, const u16* _
     for (int g = 0; g < G; ++g) {
       const int task = tid + (t0 + g) * CC::THREADS;
       const int n1 = task / CH, c = (task % CH) * 8;
+      if (causal && n1 >= N1 / 2) continue;
       const int n = n1 * N2 + c0 + c;
       float re[8], im[8];
       if (fast[g]) {
@@ -447,12 +461,18 @@ __device__ __forceinline__ void cols_fwd(const u16* __restrict__ u, const u16* _
   // slower that way (4M: N1 = 512), so there the tile goes through shared memory first.
   constexpr int RI = Inner<N1>::R;
   const auto tw = [c0](int c, int r, cf& v) { v = cmul(v, twiddle<-1, CC::N>((c0 + c) * digit_rev<N1>(r))); };
+  if (causal) {
+    stage<LY, N1, C, 16, N1, -1, false, CC::THREADS, 0, 1, NoHook, NoHook, 1>(buf, tid, keep);
+  } else {
+    stage<LY, N1, C, 16, N1, -1, false, CC::THREADS>(buf, tid, keep);
+  }
+  __syncthreads();
   if constexpr (CC::DIRECT) {
-    fft_fwd<LY, N1, C, N1, CC::THREADS, false>(buf, tid, keep);
+    fft_fwd<LY, N1, C, N1 / 16, CC::THREADS, false>(buf, tid, keep);
     stage<LY, N1, C, RI, RI, -1, false, CC::THREADS, 2, N2, NoHook, decltype(tw)>(buf, tid, keep, ws + pl * CC::N + c0,
                                                                                    {}, tw);
   } else {
-    fft_fwd<LY, N1, C, N1, CC::THREADS>(buf, tid, keep);
+    fft_fwd<LY, N1, C, N1 / 16, CC::THREADS>(buf, tid, keep);
     cf* out = ws + pl * CC::N + c0;
 #pragma unroll 4
     for (int task = tid; task < N1 * C / 2; task += CC::THREADS) {
@@ -507,7 +527,13 @@ __device__ __forceinline__ void cols_inv(const cf* __restrict__ ws, const u16* _
     stage<LY, N1, C, RI, RI, 1, true, CC::THREADS, 0, 1, decltype(untwiddle)>(buf, tid, keep, nullptr, untwiddle);
   }
   __syncthreads();
-  fft_inv<LY, N1, C, N1, CC::THREADS, false>(buf, tid, keep);
+  fft_inv<LY, N1, C, N1 / 16, CC::THREADS, false>(buf, tid, keep);
+  if (out_offset >= 0 && out_offset + Lout <= CC::N / 2) {  // causal: outputs m1 >= N1 / 2 unused
+    stage<LY, N1, C, 16, N1, 1, true, CC::THREADS, 0, 1, NoHook, NoHook, 2>(buf, tid, keep);
+  } else {
+    stage<LY, N1, C, 16, N1, 1, true, CC::THREADS>(buf, tid, keep);
+  }
+  __syncthreads();
   const bool two = sy.off1 >= 0;
   u16* y0 = y + sy.off0;
   u16* y1 = y + (two ? sy.off1 : sy.off0);
