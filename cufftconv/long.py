@@ -36,8 +36,10 @@ MAX_ROW = ROW_CHOICES[0]
 # results/h200-2026-11-22-long-*sweep*.log): 24 MiB groups cost 2-3 ms of host time per call
 # (3 launches per group) and left frequency-sparse calls host-bound; 64 MiB groups take ~1 ms,
 # are within -5..+3 % of 24 MiB on dense calls and the fastest or within 2 % on 75 %-sparse ones.
+# After the afternoon's leaner passes, 3 groups in flight beat 2 at 64K by 7 % (1M: within 1 %;
+# results/h200-2026-11-22-long-streams-sweep-ef29012.log).
 CHUNK_BYTES = 64 << 20
-STREAMS = 2
+STREAMS = 3
 
 _DT_CODE = {"float16": 0, "bfloat16": 1}
 _LOCK = threading.Lock()  # the side streams
