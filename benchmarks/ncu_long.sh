@@ -4,8 +4,8 @@
 #   bash benchmarks/ncu_long.sh OUTDIR VARIANT N       (VARIANT: circular, gated, causal)
 #
 # One call of LongConv at FFT size N, fp16, B = 8 with H cut as the anchors file (the bench's
-# batch); ncu profiles the second launch group's three passes (cols_fwd, rows, cols_inv) with the
-# sections of benchmarks/ncu_fused.sh, clocks left alone. OUTDIR receives ncu_long_N.txt (the
+# batch); ncu profiles the second launch group's three passes (cols_fwd, rows, cols_inv) with
+# benchmarks/ncu_common.sh's sections. OUTDIR receives ncu_long_N.txt (the
 # sections) and sass_long_N.csv (executed instructions and stall samples per SASS instruction).
 set -uo pipefail
 if [[ $# -ne 3 ]]; then
@@ -15,12 +15,9 @@ fi
 OUT=$(mkdir -p "$1" && cd "$1" && pwd)
 VARIANT=$2
 N=$3
-NCU=${NCU:-$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda*/bin/ncu 2>/dev/null | head -1)}
-if [[ -z "$NCU" ]]; then
-  echo "ncu not found" >&2
-  exit 3
-fi
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=ncu_common.sh
+source "$REPO/benchmarks/ncu_common.sh"
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 DRIVER=$(mktemp --suffix=.py)
 cat > "$DRIVER" <<'PY'
@@ -44,16 +41,10 @@ conv(u, kf, y, L=L, out_offset=0, Lout=L, pregate=g[0], postgate=g[1], streams=1
 cp.cuda.Device().synchronize()
 print(f"N={n} {variant} B={B} H={H} finite={bool(cp.isfinite(y).all())}")
 PY
-rep="$OUT/prof_long_$N"
 # launch-skip 3: the first launch group's three passes (JIT and cold caches)
-"$NCU" --clock-control none -k regex:long_ --launch-skip 3 --launch-count 3 \
-  --section SpeedOfLight --section WarpStateStats --section InstructionStats \
-  --section Occupancy --section LaunchStats --section SchedulerStats \
-  --section MemoryWorkloadAnalysis --section SourceCounters \
-  -f -o "$rep" python3 "$DRIVER" "$N" "$VARIANT" > "$OUT/ncu_run.log" 2>&1
+ncu_profile "$OUT/prof_long_$N" long_ 3 3 python3 "$DRIVER" "$N" "$VARIANT"
 rc=$?
-"$NCU" -i "$rep.ncu-rep" --page details > "$OUT/ncu_long_$N.txt" 2>&1 || rc=1
-"$NCU" -i "$rep.ncu-rep" --page source --print-source sass --csv > "$OUT/sass_long_$N.csv" 2>&1 || rc=1
-tail -5 "$OUT/ncu_run.log" >> "$OUT/ncu_long_$N.txt"
-rm -f "$rep.ncu-rep" "$OUT/ncu_run.log" "$DRIVER"
+mv "$OUT/prof_long_$N.txt" "$OUT/ncu_long_$N.txt"
+mv "$OUT/prof_long_$N.csv" "$OUT/sass_long_$N.csv"
+rm -f "$DRIVER"
 exit $rc

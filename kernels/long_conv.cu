@@ -343,6 +343,21 @@ __device__ __forceinline__ void load8(float (&v)[8], const u16* row, int t, int 
   for (int e = 0; e < 8; ++e) v[e] = (t + e >= 0 && t + e < len) ? Dt<DT>::one(mc::ldg_stream2(row + t + e)) : 0.f;
 }
 
+// re *= g0[t .. t+7] and, with a second sequence, im *= g1[t .. t+7] (load8's bounds).
+template <int DT>
+__device__ __forceinline__ void gate8(float (&re)[8], float (&im)[8], const u16* g0, const u16* g1, int t, int len,
+                                      bool v0, bool v1, bool two) {
+  float g[8];
+  load8<DT>(g, g0, t, len, v0);
+#pragma unroll
+  for (int e = 0; e < 8; ++e) re[e] *= g[e];
+  if (two) {
+    load8<DT>(g, g1, t, len, v1);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) im[e] *= g[e];
+  }
+}
+
 // row[t .. t+7] = v, only inside [0, len).
 template <int DT>
 __device__ __forceinline__ void store8(u16* row, int t, int len, bool vec, const float (&v)[8]) {
@@ -438,17 +453,7 @@ __device__ __forceinline__ void cols_fwd(const u16* __restrict__ u, const u16* _
 #pragma unroll
           for (int e = 0; e < 8; ++e) im[e] = 0.f;
         }
-        if (PRE) {
-          float ga[8];
-          load8<DT>(ga, p0, n, L, vp0);
-#pragma unroll
-          for (int e = 0; e < 8; ++e) re[e] *= ga[e];
-          if (two) {
-            load8<DT>(ga, p1, n, L, vp1);
-#pragma unroll
-            for (int e = 0; e < 8; ++e) im[e] *= ga[e];
-          }
-        }
+        if (PRE) gate8<DT>(re, im, p0, p1, n, L, vp0, vp1, two);
       }
 #pragma unroll
       for (int e = 0; e < 8; ++e) buf[LY::at(c + e, n1)] = cf{re[e], im[e]};
@@ -557,17 +562,7 @@ __device__ __forceinline__ void cols_inv(const cf* __restrict__ ws, const u16* _
       re[e] = v.x;
       im[e] = v.y;
     }
-    if (POST) {
-      float g[8];
-      load8<DT>(g, q0, t, Lout, vq0);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) re[e] *= g[e];
-      if (two) {
-        load8<DT>(g, q1, t, Lout, vq1);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) im[e] *= g[e];
-      }
-    }
+    if (POST) gate8<DT>(re, im, q0, q1, t, Lout, vq0, vq1, two);
     store8<DT>(y0, t, Lout, vy0, re);
     if (two) store8<DT>(y1, t, Lout, vy1, im);
   }
