@@ -1020,6 +1020,7 @@ def _header(cfg: BenchConfig, device: dict[str, Any], versions: dict[str, Any]) 
         "versions": {
             "cufftconv": getattr(cufftconv, "__version__", None),
             "commit": _git_commit(),
+            "source": _source_digest(),
             "python": platform.python_version(),
             "numpy": np.__version__,
             **_scipy_version(),
@@ -1038,6 +1039,17 @@ def _scipy_version() -> dict[str, str]:
     except ImportError:
         return {}
     return {"scipy": scipy.__version__}
+
+
+def _source_digest() -> str | None:
+    """The code the run used (cufftconv.sources.source_digest), whatever git says: a checkout
+    copied without its history still names its tree."""
+    try:
+        from .sources import source_digest
+
+        return source_digest()
+    except OSError:
+        return None
 
 
 def _git_commit() -> str | None:
@@ -1235,7 +1247,16 @@ def _summary_line(result: dict[str, Any]) -> str:
         f"copy bandwidth {bw} TB/s" if bw else "no HBM floor (host run)",
         ", ".join(
             f"{k} {v[k]}"
-            for k in ("cufftconv", "commit", "torch", "cupy", "cuda_runtime", "numpy", "scipy")
+            for k in (
+                "cufftconv",
+                "commit",
+                "source",
+                "torch",
+                "cupy",
+                "cuda_runtime",
+                "numpy",
+                "scipy",
+            )
             if v.get(k)
         ),
     ]

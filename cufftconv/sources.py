@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from pathlib import Path
 
@@ -52,3 +53,32 @@ def inline_source(name: str) -> str:
     and NVRTC needs no include path.
     """
     return _inline(kernels_dir() / name, set())
+
+
+def source_digest() -> str:
+    """12 hex digits of SHA-1 over the package's Python modules and the CUDA sources (sorted
+    relative paths and contents): names the code a benchmark ran, with or without git. For a
+    commit: ``git archive REV cufftconv kernels | tar -x -C DIR``, then :func:`digest_of` (DIR).
+    """
+    return _digest(Path(__file__).resolve().parent, kernels_dir())
+
+
+def digest_of(root: str | Path) -> str:
+    """:func:`source_digest` of a tree holding ``cufftconv/`` and ``kernels/``."""
+    return _digest(Path(root) / "cufftconv", Path(root) / "kernels")
+
+
+def _digest(package: Path, kernels: Path) -> str:
+    def files(top: Path, pattern: str) -> list[Path]:
+        return [p for p in top.rglob(pattern) if p.is_file() and "__pycache__" not in p.parts]
+
+    items = [
+        ("cufftconv/" + p.relative_to(package).as_posix(), p)
+        for p in files(package, "*.py")
+        if p.relative_to(package).parts[0] != "kernels"  # a wheel's package data: below
+    ]
+    items += [("kernels/" + p.name, p) for p in files(kernels, "*.cu*")]
+    h = hashlib.sha1()
+    for rel, path in sorted(items):
+        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:12]

@@ -34,6 +34,7 @@ from cufftconv.bench import (
     seq_len,
     speedup,
 )
+from cufftconv.sources import source_digest
 
 REPO = Path(__file__).resolve().parents[1]
 ANCHOR_BANDWIDTH = 4.248e12  # bytes/s, shared/anchors/h200-2026-11-21.json
@@ -367,6 +368,7 @@ def test_cpu_run_writes_json_rows(cpu_run: tuple[int, str, Path, Path]) -> None:
     result = json.loads((out / bench.JSON_NAME).read_text())
     assert result["mode"] == "cpu" and result["baselines"] == ["numpy", "scipy"]
     assert result["seed"] == 7 and result["versions"]["numpy"]
+    assert result["versions"]["source"] == source_digest()  # the tree that ran, without git too
     rows = result["rows"]
     assert [(r["fft_size"], r["variant"], r["dtype"]) for r in rows] == [
         (n, v, "float16") for n in bench.CPU_QUICK_SIZES for v in bench.VARIANTS
