@@ -124,3 +124,47 @@ def test_stage_address_steps():
                     got = _pidx(col * size + x) - _pidx(col * size + base)
                 assert np.all(got == _pidx(d)), (size, t, interleaved, r, m, i)
             m //= r
+
+
+def _dft_kernel(x: np.ndarray, sign: int, zin: bool = False, hout: bool = False) -> np.ndarray:
+    """NumPy mirror of long_conv.cu's dft<R, SIGN, ZIN, HOUT>: radix-2 decimation in frequency
+    in place, then the bit-reversal; ZIN takes x[R/2:] as zero (the first level copies), HOUT
+    leaves the last level's odd positions unset (NaN here), which only outputs q >= R/2 read."""
+    r = x.size
+    x = x.astype(np.complex128).copy()
+    if zin:
+        x[r // 2 :] = np.nan  # must never be read
+    span = r
+    while span >= 2:
+        for blk in range(0, r, span):
+            for j in range(span // 2):
+                a, b = x[blk + j], x[blk + j + span // 2]
+                copy = zin and span == r
+                x[blk + j] = a if copy else a + b
+                if hout and span == 2:
+                    x[blk + j + 1] = np.nan
+                    continue
+                d = a if copy else a - b
+                x[blk + j + span // 2] = d * np.exp(sign * 2j * np.pi * j / span)
+        span //= 2
+    bits = r.bit_length() - 1
+    rev = [int(format(p, f"0{bits}b")[::-1], 2) for p in range(r)]
+    out = np.empty_like(x)
+    out[rev] = x
+    return out
+
+
+@pytest.mark.parametrize("r", [2, 4, 8, 16])
+@pytest.mark.parametrize("sign", [-1, 1])
+def test_kernel_dft_and_its_half_forms(r, sign, rng):
+    x = rng.standard_normal(r) + 1j * rng.standard_normal(r)
+    want = np.fft.fft(x) if sign < 0 else np.fft.ifft(x) * r
+    np.testing.assert_allclose(_dft_kernel(x, sign), want, atol=1e-12)
+    if r == 16:  # the outermost stages' causal forms (HALF = 1 forward, HALF = 2 inverse)
+        z = x.copy()
+        z[r // 2 :] = 0
+        zwant = np.fft.fft(z) if sign < 0 else np.fft.ifft(z) * r
+        np.testing.assert_allclose(_dft_kernel(x, sign, zin=True), zwant, atol=1e-12)
+        np.testing.assert_allclose(
+            _dft_kernel(x, sign, hout=True)[: r // 2], want[: r // 2], atol=1e-12
+        )
