@@ -138,14 +138,20 @@ struct Layout {
   }
 };
 
+// keep (frequency-sparse): bit j clear = positions [j N/16, (j+1) N/16) of a size-N transform's
+// output hold a zeroed frequency class. Whether position x lies in a kept one.
+template <int N>
+__device__ __forceinline__ bool kept(unsigned keep, int x) {
+  return (keep >> (x / (N / 16))) & 1u;
+}
+
 struct NoHook {
   __device__ __forceinline__ void operator()(int, int, cf&) const {}
 };
 
 // Radix-R stage on blocks of size M of every transform. Forward (DIF): DFT over the R elements
 // j + i M/R, then twiddle w_M^(SIGN j q). Inverse (DIT, the mirror): twiddle first, then DFT.
-// keep (frequency-sparse): bit j clear = positions [j N/16, (j+1) N/16) hold a zeroed
-// frequency class; a stage inside such a block (M <= N/16) is skipped (one that reads global
+// A stage inside a zeroed class's block (M <= N/16, see kept) is skipped (one that reads global
 // memory writes zeros to buf there instead: later stages read those positions).
 // IO bit 0 / bit 1: read / write the elements from / to global memory g instead of buf, element
 // x of transform c at g[c * N + x] (GXS = 1: whole rows) or g[x * GXS + c] (column tiles); the
@@ -167,7 +173,7 @@ __device__ __forceinline__ void stage(cf* buf, int tid, unsigned keep, cf* g = n
     const int j = b % S;
     const int base = (b / S) * M + j;
     cf* p = buf + LY::at(c, base);
-    if (BLOCKED && !((keep >> (base / (N / 16))) & 1u)) {
+    if (BLOCKED && !kept<N>(keep, base)) {
       if constexpr ((IO & 1) != 0) {
 #pragma unroll
         for (int i = 0; i < R; ++i) p[LY::step(i * S)] = cf{0.f, 0.f};
@@ -482,7 +488,7 @@ __device__ __forceinline__ void cols_fwd(const u16* __restrict__ u, const u16* _
 #pragma unroll 4
     for (int task = tid; task < N1 * C / 2; task += CC::THREADS) {
       const int r = task / (C / 2), c = (task % (C / 2)) * 2;
-      if (!((keep >> (r / (N1 / 16))) & 1u)) continue;  // a zeroed class: never read back
+      if (!kept<N1>(keep, r)) continue;  // a zeroed class: never read back
       cf a = buf[LY::at(c, r)], b = buf[LY::at(c + 1, r)];
       tw(c, r, a);
       tw(c + 1, r, b);
@@ -520,7 +526,7 @@ __device__ __forceinline__ void cols_inv(const cf* __restrict__ ws, const u16* _
 #pragma unroll 8
     for (int idx = tid; idx < N1 * C; idx += CC::THREADS) {
       const int r = idx / C, c = idx % C;
-      if ((keep >> (r / (N1 / 16))) & 1u) {
+      if (kept<N1>(keep, r)) {
         cp_async8(buf + LY::at(c, r), in + static_cast<long long>(r) * N2 + c);
       } else {
         buf[LY::at(c, r)] = cf{0.f, 0.f};
