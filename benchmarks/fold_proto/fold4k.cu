@@ -53,13 +53,26 @@ __device__ __forceinline__ u32 sofs(int rs, int c) {
 struct Mat {
   u32 r[4], i[4], n[4];  // Re, Im, -Im as A fragments
 };
-__device__ __forceinline__ Mat load_mat(const uint4* __restrict__ tab, int s, int j, int lane) {
+// Table in shared memory: (32 matrices, 3 components Re / Im / -Im) row-major 16x16 fp16, rows
+// of two 16-byte chunks (chunk XOR (row >> 2) & 1: 8 consecutive rows hit 8 bank groups).
+// Matrices 0..15: F1[j]; 16..31: F2[j] = F3[j] (the same matrices). TRANS loads the transpose,
+// which with Im and -Im swapped gives the inverse stages' conjugate transposes.
+template <bool INV>
+__device__ __forceinline__ Mat load_mat(u32 tab, int mat, int lane) {
+  const int mi = lane >> 3, i = lane & 7;
+  const int row = i + 8 * (INV ? (mi >> 1) : (mi & 1)), ch = INV ? (mi & 1) : (mi >> 1);
+  const u32 off = static_cast<u32>((2 * row + ch) ^ ((row >> 2) & 1)) * 16u;
+  const u32 base = tab + mat * (3 * 512) + off;
   Mat m;
-  const uint4* p = tab + ((s * 16 + j) * 3) * 32 + lane;
-  const uint4 a = __ldg(p), b = __ldg(p + 32), c = __ldg(p + 64);
-  m.r[0] = a.x, m.r[1] = a.y, m.r[2] = a.z, m.r[3] = a.w;
-  m.i[0] = b.x, m.i[1] = b.y, m.i[2] = b.z, m.i[3] = b.w;
-  m.n[0] = c.x, m.n[1] = c.y, m.n[2] = c.z, m.n[3] = c.w;
+  if (INV) {
+    mc::ldsm_x4_t(m.r, base);
+    mc::ldsm_x4_t(m.n, base + 512);
+    mc::ldsm_x4_t(m.i, base + 1024);
+  } else {
+    ldsm_x4(m.r, base);
+    ldsm_x4(m.i, base + 512);
+    ldsm_x4(m.n, base + 1024);
+  }
   return m;
 }
 
@@ -85,23 +98,20 @@ __device__ __forceinline__ void pack(u32 o[4], const Acc& z) {
   o[3] = mc::pack_h2(z.i[2], z.i[3]);
 }
 
-enum : int { F1 = 0, F2 = 1, F3 = 2, I3 = 3, I2 = 4, I1 = 5 };
-
 template <int P>
 struct Fold4k {
   static constexpr int N = 4096;
   static constexpr int THREADS = 256;
-  static constexpr int PLANE = N * 2;                  // bytes per 16-bit plane
-  static constexpr int WORK = 2 * P * PLANE;           // work planes (re, im of each pair)
-  static constexpr int SMEM = WORK + 2 * (2 * P * PLANE);  // + two staging buffers
+  static constexpr int PLANE = N * 2;         // bytes per 16-bit plane
+  static constexpr int WORK = 2 * P * PLANE;  // work planes (re, im of each pair)
+  static constexpr int TAB = 32 * 3 * 512;    // DFT matrices
+  static constexpr int SMEM = 2 * WORK + TAB;  // work, input staging, table
 
   const u16* __restrict__ u;
   u16* __restrict__ y;
   const float4* __restrict__ kf;  // (H, 16 k2, 2 halves, 32 lanes, 4 values) complex fp32
-  const uint4* __restrict__ tab;  // (6 stages, 16, 3, 32 lanes) A fragments
   int B, H;
-  u32 work, stage0;  // shared addresses
-  unsigned char* smem;
+  u32 work, staging, tab;  // shared addresses
   int lane, warp, tid;
 
   __device__ __forceinline__ long long row_of(int unit, int wp) const {
@@ -109,59 +119,55 @@ struct Fold4k {
     const int h = pi / bp2, b = 2 * (pi % bp2) + (wp & 1);
     return (static_cast<long long>(b) * H + h) * N;
   }
-  __device__ __forceinline__ u32 stg(int buf) const { return stage0 + buf * (2 * P * PLANE); }
   __device__ __forceinline__ u32 wpl(int wp) const { return work + wp * PLANE; }
 
-  __device__ __forceinline__ void issue_load(int unit, int buf) {
+  __device__ __forceinline__ void issue_load(int unit) {
     constexpr int CH = 2 * P * (PLANE / 16);
 #pragma unroll
     for (int ci = tid; ci < CH; ci += THREADS) {
       const int wp = ci / (PLANE / 16), rem = ci % (PLANE / 16);
       const int rs = rem >> 1, c = rem & 1;
-      const u16* src = u + row_of(unit, wp) + 16 * rs + 8 * c;
-      mc::cp_async16(stg(buf) + wp * PLANE + sofs(rs, c), src, 16);
+      mc::cp_async16(staging + wp * PLANE + sofs(rs, c), u + row_of(unit, wp) + 16 * rs + 8 * c, 16);
     }
     mc::cp_async_commit();
   }
-  __device__ __forceinline__ void store(int unit, int buf) {
-    constexpr int CH = 2 * P * (PLANE / 16);
-#pragma unroll
-    for (int ci = tid; ci < CH; ci += THREADS) {
-      const int wp = ci / (PLANE / 16), rem = ci % (PLANE / 16);
-      const int rs = rem >> 1, c = rem & 1;
-      uint4 v;
-      const u32 a = stg(buf) + wp * PLANE + sofs(rs, c);
-      asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(a));
-      __stcs(reinterpret_cast<uint4*>(y + row_of(unit, wp) + 16 * rs + 8 * c), v);
-    }
-  }
-  // Natural order (staging) <-> work layout; IN: staging -> work, else work -> staging.
-  template <bool IN>
-  __device__ __forceinline__ void transpose(int buf) {
+  // Natural order (staging) -> work layout: rows n2 of 8 contiguous n3 become rows n3 of 8
+  // contiguous n2.
+  __device__ __forceinline__ void transpose_in() {
     const int mi = lane >> 3, i = lane & 7, h = mi & 1, c = mi >> 1;
 #pragma unroll
     for (int job = warp; job < 2 * P * 16; job += THREADS / 32) {
       const int wp = job >> 4, n1 = job & 15;
-      const u32 s = stg(buf) + wp * PLANE + sofs(16 * n1 + 8 * h + i, c);
-      const u32 w = wpl(wp) + wofs(n1, 8 * c + i, h);
       u32 d[4];
-      if (IN) {
-        ldsm_x4(d, s);
-        stsm_x4_t(w, d);
-      } else {
-        ldsm_x4(d, w);
-        stsm_x4_t(s, d);
+      ldsm_x4(d, staging + wp * PLANE + sofs(16 * n1 + 8 * h + i, c));
+      stsm_x4_t(wpl(wp) + wofs(n1, 8 * c + i, h), d);
+    }
+  }
+  // Work layout -> y: ldmatrix gives (n3, two n2), movmatrix (n2, two n3): 4-byte stores, a
+  // warp instruction covering 8 rows of 16 contiguous bytes.
+  __device__ __forceinline__ void store(int unit) {
+    const int mi = lane >> 3, i = lane & 7, h = mi & 1, c = mi >> 1, g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int job = warp; job < 2 * P * 16; job += THREADS / 32) {
+      const int wp = job >> 4, n1 = job & 15;
+      u32 d[4];
+      ldsm_x4(d, wpl(wp) + wofs(n1, 8 * c + i, h));
+      u16* row = y + row_of(unit, wp) + 256 * n1;
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int qh = q & 1, qc = q >> 1;
+        __stcs(reinterpret_cast<u32*>(row + 16 * (8 * qh + g) + 8 * qc + 2 * t), mc::movt(d[q]));
       }
     }
   }
 
   // F1 / I1: item n3 (fixed b), tiles h = column half (n2); rows a = contracted / output digit.
-  template <int S>
+  template <bool INV>
   __device__ __forceinline__ void stage_outer() {
     const int mi = lane >> 3, i = lane & 7, pl = mi >> 1, kh = mi & 1;
 #pragma unroll
     for (int j = warp; j < 16; j += THREADS / 32) {
-      const Mat m = load_mat(tab, S, j, lane);
+      const Mat m = load_mat<INV>(tab, j, lane);
 #pragma unroll
       for (int p = 0; p < P; ++p)
 #pragma unroll
@@ -174,43 +180,35 @@ struct Fold4k {
         }
     }
   }
-  // F2: item k1 (fixed a); tiles nh = column half (n3); read rows n3 (contiguous n2),
-  // write rows k2 (contiguous n3).
-  __device__ __forceinline__ void stage_f2() {
+  // F2 (INV false): item k1 (fixed a); tiles nh = column half (n3); read rows n3 (contiguous
+  // n2), write rows k2 (contiguous n3). I2 (INV true): read rows k2 transposed (contiguous n3 =
+  // columns), write rows n3 transposed (contiguous n2).
+  template <bool INV>
+  __device__ __forceinline__ void stage_second() {
     const int mi = lane >> 3, i = lane & 7, pl = mi >> 1, kh = mi & 1;
 #pragma unroll
     for (int j = warp; j < 16; j += THREADS / 32) {
-      const Mat m = load_mat(tab, F2, j, lane);
+      const Mat m = load_mat<INV>(tab, 16 + j, lane);
 #pragma unroll
       for (int p = 0; p < P; ++p) {
         const u32 base = wpl(2 * p + pl);
         u32 b[2][4], o[2][4];
 #pragma unroll
-        for (int nh = 0; nh < 2; ++nh) ldsm_x4(b[nh], base + wofs(j, 8 * nh + i, kh));
+        for (int nh = 0; nh < 2; ++nh) {
+          if (INV)
+            mc::ldsm_x4_t(b[nh], base + wofs(j, 8 * kh + i, nh));
+          else
+            ldsm_x4(b[nh], base + wofs(j, 8 * nh + i, kh));
+        }
 #pragma unroll
         for (int nh = 0; nh < 2; ++nh) pack(o[nh], cmma(m, b[nh]));
 #pragma unroll
-        for (int nh = 0; nh < 2; ++nh) stsm_x4(base + wofs(j, 8 * kh + i, nh), o[nh]);
-      }
-    }
-  }
-  // I2: item k1; read rows k2 transposed (contiguous n3 = columns), write rows n3 transposed
-  // (contiguous n2).
-  __device__ __forceinline__ void stage_i2() {
-    const int mi = lane >> 3, i = lane & 7, pl = mi >> 1, kh = mi & 1;
-#pragma unroll
-    for (int j = warp; j < 16; j += THREADS / 32) {
-      const Mat m = load_mat(tab, I2, j, lane);
-#pragma unroll
-      for (int p = 0; p < P; ++p) {
-        const u32 base = wpl(2 * p + pl);
-        u32 b[2][4], o[2][4];
-#pragma unroll
-        for (int nh = 0; nh < 2; ++nh) mc::ldsm_x4_t(b[nh], base + wofs(j, 8 * kh + i, nh));
-#pragma unroll
-        for (int nh = 0; nh < 2; ++nh) pack(o[nh], cmma(m, b[nh]));
-#pragma unroll
-        for (int nh = 0; nh < 2; ++nh) stsm_x4_t(base + wofs(j, 8 * nh + i, kh), o[nh]);
+        for (int nh = 0; nh < 2; ++nh) {
+          if (INV)
+            stsm_x4_t(base + wofs(j, 8 * nh + i, kh), o[nh]);
+          else
+            stsm_x4(base + wofs(j, 8 * kh + i, nh), o[nh]);
+        }
       }
     }
   }
@@ -220,7 +218,7 @@ struct Fold4k {
     const int mi = lane >> 3, i = lane & 7, pl = mi >> 1, kh = mi & 1;
 #pragma unroll 1
     for (int j = warp; j < 16; j += THREADS / 32) {
-      const Mat mf = load_mat(tab, F3, j, lane), mv = load_mat(tab, I3, j, lane);
+      const Mat mf = load_mat<false>(tab, 16 + j, lane), mv = load_mat<true>(tab, 16 + j, lane);
 #pragma unroll
       for (int ch = 0; ch < 2; ++ch) {
         const float4* kp = kf + ((static_cast<long long>(h) * 16 + j) * 2 + ch) * 64 + lane * 2;
@@ -248,34 +246,32 @@ struct Fold4k {
     }
   }
 
-  __device__ __forceinline__ void run() {
+  __device__ __forceinline__ void run(const uint4* __restrict__ gtab) {
     extern __shared__ __align__(128) unsigned char fold_smem[];
-    smem = fold_smem;
-    work = mc::smem_u32(smem);
-    stage0 = work + WORK;
+    work = mc::smem_u32(fold_smem);
+    staging = work + WORK;
+    tab = staging + WORK;
     tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    for (int c = tid; c < TAB / 16; c += THREADS) mc::cp_async16(tab + c * 16, gtab + c, 16);
     const int nunits = (B / 2) * H / P;
-    int buf = 0;
-    if (blockIdx.x < nunits) issue_load(blockIdx.x, 0);
-    for (int unit = blockIdx.x; unit < nunits; unit += gridDim.x, buf ^= 1) {
+    if (blockIdx.x < nunits) issue_load(blockIdx.x);
+    for (int unit = blockIdx.x; unit < nunits; unit += gridDim.x) {
       mc::cp_async_wait<0>();
       __syncthreads();
-      if (unit + static_cast<int>(gridDim.x) < nunits) issue_load(unit + gridDim.x, buf ^ 1);
-      transpose<true>(buf);
+      transpose_in();
       __syncthreads();
-      stage_outer<F1>();
+      if (unit + static_cast<int>(gridDim.x) < nunits) issue_load(unit + gridDim.x);
+      stage_outer<false>();
       __syncthreads();
-      stage_f2();
+      stage_second<false>();
       __syncthreads();
       stage_mid((unit * P) / (B / 2));
       __syncthreads();
-      stage_i2();
+      stage_second<true>();
       __syncthreads();
-      stage_outer<I1>();
+      stage_outer<true>();
       __syncthreads();
-      transpose<false>(buf);
-      __syncthreads();
-      store(unit, buf);
+      store(unit);
     }
   }
 };
@@ -284,8 +280,8 @@ struct Fold4k {
 
 template <int P>
 __global__ void __launch_bounds__(256, 2) fold4k(const unsigned short* u, unsigned short* y, const float4* kf,
-                                              const uint4* tab, int B, int H) {
+                                                 const uint4* tab, int B, int H) {
   fp::Fold4k<P> k;
-  k.u = u, k.y = y, k.kf = kf, k.tab = tab, k.B = B, k.H = H;
-  k.run();
+  k.u = u, k.y = y, k.kf = kf, k.B = B, k.H = H;
+  k.run(tab);
 }
