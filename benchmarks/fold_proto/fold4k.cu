@@ -13,6 +13,9 @@
 //   inverse stages: the conjugate transposes, in reverse order; 4^-6 = 1 / 4096.
 // Data stay fp16 in shared memory; tiles move with ldmatrix / stmatrix (sm_90), plain or
 // transposed so that every stage reads and writes rows of 16 contiguous values.
+// Shared-memory rows are 16 halves (two 16-byte chunks); chunk (a, b, h) of row 16 a + b sits at
+// 33 a + 2 b + h + ((b >> 2) & 1): 8 rows with a or b consecutive hit 8 bank groups, and every
+// offset is a lane part plus a warp-uniform part (no XOR), so addresses fold into immediates.
 // Limits of the prototype: fp16 in and out, L = N = 4096 circular, no gates, B even with
 // (B / 2) % P == 0, contiguous (B, H, 4096) rows, no per-pair exponent (inputs of unit scale).
 #include "monarch_prims.cuh"
@@ -24,54 +27,48 @@ using mc::u32;
 __device__ __forceinline__ void ldsm_x4(u32 d[4], u32 addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
                : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
-               : "r"(addr)
-               : "memory");
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x4_t(u32 d[4], u32 addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+               : "r"(addr));
 }
 __device__ __forceinline__ void stsm_x4(u32 addr, const u32 s[4]) {
   asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1,%2,%3,%4};" ::"r"(addr), "r"(s[0]), "r"(s[1]),
-               "r"(s[2]), "r"(s[3])
-               : "memory");
+               "r"(s[2]), "r"(s[3]));
 }
 __device__ __forceinline__ void stsm_x4_t(u32 addr, const u32 s[4]) {
   asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1,%2,%3,%4};" ::"r"(addr), "r"(s[0]),
-               "r"(s[1]), "r"(s[2]), "r"(s[3])
-               : "memory");
+               "r"(s[1]), "r"(s[2]), "r"(s[3]));
 }
 
-// Work plane: 256 rows r = 16 a + b of 16 halves (two 16-byte chunks h); chunk index XOR-ed
-// with (a ^ b >> 2) & 7 so that 8 rows with a or b consecutive hit 8 bank groups.
-__device__ __forceinline__ u32 wofs(int a, int b, int h) {
-  const int q = 2 * (16 * a + b) + h;
-  return static_cast<u32>(q ^ ((a ^ (b >> 2)) & 7)) * 16u;
-}
-// Staging plane (natural order): rows rs = 16 n1 + n2 of 16 halves, chunk c = n3 >> 3.
-__device__ __forceinline__ u32 sofs(int rs, int c) {
-  const int q = 2 * rs + c;
-  return static_cast<u32>(q ^ ((rs >> 2) & 1)) * 16u;
+constexpr int PLANE_CHUNKS = 16 * 33;
+constexpr int PLANE = PLANE_CHUNKS * 16;  // bytes per padded 16-bit plane of 4096 values
+// Byte offset of chunk h of row (a, b).
+__device__ __forceinline__ constexpr u32 cofs(int a, int b, int h) {
+  return static_cast<u32>(33 * a + 2 * b + h + ((b >> 2) & 1)) * 16u;
 }
 
 struct Mat {
-  u32 r[4], i[4], n[4];  // Re, Im, -Im as A fragments
+  u32 r[4], i[4];  // Re, Im as A fragments
 };
-// Table in shared memory: (32 matrices, 3 components Re / Im / -Im) row-major 16x16 fp16, rows
-// of two 16-byte chunks (chunk XOR (row >> 2) & 1: 8 consecutive rows hit 8 bank groups).
-// Matrices 0..15: F1[j]; 16..31: F2[j] = F3[j] (the same matrices). TRANS loads the transpose,
-// which with Im and -Im swapped gives the inverse stages' conjugate transposes.
+// Table: (32 matrices, Re / Im) row-major 16x16 fp16 rows at cofs(0, row, half) (528 bytes a
+// component). Matrices 0..15: F1[j]; 16..31: F2[j] = F3[j]. INV loads the transposes: with
+// Im negated in cmma, the conjugate transposes of the inverse stages.
+constexpr int MAT_BYTES = 2 * 33 * 16;
 template <bool INV>
 __device__ __forceinline__ Mat load_mat(u32 tab, int mat, int lane) {
   const int mi = lane >> 3, i = lane & 7;
   const int row = i + 8 * (INV ? (mi >> 1) : (mi & 1)), ch = INV ? (mi & 1) : (mi >> 1);
-  const u32 off = static_cast<u32>((2 * row + ch) ^ ((row >> 2) & 1)) * 16u;
-  const u32 base = tab + mat * (3 * 512) + off;
+  const u32 base = tab + mat * MAT_BYTES + cofs(0, row, ch);
   Mat m;
   if (INV) {
-    mc::ldsm_x4_t(m.r, base);
-    mc::ldsm_x4_t(m.n, base + 512);
-    mc::ldsm_x4_t(m.i, base + 1024);
+    ldsm_x4_t(m.r, base);
+    ldsm_x4_t(m.i, base + MAT_BYTES / 2);
   } else {
     ldsm_x4(m.r, base);
-    ldsm_x4(m.i, base + 512);
-    ldsm_x4(m.n, base + 1024);
+    ldsm_x4(m.i, base + MAT_BYTES / 2);
   }
   return m;
 }
@@ -79,15 +76,24 @@ __device__ __forceinline__ Mat load_mat(u32 tab, int mat, int lane) {
 struct Acc {
   float r[4], i[4];
 };
-// z = M x, x as B fragments {Re k0-7, Re k8-15, Im k0-7, Im k8-15}.
+// z = M x (INV: z = conj(M)^T x given M's transposed fragments), x as B fragments
+// {Re k0-7, Re k8-15, Im k0-7, Im k8-15}.
+template <bool INV>
 __device__ __forceinline__ Acc cmma(const Mat& m, const u32 b[4]) {
   Acc z;
 #pragma unroll
   for (int c = 0; c < 4; ++c) z.r[c] = z.i[c] = 0.f;
-  mc::mma16816(z.r, m.r, b[0], b[1]);
-  mc::mma16816(z.r, m.n, b[2], b[3]);
-  mc::mma16816(z.i, m.i, b[0], b[1]);
-  mc::mma16816(z.i, m.r, b[2], b[3]);
+  if (INV) {  // Re = Mr xr + Mi xi, Im = Mr xi - Mi xr
+    mc::mma16816(z.r, m.r, b[0], b[1]);
+    mc::mma16816(z.r, m.i, b[2], b[3]);
+    mc::mma16816(z.i, m.r, b[2], b[3]);
+    mc::mma16816(z.i, m.i, mc::neg_h2(b[0]), mc::neg_h2(b[1]));
+  } else {  // Re = Mr xr - Mi xi, Im = Mi xr + Mr xi
+    mc::mma16816(z.r, m.r, b[0], b[1]);
+    mc::mma16816(z.r, m.i, mc::neg_h2(b[2]), mc::neg_h2(b[3]));
+    mc::mma16816(z.i, m.i, b[0], b[1]);
+    mc::mma16816(z.i, m.r, b[2], b[3]);
+  }
   return z;
 }
 // {Re rows 0-7, Re rows 8-15, Im rows 0-7, Im rows 8-15} in the A/C 16-bit layout.
@@ -98,85 +104,96 @@ __device__ __forceinline__ void pack(u32 o[4], const Acc& z) {
   o[3] = mc::pack_h2(z.i[2], z.i[3]);
 }
 
-template <int P>
+template <int P, int WARPS>
 struct Fold4k {
   static constexpr int N = 4096;
-  static constexpr int THREADS = 256;
-  static constexpr int PLANE = N * 2;         // bytes per 16-bit plane
-  static constexpr int WORK = 2 * P * PLANE;  // work planes (re, im of each pair)
-  static constexpr int TAB = 32 * 3 * 512;    // DFT matrices
-  static constexpr int SMEM = 2 * WORK + TAB;  // work, input staging, table
+  static constexpr int THREADS = 32 * WARPS;
+  static constexpr int WORK = 2 * P * PLANE;     // work planes (re, im of each pair)
+  static constexpr int TAB = 32 * MAT_BYTES;     // DFT matrices
+  static constexpr int SMEM = 2 * WORK + TAB;    // work, input staging, table
+  static constexpr int JOBS = 2 * P * 16 / WARPS;  // 16x16 blocks per warp in the transposes
 
   const u16* __restrict__ u;
   u16* __restrict__ y;
   const float4* __restrict__ kf;  // (H, 16 k2, 2 halves, 32 lanes, 4 values) complex fp32
   int B, H;
   u32 work, staging, tab;  // shared addresses
-  int lane, warp, tid;
+  int lane, warp, tid, mi, i8;
 
-  __device__ __forceinline__ long long row_of(int unit, int wp) const {
-    const int pi = unit * P + (wp >> 1), bp2 = B / 2;
-    const int h = pi / bp2, b = 2 * (pi % bp2) + (wp & 1);
-    return (static_cast<long long>(b) * H + h) * N;
+  // The unit's P pairs: sequences b0 .. b0 + 2P - 1 of channel h, plane wp at row0 + wp * H * N.
+  __device__ __forceinline__ long long row0_of(int unit) const {
+    const int pi = unit * P, bp2 = B / 2, h = pi / bp2, b0 = 2 * (pi % bp2);
+    return (static_cast<long long>(b0) * H + h) * N;
   }
-  __device__ __forceinline__ u32 wpl(int wp) const { return work + wp * PLANE; }
 
   __device__ __forceinline__ void issue_load(int unit) {
-    constexpr int CH = 2 * P * (PLANE / 16);
+    constexpr int PER = N * 2 / 16;  // 16-byte chunks of a plane
+    static_assert(PER % THREADS == 0, "whole chunk rounds");
+    const u16* src = u + row0_of(unit);
+    const long long stride = static_cast<long long>(H) * N;
 #pragma unroll
-    for (int ci = tid; ci < CH; ci += THREADS) {
-      const int wp = ci / (PLANE / 16), rem = ci % (PLANE / 16);
-      const int rs = rem >> 1, c = rem & 1;
-      mc::cp_async16(staging + wp * PLANE + sofs(rs, c), u + row_of(unit, wp) + 16 * rs + 8 * c, 16);
-    }
+    for (int wp = 0; wp < 2 * P; ++wp)
+#pragma unroll
+      for (int r = 0; r < PER / THREADS; ++r) {
+        const int ci = tid + r * THREADS, rs = ci >> 1, c = ci & 1;  // rs = 16 n1 + n2, c = n3 half
+        mc::cp_async16(staging + wp * PLANE + cofs(rs >> 4, rs & 15, c), src + wp * stride + 8 * ci, 16);
+      }
     mc::cp_async_commit();
   }
-  // Natural order (staging) -> work layout: rows n2 of 8 contiguous n3 become rows n3 of 8
-  // contiguous n2.
+  // Natural order (staging: rows n2 of contiguous n3) -> work (rows n3 of contiguous n2).
   __device__ __forceinline__ void transpose_in() {
-    const int mi = lane >> 3, i = lane & 7, h = mi & 1, c = mi >> 1;
+    const int h = mi & 1, c = mi >> 1;
 #pragma unroll
-    for (int job = warp; job < 2 * P * 16; job += THREADS / 32) {
-      const int wp = job >> 4, n1 = job & 15;
+    for (int x = 0; x < JOBS; ++x) {
+      const int job = warp + WARPS * x, wp = job >> 4, n1 = job & 15;
       u32 d[4];
-      ldsm_x4(d, staging + wp * PLANE + sofs(16 * n1 + 8 * h + i, c));
-      stsm_x4_t(wpl(wp) + wofs(n1, 8 * c + i, h), d);
+      ldsm_x4(d, staging + wp * PLANE + cofs(n1, 8 * h + i8, c));
+      stsm_x4_t(work + wp * PLANE + cofs(n1, 8 * c + i8, h), d);
     }
   }
-  // Work layout -> y: ldmatrix gives (n3, two n2), movmatrix (n2, two n3): 4-byte stores, a
-  // warp instruction covering 8 rows of 16 contiguous bytes.
+  // Work -> natural order in place (each warp rewrites its own 16x16 blocks), then 16-byte
+  // streaming stores.
   __device__ __forceinline__ void store(int unit) {
-    const int mi = lane >> 3, i = lane & 7, h = mi & 1, c = mi >> 1, g = lane >> 2, t = lane & 3;
+    const long long row0 = row0_of(unit);
+    const int h = mi & 1, c = mi >> 1;
 #pragma unroll
-    for (int job = warp; job < 2 * P * 16; job += THREADS / 32) {
-      const int wp = job >> 4, n1 = job & 15;
+    for (int x = 0; x < JOBS; ++x) {
+      const int job = warp + WARPS * x, wp = job >> 4, n1 = job & 15;
       u32 d[4];
-      ldsm_x4(d, wpl(wp) + wofs(n1, 8 * c + i, h));
-      u16* row = y + row_of(unit, wp) + 256 * n1;
+      ldsm_x4(d, work + wp * PLANE + cofs(n1, 8 * c + i8, h));
+      stsm_x4_t(work + wp * PLANE + cofs(n1, 8 * h + i8, c), d);
+    }
+    __syncwarp();
 #pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        const int qh = q & 1, qc = q >> 1;
-        __stcs(reinterpret_cast<u32*>(row + 16 * (8 * qh + g) + 8 * qc + 2 * t), mc::movt(d[q]));
-      }
+    for (int x = 0; x < JOBS; ++x) {
+      const int job = warp + WARPS * x, wp = job >> 4, n1 = job & 15;
+      const int n2 = lane >> 1, c = lane & 1;
+      uint4 v;
+      const u32 a = work + wp * PLANE + cofs(n1, n2, c);
+      asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(a));
+      __stcs(reinterpret_cast<uint4*>(y + row0 + wp * static_cast<long long>(H) * N + 256 * n1 + 8 * lane), v);
     }
   }
 
   // F1 / I1: item n3 (fixed b), tiles h = column half (n2); rows a = contracted / output digit.
   template <bool INV>
   __device__ __forceinline__ void stage_outer() {
-    const int mi = lane >> 3, i = lane & 7, pl = mi >> 1, kh = mi & 1;
+    const int pl = mi >> 1, kh = mi & 1;
 #pragma unroll
-    for (int j = warp; j < 16; j += THREADS / 32) {
+    for (int j = warp; j < 16; j += WARPS) {
       const Mat m = load_mat<INV>(tab, j, lane);
+      u32 b[P][2][4];
+#pragma unroll
+      for (int p = 0; p < P; ++p)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) ldsm_x4_t(b[p][h], work + (2 * p + pl) * PLANE + cofs(8 * kh + i8, j, h));
 #pragma unroll
       for (int p = 0; p < P; ++p)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          const u32 a = wpl(2 * p + pl) + wofs(8 * kh + i, j, h);
-          u32 b[4], o[4];
-          mc::ldsm_x4_t(b, a);
-          pack(o, cmma(m, b));
-          stsm_x4(a, o);
+          u32 o[4];
+          pack(o, cmma<INV>(m, b[p][h]));
+          stsm_x4(work + (2 * p + pl) * PLANE + cofs(8 * kh + i8, j, h), o);
         }
     }
   }
@@ -185,29 +202,33 @@ struct Fold4k {
   // columns), write rows n3 transposed (contiguous n2).
   template <bool INV>
   __device__ __forceinline__ void stage_second() {
-    const int mi = lane >> 3, i = lane & 7, pl = mi >> 1, kh = mi & 1;
+    const int pl = mi >> 1, kh = mi & 1;
 #pragma unroll
-    for (int j = warp; j < 16; j += THREADS / 32) {
+    for (int j = warp; j < 16; j += WARPS) {
       const Mat m = load_mat<INV>(tab, 16 + j, lane);
+      u32 b[P][2][4];
 #pragma unroll
-      for (int p = 0; p < P; ++p) {
-        const u32 base = wpl(2 * p + pl);
-        u32 b[2][4], o[2][4];
+      for (int p = 0; p < P; ++p)
 #pragma unroll
         for (int nh = 0; nh < 2; ++nh) {
+          const u32 base = work + (2 * p + pl) * PLANE;
           if (INV)
-            mc::ldsm_x4_t(b[nh], base + wofs(j, 8 * kh + i, nh));
+            ldsm_x4_t(b[p][nh], base + cofs(j, 8 * kh + i8, nh));
           else
-            ldsm_x4(b[nh], base + wofs(j, 8 * nh + i, kh));
+            ldsm_x4(b[p][nh], base + cofs(j, 8 * nh + i8, kh));
         }
 #pragma unroll
-        for (int nh = 0; nh < 2; ++nh) pack(o[nh], cmma(m, b[nh]));
+      for (int p = 0; p < P; ++p) {
+        const u32 base = work + (2 * p + pl) * PLANE;
+        u32 o[2][4];
+#pragma unroll
+        for (int nh = 0; nh < 2; ++nh) pack(o[nh], cmma<INV>(m, b[p][nh]));
 #pragma unroll
         for (int nh = 0; nh < 2; ++nh) {
           if (INV)
-            stsm_x4_t(base + wofs(j, 8 * nh + i, kh), o[nh]);
+            stsm_x4_t(base + cofs(j, 8 * nh + i8, kh), o[nh]);
           else
-            stsm_x4(base + wofs(j, 8 * kh + i, nh), o[nh]);
+            stsm_x4(base + cofs(j, 8 * kh + i8, nh), o[nh]);
         }
       }
     }
@@ -215,21 +236,29 @@ struct Fold4k {
   // F3, filter, I3 in registers: item k2 (fixed b), tiles ch = column half (k1); rows
   // a = k1 hold 16 contiguous n3.
   __device__ __forceinline__ void stage_mid(int h) {
-    const int mi = lane >> 3, i = lane & 7, pl = mi >> 1, kh = mi & 1;
-#pragma unroll 1
-    for (int j = warp; j < 16; j += THREADS / 32) {
+    const int pl = mi >> 1, kh = mi & 1;
+#pragma unroll
+    for (int j = warp; j < 16; j += WARPS) {
       const Mat mf = load_mat<false>(tab, 16 + j, lane), mv = load_mat<true>(tab, 16 + j, lane);
+      float4 k[2][2];
 #pragma unroll
       for (int ch = 0; ch < 2; ++ch) {
         const float4* kp = kf + ((static_cast<long long>(h) * 16 + j) * 2 + ch) * 64 + lane * 2;
-        const float4 k01 = __ldg(kp), k23 = __ldg(kp + 1);
-        const float kr[4] = {k01.x, k01.z, k23.x, k23.z}, ki[4] = {k01.y, k01.w, k23.y, k23.w};
+        k[ch][0] = __ldg(kp), k[ch][1] = __ldg(kp + 1);
+      }
+      u32 b[2][P][4];
+#pragma unroll
+      for (int ch = 0; ch < 2; ++ch)
+#pragma unroll
+        for (int p = 0; p < P; ++p) ldsm_x4(b[ch][p], work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh));
+#pragma unroll
+      for (int ch = 0; ch < 2; ++ch) {
+        const float kr[4] = {k[ch][0].x, k[ch][0].z, k[ch][1].x, k[ch][1].z};
+        const float ki[4] = {k[ch][0].y, k[ch][0].w, k[ch][1].y, k[ch][1].w};
 #pragma unroll
         for (int p = 0; p < P; ++p) {
-          const u32 a = wpl(2 * p + pl) + wofs(8 * ch + i, j, kh);
-          u32 b[4], o[4];
-          ldsm_x4(b, a);
-          Acc z = cmma(mf, b);
+          u32 o[4], bb[4];
+          Acc z = cmma<false>(mf, b[ch][p]);
 #pragma unroll
           for (int c = 0; c < 4; ++c) {
             const float zr = z.r[c], zi = z.i[c];
@@ -238,9 +267,9 @@ struct Fold4k {
           }
           pack(o, z);
 #pragma unroll
-          for (int q = 0; q < 4; ++q) b[q] = mc::movt(o[q]);
-          pack(o, cmma(mv, b));
-          stsm_x4_t(a, o);
+          for (int q = 0; q < 4; ++q) bb[q] = mc::movt(o[q]);
+          pack(o, cmma<true>(mv, bb));
+          stsm_x4_t(work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh), o);
         }
       }
     }
@@ -251,7 +280,7 @@ struct Fold4k {
     work = mc::smem_u32(fold_smem);
     staging = work + WORK;
     tab = staging + WORK;
-    tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, mi = lane >> 3, i8 = lane & 7;
     for (int c = tid; c < TAB / 16; c += THREADS) mc::cp_async16(tab + c * 16, gtab + c, 16);
     const int nunits = (B / 2) * H / P;
     if (blockIdx.x < nunits) issue_load(blockIdx.x);
@@ -278,10 +307,10 @@ struct Fold4k {
 
 }  // namespace fp
 
-template <int P>
-__global__ void __launch_bounds__(256, 2) fold4k(const unsigned short* u, unsigned short* y, const float4* kf,
-                                                 const uint4* tab, int B, int H) {
-  fp::Fold4k<P> k;
+template <int P, int WARPS>
+__global__ void __launch_bounds__(32 * WARPS, 16 / WARPS) fold4k(const unsigned short* u, unsigned short* y,
+                                                                  const float4* kf, const uint4* tab, int B, int H) {
+  fp::Fold4k<P, WARPS> k;
   k.u = u, k.y = y, k.kf = kf, k.B = B, k.H = H;
   k.run(tab);
 }

@@ -33,18 +33,18 @@ def matrices() -> np.ndarray:
 
 
 def table() -> np.ndarray:
-    """The kernel's shared-memory table: (32 matrices, Re / Im / -Im, 32 chunks, 8) fp16 bits.
+    """The kernel's shared-memory table: (32 matrices, Re / Im, 33 chunks, 8) fp16 bits.
 
-    Matrices 0..15 are F1[j], 16..31 F2[j] (= F3[j]); rows of two 16-byte chunks, the chunk
-    index XOR-ed with (row >> 2) & 1 as ``load_mat`` reads them."""
+    Matrices 0..15 are F1[j], 16..31 F2[j] (= F3[j]); row r, half h at chunk
+    2 r + h + ((r >> 2) & 1), as ``load_mat`` reads them (``cofs(0, r, h)``)."""
     m = matrices()
     mats = np.concatenate([m[0], m[1]])  # (32, 16, 16)
     assert np.allclose(m[1], m[2])
-    comps = np.stack([mats.real, mats.imag, -mats.imag], axis=1).astype(np.float16).view(np.uint16)
-    out = np.zeros((32, 3, 32, 8), dtype=np.uint16)
+    comps = np.stack([mats.real, mats.imag], axis=1).astype(np.float16).view(np.uint16)
+    out = np.zeros((32, 2, 33, 8), dtype=np.uint16)
     for row in range(16):
         for ch in range(2):
-            out[:, :, (2 * row + ch) ^ ((row >> 2) & 1)] = comps[:, :, row, 8 * ch : 8 * ch + 8]
+            out[:, :, 2 * row + ch + ((row >> 2) & 1)] = comps[:, :, row, 8 * ch : 8 * ch + 8]
     return out
 
 
@@ -88,7 +88,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--compile-only", action="store_true")
     ap.add_argument("--profile", action="store_true", help="one launch of each kernel, for ncu")
-    ap.add_argument("--pairs", type=int, nargs="*", default=[1, 2, 4])
+    ap.add_argument("--pairs", nargs="*", default=["2:8", "4:16", "1:8"], help="P:WARPS variants")
     args = ap.parse_args()
     print(f"mirror (float64) rel err {mirror_check():.2e}")
     if args.compile_only:
@@ -100,7 +100,7 @@ def main() -> None:
 
     from cufftconv import fused
 
-    names = [f"fold4k<{p}>" for p in args.pairs]
+    names = [f"fold4k<{v.replace(':', ',')}>" for v in args.pairs]
     mod = cp.RawModule(code=source(), options=("-std=c++17",), name_expressions=names)
     tab = cp.asarray(table())
     fidx = cp.asarray(kfrag_index())
@@ -109,16 +109,19 @@ def main() -> None:
         kk = cp.fft.fft(k.astype(cp.float64), n=N, axis=-1).astype(cp.complex64)
         return cp.ascontiguousarray(kk[:, fidx])
 
-    def launcher(p: int, B: int, H: int):
-        fn = mod.get_function(f"fold4k<{p}>")
-        smem = 2 * (2 * p * 2 * N) + 32 * 3 * 512
+    def launcher(v: str, B: int, H: int):
+        p, warps = (int(x) for x in v.split(":"))
+        fn = mod.get_function(f"fold4k<{p},{warps}>")
+        plane = 16 * 33 * 16
+        smem = 2 * (2 * p * plane) + 32 * 2 * 33 * 16
         fn.max_dynamic_shared_size_bytes = smem
         units = (B // 2) * H // p
         sms = cp.cuda.Device().attributes["MultiProcessorCount"]
-        grid = min(units, sms * max(1, (228 * 1024) // (smem + 1024)))
+        per_sm = min((228 * 1024) // (smem + 1024), 2048 // (32 * warps) // 4)
+        grid = min(units, sms * max(1, per_sm))
 
         def run(u, y, kf):
-            fn((grid,), (256,), (u, y, kf, tab, np.int32(B), np.int32(H)), shared_mem=smem)
+            fn((grid,), (32 * warps,), (u, y, kf, tab, np.int32(B), np.int32(H)), shared_mem=smem)
 
         return run
 
@@ -149,7 +152,7 @@ def main() -> None:
             np.fft.fft(u16.astype(np.float64)) * np.fft.fft(k.astype(np.float64))
         ).real
         for p in args.pairs:
-            if (B // 2) % p:
+            if (B // 2) % int(p.split(":")[0]):
                 continue
             u = cp.asarray(u16)
             y = cp.full((B, H, N), np.float16(np.nan))
