@@ -14,7 +14,7 @@
 // Data stay fp16 in shared memory; tiles move with ldmatrix / stmatrix (sm_90), plain or
 // transposed so that every stage reads and writes rows of 16 contiguous values.
 // Shared-memory rows are 16 halves (two 16-byte chunks); chunk (a, b, h) of row 16 a + b sits at
-// 33 a + 2 b + h + ((b >> 2) & 1): 8 rows with a or b consecutive hit 8 bank groups, and every
+// 35 a + 2 b + h + (b >> 2): 8 rows with a or b consecutive hit 8 bank groups, and every
 // offset is a lane part plus a warp-uniform part (no XOR), so addresses fold into immediates.
 // Limits of the prototype: fp16 in and out, L = N = 4096 circular, no gates, B even with
 // (B / 2) % P == 0, contiguous (B, H, 4096) rows, no per-pair exponent (inputs of unit scale).
@@ -43,20 +43,20 @@ __device__ __forceinline__ void stsm_x4_t(u32 addr, const u32 s[4]) {
                "r"(s[1]), "r"(s[2]), "r"(s[3]));
 }
 
-constexpr int PLANE_CHUNKS = 16 * 33;
-constexpr int PLANE = PLANE_CHUNKS * 16;  // bytes per padded 16-bit plane of 4096 values
+constexpr int ROWS_CHUNKS = 35;            // chunks per 16 rows (32 + 3 of skew)
+constexpr int PLANE = 16 * ROWS_CHUNKS * 16;  // bytes per padded 16-bit plane of 4096 values
 // Byte offset of chunk h of row (a, b).
 __device__ __forceinline__ constexpr u32 cofs(int a, int b, int h) {
-  return static_cast<u32>(33 * a + 2 * b + h + ((b >> 2) & 1)) * 16u;
+  return static_cast<u32>(ROWS_CHUNKS * a + 2 * b + h + (b >> 2)) * 16u;
 }
 
 struct Mat {
   u32 r[4], i[4];  // Re, Im as A fragments
 };
-// Table: (32 matrices, Re / Im) row-major 16x16 fp16 rows at cofs(0, row, half) (528 bytes a
+// Table: (32 matrices, Re / Im) row-major 16x16 fp16 rows at cofs(0, row, half) (560 bytes a
 // component). Matrices 0..15: F1[j]; 16..31: F2[j] = F3[j]. INV loads the transposes: with
 // Im negated in cmma, the conjugate transposes of the inverse stages.
-constexpr int MAT_BYTES = 2 * 33 * 16;
+constexpr int MAT_BYTES = 2 * ROWS_CHUNKS * 16;
 template <bool INV>
 __device__ __forceinline__ Mat load_mat(u32 tab, int mat, int lane) {
   const int mi = lane >> 3, i = lane & 7;
@@ -115,7 +115,7 @@ struct Fold4k {
 
   const u16* __restrict__ u;
   u16* __restrict__ y;
-  const float4* __restrict__ kf;  // (H, 16 k2, 2 halves, 32 lanes, 4 values) complex fp32
+  const uint4* __restrict__ kf;  // (H, 16 k2, 2 halves, 32 lanes, 4 values) complex fp16 (re, im)
   int B, H;
   u32 work, staging, tab;  // shared addresses
   int lane, warp, tid, mi, i8;
@@ -233,19 +233,24 @@ struct Fold4k {
       }
     }
   }
+  // The filter fragments of this warp's middle-stage items (loaded before the barrier ahead of
+  // the stage, so their latency hides behind it).
+  static constexpr int ITEMS = 16 / WARPS;
+  __device__ __forceinline__ void load_k(uint4 (&k)[ITEMS][2], int h) const {
+#pragma unroll
+    for (int x = 0; x < ITEMS; ++x)
+#pragma unroll
+      for (int ch = 0; ch < 2; ++ch)
+        k[x][ch] = __ldg(kf + ((static_cast<long long>(h) * 16 + warp + WARPS * x) * 2 + ch) * 32 + lane);
+  }
   // F3, filter, I3 in registers: item k2 (fixed b), tiles ch = column half (k1); rows
   // a = k1 hold 16 contiguous n3.
-  __device__ __forceinline__ void stage_mid(int h) {
+  __device__ __forceinline__ void stage_mid(const uint4 (&k)[ITEMS][2]) {
     const int pl = mi >> 1, kh = mi & 1;
 #pragma unroll
-    for (int j = warp; j < 16; j += WARPS) {
+    for (int x = 0; x < ITEMS; ++x) {
+      const int j = warp + WARPS * x;
       const Mat mf = load_mat<false>(tab, 16 + j, lane), mv = load_mat<true>(tab, 16 + j, lane);
-      float4 k[2][2];
-#pragma unroll
-      for (int ch = 0; ch < 2; ++ch) {
-        const float4* kp = kf + ((static_cast<long long>(h) * 16 + j) * 2 + ch) * 64 + lane * 2;
-        k[ch][0] = __ldg(kp), k[ch][1] = __ldg(kp + 1);
-      }
       u32 b[2][P][4];
 #pragma unroll
       for (int ch = 0; ch < 2; ++ch)
@@ -253,8 +258,10 @@ struct Fold4k {
         for (int p = 0; p < P; ++p) ldsm_x4(b[ch][p], work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh));
 #pragma unroll
       for (int ch = 0; ch < 2; ++ch) {
-        const float kr[4] = {k[ch][0].x, k[ch][0].z, k[ch][1].x, k[ch][1].z};
-        const float ki[4] = {k[ch][0].y, k[ch][0].w, k[ch][1].y, k[ch][1].w};
+        const u32 kw[4] = {k[x][ch].x, k[x][ch].y, k[x][ch].z, k[x][ch].w};
+        float kr[4], ki[4];
+#pragma unroll
+        for (int c = 0; c < 4; ++c) kr[c] = mc::h2lo(kw[c]), ki[c] = mc::h2hi(kw[c]);
 #pragma unroll
         for (int p = 0; p < P; ++p) {
           u32 o[4], bb[4];
@@ -293,8 +300,10 @@ struct Fold4k {
       stage_outer<false>();
       __syncthreads();
       stage_second<false>();
+      uint4 k[ITEMS][2];
+      load_k(k, (unit * P) / (B / 2));
       __syncthreads();
-      stage_mid((unit * P) / (B / 2));
+      stage_mid(k);
       __syncthreads();
       stage_second<true>();
       __syncthreads();
@@ -307,9 +316,9 @@ struct Fold4k {
 
 }  // namespace fp
 
-template <int P, int WARPS>
-__global__ void __launch_bounds__(32 * WARPS, 16 / WARPS) fold4k(const unsigned short* u, unsigned short* y,
-                                                                  const float4* kf, const uint4* tab, int B, int H) {
+template <int P, int WARPS, int MINB>
+__global__ void __launch_bounds__(32 * WARPS, MINB) fold4k(const unsigned short* u, unsigned short* y, const uint4* kf,
+                                                           const uint4* tab, int B, int H) {
   fp::Fold4k<P, WARPS> k;
   k.u = u, k.y = y, k.kf = kf, k.B = B, k.H = H;
   k.run(tab);
