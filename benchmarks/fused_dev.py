@@ -226,7 +226,7 @@ def breakdown(sizes, dtype):
         B, H = problem_size(n, False)
         scale = (B_FULL * H_FULL) / (B * H)
         pb = Problem(n, "conv", dtype, B, H)
-        _, grid, args = pb.conv.prepare(pb.u, pb.kf, pb.y, L=pb.L, out_offset=0, Lout=pb.L)
+        _, grid, args, _ = pb.conv.prepare(pb.u, pb.kf, pb.y, L=pb.L, out_offset=0, Lout=pb.L)
         name = fused.name_expression(n, dtype, False, False, 0)
         times = []
         for m in masks:

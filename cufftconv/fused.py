@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from . import twiddle_fold
 from .cache import BuildCache, OnceCache
 from .errors import KernelLaunchError, describe_arg, is_cuda_error, launch_error
 from .kernel_io import FamilyConv
@@ -566,9 +567,9 @@ class FusedConv(FamilyConv):
             u, kf, y, L=L, out_offset=out_offset, Lout=Lout, pregate=pregate, postgate=postgate
         )
         if launch is not None:
-            kern, grid, args = launch
+            kern, grid, args, smem = launch
             try:
-                kern((grid,), (self.threads,), args, shared_mem=self.smem)
+                kern((grid,), (self.threads,), args, shared_mem=smem)
             except Exception as err:  # zero cost unless raised: the message is built here only
                 if is_cuda_error(err):
                     raise self._launch_error(grid, args, err) from err
@@ -604,10 +605,29 @@ class FusedConv(FamilyConv):
         grid = min(-(-npairs // self.pairs_per_block), per_sm * _sm_count(cp.cuda.Device().id))
         tail = launch_tail(B, H, L, out_offset, Lout, self._tiles_arg())
         name = name_expression(n, self.dtype, self.pregate, self.postgate, pad)
-        return Launcher(kern.kernel, (grid,), (self.threads,), self.smem, tail, name)
+        general = Launcher(kern.kernel, (grid,), (self.threads,), self.smem, tail, name)
+        tf = self._twiddle_fold(B, B, L, out_offset, Lout, (H * L, L, H * Lout, Lout))
+        if tf is None:
+            return general
+        tkern, tper_sm = tf
+        tgrid = min(twiddle_fold.units(B, H), tper_sm * _sm_count(cp.cuda.Device().id))
+        return AlignedLauncher(
+            tkern.kernel, (tgrid,), (twiddle_fold.THREADS,), twiddle_fold.SMEM, tail,
+            twiddle_fold.name_expression(self.dtype), general=general,
+        )
+
+    def _twiddle_fold(self, B: int, BI: int, L: int, out_offset: int, Lout: int, strides):
+        """(kernel, blocks per SM) of the twiddle-folded kernel if this call fits it, else None
+        (see :mod:`cufftconv.twiddle_fold`; the pointers' alignment is checked per call)."""
+        ok = twiddle_fold.eligible(
+            self.n, gated=self.pregate or self.postgate, dense=self.freq_mask is None, B=B,
+            BI=BI, L=L, out_offset=out_offset, Lout=Lout, strides=strides,
+        )
+        return twiddle_fold.kernel(self.dtype) if ok else None
 
     def prepare(self, u, kf, y, *, L: int, out_offset: int, Lout: int, pregate=None, postgate=None):
-        """Validate a call; return (kernel, grid size, kernel arguments), or None if empty."""
+        """Validate a call; return (kernel, grid size, kernel arguments, shared memory bytes),
+        or None if empty. The kernel is the twiddle-folded one where the call fits it."""
         cp = _cupy()
         n = self.n
         op = self.check_operands(
@@ -630,6 +650,10 @@ class FusedConv(FamilyConv):
         kern, per_sm = _get_module(n, self.dtype, self.pregate, self.postgate)[pad]
         npairs = ((b + 1) // 2) * h
         nunits = -(-npairs // self.pairs_per_block)
+        smem = self.smem
+        tf = self._twiddle_fold(b, op.BI, L, out_offset, Lout, (*op.u_strides, *op.y_strides))
+        if tf is not None and twiddle_fold.aligned(u.data.ptr, y.data.ptr):
+            (kern, per_sm), nunits, smem = tf, twiddle_fold.units(b, h), twiddle_fold.SMEM
         grid = min(nunits, per_sm * _sm_count(cp.cuda.Device().id))
         args = (
             u,
@@ -653,7 +677,7 @@ class FusedConv(FamilyConv):
             np.int32(op.BI),
             *self._tiles_arg(),
         )
-        return kern, grid, args
+        return kern, grid, args, smem
 
 
 def launch_tail(
@@ -740,6 +764,24 @@ class Launcher:
             args=described,
             err=err,
         )
+
+
+class AlignedLauncher(Launcher):
+    """A :class:`Launcher` of the twiddle-folded kernel that hands calls whose u or y pointer is
+    not 16-byte aligned to ``general`` (the Monarch kernel's launcher for the same call)."""
+
+    __slots__ = ("general",)
+
+    def __init__(self, func, grid: tuple, block: tuple, smem: int, tail: tuple, name: str, *,
+                 general: Launcher) -> None:
+        super().__init__(func, grid, block, smem, tail, name)
+        self.general = general
+
+    def __call__(self, u: int, pre: int, kf, y: int, post: int, stream) -> None:
+        if (u | y) & 15:
+            self.general(u, pre, kf, y, post, stream)
+        else:
+            Launcher.__call__(self, u, pre, kf, y, post, stream)
 
 
 # ------------------------------------------------------------------------------------------------

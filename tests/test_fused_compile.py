@@ -199,6 +199,18 @@ def test_fold_instantiations(arch):
     _check_no_spills(info)
 
 
+def test_twiddle_fold_instantiations():
+    """The twiddle-folded FFT-4096 forward kernel (kernels/twiddle_fold.cu, sm_90 only: it uses
+    stmatrix and is dispatched only from compute capability 9.0)."""
+    from cufftconv import twiddle_fold
+
+    names = twiddle_fold.all_name_expressions()
+    info = compile_group(names, "sm_90", twiddle_fold)
+    assert set(info) == set(names)
+    _check_no_spills(info)
+    assert max(v["regs"] for v in info.values()) <= 128  # 2 blocks of 256 threads per SM
+
+
 @pytest.mark.parametrize("arch", ["sm_90", *sorted(ARCH_SMEM)])
 def test_spectrum_instantiations(arch):
     """kernels/spectrum.cu: the filter spectra, dk's fold, and the backward fast path's filter

@@ -1,0 +1,107 @@
+"""The twiddle-folded forward kernel for FFT size 4096 (``kernels/twiddle_fold.cu``).
+
+Same contract and filter spectrum as the Monarch kernel of :mod:`cufftconv.fused` (it takes
+``monarch_conv_fwd``'s parameter list), with every twiddle folded into the tensor cores' DFT
+matrices: about a third of the Monarch kernel's instructions. It needs sm_90 (``stmatrix``)
+and covers ungated, dense, one-level calls whose rows are 16-byte granular with B % 4 == 0;
+:class:`cufftconv.fused.FusedConv` takes it for those and the Monarch kernel for the rest.
+"""
+
+from __future__ import annotations
+
+from .cache import OnceCache
+from .sources import inline_source, kernels_dir
+
+KERNEL_FILE = "twiddle_fold.cu"
+KERNEL_NAME = "twiddle_fold_fwd"
+SIZES: tuple[int, ...] = (4096,)
+DTYPES = ("float16", "bfloat16")
+THREADS = 256
+MIN_CC = 90  # stmatrix
+_PLANE = 16 * 35 * 16  # bytes of one padded 16-bit plane (tf::PLANE)
+SMEM = 2 * (4 * _PLANE) + 32 * 2 * 35 * 16 + 8 * 2 * 4  # work, staging, table, maxima
+GRAIN = 8  # elements: L, out_offset, Lout and row strides must be multiples (16-byte chunks)
+_DT_CODE = {"float16": 0, "bfloat16": 1}
+_KERNELS: OnceCache = OnceCache()  # (device, arch, dtype) -> (RawKernel, blocks per SM)
+
+
+def kernel_source() -> str:
+    """The kernel source with its local headers inlined."""
+    return inline_source(KERNEL_FILE)
+
+
+def compile_options(arch: str | None = None) -> tuple[str, ...]:
+    """NVRTC options. ``arch`` like 'sm_90'; None leaves it to CuPy."""
+    opts = ("--std=c++17", f"-I{kernels_dir()}")
+    return opts + ((f"--gpu-architecture={arch}",) if arch is not None else ())
+
+
+def name_expression(dtype: str) -> str:
+    if dtype not in _DT_CODE:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    return f"{KERNEL_NAME}<{_DT_CODE[dtype]}>"
+
+
+def all_name_expressions() -> list[str]:
+    return [name_expression(dt) for dt in DTYPES]
+
+
+def eligible(
+    n: int,
+    *,
+    gated: bool,
+    dense: bool,
+    B: int,
+    BI: int,
+    L: int,
+    out_offset: int,
+    Lout: int,
+    strides: tuple[int, ...],
+) -> bool:
+    """Whether a forward call fits the kernel (pointers' 16-byte alignment is checked per call)."""
+    return (
+        n in SIZES
+        and not gated
+        and dense
+        and BI == B
+        and B % 4 == 0
+        and B > 0
+        and all(v % GRAIN == 0 for v in (L, out_offset, Lout, *strides))
+        and 0 < L <= n
+        and out_offset + Lout <= n
+    )
+
+
+def units(B: int, H: int) -> int:
+    """Work units (2 pairs of one channel each) of a (B, H) call."""
+    return (B // 2) * H // 2
+
+
+def aligned(*ptrs: int) -> bool:
+    return all(p % (2 * GRAIN) == 0 for p in ptrs)
+
+
+def kernel(dtype: str):
+    """(RawKernel, blocks per SM) on the current device, or None where it cannot run (below
+    sm_90, or less shared memory per block than the kernel needs)."""
+    import cupy as cp
+
+    dev = cp.cuda.Device()
+    cc = int(dev.compute_capability)
+    if cc < MIN_CC:
+        return None
+
+    def build():
+        from .fused import _blocks_per_sm
+
+        if dev.attributes["MaxSharedMemoryPerBlockOptin"] < SMEM:
+            return None
+        name = name_expression(dtype)
+        mod = cp.RawModule(
+            code=kernel_source(), options=compile_options(None), name_expressions=[name]
+        )
+        kern = mod.get_function(name)
+        kern.max_dynamic_shared_size_bytes = SMEM
+        return kern, _blocks_per_sm(kern, THREADS, SMEM)
+
+    return _KERNELS.get((dev.id, cc, dtype), build)

@@ -1,0 +1,454 @@
+// cufftconv: FFT-4096 convolution with every twiddle folded into the tensor-core DFT matrices
+// (sm_90: ldmatrix / stmatrix, plain and transposed).
+//
+// The Monarch kernel (monarch_conv.cu) multiplies its tiles by twiddles elementwise in fp32,
+// which is most of its instructions. Here a tile is 16 values of the digit a stage contracts
+// x 8 values of a digit the stage's twiddle does not depend on, the third digit fixed per tile,
+// so the twiddle is a constant diagonal of the tile and folds into its 16x16 matrix:
+//   m = 256 n1 + 16 n2 + n3, f = k1 + 16 k2 + 256 k3, w_M = exp(-2 pi i / M):
+//   F1[n3] (k1, n1) = w16^(n1 k1) w4096^(n3 k1) / 4   contract n1, columns n2, fixed n3
+//   F2[k1] (k2, n2) = w16^(n2 k2) w256^(n2 k1) / 4    contract n2, columns n3, fixed k1
+//   F3[k2] (k3, n3) = w16^(n3 k3) w256^(n3 k2) / 4    contract n3, columns k1, fixed k2
+// (F2 and F3 are the same 16 matrices.) The inverse runs the conjugate transposes in reverse
+// order (transposed ldmatrix of the same table, imaginary part negated). A stage reads its
+// tiles with ldmatrix (plain or transposed) and writes them with stmatrix, so every shared-
+// memory row holds 16 contiguous values of some digit; F3, the filter and the first inverse
+// stage stay in registers. benchmarks/fold_proto/ has the NumPy mirror of these stages.
+//
+// Scaling: the fp32 accumulators are rounded to fp16 between stages. Per pair of sequences,
+// 2^-ex brings max |x| into (2^7, 2^8] (fp16 input: in the first stage's epilogue; bf16: a
+// conversion pass), so the forward stages (1/4 each) stay below 2^14; the filter spectrum
+// (max |K| <= 1, exponent ef, FusedConv.filter_spectrum's layout) is applied with 2^-6, so
+// the inverse stages stay below 2^14 too; the output is scaled by 2^(ex + ef + 6).
+//
+// One unit = 2 pairs of one channel (4 planes: re, im of each); launch contract (checked by
+// cufftconv.twiddle_fold.eligible): B % 4 == 0, L, out_offset, Lout, the row strides and the
+// pointers 16-byte granular, no gates, a dense spectrum. Input positions >= L are zero; outputs
+// are positions [out_offset, out_offset + Lout) of the circular result.
+#include "monarch_prims.cuh"
+
+namespace tf {
+using mc::u16;
+using mc::u32;
+
+__device__ __forceinline__ void ldsm_x4(u32 d[4], u32 addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x4_t(u32 d[4], u32 addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void stsm_x4(u32 addr, const u32 s[4]) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1,%2,%3,%4};" ::"r"(addr), "r"(s[0]), "r"(s[1]),
+               "r"(s[2]), "r"(s[3]));
+}
+__device__ __forceinline__ void stsm_x4_t(u32 addr, const u32 s[4]) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1,%2,%3,%4};" ::"r"(addr), "r"(s[0]),
+               "r"(s[1]), "r"(s[2]), "r"(s[3]));
+}
+__device__ __forceinline__ uint4 lds128(u32 a) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(a));
+  return v;
+}
+__device__ __forceinline__ void sts128(u32 a, uint4 v) {
+  asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};" ::"r"(a), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w));
+}
+__device__ __forceinline__ float exp2i(int e) { return __uint_as_float(static_cast<u32>(e + 127) << 23); }
+
+// Shared-memory planes: 16-value rows (two 16-byte chunks); chunk h of row 16 a + b sits at
+// 35 a + 2 b + h + (b >> 2): 8 rows with a or with b consecutive hit 8 bank groups, and an
+// offset is a lane part plus a warp-uniform part, so addresses fold into immediates.
+constexpr int ROW_CHUNKS = 35;
+constexpr int PLANE = 16 * ROW_CHUNKS * 16;  // bytes per plane of 4096 16-bit values
+__device__ __forceinline__ constexpr u32 cofs(int a, int b, int h) {
+  return static_cast<u32>(ROW_CHUNKS * a + 2 * b + h + (b >> 2)) * 16u;
+}
+
+// Table: 32 matrices (0..15: F1[j]; 16..31: F2[j] = F3[j]), Re then Im, row-major 16x16 fp16
+// rows at cofs(0, row, half).
+constexpr int MAT_BYTES = 2 * ROW_CHUNKS * 16;
+struct Mat {
+  u32 r[4], i[4];  // A fragments
+};
+template <bool TRANS>
+__device__ __forceinline__ Mat load_mat(u32 tab, int mat, int lane) {
+  const int mi = lane >> 3, i = lane & 7;
+  const int row = i + 8 * (TRANS ? (mi >> 1) : (mi & 1)), ch = TRANS ? (mi & 1) : (mi >> 1);
+  const u32 base = tab + mat * MAT_BYTES + cofs(0, row, ch);
+  Mat m;
+  if (TRANS) {
+    ldsm_x4_t(m.r, base);
+    ldsm_x4_t(m.i, base + MAT_BYTES / 2);
+  } else {
+    ldsm_x4(m.r, base);
+    ldsm_x4(m.i, base + MAT_BYTES / 2);
+  }
+  return m;
+}
+// Each thread writes table entries idx = tid, tid + threads, ...: phases reduced exactly mod 4096.
+__device__ __forceinline__ void build_table(unsigned char* tab, int tid, int threads) {
+  for (int idx = tid; idx < 32 * 256; idx += threads) {
+    const int mat = idx >> 8, a = (idx >> 4) & 15, b = idx & 15, j = mat & 15;
+    const int p = mat < 16 ? (a * (256 * b + j)) & 4095 : (256 * a * b + 16 * b * j) & 4095;
+    float s, c;
+    sincospif(static_cast<float>(p) / 2048.f, &s, &c);
+    u16* re = reinterpret_cast<u16*>(tab + mat * MAT_BYTES + cofs(0, a, b >> 3)) + (b & 7);
+    re[0] = mc::Dt<0>::from(0.25f * c);
+    re[MAT_BYTES / 4] = mc::Dt<0>::from(-0.25f * s);
+  }
+}
+
+struct Acc {
+  float r[4], i[4];
+};
+// z = M x (INV: conj(M)^T x from M's transposed fragments); x as B fragments {Re k0-7,
+// Re k8-15, Im k0-7, Im k8-15}.
+template <bool INV>
+__device__ __forceinline__ Acc cmma(const Mat& m, const u32 b[4]) {
+  Acc z;
+#pragma unroll
+  for (int c = 0; c < 4; ++c) z.r[c] = z.i[c] = 0.f;
+  if (INV) {  // Re = Mr xr + Mi xi, Im = Mr xi - Mi xr
+    mc::mma16816(z.r, m.r, b[0], b[1]);
+    mc::mma16816(z.r, m.i, b[2], b[3]);
+    mc::mma16816(z.i, m.r, b[2], b[3]);
+    mc::mma16816(z.i, m.i, mc::neg_h2(b[0]), mc::neg_h2(b[1]));
+  } else {  // Re = Mr xr - Mi xi, Im = Mi xr + Mr xi
+    mc::mma16816(z.r, m.r, b[0], b[1]);
+    mc::mma16816(z.r, m.i, mc::neg_h2(b[2]), mc::neg_h2(b[3]));
+    mc::mma16816(z.i, m.i, b[0], b[1]);
+    mc::mma16816(z.i, m.r, b[2], b[3]);
+  }
+  return z;
+}
+// {Re rows 0-7, Re rows 8-15, Im rows 0-7, Im rows 8-15} in the A/C 16-bit layout, times s.
+template <int DT>
+__device__ __forceinline__ void pack(u32 o[4], const Acc& z, float s) {
+  using D = mc::Dt<DT>;
+  o[0] = D::pack(z.r[0] * s, z.r[1] * s);
+  o[1] = D::pack(z.r[2] * s, z.r[3] * s);
+  o[2] = D::pack(z.i[0] * s, z.i[1] * s);
+  o[3] = D::pack(z.i[2] * s, z.i[3] * s);
+}
+
+template <int DT>
+struct TwiddleFold {
+  static constexpr int N = 4096, P = 2, WARPS = 8, THREADS = 32 * WARPS, ITEMS = 16 / WARPS;
+  static constexpr int WORK = 2 * P * PLANE;  // re, im planes of the unit's pairs
+  static constexpr int TAB = 32 * MAT_BYTES;
+  static constexpr int SMEM = 2 * WORK + TAB + WARPS * P * 4;  // work, input staging, table, maxima
+  static constexpr int JOBS = 2 * P * 16 / WARPS;              // 16x16 blocks per warp in a transpose
+
+  const u16* __restrict__ u;
+  const u32* __restrict__ kf;  // FusedConv.filter_spectrum: (H, n + 4) complex fp16 words
+  u16* __restrict__ y;
+  long long u_sb, u_sh, y_sb, y_sh;
+  int B, H, L, out_offset, Lout;
+  u32 work, staging, tab, red;  // shared addresses
+  int lane, warp, tid, mi, i8;
+
+  // The unit's 2 pairs: sequences b0 .. b0 + 3 of channel h (plane wp = sequence b0 + wp).
+  __device__ __forceinline__ void unit_rows(int unit, int& h, int& b0) const {
+    const int pi = unit * P, bp2 = B >> 1;
+    h = pi / bp2;
+    b0 = 2 * (pi - h * bp2);
+  }
+
+  __device__ __forceinline__ void issue_load(int unit) {
+    constexpr int PER = N * 2 / 16;  // 16-byte chunks of a plane
+    static_assert(PER % THREADS == 0, "whole chunk rounds");
+    int h, b0;
+    unit_rows(unit, h, b0);
+    const u16* row0 = u + b0 * u_sb + h * u_sh;
+#pragma unroll
+    for (int wp = 0; wp < 2 * P; ++wp)
+#pragma unroll
+      for (int r = 0; r < PER / THREADS; ++r) {
+        const int ci = tid + r * THREADS, rs = ci >> 1, c = ci & 1;  // rs = 16 n1 + n2, c: n3 half
+        const bool in = 8 * ci < L;
+        const u16* row = row0 + wp * u_sb;
+        mc::cp_async16(staging + wp * PLANE + cofs(rs >> 4, rs & 15, c), in ? row + 8 * ci : row, in ? 16 : 0);
+      }
+    mc::cp_async_commit();
+  }
+  // Staging (rows n2 of contiguous n3) -> work (rows n3 of contiguous n2); the largest |x| of
+  // each pair goes to red[warp][pair].
+  __device__ __forceinline__ void transpose_in() {
+    const int h = mi & 1, c = mi >> 1;
+    u32 m[P] = {};
+#pragma unroll
+    for (int x = 0; x < JOBS; ++x) {
+      const int job = warp + WARPS * x, wp = x * WARPS / 16, n1 = job & 15;
+      u32 d[4];
+      ldsm_x4(d, staging + wp * PLANE + cofs(n1, 8 * h + i8, c));
+      stsm_x4_t(work + wp * PLANE + cofs(n1, 8 * c + i8, h), d);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) m[wp >> 1] = mc::absmax2(m[wp >> 1], d[q]);
+    }
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      const u32 v = __reduce_max_sync(0xffffffffu, max(m[p] & 0xffffu, m[p] >> 16));
+      if (lane == 0) asm volatile("st.shared.u32 [%0], %1;" ::"r"(red + (warp * P + p) * 4), "r"(v));
+    }
+  }
+  // Exponent of pair p: 2^-ex brings its largest |x| into (2^7, 2^8] (0 for zero or non-finite).
+  __device__ __forceinline__ int pair_exp(int p) const {
+    u32 mx = 0;
+#pragma unroll
+    for (int w = 0; w < WARPS; ++w) {
+      u32 v;
+      asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(red + (w * P + p) * 4));
+      mx = max(mx, v);
+    }
+    const float f = mc::Dt<DT>::one(static_cast<u16>(mx));
+    if (!(f > 0.f) || !(f < __int_as_float(0x7f800000))) return 0;
+    const int biased = (__float_as_uint(f) >> 23) & 0xff;  // f < 2^(biased - 126)
+    return max(biased - 126 - 8, -125);  // (2^-ex finite; a bf16 pair below 2^-117 keeps fewer bits)
+  }
+  // bf16 input: the work planes to fp16, times 2^-ex of their pair.
+  __device__ __forceinline__ void to_fp16(const int (&ex)[P]) {
+    constexpr int PER = 16 * 16 * 2;  // chunks of a plane (rows x halves)
+    static_assert(PER % THREADS == 0, "a round stays in one plane");
+#pragma unroll
+    for (int r = 0; r < 2 * P * PER / THREADS; ++r) {
+      const int wp = r / (PER / THREADS), rem = tid + (r % (PER / THREADS)) * THREADS, row = rem >> 1;
+      const u32 a = work + wp * PLANE + cofs(row >> 4, row & 15, rem & 1);
+      const float s = exp2i(-ex[wp >> 1]);
+      uint4 v = lds128(a);
+      u32* w = reinterpret_cast<u32*>(&v);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) w[q] = mc::pack_h2(mc::Dt<1>::lo(w[q]) * s, mc::Dt<1>::hi(w[q]) * s);
+      sts128(a, v);
+    }
+  }
+  // Work -> natural order in place (each warp rewrites its own 16x16 blocks), then 16-byte
+  // stores of the positions in [out_offset, out_offset + Lout).
+  __device__ __forceinline__ void store(int unit) {
+    const int h = mi & 1, c = mi >> 1;
+#pragma unroll
+    for (int x = 0; x < JOBS; ++x) {
+      const int job = warp + WARPS * x, wp = x * WARPS / 16, n1 = job & 15;
+      u32 d[4];
+      ldsm_x4(d, work + wp * PLANE + cofs(n1, 8 * c + i8, h));
+      stsm_x4_t(work + wp * PLANE + cofs(n1, 8 * h + i8, c), d);
+    }
+    __syncwarp();
+    int ch, b0;
+    unit_rows(unit, ch, b0);
+    u16* row0 = y + b0 * y_sb + ch * y_sh;
+#pragma unroll
+    for (int x = 0; x < JOBS; ++x) {
+      const int job = warp + WARPS * x, wp = x * WARPS / 16, n1 = job & 15;
+      const int t = 256 * n1 + 8 * lane - out_offset;
+      if (t >= 0 && t < Lout) {
+        const uint4 v = lds128(work + wp * PLANE + cofs(n1, lane >> 1, lane & 1));
+        __stcs(reinterpret_cast<uint4*>(row0 + wp * y_sb + t), v);
+      }
+    }
+  }
+
+  // F1 / I1: item n3 (fixed b), tiles h = column half (n2); rows a = contracted / output digit.
+  // Epilogue scale s[p] per pair; I1 writes the output type.
+  template <bool INV>
+  __device__ __forceinline__ void stage_outer(const float (&s)[P], const float (&s2)[P]) {
+    const int pl = mi >> 1, kh = mi & 1;
+#pragma unroll
+    for (int x = 0; x < ITEMS; ++x) {
+      const int j = warp + WARPS * x;
+      const Mat m = load_mat<INV>(tab, j, lane);
+      u32 b[P][2][4];
+#pragma unroll
+      for (int p = 0; p < P; ++p)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) ldsm_x4_t(b[p][h], work + (2 * p + pl) * PLANE + cofs(8 * kh + i8, j, h));
+#pragma unroll
+      for (int p = 0; p < P; ++p)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          u32 o[4];
+          Acc z = cmma<INV>(m, b[p][h]);
+          if (INV) {
+#pragma unroll
+            for (int c = 0; c < 4; ++c) z.r[c] *= s2[p], z.i[c] *= s2[p];
+          }
+          pack<INV ? DT : 0>(o, z, s[p]);
+          stsm_x4(work + (2 * p + pl) * PLANE + cofs(8 * kh + i8, j, h), o);
+        }
+    }
+  }
+  // F2 (INV false): item k1 (fixed a); tiles nh = column half (n3); read rows n3 (contiguous
+  // n2), write rows k2 (contiguous n3). I2: read rows k2 transposed, write rows n3 transposed.
+  template <bool INV>
+  __device__ __forceinline__ void stage_second() {
+    const int pl = mi >> 1, kh = mi & 1;
+#pragma unroll
+    for (int x = 0; x < ITEMS; ++x) {
+      const int j = warp + WARPS * x;
+      const Mat m = load_mat<INV>(tab, 16 + j, lane);
+      u32 b[P][2][4];
+#pragma unroll
+      for (int p = 0; p < P; ++p)
+#pragma unroll
+        for (int nh = 0; nh < 2; ++nh) {
+          const u32 base = work + (2 * p + pl) * PLANE;
+          if (INV)
+            ldsm_x4_t(b[p][nh], base + cofs(j, 8 * kh + i8, nh));
+          else
+            ldsm_x4(b[p][nh], base + cofs(j, 8 * nh + i8, kh));
+        }
+#pragma unroll
+      for (int p = 0; p < P; ++p) {
+        const u32 base = work + (2 * p + pl) * PLANE;
+        u32 o[2][4];
+#pragma unroll
+        for (int nh = 0; nh < 2; ++nh) pack<0>(o[nh], cmma<INV>(m, b[p][nh]), 1.f);
+#pragma unroll
+        for (int nh = 0; nh < 2; ++nh) {
+          if (INV)
+            stsm_x4_t(base + cofs(j, 8 * nh + i8, kh), o[nh]);
+          else
+            stsm_x4(base + cofs(j, 8 * kh + i8, nh), o[nh]);
+        }
+      }
+    }
+  }
+  // This warp's filter values for the middle stage, from the spectrum in monarch_conv's order
+  // (position tile * 256 + lane' * 8 + e' holds f = tile + 16 row + 256 col); loaded before the
+  // barrier ahead of the stage so the loads hide behind it.
+  __device__ __forceinline__ void load_k(u32 (&k)[ITEMS][2][4], int& ef, int h) const {
+    const u32* row = kf + static_cast<long long>(h) * (N + 4);
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int x = 0; x < ITEMS; ++x) {
+      const int j = warp + WARPS * x, lp = 4 * (j & 7) + (g >> 1);
+#pragma unroll
+      for (int ch = 0; ch < 2; ++ch)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          const int tile = 8 * ch + 2 * t + (c & 1), ep = 4 * (c >> 1) + 2 * (j >> 3) + (g & 1);
+          k[x][ch][c] = __ldg(row + tile * 256 + lp * 8 + ep);
+        }
+    }
+    ef = static_cast<int>(mc::h2lo(__ldg(row + N)));
+  }
+  // F3, filter (times 2^-6), I3 in registers: item k2 (fixed b), tiles ch = column half (k1);
+  // rows a = k1 hold 16 contiguous n3.
+  __device__ __forceinline__ void stage_mid(const u32 (&k)[ITEMS][2][4]) {
+    const int pl = mi >> 1, kh = mi & 1;
+#pragma unroll
+    for (int x = 0; x < ITEMS; ++x) {
+      const int j = warp + WARPS * x;
+      const Mat mf = load_mat<false>(tab, 16 + j, lane), mv = load_mat<true>(tab, 16 + j, lane);
+      u32 b[2][P][4];
+#pragma unroll
+      for (int ch = 0; ch < 2; ++ch)
+#pragma unroll
+        for (int p = 0; p < P; ++p) ldsm_x4(b[ch][p], work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh));
+#pragma unroll
+      for (int ch = 0; ch < 2; ++ch) {
+        float kr[4], ki[4];
+#pragma unroll
+        for (int c = 0; c < 4; ++c) kr[c] = mc::h2lo(k[x][ch][c]) * 0.015625f, ki[c] = mc::h2hi(k[x][ch][c]) * 0.015625f;
+#pragma unroll
+        for (int p = 0; p < P; ++p) {
+          u32 o[4], bb[4];
+          Acc z = cmma<false>(mf, b[ch][p]);
+#pragma unroll
+          for (int c = 0; c < 4; ++c) {
+            const float zr = z.r[c], zi = z.i[c];
+            z.r[c] = zr * kr[c] - zi * ki[c];
+            z.i[c] = zr * ki[c] + zi * kr[c];
+          }
+          pack<0>(o, z, 1.f);
+#pragma unroll
+          for (int q = 0; q < 4; ++q) bb[q] = mc::movt(o[q]);
+          pack<0>(o, cmma<true>(mv, bb), 1.f);
+          stsm_x4_t(work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh), o);
+        }
+      }
+    }
+  }
+
+  // Barriers: every shared-memory hand-over between warps is separated by a __syncthreads;
+  // the staging buffer is refilled (next unit) only after the barrier that ends transpose_in,
+  // and red[] is rewritten only in the next unit's transpose_in.
+  __device__ __forceinline__ void run(unsigned char* smem) {
+    work = mc::smem_u32(smem);
+    staging = work + WORK;
+    tab = staging + WORK;
+    red = tab + TAB;
+    tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, mi = lane >> 3, i8 = lane & 7;
+    build_table(smem + 2 * WORK, tid, THREADS);
+    const int nunits = (B >> 1) * H / P;
+    if (static_cast<int>(blockIdx.x) < nunits) issue_load(blockIdx.x);
+    for (int unit = blockIdx.x; unit < nunits; unit += gridDim.x) {
+      mc::cp_async_wait<0>();
+      __syncthreads();
+      transpose_in();
+      __syncthreads();
+      if (unit + static_cast<int>(gridDim.x) < nunits) issue_load(unit + gridDim.x);
+      int ex[P];
+      float s[P], s2[P];
+#pragma unroll
+      for (int p = 0; p < P; ++p) ex[p] = pair_exp(p), s[p] = DT == 0 ? exp2i(-ex[p]) : 1.f;
+      if (DT == 1) {
+        to_fp16(ex);
+        __syncthreads();
+      }
+      stage_outer<false>(s, s);
+      __syncthreads();
+      stage_second<false>();
+      int ch, b0, ef;
+      unit_rows(unit, ch, b0);
+      u32 k[ITEMS][2][4];
+      load_k(k, ef, ch);
+      __syncthreads();
+      stage_mid(k);
+      __syncthreads();
+      stage_second<true>();
+      __syncthreads();
+#pragma unroll
+      for (int p = 0; p < P; ++p) {  // 2^(ex + ef + 6) as two factors, each a normal float
+        const int e = min(max(ex[p] + ef + 6, -250), 250);
+        s[p] = exp2i(e >> 1), s2[p] = exp2i(e - (e >> 1));
+      }
+      stage_outer<true>(s, s2);
+      __syncthreads();
+      store(unit);
+    }
+  }
+};
+
+}  // namespace tf
+
+// Same parameters as monarch_conv_fwd (cufftconv.fused.Launcher / prepare build either); the
+// pregate / postgate pointers, outer strides, BI and the tile list are unused here.
+template <int DT>
+__global__ void __launch_bounds__(tf::TwiddleFold<DT>::THREADS, 2)
+twiddle_fold_fwd(const unsigned short* __restrict__ u, const unsigned short* __restrict__ pre,
+                 const unsigned short* __restrict__ kf, unsigned short* __restrict__ y,
+                 const unsigned short* __restrict__ post, long long u_sb, long long u_sh,
+                 long long pre_sb, long long pre_sh, long long y_sb, long long y_sh,
+                 long long post_sb, long long post_sh, long long u_so, long long pre_so,
+                 long long y_so, long long post_so, int B, int H, int L, int out_offset,
+                 int Lout, int BI, const int* __restrict__ tiles, int KC, int KZ, int qlive) {
+  extern __shared__ __align__(16) unsigned char tf_smem[];
+  tf::TwiddleFold<DT> k;
+  k.u = u;
+  k.kf = reinterpret_cast<const unsigned int*>(kf);
+  k.y = y;
+  k.u_sb = u_sb;
+  k.u_sh = u_sh;
+  k.y_sb = y_sb;
+  k.y_sh = y_sh;
+  k.B = B;
+  k.H = H;
+  k.L = L;
+  k.out_offset = out_offset;
+  k.Lout = Lout;
+  k.run(tf_smem);
+}
