@@ -30,7 +30,8 @@ def _need_sm90():
 def _kernel_of(c: Case, dtype: str, u_d, y_d) -> str:
     conv = fused.FusedConv(N, dtype, pregate=c.pre, postgate=c.post)
     kf = conv.filter_spectrum(cp.zeros((c.H, c.Lk), dtype=cp.float32))
-    _, _, _, smem = conv.prepare(u_d, kf, y_d, L=c.L, out_offset=c.out_offset, Lout=c.Lout)
+    gates = {"pregate": u_d if c.pre else None, "postgate": y_d if c.post else None}
+    _, _, _, smem = conv.prepare(u_d, kf, y_d, L=c.L, out_offset=c.out_offset, Lout=c.Lout, **gates)
     return "twiddle_fold" if smem == twiddle_fold.SMEM else "monarch"
 
 
