@@ -610,10 +610,10 @@ class FusedConv(FamilyConv):
         if tf is None:
             return general
         tkern, tper_sm = tf
-        tgrid = min(twiddle_fold.units(B, H), tper_sm * _sm_count(cp.cuda.Device().id))
+        tgrid = min(twiddle_fold.units(B, H, n), tper_sm * _sm_count(cp.cuda.Device().id))
         return AlignedLauncher(
-            tkern.kernel, (tgrid,), (twiddle_fold.THREADS,), twiddle_fold.SMEM, tail,
-            twiddle_fold.name_expression(self.dtype), general=general,
+            tkern.kernel, (tgrid,), (twiddle_fold.THREADS,), twiddle_fold.smem(n), tail,
+            twiddle_fold.name_expression(n, self.dtype), general=general,
         )
 
     def _twiddle_fold(self, B: int, BI: int, L: int, out_offset: int, Lout: int, strides):
@@ -623,7 +623,7 @@ class FusedConv(FamilyConv):
             self.n, gated=self.pregate or self.postgate, dense=self.freq_mask is None, B=B,
             BI=BI, L=L, out_offset=out_offset, Lout=Lout, strides=strides,
         )
-        return twiddle_fold.kernel(self.dtype) if ok else None
+        return twiddle_fold.kernel(self.n, self.dtype) if ok else None
 
     def prepare(self, u, kf, y, *, L: int, out_offset: int, Lout: int, pregate=None, postgate=None):
         """Validate a call; return (kernel, grid size, kernel arguments, shared memory bytes),
@@ -653,7 +653,7 @@ class FusedConv(FamilyConv):
         smem = self.smem
         tf = self._twiddle_fold(b, op.BI, L, out_offset, Lout, (*op.u_strides, *op.y_strides))
         if tf is not None and twiddle_fold.aligned(u.data.ptr, y.data.ptr):
-            (kern, per_sm), nunits, smem = tf, twiddle_fold.units(b, h), twiddle_fold.SMEM
+            (kern, per_sm), nunits, smem = tf, twiddle_fold.units(b, h, n), twiddle_fold.smem(n)
         grid = min(nunits, per_sm * _sm_count(cp.cuda.Device().id))
         args = (
             u,

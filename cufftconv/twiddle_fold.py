@@ -1,9 +1,10 @@
-"""The twiddle-folded forward kernel for FFT size 4096 (``kernels/twiddle_fold.cu``).
+"""The twiddle-folded forward kernel for FFT sizes 4096 and 8192 (``kernels/twiddle_fold.cu``).
 
 Same contract and filter spectrum as the Monarch kernel of :mod:`cufftconv.fused` (it takes
 ``monarch_conv_fwd``'s parameter list), with every twiddle folded into the tensor cores' DFT
 matrices: about a third of the Monarch kernel's instructions. It needs sm_90 (``stmatrix``)
-and covers ungated, dense, one-level calls whose rows are 16-byte granular with B % 4 == 0;
+and covers ungated, dense, one-level calls whose rows are 16-byte granular with B a multiple of
+2 * (pairs per unit): 4 at 4096, 2 at 8192;
 :class:`cufftconv.fused.FusedConv` takes it for those and the Monarch kernel for the rest.
 """
 
@@ -14,15 +15,24 @@ from .sources import inline_source, kernels_dir
 
 KERNEL_FILE = "twiddle_fold.cu"
 KERNEL_NAME = "twiddle_fold_fwd"
-SIZES: tuple[int, ...] = (4096,)
+SIZES: tuple[int, ...] = (4096, 8192)
 DTYPES = ("float16", "bfloat16")
 THREADS = 256
 MIN_CC = 90  # stmatrix
 _PLANE = 16 * 35 * 16  # bytes of one padded 16-bit plane (tf::PLANE)
-SMEM = 2 * (4 * _PLANE) + 32 * 2 * 35 * 16 + 8 * 2 * 4  # work, staging, table, maxima
+_SMEM_4096 = 2 * (4 * _PLANE) + 32 * 2 * 35 * 16 + 8 * 2 * 4  # work, staging, table, maxima
+
+
+def smem(n: int) -> int:
+    """Dynamic shared memory per block (TwiddleFold<N, DT>::SMEM): 8192 adds its 256 twiddles."""
+    return _SMEM_4096 + (256 * 8 if n == 8192 else 0)
+
+
+def pairs_per_unit(n: int) -> int:
+    return 2 if n == 4096 else 1
 GRAIN = 8  # elements: L, out_offset, Lout and row strides must be multiples (16-byte chunks)
 _DT_CODE = {"float16": 0, "bfloat16": 1}
-_KERNELS: OnceCache = OnceCache()  # (device, arch, dtype) -> (RawKernel, blocks per SM)
+_KERNELS: OnceCache = OnceCache()  # (device, arch, n, dtype) -> (RawKernel, blocks per SM)
 
 
 def kernel_source() -> str:
@@ -36,14 +46,16 @@ def compile_options(arch: str | None = None) -> tuple[str, ...]:
     return opts + ((f"--gpu-architecture={arch}",) if arch is not None else ())
 
 
-def name_expression(dtype: str) -> str:
+def name_expression(n: int, dtype: str) -> str:
+    if n not in SIZES:
+        raise ValueError(f"FFT size {n} has no twiddle-folded kernel (sizes: {SIZES})")
     if dtype not in _DT_CODE:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    return f"{KERNEL_NAME}<{_DT_CODE[dtype]}>"
+    return f"{KERNEL_NAME}<{n}, {_DT_CODE[dtype]}>"
 
 
 def all_name_expressions() -> list[str]:
-    return [name_expression(dt) for dt in DTYPES]
+    return [name_expression(n, dt) for n in SIZES for dt in DTYPES]
 
 
 def eligible(
@@ -64,24 +76,24 @@ def eligible(
         and not gated
         and dense
         and BI == B
-        and B % 4 == 0
         and B > 0
+        and B % (2 * pairs_per_unit(n)) == 0
         and all(v % GRAIN == 0 for v in (L, out_offset, Lout, *strides))
         and 0 < L <= n
         and out_offset + Lout <= n
     )
 
 
-def units(B: int, H: int) -> int:
-    """Work units (2 pairs of one channel each) of a (B, H) call."""
-    return (B // 2) * H // 2
+def units(B: int, H: int, n: int) -> int:
+    """Work units (:func:`pairs_per_unit` pairs of one channel each) of a (B, H) call."""
+    return (B // 2) * H // pairs_per_unit(n)
 
 
 def aligned(*ptrs: int) -> bool:
     return all(p % (2 * GRAIN) == 0 for p in ptrs)
 
 
-def kernel(dtype: str):
+def kernel(n: int, dtype: str):
     """(RawKernel, blocks per SM) on the current device, or None where it cannot run (below
     sm_90, or less shared memory per block than the kernel needs)."""
     import cupy as cp
@@ -94,14 +106,14 @@ def kernel(dtype: str):
     def build():
         from .fused import _blocks_per_sm
 
-        if dev.attributes["MaxSharedMemoryPerBlockOptin"] < SMEM:
+        if dev.attributes["MaxSharedMemoryPerBlockOptin"] < smem(n):
             return None
-        name = name_expression(dtype)
+        name = name_expression(n, dtype)
         mod = cp.RawModule(
             code=kernel_source(), options=compile_options(None), name_expressions=[name]
         )
         kern = mod.get_function(name)
-        kern.max_dynamic_shared_size_bytes = SMEM
-        return kern, _blocks_per_sm(kern, THREADS, SMEM)
+        kern.max_dynamic_shared_size_bytes = smem(n)
+        return kern, _blocks_per_sm(kern, THREADS, smem(n))
 
-    return _KERNELS.get((dev.id, cc, dtype), build)
+    return _KERNELS.get((dev.id, cc, n, dtype), build)

@@ -1,5 +1,5 @@
-// cufftconv: FFT-4096 convolution with every twiddle folded into the tensor-core DFT matrices
-// (sm_90: ldmatrix / stmatrix, plain and transposed).
+// cufftconv: FFT-4096 and FFT-8192 convolutions with every twiddle of the 4096-point transform
+// folded into the tensor-core DFT matrices (sm_90: ldmatrix / stmatrix, plain and transposed).
 //
 // The Monarch kernel (monarch_conv.cu) multiplies its tiles by twiddles elementwise in fp32,
 // which is most of its instructions. Here a tile is 16 values of the digit a stage contracts
@@ -21,8 +21,9 @@
 // (max |K| <= 1, exponent ef, FusedConv.filter_spectrum's layout) is applied with 2^-6, so
 // the inverse stages stay below 2^14 too; the output is scaled by 2^(ex + ef + 6).
 //
-// One unit = 2 pairs of one channel (4 planes: re, im of each); launch contract (checked by
-// cufftconv.twiddle_fold.eligible): B % 4 == 0, L, out_offset, Lout, the row strides and the
+// 8192 adds an outer radix-2 step (see TwiddleFold). Launch contract (checked by
+// cufftconv.twiddle_fold.eligible): B % 4 == 0 (4096) or B % 2 == 0 (8192), L, out_offset,
+// Lout, the row strides and the
 // pointers 16-byte granular, no gates, a dense spectrum. Input positions >= L are zero; outputs
 // are positions [out_offset, out_offset + Lout) of the circular result.
 #include "monarch_prims.cuh"
@@ -135,28 +136,38 @@ __device__ __forceinline__ void pack(u32 o[4], const Acc& z, float s) {
   o[3] = D::pack(z.i[2] * s, z.i[3] * s);
 }
 
-template <int DT>
+// N = 4096: a unit is 2 pairs of one channel, group g = pair g. N = 8192 (R = 2): a unit is one
+// pair; an outer radix-2 step (in the input transposition) splits it into the sub-transforms of
+// the even and odd frequencies, group g = sub-transform g, and the inverse radix-2 step runs in
+// the output transposition. Either way the 4096-point stages see P = 2 groups of (re, im) planes.
+template <int N, int DT>
 struct TwiddleFold {
-  static constexpr int N = 4096, P = 2, WARPS = 8, THREADS = 32 * WARPS, ITEMS = 16 / WARPS;
-  static constexpr int WORK = 2 * P * PLANE;  // re, im planes of the unit's pairs
+  static constexpr int R = N / 4096, P = 2, PAIRS = P / R, WARPS = 8, THREADS = 32 * WARPS;
+  static constexpr int ITEMS = 16 / WARPS;
+  static_assert(R == 1 || R == 2, "FFT size 4096 or 8192");
+  static constexpr int WORK = 2 * P * PLANE;  // re, im planes of the unit's two groups
   static constexpr int TAB = 32 * MAT_BYTES;
-  static constexpr int SMEM = 2 * WORK + TAB + WARPS * P * 4;  // work, input staging, table, maxima
-  static constexpr int JOBS = 2 * P * 16 / WARPS;              // 16x16 blocks per warp in a transpose
+  static constexpr int TW = R == 2 ? 256 * 8 : 0;  // w8192^j, j < 256 (the radix-2 twiddles)
+  static constexpr int SMEM = 2 * WORK + TAB + WARPS * P * 4 + TW;  // work, staging, table, maxima
+  static constexpr int JOBS = 2 * P * 16 / WARPS;                   // 16x16 blocks per warp in a transpose
 
   const u16* __restrict__ u;
   const u32* __restrict__ kf;  // FusedConv.filter_spectrum: (H, n + 4) complex fp16 words
   u16* __restrict__ y;
   long long u_sb, u_sh, y_sb, y_sh;
   int B, H, L, out_offset, Lout;
-  u32 work, staging, tab, red;  // shared addresses
+  u32 work, staging, tab, red, tw;  // shared addresses
   int lane, warp, tid, mi, i8;
 
-  // The unit's 2 pairs: sequences b0 .. b0 + 3 of channel h (plane wp = sequence b0 + wp).
+  // The unit's pairs: sequences b0 .. b0 + 2 PAIRS - 1 of channel h.
   __device__ __forceinline__ void unit_rows(int unit, int& h, int& b0) const {
-    const int pi = unit * P, bp2 = B >> 1;
+    const int pi = unit * PAIRS, bp2 = B >> 1;
     h = pi / bp2;
     b0 = 2 * (pi - h * bp2);
   }
+  // Staging / work plane sp = 2 g + pl: sequence b0 + seq_of(sp), positions from pos_of(sp).
+  static __device__ __forceinline__ constexpr int seq_of(int sp) { return R == 1 ? sp : (sp & 1); }
+  static __device__ __forceinline__ constexpr int pos_of(int sp) { return R == 1 ? 0 : (sp >> 1) * 4096; }
 
   __device__ __forceinline__ void issue_load(int unit) {
     constexpr int PER = N * 2 / 16;  // 16-byte chunks of a plane
@@ -169,9 +180,10 @@ struct TwiddleFold {
 #pragma unroll
       for (int r = 0; r < PER / THREADS; ++r) {
         const int ci = tid + r * THREADS, rs = ci >> 1, c = ci & 1;  // rs = 16 n1 + n2, c: n3 half
-        const bool in = 8 * ci < L;
-        const u16* row = row0 + wp * u_sb;
-        mc::cp_async16(staging + wp * PLANE + cofs(rs >> 4, rs & 15, c), in ? row + 8 * ci : row, in ? 16 : 0);
+        const int pos = pos_of(wp) + 8 * ci;
+        const bool in = pos < L;
+        const u16* row = row0 + seq_of(wp) * u_sb;
+        mc::cp_async16(staging + wp * PLANE + cofs(rs >> 4, rs & 15, c), in ? row + pos : row, in ? 16 : 0);
       }
     mc::cp_async_commit();
   }
@@ -195,6 +207,110 @@ struct TwiddleFold {
       if (lane == 0) asm volatile("st.shared.u32 [%0], %1;" ::"r"(red + (warp * P + p) * 4), "r"(v));
     }
   }
+  // N = 8192: the largest |x| of the unit's pair over the staged input (red[warp][0]).
+  __device__ __forceinline__ void stage_max() {
+    constexpr int PER = 512;  // chunks of a plane
+    u32 m = 0;
+#pragma unroll
+    for (int r = 0; r < 2 * P * PER / THREADS; ++r) {
+      const int sp = r / (PER / THREADS), ci = tid + (r % (PER / THREADS)) * THREADS, rs = ci >> 1;
+      const uint4 v = lds128(staging + sp * PLANE + cofs(rs >> 4, rs & 15, ci & 1));
+      m = mc::absmax2(mc::absmax2(mc::absmax2(mc::absmax2(m, v.x), v.y), v.z), v.w);
+    }
+    const u32 v = __reduce_max_sync(0xffffffffu, max(m & 0xffffu, m >> 16));
+    if (lane == 0) asm volatile("st.shared.u32 [%0], %1;" ::"r"(red + warp * P * 4), "r"(v));
+  }
+  // w8192^(256 n1 + j) = w32^n1 * tw[j], j = 16 n2 + n3.
+  __device__ __forceinline__ mc::cf twiddle(mc::cf wn, int j) const {
+    float2 t;
+    asm volatile("ld.shared.v2.f32 {%0,%1}, [%2];" : "=f"(t.x), "=f"(t.y) : "r"(tw + j * 8));
+    return mc::cmul(wn, mc::cf{t.x, t.y});
+  }
+  // N = 8192: staging (natural order, halves lo = positions < 4096 in group 0's planes, hi in
+  // group 1's) -> work, with the radix-2 step: group 0 gets (lo + hi) 2^-ex, group 1
+  // (lo - hi) w8192^m' 2^-ex, both fp16.
+  __device__ __forceinline__ void transpose_r2(int ex) {
+    const int h = mi & 1, c = mi >> 1, g = lane >> 2, t = lane & 3;
+    const float s = exp2i(-ex);
+#pragma unroll
+    for (int x = 0; x < 16 / WARPS; ++x) {
+      const int n1 = warp + WARPS * x;
+      float sw, cw;
+      sincospif(-static_cast<float>(n1) / 16.f, &sw, &cw);  // w32^n1
+      const mc::cf wn{cw, sw};
+      u32 d[2 * P][4];
+#pragma unroll
+      for (int sp = 0; sp < 2 * P; ++sp) ldsm_x4(d[sp], staging + sp * PLANE + cofs(n1, 8 * h + i8, c));
+      u32 o[2 * P][4];
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {  // matrix q: (n2 = 8 (q & 1) + g, n3 = 8 (q >> 1) + 2 t + e)
+        float ar[2], ai[2], dr[2], di[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          using D = mc::Dt<DT>;
+          const float lr = e ? D::hi(d[0][q]) : D::lo(d[0][q]), li = e ? D::hi(d[1][q]) : D::lo(d[1][q]);
+          const float hr = e ? D::hi(d[2][q]) : D::lo(d[2][q]), hi = e ? D::hi(d[3][q]) : D::lo(d[3][q]);
+          const mc::cf w = twiddle(wn, 16 * (8 * (q & 1) + g) + 8 * (q >> 1) + 2 * t + e);
+          ar[e] = (lr + hr) * s, ai[e] = (li + hi) * s;
+          const mc::cf z = mc::cmul(mc::cf{(lr - hr) * s, (li - hi) * s}, w);
+          dr[e] = z.x, di[e] = z.y;
+        }
+        o[0][q] = mc::pack_h2(ar[0], ar[1]), o[1][q] = mc::pack_h2(ai[0], ai[1]);
+        o[2][q] = mc::pack_h2(dr[0], dr[1]), o[3][q] = mc::pack_h2(di[0], di[1]);
+      }
+#pragma unroll
+      for (int sp = 0; sp < 2 * P; ++sp) stsm_x4_t(work + sp * PLANE + cofs(n1, 8 * c + i8, h), o[sp]);
+    }
+  }
+  // N = 8192: the inverse radix-2 step into natural order in place, scaled by 2^e (two
+  // factors), then 16-byte stores: y[m'] = A + conj(w) D, y[m' + 4096] = A - conj(w) D.
+  __device__ __forceinline__ void store_r2(int unit, float s1, float s2) {
+    const int h = mi & 1, c = mi >> 1, g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int x = 0; x < 16 / WARPS; ++x) {
+      const int n1 = warp + WARPS * x;
+      float sw, cw;
+      sincospif(-static_cast<float>(n1) / 16.f, &sw, &cw);
+      const mc::cf wn{cw, sw};
+      u32 d[2 * P][4];
+#pragma unroll
+      for (int sp = 0; sp < 2 * P; ++sp) ldsm_x4(d[sp], work + sp * PLANE + cofs(n1, 8 * c + i8, h));
+      u32 o[2 * P][4];
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {  // matrix q: (n3 = 8 (q >> 1) + g, n2 = 8 (q & 1) + 2 t + e)
+        float v[4][2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float ar = e ? mc::h2hi(d[0][q]) : mc::h2lo(d[0][q]), ai = e ? mc::h2hi(d[1][q]) : mc::h2lo(d[1][q]);
+          const float dr = e ? mc::h2hi(d[2][q]) : mc::h2lo(d[2][q]), di = e ? mc::h2hi(d[3][q]) : mc::h2lo(d[3][q]);
+          const mc::cf w = twiddle(wn, 16 * (8 * (q & 1) + 2 * t + e) + 8 * (q >> 1) + g);
+          const mc::cf z = mc::cmul(mc::cf{dr, di}, mc::cf{w.x, -w.y});
+          v[0][e] = (ar + z.x) * s1 * s2, v[1][e] = (ai + z.y) * s1 * s2;
+          v[2][e] = (ar - z.x) * s1 * s2, v[3][e] = (ai - z.y) * s1 * s2;
+        }
+#pragma unroll
+        for (int sp = 0; sp < 2 * P; ++sp) o[sp][q] = mc::Dt<DT>::pack(v[sp][0], v[sp][1]);
+      }
+#pragma unroll
+      for (int sp = 0; sp < 2 * P; ++sp) stsm_x4_t(work + sp * PLANE + cofs(n1, 8 * h + i8, c), o[sp]);
+    }
+    __syncwarp();
+    int ch, b0;
+    unit_rows(unit, ch, b0);
+    u16* row0 = y + b0 * y_sb + ch * y_sh;
+#pragma unroll
+    for (int x = 0; x < 16 / WARPS; ++x) {
+      const int n1 = warp + WARPS * x;
+#pragma unroll
+      for (int sp = 0; sp < 2 * P; ++sp) {  // plane sp: (lo re, lo im, hi re, hi im)
+        const int t0 = (sp >> 1) * 4096 + 256 * n1 + 8 * lane - out_offset;
+        if (t0 >= 0 && t0 < Lout) {
+          const uint4 val = lds128(work + sp * PLANE + cofs(n1, lane >> 1, lane & 1));
+          __stcs(reinterpret_cast<uint4*>(row0 + (sp & 1) * y_sb + t0), val);
+        }
+      }
+    }
+  }
   // Exponent of pair p: 2^-ex brings its largest |x| into (2^7, 2^8] (0 for zero or non-finite).
   __device__ __forceinline__ int pair_exp(int p) const {
     u32 mx = 0;
@@ -207,7 +323,7 @@ struct TwiddleFold {
     const float f = mc::Dt<DT>::one(static_cast<u16>(mx));
     if (!(f > 0.f) || !(f < __int_as_float(0x7f800000))) return 0;
     const int biased = (__float_as_uint(f) >> 23) & 0xff;  // f < 2^(biased - 126)
-    return max(biased - 126 - 8, -125);  // (2^-ex finite; a bf16 pair below 2^-117 keeps fewer bits)
+    return max(biased - 126 - 8 - (R - 1), -125);  // (2^-ex finite; a bf16 pair below 2^-117 keeps fewer bits)
   }
   // bf16 input: the work planes to fp16, times 2^-ex of their pair.
   __device__ __forceinline__ void to_fp16(const int (&ex)[P]) {
@@ -275,7 +391,7 @@ struct TwiddleFold {
 #pragma unroll
             for (int c = 0; c < 4; ++c) z.r[c] *= s2[p], z.i[c] *= s2[p];
           }
-          pack<INV ? DT : 0>(o, z, s[p]);
+          pack<(INV && R == 1) ? DT : 0>(o, z, s[p]);  // (N = 8192: fp16 for the radix-2 step)
           stsm_x4(work + (2 * p + pl) * PLANE + cofs(8 * kh + i8, j, h), o);
         }
     }
@@ -319,25 +435,28 @@ struct TwiddleFold {
   // This warp's filter values for the middle stage, from the spectrum in monarch_conv's order
   // (position tile * 256 + lane' * 8 + e' holds f = tile + 16 row + 256 col); loaded before the
   // barrier ahead of the stage so the loads hide behind it.
-  __device__ __forceinline__ void load_k(u32 (&k)[ITEMS][2][4], int& ef, int h) const {
+  // N = 8192: sub-transform q holds the frequencies q + 2 f', at tiles q * 16 + tile.
+  __device__ __forceinline__ void load_k(u32 (&k)[R][ITEMS][2][4], int& ef, int h) const {
     const u32* row = kf + static_cast<long long>(h) * (N + 4);
     const int g = lane >> 2, t = lane & 3;
 #pragma unroll
-    for (int x = 0; x < ITEMS; ++x) {
-      const int j = warp + WARPS * x, lp = 4 * (j & 7) + (g >> 1);
+    for (int q = 0; q < R; ++q)
 #pragma unroll
-      for (int ch = 0; ch < 2; ++ch)
+      for (int x = 0; x < ITEMS; ++x) {
+        const int j = warp + WARPS * x, lp = 4 * (j & 7) + (g >> 1);
 #pragma unroll
-        for (int c = 0; c < 4; ++c) {
-          const int tile = 8 * ch + 2 * t + (c & 1), ep = 4 * (c >> 1) + 2 * (j >> 3) + (g & 1);
-          k[x][ch][c] = __ldg(row + tile * 256 + lp * 8 + ep);
-        }
-    }
+        for (int ch = 0; ch < 2; ++ch)
+#pragma unroll
+          for (int c = 0; c < 4; ++c) {
+            const int tile = 16 * q + 8 * ch + 2 * t + (c & 1), ep = 4 * (c >> 1) + 2 * (j >> 3) + (g & 1);
+            k[q][x][ch][c] = __ldg(row + tile * 256 + lp * 8 + ep);
+          }
+      }
     ef = static_cast<int>(mc::h2lo(__ldg(row + N)));
   }
   // F3, filter (times 2^-6), I3 in registers: item k2 (fixed b), tiles ch = column half (k1);
   // rows a = k1 hold 16 contiguous n3.
-  __device__ __forceinline__ void stage_mid(const u32 (&k)[ITEMS][2][4]) {
+  __device__ __forceinline__ void stage_mid(const u32 (&k)[R][ITEMS][2][4]) {
     const int pl = mi >> 1, kh = mi & 1;
 #pragma unroll
     for (int x = 0; x < ITEMS; ++x) {
@@ -350,22 +469,26 @@ struct TwiddleFold {
         for (int p = 0; p < P; ++p) ldsm_x4(b[ch][p], work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh));
 #pragma unroll
       for (int ch = 0; ch < 2; ++ch) {
-        float kr[4], ki[4];
+        float kr[R][4], ki[R][4];
 #pragma unroll
-        for (int c = 0; c < 4; ++c) kr[c] = mc::h2lo(k[x][ch][c]) * 0.015625f, ki[c] = mc::h2hi(k[x][ch][c]) * 0.015625f;
+        for (int q = 0; q < R; ++q)
+#pragma unroll
+          for (int c = 0; c < 4; ++c)
+            kr[q][c] = mc::h2lo(k[q][x][ch][c]) * 0.015625f, ki[q][c] = mc::h2hi(k[q][x][ch][c]) * 0.015625f;
 #pragma unroll
         for (int p = 0; p < P; ++p) {
+          const int q = R == 1 ? 0 : p;
           u32 o[4], bb[4];
           Acc z = cmma<false>(mf, b[ch][p]);
 #pragma unroll
           for (int c = 0; c < 4; ++c) {
             const float zr = z.r[c], zi = z.i[c];
-            z.r[c] = zr * kr[c] - zi * ki[c];
-            z.i[c] = zr * ki[c] + zi * kr[c];
+            z.r[c] = zr * kr[q][c] - zi * ki[q][c];
+            z.i[c] = zr * ki[q][c] + zi * kr[q][c];
           }
           pack<0>(o, z, 1.f);
 #pragma unroll
-          for (int q = 0; q < 4; ++q) bb[q] = mc::movt(o[q]);
+          for (int w = 0; w < 4; ++w) bb[w] = mc::movt(o[w]);
           pack<0>(o, cmma<true>(mv, bb), 1.f);
           stsm_x4_t(work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh), o);
         }
@@ -381,21 +504,38 @@ struct TwiddleFold {
     staging = work + WORK;
     tab = staging + WORK;
     red = tab + TAB;
+    tw = red + WARPS * P * 4;
     tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, mi = lane >> 3, i8 = lane & 7;
     build_table(smem + 2 * WORK, tid, THREADS);
-    const int nunits = (B >> 1) * H / P;
+    if (R == 2) {
+      for (int j = tid; j < 256; j += THREADS) {  // w8192^j
+        float sj, cj;
+        sincospif(static_cast<float>(j) / 4096.f, &sj, &cj);
+        reinterpret_cast<float2*>(smem + 2 * WORK + TAB + WARPS * P * 4)[j] = make_float2(cj, -sj);
+      }
+    }
+    const int nunits = (B >> 1) * H / PAIRS;
     if (static_cast<int>(blockIdx.x) < nunits) issue_load(blockIdx.x);
     for (int unit = blockIdx.x; unit < nunits; unit += gridDim.x) {
       mc::cp_async_wait<0>();
       __syncthreads();
-      transpose_in();
-      __syncthreads();
-      if (unit + static_cast<int>(gridDim.x) < nunits) issue_load(unit + gridDim.x);
       int ex[P];
       float s[P], s2[P];
+      if (R == 1) {
+        transpose_in();
+        __syncthreads();
 #pragma unroll
-      for (int p = 0; p < P; ++p) ex[p] = pair_exp(p), s[p] = DT == 0 ? exp2i(-ex[p]) : 1.f;
-      if (DT == 1) {
+        for (int p = 0; p < P; ++p) ex[p] = pair_exp(p), s[p] = DT == 0 ? exp2i(-ex[p]) : 1.f;
+      } else {
+        stage_max();
+        __syncthreads();
+        ex[0] = ex[1] = pair_exp(0);
+        s[0] = s[1] = 1.f;
+        transpose_r2(ex[0]);
+        __syncthreads();
+      }
+      if (unit + static_cast<int>(gridDim.x) < nunits) issue_load(unit + gridDim.x);
+      if (R == 1 && DT == 1) {
         to_fp16(ex);
         __syncthreads();
       }
@@ -404,7 +544,7 @@ struct TwiddleFold {
       stage_second<false>();
       int ch, b0, ef;
       unit_rows(unit, ch, b0);
-      u32 k[ITEMS][2][4];
+      u32 k[R][ITEMS][2][4];
       load_k(k, ef, ch);
       __syncthreads();
       stage_mid(k);
@@ -412,13 +552,20 @@ struct TwiddleFold {
       stage_second<true>();
       __syncthreads();
 #pragma unroll
-      for (int p = 0; p < P; ++p) {  // 2^(ex + ef + 6) as two factors, each a normal float
-        const int e = min(max(ex[p] + ef + 6, -250), 250);
+      for (int p = 0; p < P; ++p) {  // 2^(ex + ef + 6 - (R - 1)) as two factors, each a normal float
+        const int e = min(max(ex[p] + ef + 6 - (R - 1), -250), 250);
         s[p] = exp2i(e >> 1), s2[p] = exp2i(e - (e >> 1));
       }
-      stage_outer<true>(s, s2);
-      __syncthreads();
-      store(unit);
+      if (R == 2) {  // the output scale goes to the radix-2 step
+        const float one[P] = {1.f, 1.f};
+        stage_outer<true>(one, one);
+        __syncthreads();
+        store_r2(unit, s[0], s2[0]);
+      } else {
+        stage_outer<true>(s, s2);
+        __syncthreads();
+        store(unit);
+      }
     }
   }
 };
@@ -427,8 +574,8 @@ struct TwiddleFold {
 
 // Same parameters as monarch_conv_fwd (cufftconv.fused.Launcher / prepare build either); the
 // pregate / postgate pointers, outer strides, BI and the tile list are unused here.
-template <int DT>
-__global__ void __launch_bounds__(tf::TwiddleFold<DT>::THREADS, 2)
+template <int N, int DT>
+__global__ void __launch_bounds__(tf::TwiddleFold<N, DT>::THREADS, 2)
 twiddle_fold_fwd(const unsigned short* __restrict__ u, const unsigned short* __restrict__ pre,
                  const unsigned short* __restrict__ kf, unsigned short* __restrict__ y,
                  const unsigned short* __restrict__ post, long long u_sb, long long u_sh,
@@ -437,7 +584,7 @@ twiddle_fold_fwd(const unsigned short* __restrict__ u, const unsigned short* __r
                  long long y_so, long long post_so, int B, int H, int L, int out_offset,
                  int Lout, int BI, const int* __restrict__ tiles, int KC, int KZ, int qlive) {
   extern __shared__ __align__(16) unsigned char tf_smem[];
-  tf::TwiddleFold<DT> k;
+  tf::TwiddleFold<N, DT> k;
   k.u = u;
   k.kf = reinterpret_cast<const unsigned int*>(kf);
   k.y = y;
