@@ -170,7 +170,7 @@ struct TwiddleFold {
   static __device__ __forceinline__ constexpr int pos_of(int sp) { return R == 1 ? 0 : (sp >> 1) * 4096; }
 
   __device__ __forceinline__ void issue_load(int unit) {
-    constexpr int PER = N * 2 / 16;  // 16-byte chunks of a plane
+    constexpr int PER = 4096 * 2 / 16;  // 16-byte chunks of a (4096-value) plane
     static_assert(PER % THREADS == 0, "whole chunk rounds");
     int h, b0;
     unit_rows(unit, h, b0);
