@@ -13,7 +13,7 @@
 // order (transposed ldmatrix of the same table, imaginary part negated). A stage reads its
 // tiles with ldmatrix (plain or transposed) and writes them with stmatrix, so every shared-
 // memory row holds 16 contiguous values of some digit; F3, the filter and the first inverse
-// stage stay in registers. benchmarks/fold_proto/ has the NumPy mirror of these stages.
+// stage stay in registers. tests/test_twiddle_fold_host.py mirrors these stages in NumPy.
 //
 // Scaling: the fp32 accumulators are rounded to fp16 between stages. Per pair of sequences,
 // 2^-ex brings max |x| into (2^7, 2^8] (fp16 input: in the first stage's epilogue; bf16: a
@@ -159,6 +159,12 @@ struct TwiddleFold {
   u32 work, staging, tab, red, tw;  // shared addresses
   int lane, warp, tid, mi, i8;
 
+  // A 16x16 block (row a = n1 of a plane) as four 8x8 ldmatrix / stmatrix tiles: this lane's row
+  // address in natural order (rows n2, chunks of n3) and in the work layout (rows n3, chunks
+  // of n2); matrix mi = lane >> 3 is (n2 half mi & 1, n3 half mi >> 1) in both.
+  __device__ __forceinline__ u32 natural_row(int n1) const { return cofs(n1, 8 * (mi & 1) + i8, mi >> 1); }
+  __device__ __forceinline__ u32 work_row(int n1) const { return cofs(n1, 8 * (mi >> 1) + i8, mi & 1); }
+
   // The unit's pairs: sequences b0 .. b0 + 2 PAIRS - 1 of channel h.
   __device__ __forceinline__ void unit_rows(int unit, int& h, int& b0) const {
     const int pi = unit * PAIRS, bp2 = B >> 1;
@@ -190,14 +196,13 @@ struct TwiddleFold {
   // Staging (rows n2 of contiguous n3) -> work (rows n3 of contiguous n2); the largest |x| of
   // each pair goes to red[warp][pair].
   __device__ __forceinline__ void transpose_in() {
-    const int h = mi & 1, c = mi >> 1;
     u32 m[P] = {};
 #pragma unroll
     for (int x = 0; x < JOBS; ++x) {
       const int job = warp + WARPS * x, wp = x * WARPS / 16, n1 = job & 15;
       u32 d[4];
-      ldsm_x4(d, staging + wp * PLANE + cofs(n1, 8 * h + i8, c));
-      stsm_x4_t(work + wp * PLANE + cofs(n1, 8 * c + i8, h), d);
+      ldsm_x4(d, staging + wp * PLANE + natural_row(n1));
+      stsm_x4_t(work + wp * PLANE + work_row(n1), d);
 #pragma unroll
       for (int q = 0; q < 4; ++q) m[wp >> 1] = mc::absmax2(m[wp >> 1], d[q]);
     }
@@ -230,7 +235,7 @@ struct TwiddleFold {
   // group 1's) -> work, with the radix-2 step: group 0 gets (lo + hi) 2^-ex, group 1
   // (lo - hi) w8192^m' 2^-ex, both fp16.
   __device__ __forceinline__ void transpose_r2(int ex) {
-    const int h = mi & 1, c = mi >> 1, g = lane >> 2, t = lane & 3;
+    const int g = lane >> 2, t = lane & 3;
     const float s = exp2i(-ex);
 #pragma unroll
     for (int x = 0; x < 16 / WARPS; ++x) {
@@ -240,7 +245,7 @@ struct TwiddleFold {
       const mc::cf wn{cw, sw};
       u32 d[2 * P][4];
 #pragma unroll
-      for (int sp = 0; sp < 2 * P; ++sp) ldsm_x4(d[sp], staging + sp * PLANE + cofs(n1, 8 * h + i8, c));
+      for (int sp = 0; sp < 2 * P; ++sp) ldsm_x4(d[sp], staging + sp * PLANE + natural_row(n1));
       u32 o[2 * P][4];
 #pragma unroll
       for (int q = 0; q < 4; ++q) {  // matrix q: (n2 = 8 (q & 1) + g, n3 = 8 (q >> 1) + 2 t + e)
@@ -259,13 +264,13 @@ struct TwiddleFold {
         o[2][q] = mc::pack_h2(dr[0], dr[1]), o[3][q] = mc::pack_h2(di[0], di[1]);
       }
 #pragma unroll
-      for (int sp = 0; sp < 2 * P; ++sp) stsm_x4_t(work + sp * PLANE + cofs(n1, 8 * c + i8, h), o[sp]);
+      for (int sp = 0; sp < 2 * P; ++sp) stsm_x4_t(work + sp * PLANE + work_row(n1), o[sp]);
     }
   }
   // N = 8192: the inverse radix-2 step into natural order in place, scaled by 2^e (two
   // factors), then 16-byte stores: y[m'] = A + conj(w) D, y[m' + 4096] = A - conj(w) D.
   __device__ __forceinline__ void store_r2(int unit, float s1, float s2) {
-    const int h = mi & 1, c = mi >> 1, g = lane >> 2, t = lane & 3;
+    const int g = lane >> 2, t = lane & 3;
 #pragma unroll
     for (int x = 0; x < 16 / WARPS; ++x) {
       const int n1 = warp + WARPS * x;
@@ -274,7 +279,7 @@ struct TwiddleFold {
       const mc::cf wn{cw, sw};
       u32 d[2 * P][4];
 #pragma unroll
-      for (int sp = 0; sp < 2 * P; ++sp) ldsm_x4(d[sp], work + sp * PLANE + cofs(n1, 8 * c + i8, h));
+      for (int sp = 0; sp < 2 * P; ++sp) ldsm_x4(d[sp], work + sp * PLANE + work_row(n1));
       u32 o[2 * P][4];
 #pragma unroll
       for (int q = 0; q < 4; ++q) {  // matrix q: (n3 = 8 (q >> 1) + g, n2 = 8 (q & 1) + 2 t + e)
@@ -292,7 +297,7 @@ struct TwiddleFold {
         for (int sp = 0; sp < 2 * P; ++sp) o[sp][q] = mc::Dt<DT>::pack(v[sp][0], v[sp][1]);
       }
 #pragma unroll
-      for (int sp = 0; sp < 2 * P; ++sp) stsm_x4_t(work + sp * PLANE + cofs(n1, 8 * h + i8, c), o[sp]);
+      for (int sp = 0; sp < 2 * P; ++sp) stsm_x4_t(work + sp * PLANE + natural_row(n1), o[sp]);
     }
     __syncwarp();
     int ch, b0;
@@ -344,13 +349,12 @@ struct TwiddleFold {
   // Work -> natural order in place (each warp rewrites its own 16x16 blocks), then 16-byte
   // stores of the positions in [out_offset, out_offset + Lout).
   __device__ __forceinline__ void store(int unit) {
-    const int h = mi & 1, c = mi >> 1;
 #pragma unroll
     for (int x = 0; x < JOBS; ++x) {
       const int job = warp + WARPS * x, wp = x * WARPS / 16, n1 = job & 15;
       u32 d[4];
-      ldsm_x4(d, work + wp * PLANE + cofs(n1, 8 * c + i8, h));
-      stsm_x4_t(work + wp * PLANE + cofs(n1, 8 * h + i8, c), d);
+      ldsm_x4(d, work + wp * PLANE + work_row(n1));
+      stsm_x4_t(work + wp * PLANE + natural_row(n1), d);
     }
     __syncwarp();
     int ch, b0;

@@ -1,0 +1,142 @@
+"""Host checks (no GPU) of the twiddle-folded kernel's index math (kernels/twiddle_fold.cu).
+
+A float64 mirror of the folded DFT stages against numpy.fft, the filter gather from the Monarch
+kernel's spectrum order, the shared-memory layout (injective, conflict-free ldmatrix /
+stmatrix rows), the radix-2 passes of FFT 8192 as the kernel's lanes index them, and the
+eligibility rules the dispatcher applies.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cufftconv import fused, twiddle_fold
+
+D = np.arange(16)
+
+
+def w(m: int, x) -> np.ndarray:
+    return np.exp(-2j * np.pi * np.asarray(x, dtype=np.float64) / m)
+
+
+def folded_matrices():
+    """(F1, F2) as the kernel's build_table defines them: (16 fixed digits, row, column)."""
+    a, b = D[:, None], D[None, :]
+    f1 = np.stack([w(4096, a * (256 * b + j)) for j in D]) / 4  # F1[n3](k1, n1)
+    f2 = np.stack([w(4096, 256 * a * b + 16 * b * j) for j in D]) / 4  # F2[k1](k2, n2) = F3
+    return f1, f2
+
+
+def test_folded_stages_are_a_circular_convolution(rng):
+    f1, f2 = folded_matrices()
+    x = rng.standard_normal(4096) + 1j * rng.standard_normal(4096)
+    k = rng.standard_normal(4096)
+    xm = x.reshape(16, 16, 16)  # [n1, n2, n3]
+    y1 = np.einsum("ckn,nbc->kbc", f1, xm)  # F1: contract n1, fixed n3
+    y2 = np.einsum("akn,anc->akc", f2, y1)  # F2: contract n2, fixed k1
+    xf = np.einsum("bkn,abn->abk", f2, y2)  # F3 = F2: contract n3, fixed k2
+    f = D[:, None, None] + 16 * D[None, :, None] + 256 * D[None, None, :]  # [k1, k2, k3]
+    assert np.allclose(xf * 64, np.fft.fft(x)[f], atol=1e-9)
+    z = xf * np.fft.fft(k)[f]
+    v3 = np.einsum("bkn,abk->abn", f2.conj(), z)  # inverses: conjugate transposes
+    v2 = np.einsum("akn,akc->anc", f2.conj(), v3)
+    v1 = np.einsum("ckn,kbc->nbc", f1.conj(), v2)
+    ref = np.fft.ifft(np.fft.fft(x) * np.fft.fft(k))
+    assert np.allclose(v1.reshape(-1), ref, atol=1e-9)
+
+
+@pytest.mark.parametrize("n", twiddle_fold.SIZES)
+def test_filter_gather_reads_the_right_frequencies(n):
+    """load_k: sub-transform q, item j (k2), column half ch, lane (g, t), value c."""
+    freq = fused.freq_index(n)
+    r = n // 4096
+    q, j, ch, lane, c = np.meshgrid(
+        np.arange(r), D, np.arange(2), np.arange(32), np.arange(4), indexing="ij"
+    )
+    g, t = lane >> 2, lane & 3
+    k3, k1 = g + 8 * (c >> 1), 8 * ch + 2 * t + (c & 1)  # the middle stage's C fragment
+    want = q + r * (k1 + 16 * j + 256 * k3)
+    tile = 16 * q + 8 * ch + 2 * t + (c & 1)
+    pos = tile * 256 + (4 * (j & 7) + (g >> 1)) * 8 + 4 * (c >> 1) + 2 * (j >> 3) + (g & 1)
+    assert np.array_equal(freq[pos], want)
+
+
+def cofs(a, b, h):
+    return 35 * a + 2 * b + h + (b >> 2)
+
+
+def test_layout_is_injective_and_bank_conflict_free():
+    a, b, h = np.meshgrid(D, D, np.arange(2), indexing="ij")
+    chunks = cofs(a, b, h).ravel()
+    assert len(set(chunks.tolist())) == chunks.size and chunks.max() < 16 * 35
+    for h in range(2):
+        for base in (0, 8):
+            for fixed in D:
+                rows = base + np.arange(8)  # 8 rows of one ldmatrix / stmatrix tile
+                assert len(set((cofs(rows, fixed, h) % 8).tolist())) == 8
+                assert len(set((cofs(fixed, rows, h) % 8).tolist())) == 8
+
+
+def test_radix2_passes_invert_each_other(rng):
+    """transpose_r2 / store_r2 of FFT 8192 with the lanes' element positions and twiddle
+    indices, around an identity core: the output is the input."""
+    x = rng.standard_normal(8192) + 1j * rng.standard_normal(8192)
+    lo, hi = x[:4096], x[4096:]
+    a = np.zeros(4096, complex)
+    d = np.zeros(4096, complex)
+    lanes = np.arange(32)
+    g, t = lanes >> 2, lanes & 3
+    for n1 in D:
+        wn = w(32, n1)
+        for q in range(4):
+            for e in range(2):
+                m = 256 * n1 + 16 * (8 * (q & 1) + g) + 8 * (q >> 1) + 2 * t + e
+                tw = wn * w(8192, 16 * (8 * (q & 1) + g) + 8 * (q >> 1) + 2 * t + e)
+                a[m], d[m] = lo[m] + hi[m], (lo[m] - hi[m]) * tw
+    assert np.allclose(d, (lo - hi) * w(8192, np.arange(4096)))
+    y = np.zeros(8192, complex)
+    for n1 in D:
+        wn = w(32, n1)
+        for q in range(4):
+            for e in range(2):
+                m = 256 * n1 + 16 * (8 * (q & 1) + 2 * t + e) + 8 * (q >> 1) + g
+                tw = wn * w(8192, 16 * (8 * (q & 1) + 2 * t + e) + 8 * (q >> 1) + g)
+                z = d[m] * np.conj(tw)
+                y[m], y[m + 4096] = (a[m] + z) / 2, (a[m] - z) / 2
+    assert np.allclose(y, x)
+
+
+@pytest.mark.parametrize(
+    ("n", "kw", "ok"),
+    [
+        (4096, {"B": 4, "L": 4096, "out_offset": 0, "Lout": 4096}, True),
+        (4096, {"B": 4, "L": 2048, "out_offset": 0, "Lout": 2048}, True),
+        (4096, {"B": 2, "L": 4096, "out_offset": 0, "Lout": 4096}, False),  # B % 4
+        (8192, {"B": 2, "L": 8192, "out_offset": 0, "Lout": 8192}, True),
+        (8192, {"B": 3, "L": 8192, "out_offset": 0, "Lout": 8192}, False),  # odd B
+        (4096, {"B": 4, "L": 4093, "out_offset": 0, "Lout": 4093}, False),  # L % 8
+        (4096, {"B": 4, "L": 4096, "out_offset": 4, "Lout": 4088}, False),  # offset % 8
+        (2048, {"B": 4, "L": 2048, "out_offset": 0, "Lout": 2048}, False),  # no such size
+    ],
+)
+def test_eligibility(n, kw, ok):
+    strides = (kw["L"] * 3, kw["L"], kw["Lout"] * 3, kw["Lout"])
+    args = dict(kw, BI=kw["B"], strides=strides)
+    assert twiddle_fold.eligible(n, gated=False, dense=True, **args) is ok
+    assert not twiddle_fold.eligible(n, gated=True, dense=True, **args)
+    assert not twiddle_fold.eligible(n, gated=False, dense=False, **args)
+    assert not twiddle_fold.eligible(n, gated=False, dense=True, **dict(args, BI=1))
+
+
+def test_names_and_shared_memory():
+    assert twiddle_fold.all_name_expressions() == [
+        "twiddle_fold_fwd<4096, 0>",
+        "twiddle_fold_fwd<4096, 1>",
+        "twiddle_fold_fwd<8192, 0>",
+        "twiddle_fold_fwd<8192, 1>",
+    ]
+    assert twiddle_fold.smem(4096) <= 227 * 1024 // 2 - 1024  # two blocks per SM on sm_90
+    assert twiddle_fold.smem(8192) <= 227 * 1024 // 2 - 1024
+    with pytest.raises(ValueError, match="FFT size"):
+        twiddle_fold.name_expression(2048, "float16")
