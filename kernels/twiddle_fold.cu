@@ -165,6 +165,13 @@ struct TwiddleFold {
   __device__ __forceinline__ u32 natural_row(int n1) const { return cofs(n1, 8 * (mi & 1) + i8, mi >> 1); }
   __device__ __forceinline__ u32 work_row(int n1) const { return cofs(n1, 8 * (mi >> 1) + i8, mi & 1); }
 
+  // f(wp, n1) for each of this warp's JOBS 16x16 blocks (plane wp, rows a = n1).
+  template <class F>
+  __device__ __forceinline__ void each_block(F&& f) const {
+#pragma unroll
+    for (int x = 0; x < JOBS; ++x) f(x * WARPS / 16, (warp + WARPS * x) & 15);
+  }
+
   // The unit's pairs: sequences b0 .. b0 + 2 PAIRS - 1 of channel h.
   __device__ __forceinline__ void unit_rows(int unit, int& h, int& b0) const {
     const int pi = unit * PAIRS, bp2 = B >> 1;
@@ -197,15 +204,13 @@ struct TwiddleFold {
   // each pair goes to red[warp][pair].
   __device__ __forceinline__ void transpose_in() {
     u32 m[P] = {};
-#pragma unroll
-    for (int x = 0; x < JOBS; ++x) {
-      const int job = warp + WARPS * x, wp = x * WARPS / 16, n1 = job & 15;
+    each_block([&](int wp, int n1) {
       u32 d[4];
       ldsm_x4(d, staging + wp * PLANE + natural_row(n1));
       stsm_x4_t(work + wp * PLANE + work_row(n1), d);
 #pragma unroll
       for (int q = 0; q < 4; ++q) m[wp >> 1] = mc::absmax2(m[wp >> 1], d[q]);
-    }
+    });
 #pragma unroll
     for (int p = 0; p < P; ++p) {
       const u32 v = __reduce_max_sync(0xffffffffu, max(m[p] & 0xffffu, m[p] >> 16));
@@ -225,6 +230,17 @@ struct TwiddleFold {
     const u32 v = __reduce_max_sync(0xffffffffu, max(m & 0xffffu, m >> 16));
     if (lane == 0) asm volatile("st.shared.u32 [%0], %1;" ::"r"(red + warp * P * 4), "r"(v));
   }
+  // w32^n1: the block factor of the radix-2 twiddle w8192^(256 n1 + j).
+  static __device__ __forceinline__ mc::cf w32(int n1) {
+    float s, c;
+    sincospif(-static_cast<float>(n1) / 16.f, &s, &c);
+    return {c, s};
+  }
+  // The tiles of all four planes at this lane's row offset ofs.
+  __device__ __forceinline__ void load_planes(u32 (&d)[2 * P][4], u32 base, u32 ofs) const {
+#pragma unroll
+    for (int sp = 0; sp < 2 * P; ++sp) ldsm_x4(d[sp], base + sp * PLANE + ofs);
+  }
   // w8192^(256 n1 + j) = w32^n1 * tw[j], j = 16 n2 + n3.
   __device__ __forceinline__ mc::cf twiddle(mc::cf wn, int j) const {
     float2 t;
@@ -240,13 +256,9 @@ struct TwiddleFold {
 #pragma unroll
     for (int x = 0; x < 16 / WARPS; ++x) {
       const int n1 = warp + WARPS * x;
-      float sw, cw;
-      sincospif(-static_cast<float>(n1) / 16.f, &sw, &cw);  // w32^n1
-      const mc::cf wn{cw, sw};
-      u32 d[2 * P][4];
-#pragma unroll
-      for (int sp = 0; sp < 2 * P; ++sp) ldsm_x4(d[sp], staging + sp * PLANE + natural_row(n1));
-      u32 o[2 * P][4];
+      const mc::cf wn = w32(n1);
+      u32 d[2 * P][4], o[2 * P][4];
+      load_planes(d, staging, natural_row(n1));
 #pragma unroll
       for (int q = 0; q < 4; ++q) {  // matrix q: (n2 = 8 (q & 1) + g, n3 = 8 (q >> 1) + 2 t + e)
         float ar[2], ai[2], dr[2], di[2];
@@ -274,13 +286,9 @@ struct TwiddleFold {
 #pragma unroll
     for (int x = 0; x < 16 / WARPS; ++x) {
       const int n1 = warp + WARPS * x;
-      float sw, cw;
-      sincospif(-static_cast<float>(n1) / 16.f, &sw, &cw);
-      const mc::cf wn{cw, sw};
-      u32 d[2 * P][4];
-#pragma unroll
-      for (int sp = 0; sp < 2 * P; ++sp) ldsm_x4(d[sp], work + sp * PLANE + work_row(n1));
-      u32 o[2 * P][4];
+      const mc::cf wn = w32(n1);
+      u32 d[2 * P][4], o[2 * P][4];
+      load_planes(d, work, work_row(n1));
 #pragma unroll
       for (int q = 0; q < 4; ++q) {  // matrix q: (n3 = 8 (q >> 1) + g, n2 = 8 (q & 1) + 2 t + e)
         float v[4][2];
@@ -349,26 +357,22 @@ struct TwiddleFold {
   // Work -> natural order in place (each warp rewrites its own 16x16 blocks), then 16-byte
   // stores of the positions in [out_offset, out_offset + Lout).
   __device__ __forceinline__ void store(int unit) {
-#pragma unroll
-    for (int x = 0; x < JOBS; ++x) {
-      const int job = warp + WARPS * x, wp = x * WARPS / 16, n1 = job & 15;
+    each_block([&](int wp, int n1) {
       u32 d[4];
       ldsm_x4(d, work + wp * PLANE + work_row(n1));
       stsm_x4_t(work + wp * PLANE + natural_row(n1), d);
-    }
+    });
     __syncwarp();
     int ch, b0;
     unit_rows(unit, ch, b0);
     u16* row0 = y + b0 * y_sb + ch * y_sh;
-#pragma unroll
-    for (int x = 0; x < JOBS; ++x) {
-      const int job = warp + WARPS * x, wp = x * WARPS / 16, n1 = job & 15;
+    each_block([&](int wp, int n1) {
       const int t = 256 * n1 + 8 * lane - out_offset;
       if (t >= 0 && t < Lout) {
         const uint4 v = lds128(work + wp * PLANE + cofs(n1, lane >> 1, lane & 1));
         __stcs(reinterpret_cast<uint4*>(row0 + wp * y_sb + t), v);
       }
-    }
+    });
   }
 
   // F1 / I1: item n3 (fixed b), tiles h = column half (n2); rows a = contracted / output digit.
