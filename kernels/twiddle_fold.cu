@@ -339,11 +339,13 @@ struct TwiddleFold {
     return max(biased - 126 - 8 - (R - 1), -125);  // (2^-ex finite; a bf16 pair below 2^-117 keeps fewer bits)
   }
   // bf16 input: the work planes to fp16, times 2^-ex of their pair.
+  // Rows a = n1 >= 8 hold positions >= N / 2: all zero when L <= N / 2 (causal), so skipped.
   __device__ __forceinline__ void to_fp16(const int (&ex)[P]) {
     constexpr int PER = 16 * 16 * 2;  // chunks of a plane (rows x halves)
-    static_assert(PER % THREADS == 0, "a round stays in one plane");
+    static_assert(PER == 2 * THREADS, "a round is one half of a plane (rows n1 < 8, then >= 8)");
 #pragma unroll
     for (int r = 0; r < 2 * P * PER / THREADS; ++r) {
+      if ((r & 1) && L <= N / 2) continue;
       const int wp = r / (PER / THREADS), rem = tid + (r % (PER / THREADS)) * THREADS, row = rem >> 1;
       const u32 a = work + wp * PLANE + cofs(row >> 4, row & 15, rem & 1);
       const float s = exp2i(-ex[wp >> 1]);
@@ -358,6 +360,7 @@ struct TwiddleFold {
   // stores of the positions in [out_offset, out_offset + Lout).
   __device__ __forceinline__ void store(int unit) {
     each_block([&](int wp, int n1) {
+      if (256 * n1 >= out_offset + Lout || 256 * (n1 + 1) <= out_offset) return;  // (causal: half)
       u32 d[4];
       ldsm_x4(d, work + wp * PLANE + work_row(n1));
       stsm_x4_t(work + wp * PLANE + natural_row(n1), d);
