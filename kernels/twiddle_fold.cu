@@ -360,7 +360,6 @@ struct TwiddleFold {
   // stores of the positions in [out_offset, out_offset + Lout).
   __device__ __forceinline__ void store(int unit) {
     each_block([&](int wp, int n1) {
-      if (256 * n1 >= out_offset + Lout || 256 * (n1 + 1) <= out_offset) return;  // (causal: half)
       u32 d[4];
       ldsm_x4(d, work + wp * PLANE + work_row(n1));
       stsm_x4_t(work + wp * PLANE + natural_row(n1), d);
