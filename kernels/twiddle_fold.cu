@@ -16,8 +16,8 @@
 // stage stay in registers. tests/test_twiddle_fold_host.py mirrors these stages in NumPy.
 //
 // Scaling: the fp32 accumulators are rounded to fp16 between stages. Per pair of sequences,
-// 2^-ex brings max |x| into (2^7, 2^8] (fp16 input: in the first stage's epilogue; bf16: a
-// conversion pass), so the forward stages (1/4 each) stay below 2^14; the filter spectrum
+// 2^-ex brings max |x| into (2^7, 2^8] (fp16 input: in the first stage's epilogue; bf16: as
+// the first stage converts its tiles to fp16), so the forward stages (1/4 each) stay below 2^14; the filter spectrum
 // (max |K| <= 1, exponent ef, FusedConv.filter_spectrum's layout) is applied with 2^-6, so
 // the inverse stages stay below 2^14 too; the output is scaled by 2^(ex + ef + 6).
 //
@@ -54,9 +54,6 @@ __device__ __forceinline__ uint4 lds128(u32 a) {
   uint4 v;
   asm volatile("ld.shared.v4.u32 {%0,%1,%2,%3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(a));
   return v;
-}
-__device__ __forceinline__ void sts128(u32 a, uint4 v) {
-  asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};" ::"r"(a), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w));
 }
 __device__ __forceinline__ float exp2i(int e) { return __uint_as_float(static_cast<u32>(e + 127) << 23); }
 
@@ -338,24 +335,6 @@ struct TwiddleFold {
     const int biased = (__float_as_uint(f) >> 23) & 0xff;  // f < 2^(biased - 126)
     return max(biased - 126 - 8 - (R - 1), -125);  // (2^-ex finite; a bf16 pair below 2^-117 keeps fewer bits)
   }
-  // bf16 input: the work planes to fp16, times 2^-ex of their pair.
-  // Rows a = n1 >= 8 hold positions >= N / 2: all zero when L <= N / 2 (causal), so skipped.
-  __device__ __forceinline__ void to_fp16(const int (&ex)[P]) {
-    constexpr int PER = 16 * 16 * 2;  // chunks of a plane (rows x halves)
-    static_assert(PER == 2 * THREADS, "a round is one half of a plane (rows n1 < 8, then >= 8)");
-#pragma unroll
-    for (int r = 0; r < 2 * P * PER / THREADS; ++r) {
-      if ((r & 1) && L <= N / 2) continue;
-      const int wp = r / (PER / THREADS), rem = tid + (r % (PER / THREADS)) * THREADS, row = rem >> 1;
-      const u32 a = work + wp * PLANE + cofs(row >> 4, row & 15, rem & 1);
-      const float s = exp2i(-ex[wp >> 1]);
-      uint4 v = lds128(a);
-      u32* w = reinterpret_cast<u32*>(&v);
-#pragma unroll
-      for (int q = 0; q < 4; ++q) w[q] = mc::pack_h2(mc::Dt<1>::lo(w[q]) * s, mc::Dt<1>::hi(w[q]) * s);
-      sts128(a, v);
-    }
-  }
   // Work -> natural order in place (each warp rewrites its own 16x16 blocks), then 16-byte
   // stores of the positions in [out_offset, out_offset + Lout).
   __device__ __forceinline__ void store(int unit) {
@@ -378,7 +357,8 @@ struct TwiddleFold {
   }
 
   // F1 / I1: item n3 (fixed b), tiles h = column half (n2); rows a = contracted / output digit.
-  // Epilogue scale s[p] per pair; I1 writes the output type.
+  // Epilogue scale s[p] per group; I1 also scales by s2[p] and writes the output type (4096);
+  // F1 with bf16 input (4096) converts its tiles to fp16 times s2[p] first.
   template <bool INV>
   __device__ __forceinline__ void stage_outer(const float (&s)[P], const float (&s2)[P]) {
     const int pl = mi >> 1, kh = mi & 1;
@@ -395,6 +375,13 @@ struct TwiddleFold {
       for (int p = 0; p < P; ++p)
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
+          if (!INV && DT == 1 && R == 1) {  // raw bf16 input: to fp16 times 2^-ex (s2), exact
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+              const u32 v = b[p][h][q];
+              b[p][h][q] = mc::pack_h2(mc::Dt<1>::lo(v) * s2[p], mc::Dt<1>::hi(v) * s2[p]);
+            }
+          }
           u32 o[4];
           Acc z = cmma<INV>(m, b[p][h]);
           if (INV) {
@@ -535,21 +522,21 @@ struct TwiddleFold {
         transpose_in();
         __syncthreads();
 #pragma unroll
-        for (int p = 0; p < P; ++p) ex[p] = pair_exp(p), s[p] = DT == 0 ? exp2i(-ex[p]) : 1.f;
+        for (int p = 0; p < P; ++p) {
+          ex[p] = pair_exp(p);
+          s[p] = DT == 0 ? exp2i(-ex[p]) : 1.f;  // fp16: scaled in F1's epilogue
+          s2[p] = exp2i(-ex[p]);                 // bf16: scaled as F1 converts its tiles
+        }
       } else {
         stage_max();
         __syncthreads();
         ex[0] = ex[1] = pair_exp(0);
-        s[0] = s[1] = 1.f;
+        s[0] = s[1] = s2[0] = s2[1] = 1.f;
         transpose_r2(ex[0]);
         __syncthreads();
       }
       if (unit + static_cast<int>(gridDim.x) < nunits) issue_load(unit + gridDim.x);
-      if (R == 1 && DT == 1) {
-        to_fp16(ex);
-        __syncthreads();
-      }
-      stage_outer<false>(s, s);
+      stage_outer<false>(s, s2);
       __syncthreads();
       stage_second<false>();
       int ch, b0, ef;
