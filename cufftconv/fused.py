@@ -572,21 +572,27 @@ class FusedConv(FamilyConv):
                 kern((grid,), (self.threads,), args, shared_mem=smem)
             except Exception as err:  # zero cost unless raised: the message is built here only
                 if is_cuda_error(err):
-                    raise self._launch_error(grid, args, err) from err
+                    raise self._launch_error(grid, args, err, smem) from err
                 raise
 
-    def _launch_error(self, grid: int, args: tuple, err: BaseException) -> KernelLaunchError:
+    def _launch_error(
+        self, grid: int, args: tuple, err: BaseException, smem: int | None = None
+    ) -> KernelLaunchError:
         L, out_offset, Lout, B, BI = (
             int(args[_ARG[k]]) for k in ("L", "out_offset", "Lout", "B", "BI")
         )
         n = self.n
-        pad = _pad(n, L, out_offset, Lout, B, BI)
-        name = name_expression(n, self.dtype, self.pregate, self.postgate, pad)
+        smem = self.smem if smem is None else smem
+        if smem != self.smem:  # prepare picked the twiddle-folded kernel (its own smem size)
+            name = twiddle_fold.name_expression(n, self.dtype)
+        else:
+            pad = _pad(n, L, out_offset, Lout, B, BI)
+            name = name_expression(n, self.dtype, self.pregate, self.postgate, pad)
         return launch_error(
             name,
             grid=(grid,),
             block=(self.threads,),
-            smem=self.smem,
+            smem=smem,
             args=[(nm, describe_arg(a)) for nm, a in zip(ARG_NAMES, args)],
             err=err,
         )

@@ -101,7 +101,7 @@ def test_fused_conv_general_path(monkeypatch):
             np.int32(0), np.int32(1000), np.int32(2), *fused.DENSE_TILES)
     assert len(args) == len(fused.ARG_NAMES)
     kern = _FakeKernel(_cuda_error())
-    monkeypatch.setattr(conv, "prepare", lambda *a, **k: (kern, 7, args), raising=False)
+    monkeypatch.setattr(conv, "prepare", lambda *a, **k: (kern, 7, args, conv.smem), raising=False)
     with pytest.raises(cufftconv.KernelLaunchError) as info:
         conv(u, kf, y, L=1000, out_offset=0, Lout=1000, pregate=u)
     msg = str(info.value)
@@ -117,6 +117,27 @@ def test_fused_conv_general_path(monkeypatch):
     ):
         assert part in msg, (part, msg)
 
+
+
+def test_fused_conv_names_the_twiddle_folded_kernel(monkeypatch):
+    """A failed launch of the kernel prepare picked (here the twiddle-folded one, told apart
+    by its shared memory) is reported under that kernel's name."""
+    from cufftconv import twiddle_fold
+
+    conv = fused.FusedConv(4096, "bfloat16", pregate=False, postgate=False)
+    u = _fake_array((4, 5, 4096), "uint16", ptr=0x1000)
+    y = _fake_array((4, 5, 4096), "uint16", ptr=0x2000)
+    kf = _fake_array((5, 2 * 4096 + 8), ptr=0x3000)
+    args = (u, u, kf, y, y, *(np.int64(0),) * 12, np.int32(4), np.int32(5), np.int32(4096),
+            np.int32(0), np.int32(4096), np.int32(4), *fused.DENSE_TILES)
+    kern = _FakeKernel(_cuda_error())
+    smem = twiddle_fold.smem(4096)
+    monkeypatch.setattr(conv, "prepare", lambda *a, **k: (kern, 7, args, smem), raising=False)
+    with pytest.raises(cufftconv.KernelLaunchError) as info:
+        conv(u, kf, y, L=4096, out_offset=0, Lout=4096)
+    msg = str(info.value)
+    assert kern.calls[0][1] == {"shared_mem": smem}
+    assert "twiddle_fold_fwd<4096, 1>" in msg and f"dynamic shared memory={smem} B" in msg, msg
 
 def test_cufft_elementwise(monkeypatch):
     kern = _FakeKernel(_cuda_error())
