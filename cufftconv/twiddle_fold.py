@@ -11,7 +11,7 @@ and covers ungated, dense, one-level calls whose rows are 16-byte granular with 
 from __future__ import annotations
 
 from .cache import OnceCache
-from .sources import inline_source, kernels_dir
+from .sources import inline_source
 
 KERNEL_FILE = "twiddle_fold.cu"
 KERNEL_NAME = "twiddle_fold_fwd"
@@ -19,8 +19,11 @@ SIZES: tuple[int, ...] = (4096, 8192)
 DTYPES = ("float16", "bfloat16")
 THREADS = 256
 MIN_CC = 90  # stmatrix
+GRAIN = 8  # elements: L, out_offset, Lout and row strides must be multiples (16-byte chunks)
 _PLANE = 16 * 35 * 16  # bytes of one padded 16-bit plane (tf::PLANE)
 _SMEM_4096 = 2 * (4 * _PLANE) + 32 * 2 * 35 * 16 + 8 * 2 * 4  # work, staging, table, maxima
+_DT_CODE = {"float16": 0, "bfloat16": 1}
+_KERNELS: OnceCache = OnceCache()  # (device, arch, n, dtype) -> (RawKernel, blocks per SM)
 
 
 def smem(n: int) -> int:
@@ -30,9 +33,6 @@ def smem(n: int) -> int:
 
 def pairs_per_unit(n: int) -> int:
     return 2 if n == 4096 else 1
-GRAIN = 8  # elements: L, out_offset, Lout and row strides must be multiples (16-byte chunks)
-_DT_CODE = {"float16": 0, "bfloat16": 1}
-_KERNELS: OnceCache = OnceCache()  # (device, arch, n, dtype) -> (RawKernel, blocks per SM)
 
 
 def kernel_source() -> str:
@@ -41,9 +41,10 @@ def kernel_source() -> str:
 
 
 def compile_options(arch: str | None = None) -> tuple[str, ...]:
-    """NVRTC options. ``arch`` like 'sm_90'; None leaves it to CuPy."""
-    opts = ("--std=c++17", f"-I{kernels_dir()}")
-    return opts + ((f"--gpu-architecture={arch}",) if arch is not None else ())
+    """The fused family's NVRTC options (:func:`cufftconv.fused.compile_options`)."""
+    from . import fused
+
+    return fused.compile_options(arch)
 
 
 def name_expression(n: int, dtype: str) -> str:
