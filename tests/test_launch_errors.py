@@ -92,16 +92,23 @@ def test_launcher_other_errors_pass_through():
         _launcher(_FakeKernel(TypeError("not a CUDA error")))(1, 1, None, 2, 2, None)
 
 
-def test_fused_conv_general_path(monkeypatch):
-    conv = fused.FusedConv(1024, "bfloat16", pregate=True, postgate=False)
-    u = _fake_array((2, 5, 1000), "uint16", ptr=0x1000)
-    y = _fake_array((2, 5, 1000), "uint16", ptr=0x2000)
-    kf = _fake_array((5, 2 * 1024 + 8), ptr=0x3000)
-    args = (u, u, kf, y, y, *(np.int64(0),) * 12, np.int32(2), np.int32(5), np.int32(1000),
-            np.int32(0), np.int32(1000), np.int32(2), *fused.DENSE_TILES)
+def _failing_prepare(monkeypatch, conv, B: int, H: int, L: int, smem: int):
+    """Fake (B, H, L) operands and a prepare returning a kernel whose launch fails with a CUDA
+    error, grid 7 and ``smem``: (kernel, u, y, kf)."""
+    u = _fake_array((B, H, L), "uint16", ptr=0x1000)
+    y = _fake_array((B, H, L), "uint16", ptr=0x2000)
+    kf = _fake_array((H, 2 * conv.n + 8), ptr=0x3000)
+    args = (u, u, kf, y, y, *(np.int64(0),) * 12, np.int32(B), np.int32(H), np.int32(L),
+            np.int32(0), np.int32(L), np.int32(B), *fused.DENSE_TILES)
     assert len(args) == len(fused.ARG_NAMES)
     kern = _FakeKernel(_cuda_error())
-    monkeypatch.setattr(conv, "prepare", lambda *a, **k: (kern, 7, args, conv.smem), raising=False)
+    monkeypatch.setattr(conv, "prepare", lambda *a, **k: (kern, 7, args, smem), raising=False)
+    return kern, u, y, kf
+
+
+def test_fused_conv_general_path(monkeypatch):
+    conv = fused.FusedConv(1024, "bfloat16", pregate=True, postgate=False)
+    kern, u, y, kf = _failing_prepare(monkeypatch, conv, 2, 5, 1000, conv.smem)
     with pytest.raises(cufftconv.KernelLaunchError) as info:
         conv(u, kf, y, L=1000, out_offset=0, Lout=1000, pregate=u)
     msg = str(info.value)
@@ -118,21 +125,14 @@ def test_fused_conv_general_path(monkeypatch):
         assert part in msg, (part, msg)
 
 
-
 def test_fused_conv_names_the_twiddle_folded_kernel(monkeypatch):
     """A failed launch of the kernel prepare picked (here the twiddle-folded one, told apart
     by its shared memory) is reported under that kernel's name."""
     from cufftconv import twiddle_fold
 
     conv = fused.FusedConv(4096, "bfloat16", pregate=False, postgate=False)
-    u = _fake_array((4, 5, 4096), "uint16", ptr=0x1000)
-    y = _fake_array((4, 5, 4096), "uint16", ptr=0x2000)
-    kf = _fake_array((5, 2 * 4096 + 8), ptr=0x3000)
-    args = (u, u, kf, y, y, *(np.int64(0),) * 12, np.int32(4), np.int32(5), np.int32(4096),
-            np.int32(0), np.int32(4096), np.int32(4), *fused.DENSE_TILES)
-    kern = _FakeKernel(_cuda_error())
     smem = twiddle_fold.smem(4096)
-    monkeypatch.setattr(conv, "prepare", lambda *a, **k: (kern, 7, args, smem), raising=False)
+    kern, u, y, kf = _failing_prepare(monkeypatch, conv, 4, 5, 4096, smem)
     with pytest.raises(cufftconv.KernelLaunchError) as info:
         conv(u, kf, y, L=4096, out_offset=0, Lout=4096)
     msg = str(info.value)
