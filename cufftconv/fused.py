@@ -584,7 +584,7 @@ class FusedConv(FamilyConv):
         n = self.n
         smem = self.smem if smem is None else smem
         if smem != self.smem:  # prepare picked the twiddle-folded kernel (its own smem size)
-            name = twiddle_fold.name_expression(n, self.dtype)
+            name = twiddle_fold.name_expression(n, self.dtype, self.pregate, self.postgate)
         else:
             pad = _pad(n, L, out_offset, Lout, B, BI)
             name = name_expression(n, self.dtype, self.pregate, self.postgate, pad)
@@ -619,17 +619,20 @@ class FusedConv(FamilyConv):
         tgrid = min(twiddle_fold.units(B, H, n), tper_sm * _sm_count(cp.cuda.Device().id))
         return AlignedLauncher(
             tkern.kernel, (tgrid,), (twiddle_fold.THREADS,), twiddle_fold.smem(n), tail,
-            twiddle_fold.name_expression(n, self.dtype), general=general,
+            twiddle_fold.name_expression(n, self.dtype, self.pregate, self.postgate),
+            general=general, pregate=self.pregate, postgate=self.postgate,
         )
 
     def _twiddle_fold(self, B: int, BI: int, L: int, out_offset: int, Lout: int, strides):
         """(kernel, blocks per SM) of the twiddle-folded kernel if this call fits it, else None
         (see :mod:`cufftconv.twiddle_fold`; the pointers' alignment is checked per call)."""
         ok = twiddle_fold.eligible(
-            self.n, gated=self.pregate or self.postgate, dense=self.freq_mask is None, B=B,
-            BI=BI, L=L, out_offset=out_offset, Lout=Lout, strides=strides,
+            self.n, dense=self.freq_mask is None, B=B, BI=BI, L=L, out_offset=out_offset,
+            Lout=Lout, strides=strides,
         )
-        return twiddle_fold.kernel(self.n, self.dtype) if ok else None
+        if not ok:
+            return None
+        return twiddle_fold.kernel(self.n, self.dtype, self.pregate, self.postgate)
 
     def prepare(self, u, kf, y, *, L: int, out_offset: int, Lout: int, pregate=None, postgate=None):
         """Validate a call; return (kernel, grid size, kernel arguments, shared memory bytes),
@@ -657,8 +660,16 @@ class FusedConv(FamilyConv):
         npairs = ((b + 1) // 2) * h
         nunits = -(-npairs // self.pairs_per_block)
         smem = self.smem
-        tf = self._twiddle_fold(b, op.BI, L, out_offset, Lout, (*op.u_strides, *op.y_strides))
-        if tf is not None and twiddle_fold.aligned(u.data.ptr, y.data.ptr):
+        strides = (*op.u_strides, *op.y_strides)
+        ptrs = [u.data.ptr, y.data.ptr]
+        if pregate is not None:
+            strides += tuple(op.pre_strides)
+            ptrs.append(pregate.data.ptr)
+        if postgate is not None:
+            strides += tuple(op.post_strides)
+            ptrs.append(postgate.data.ptr)
+        tf = self._twiddle_fold(b, op.BI, L, out_offset, Lout, strides)
+        if tf is not None and twiddle_fold.aligned(*ptrs):
             (kern, per_sm), nunits, smem = tf, twiddle_fold.units(b, h, n), twiddle_fold.smem(n)
         grid = min(nunits, per_sm * _sm_count(cp.cuda.Device().id))
         args = (
@@ -773,18 +784,22 @@ class Launcher:
 
 
 class AlignedLauncher(Launcher):
-    """A :class:`Launcher` of the twiddle-folded kernel that hands calls whose u or y pointer is
-    not 16-byte aligned to ``general`` (the Monarch kernel's launcher for the same call)."""
+    """A :class:`Launcher` of the twiddle-folded kernel that hands calls whose u, y or gate
+    pointer is not 16-byte aligned to ``general`` (the Monarch kernel's launcher for the same
+    call)."""
 
-    __slots__ = ("general",)
+    __slots__ = ("general", "post_mask", "pre_mask")
 
     def __init__(self, func, grid: tuple, block: tuple, smem: int, tail: tuple, name: str, *,
-                 general: Launcher) -> None:
+                 general: Launcher, pregate: bool = False, postgate: bool = False) -> None:
         super().__init__(func, grid, block, smem, tail, name)
         self.general = general
+        # a gate the kernel was not built with is never read: its pointer is not checked
+        self.pre_mask = 15 if pregate else 0
+        self.post_mask = 15 if postgate else 0
 
     def __call__(self, u: int, pre: int, kf, y: int, post: int, stream) -> None:
-        if (u | y) & 15:
+        if (u | y) & 15 or pre & self.pre_mask or post & self.post_mask:
             self.general(u, pre, kf, y, post, stream)
         else:
             Launcher.__call__(self, u, pre, kf, y, post, stream)

@@ -3,8 +3,8 @@
 Same contract and filter spectrum as the Monarch kernel of :mod:`cufftconv.fused` (it takes
 ``monarch_conv_fwd``'s parameter list), with every twiddle folded into the tensor cores' DFT
 matrices: about a third of the Monarch kernel's instructions. It needs sm_90 (``stmatrix``)
-and covers ungated, dense, one-level calls whose rows are 16-byte granular with B a multiple of
-2 * (pairs per unit): 4 at 4096, 2 at 8192;
+and covers dense, one-level calls, gated or not, whose rows are 16-byte granular with B a
+multiple of 2 * (pairs per unit): 4 at 4096, 2 at 8192;
 :class:`cufftconv.fused.FusedConv` takes it for those and the Monarch kernel for the rest.
 """
 
@@ -23,7 +23,7 @@ GRAIN = 8  # elements: L, out_offset, Lout and row strides must be multiples (16
 _PLANE = 16 * 35 * 16  # bytes of one padded 16-bit plane (tf::PLANE)
 _SMEM_4096 = 2 * (4 * _PLANE) + 32 * 2 * 35 * 16 + 8 * 2 * 4  # work, staging, table, maxima
 _DT_CODE = {"float16": 0, "bfloat16": 1}
-_KERNELS: OnceCache = OnceCache()  # (device, arch, n, dtype) -> (RawKernel, blocks per SM)
+_KERNELS: OnceCache = OnceCache()  # (device, arch, n, dtype, pre, post) -> (RawKernel, per SM)
 
 
 def smem(n: int) -> int:
@@ -47,22 +47,28 @@ def compile_options(arch: str | None = None) -> tuple[str, ...]:
     return fused.compile_options(arch)
 
 
-def name_expression(n: int, dtype: str) -> str:
+def name_expression(n: int, dtype: str, pregate: bool = False, postgate: bool = False) -> str:
     if n not in SIZES:
         raise ValueError(f"FFT size {n} has no twiddle-folded kernel (sizes: {SIZES})")
     if dtype not in _DT_CODE:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    return f"{KERNEL_NAME}<{n}, {_DT_CODE[dtype]}>"
+    gates = f"{str(bool(pregate)).lower()}, {str(bool(postgate)).lower()}"
+    return f"{KERNEL_NAME}<{n}, {_DT_CODE[dtype]}, {gates}>"
 
 
 def all_name_expressions() -> list[str]:
-    return [name_expression(n, dt) for n in SIZES for dt in DTYPES]
+    return [
+        name_expression(n, dt, pre, post)
+        for n in SIZES
+        for dt in DTYPES
+        for pre in (False, True)
+        for post in (False, True)
+    ]
 
 
 def eligible(
     n: int,
     *,
-    gated: bool,
     dense: bool,
     B: int,
     BI: int,
@@ -74,7 +80,6 @@ def eligible(
     """Whether a forward call fits the kernel (pointers' 16-byte alignment is checked per call)."""
     return (
         n in SIZES
-        and not gated
         and dense
         and BI == B
         and B > 0
@@ -91,10 +96,11 @@ def units(B: int, H: int, n: int) -> int:
 
 
 def aligned(*ptrs: int) -> bool:
+    """Whether every pointer (u, y and the gates a call passes) is 16-byte aligned."""
     return all(p % (2 * GRAIN) == 0 for p in ptrs)
 
 
-def kernel(n: int, dtype: str):
+def kernel(n: int, dtype: str, pregate: bool = False, postgate: bool = False):
     """(RawKernel, blocks per SM) on the current device, or None where it cannot run (below
     sm_90, or less shared memory per block than the kernel needs)."""
     import cupy as cp
@@ -109,7 +115,7 @@ def kernel(n: int, dtype: str):
 
         if dev.attributes["MaxSharedMemoryPerBlockOptin"] < smem(n):
             return None
-        name = name_expression(n, dtype)
+        name = name_expression(n, dtype, pregate, postgate)
         mod = cp.RawModule(
             code=kernel_source(), options=compile_options(None), name_expressions=[name]
         )
@@ -117,4 +123,4 @@ def kernel(n: int, dtype: str):
         kern.max_dynamic_shared_size_bytes = smem(n)
         return kern, _blocks_per_sm(kern, THREADS, smem(n))
 
-    return _KERNELS.get((dev.id, cc, n, dtype), build)
+    return _KERNELS.get((dev.id, cc, n, dtype, bool(pregate), bool(postgate)), build)

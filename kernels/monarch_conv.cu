@@ -273,14 +273,6 @@ struct MonarchConv {
   }
 
   // ------------------------------------------------------------------------------------------
-  // x = pre * u of one 16-byte chunk, rounded to the input type (as the reference rounds it).
-  static __device__ __forceinline__ void gate_chunk(uint4& v, const uint4& g) {
-    u32* vv = (u32*)&v;
-    const u32* gg = (const u32*)&g;
-#pragma unroll
-    for (int k = 0; k < 4; ++k)
-      vv[k] = Dt<DT>::pack(Dt<DT>::lo(vv[k]) * Dt<DT>::lo(gg[k]), Dt<DT>::hi(vv[k]) * Dt<DT>::hi(gg[k]));
-  }
   // Running max |x| bits over a chunk: PACKED keeps one maximum per 16-bit half (absmax2),
   // folded by absmax_fold at the end; otherwise a single maximum (absmax_bits).
   template <bool PACKED>
@@ -325,7 +317,7 @@ struct MonarchConv {
           uint4 v = ldg_stream16(u0 + (plane ? du : 0) + n);
           if (GATE) {
             const uint4 gv = ldg_stream16(g0 + (plane ? dg : 0) + n);
-            gate_chunk(v, gv);
+            gate_chunk<DT>(v, gv);
           }
           m2 = chunk_absmax<true>(m2, v);
           *(uint4*)(sdata + sidx(p, n / M, plane, n % M)) = v;
@@ -344,7 +336,7 @@ struct MonarchConv {
             if (GATE) {
               const u16* prow = pre + rw.off(plane, pre_sb, pre_so) + h * pre_sh;
               const uint4 gv = load_chunk8(prow, n, L, ((unsigned long long)prow & 15) == 0);
-              gate_chunk(v, gv);
+              gate_chunk<DT>(v, gv);
             }
             mx = chunk_absmax<false>(mx, v);
           }
@@ -446,7 +438,7 @@ struct MonarchConv {
       uint4 v = *dst;
       if (PRE) {
         const uint4 gv = *(const uint4*)(raw_ptr(buf, 1, p, plane) + raw_at(n));
-        gate_chunk(v, gv);
+        gate_chunk<DT>(v, gv);
         *dst = v;
       }
       m2 = chunk_absmax<LEAN>(m2, v);

@@ -76,6 +76,16 @@ struct Dt<1> {  // bfloat16 storage
   static __device__ __forceinline__ u16 from(float f) { return (u16)(pack(f, 0.f) & 0xffffu); }
 };
 
+// x = pre * u of one 16-byte chunk, rounded to the input type (as the reference rounds it).
+template <int DT>
+__device__ __forceinline__ void gate_chunk(uint4& v, const uint4& g) {
+  u32* vv = (u32*)&v;
+  const u32* gg = (const u32*)&g;
+#pragma unroll
+  for (int k = 0; k < 4; ++k)
+    vv[k] = Dt<DT>::pack(Dt<DT>::lo(vv[k]) * Dt<DT>::lo(gg[k]), Dt<DT>::hi(vv[k]) * Dt<DT>::hi(gg[k]));
+}
+
 // Two fp16 products, each rounded once (no contraction into a later add).
 __device__ __forceinline__ u32 hmul2(u32 a, u32 b) {
   u32 r;

@@ -21,11 +21,14 @@
 // (max |K| <= 1, exponent ef, FusedConv.filter_spectrum's layout) is applied with 2^-6, so
 // the inverse stages stay below 2^14 too; the output is scaled by 2^(ex + ef + 6).
 //
-// 8192 adds an outer radix-2 step (see TwiddleFold). Launch contract (checked by
+// 8192 adds an outer radix-2 step (see TwiddleFold). Gates: PRE multiplies the staged input by
+// the pregate (rounded to the input type, as the Monarch kernel does) before the transposition;
+// POST keeps the last stage in fp16 at the working scale and the store applies the output scale
+// and the postgate in fp32, rounding once. Launch contract (checked by
 // cufftconv.twiddle_fold.eligible): B % 4 == 0 (4096) or B % 2 == 0 (8192), L, out_offset,
-// Lout, the row strides and the
-// pointers 16-byte granular, no gates, a dense spectrum. Input positions >= L are zero; outputs
-// are positions [out_offset, out_offset + Lout) of the circular result.
+// Lout, the row strides and the pointers (gates included) 16-byte granular, a dense spectrum.
+// Input positions >= L are zero; outputs are positions [out_offset, out_offset + Lout) of the
+// circular result.
 #include "monarch_prims.cuh"
 
 namespace tf {
@@ -56,6 +59,14 @@ __device__ __forceinline__ uint4 lds128(u32 a) {
   return v;
 }
 __device__ __forceinline__ float exp2i(int e) { return __uint_as_float(static_cast<u32>(e + 127) << 23); }
+__device__ __forceinline__ void sts128(u32 a, const uint4& v) {
+  asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};" ::"r"(a), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w));
+}
+// L2 prefetch of a contiguous run (16-byte aligned, a multiple of 16 bytes): one instruction.
+__device__ __forceinline__ void prefetch_run(const void* p, int bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(__cvta_generic_to_global(p)), "r"(bytes)
+               : "memory");
+}
 
 // Shared-memory planes: 16-value rows (two 16-byte chunks); chunk h of row 16 a + b sits at
 // 35 a + 2 b + h + (b >> 2): 8 rows with a or with b consecutive hit 8 bank groups, and an
@@ -137,7 +148,7 @@ __device__ __forceinline__ void pack(u32 o[4], const Acc& z, float s) {
 // pair; an outer radix-2 step (in the input transposition) splits it into the sub-transforms of
 // the even and odd frequencies, group g = sub-transform g, and the inverse radix-2 step runs in
 // the output transposition. Either way the 4096-point stages see P = 2 groups of (re, im) planes.
-template <int N, int DT>
+template <int N, int DT, bool PRE, bool POST>
 struct TwiddleFold {
   static constexpr int R = N / 4096, P = 2, PAIRS = P / R, WARPS = 8, THREADS = 32 * WARPS;
   static constexpr int ITEMS = 16 / WARPS;
@@ -149,9 +160,11 @@ struct TwiddleFold {
   static constexpr int JOBS = 2 * P * 16 / WARPS;                   // 16x16 blocks per warp in a transpose
 
   const u16* __restrict__ u;
+  const u16* __restrict__ pre;
   const u32* __restrict__ kf;  // FusedConv.filter_spectrum: (H, n + 4) complex fp16 words
   u16* __restrict__ y;
-  long long u_sb, u_sh, y_sb, y_sh;
+  const u16* __restrict__ post;
+  long long u_sb, u_sh, pre_sb, pre_sh, y_sb, y_sh, post_sb, post_sh;
   int B, H, L, out_offset, Lout;
   u32 work, staging, tab, red, tw;  // shared addresses
   int lane, warp, tid, mi, i8;
@@ -196,6 +209,57 @@ struct TwiddleFold {
         mc::cp_async16(staging + wp * PLANE + cofs(rs >> 4, rs & 15, c), in ? row + pos : row, in ? 16 : 0);
       }
     mc::cp_async_commit();
+    if (PRE && tid < 2 * PAIRS) {  // this unit's pregate rows, read by gate_in
+      const int n = min(L, N);
+      prefetch_run(pre + (b0 + tid) * pre_sb + h * pre_sh, 2 * n);
+    }
+  }
+  // POST: this unit's postgate rows, read by the store.
+  __device__ __forceinline__ void prefetch_post(int unit) const {
+    if (tid < 2 * PAIRS) {
+      int h, b0;
+      unit_rows(unit, h, b0);
+      prefetch_run(post + (b0 + tid) * post_sb + h * post_sh, 2 * Lout);
+    }
+  }
+  // PRE: this thread's own staged chunks (issue_load's) times the pregate, rounded to the input
+  // type, in place; positions >= L stay zero.
+  __device__ __forceinline__ void gate_in(int unit) {
+    constexpr int PER = 4096 * 2 / 16, RR = PER / THREADS;
+    int h, b0;
+    unit_rows(unit, h, b0);
+    const u16* row0 = pre + b0 * pre_sb + h * pre_sh;
+    uint4 g[2 * P][RR];
+#pragma unroll
+    for (int wp = 0; wp < 2 * P; ++wp)
+#pragma unroll
+      for (int r = 0; r < RR; ++r) {
+        const int pos = pos_of(wp) + 8 * (tid + r * THREADS);
+        g[wp][r] = pos < L ? __ldg(reinterpret_cast<const uint4*>(row0 + seq_of(wp) * pre_sb + pos))
+                           : make_uint4(0u, 0u, 0u, 0u);
+      }
+#pragma unroll
+    for (int wp = 0; wp < 2 * P; ++wp)
+#pragma unroll
+      for (int r = 0; r < RR; ++r) {
+        const int ci = tid + r * THREADS, rs = ci >> 1;
+        const u32 a = staging + wp * PLANE + cofs(rs >> 4, rs & 15, ci & 1);
+        uint4 v = lds128(a);
+        mc::gate_chunk<DT>(v, g[wp][r]);
+        sts128(a, v);
+      }
+  }
+  // POST: 8 fp16 values at the working scale -> the output type, times s1 s2 and the postgate.
+  static __device__ __forceinline__ uint4 finish(const uint4& v, const uint4& g, float s1, float s2) {
+    const u32* vv = reinterpret_cast<const u32*>(&v);
+    const u32* gg = reinterpret_cast<const u32*>(&g);
+    uint4 o;
+    u32* oo = reinterpret_cast<u32*>(&o);
+    using D = mc::Dt<DT>;
+#pragma unroll
+    for (int k = 0; k < 4; ++k)
+      oo[k] = D::pack(mc::h2lo(vv[k]) * s1 * s2 * D::lo(gg[k]), mc::h2hi(vv[k]) * s1 * s2 * D::hi(gg[k]));
+    return o;
   }
   // Staging (rows n2 of contiguous n3) -> work (rows n3 of contiguous n2); the largest |x| of
   // each pair goes to red[warp][pair].
@@ -295,11 +359,15 @@ struct TwiddleFold {
           const float dr = e ? mc::h2hi(d[2][q]) : mc::h2lo(d[2][q]), di = e ? mc::h2hi(d[3][q]) : mc::h2lo(d[3][q]);
           const mc::cf w = twiddle(wn, 16 * (8 * (q & 1) + 2 * t + e) + 8 * (q >> 1) + g);
           const mc::cf z = mc::cmul(mc::cf{dr, di}, mc::cf{w.x, -w.y});
-          v[0][e] = (ar + z.x) * s1 * s2, v[1][e] = (ai + z.y) * s1 * s2;
-          v[2][e] = (ar - z.x) * s1 * s2, v[3][e] = (ai - z.y) * s1 * s2;
+          if (POST) {  // scaled with the postgate in the store below
+            v[0][e] = ar + z.x, v[1][e] = ai + z.y, v[2][e] = ar - z.x, v[3][e] = ai - z.y;
+          } else {  // (two factors: s1 s2 itself may lie outside the float range)
+            v[0][e] = (ar + z.x) * s1 * s2, v[1][e] = (ai + z.y) * s1 * s2;
+            v[2][e] = (ar - z.x) * s1 * s2, v[3][e] = (ai - z.y) * s1 * s2;
+          }
         }
 #pragma unroll
-        for (int sp = 0; sp < 2 * P; ++sp) o[sp][q] = mc::Dt<DT>::pack(v[sp][0], v[sp][1]);
+        for (int sp = 0; sp < 2 * P; ++sp) o[sp][q] = mc::Dt<POST ? 0 : DT>::pack(v[sp][0], v[sp][1]);
       }
 #pragma unroll
       for (int sp = 0; sp < 2 * P; ++sp) stsm_x4_t(work + sp * PLANE + natural_row(n1), o[sp]);
@@ -308,6 +376,7 @@ struct TwiddleFold {
     int ch, b0;
     unit_rows(unit, ch, b0);
     u16* row0 = y + b0 * y_sb + ch * y_sh;
+    const u16* grow0 = POST ? post + b0 * post_sb + ch * post_sh : nullptr;
 #pragma unroll
     for (int x = 0; x < 16 / WARPS; ++x) {
       const int n1 = warp + WARPS * x;
@@ -315,7 +384,9 @@ struct TwiddleFold {
       for (int sp = 0; sp < 2 * P; ++sp) {  // plane sp: (lo re, lo im, hi re, hi im)
         const int t0 = (sp >> 1) * 4096 + 256 * n1 + 8 * lane - out_offset;
         if (t0 >= 0 && t0 < Lout) {
-          const uint4 val = lds128(work + sp * PLANE + cofs(n1, lane >> 1, lane & 1));
+          uint4 val = lds128(work + sp * PLANE + cofs(n1, lane >> 1, lane & 1));
+          if (POST)  // loaded at use: ahead of the loop it spills (128 registers)
+            val = finish(val, __ldg(reinterpret_cast<const uint4*>(grow0 + (sp & 1) * post_sb + t0)), s1, s2);
           __stcs(reinterpret_cast<uint4*>(row0 + (sp & 1) * y_sb + t0), val);
         }
       }
@@ -336,24 +407,41 @@ struct TwiddleFold {
     return max(biased - 126 - 8 - (R - 1), -125);  // (2^-ex finite; a bf16 pair below 2^-117 keeps fewer bits)
   }
   // Work -> natural order in place (each warp rewrites its own 16x16 blocks), then 16-byte
-  // stores of the positions in [out_offset, out_offset + Lout).
-  __device__ __forceinline__ void store(int unit) {
+  // stores of the positions in [out_offset, out_offset + Lout). POST: the work holds fp16 at
+  // the working scale; s1 s2 and the postgate are applied here (its loads issued first).
+  __device__ __forceinline__ void store(int unit, const float (&s1)[P], const float (&s2)[P]) {
+    int ch, b0;
+    unit_rows(unit, ch, b0);
     each_block([&](int wp, int n1) {
       u32 d[4];
       ldsm_x4(d, work + wp * PLANE + work_row(n1));
       stsm_x4_t(work + wp * PLANE + natural_row(n1), d);
     });
     __syncwarp();
-    int ch, b0;
-    unit_rows(unit, ch, b0);
     u16* row0 = y + b0 * y_sb + ch * y_sh;
-    each_block([&](int wp, int n1) {
-      const int t = 256 * n1 + 8 * lane - out_offset;
-      if (t >= 0 && t < Lout) {
-        const uint4 v = lds128(work + wp * PLANE + cofs(n1, lane >> 1, lane & 1));
-        __stcs(reinterpret_cast<uint4*>(row0 + wp * y_sb + t), v);
+    const u16* grow0 = POST ? post + b0 * post_sb + ch * post_sh : nullptr;
+    constexpr int GB = POST ? 4 : JOBS;  // postgate loads in flight at once (8 spill)
+#pragma unroll
+    for (int x0 = 0; x0 < JOBS; x0 += GB) {
+      uint4 g[GB];
+      if (POST) {
+#pragma unroll
+        for (int x = x0; x < x0 + GB; ++x) {
+          const int wp = x * WARPS / 16, t = 256 * ((warp + WARPS * x) & 15) + 8 * lane - out_offset;
+          if (t >= 0 && t < Lout) g[x - x0] = __ldg(reinterpret_cast<const uint4*>(grow0 + wp * post_sb + t));
+        }
       }
-    });
+#pragma unroll
+      for (int x = x0; x < x0 + GB; ++x) {
+        const int wp = x * WARPS / 16, n1 = (warp + WARPS * x) & 15;
+        const int t = 256 * n1 + 8 * lane - out_offset;
+        if (t >= 0 && t < Lout) {
+          uint4 v = lds128(work + wp * PLANE + cofs(n1, lane >> 1, lane & 1));
+          if (POST) v = finish(v, g[x - x0], s1[wp >> 1], s2[wp >> 1]);
+          __stcs(reinterpret_cast<uint4*>(row0 + wp * y_sb + t), v);
+        }
+      }
+    }
   }
 
   // F1 / I1: item n3 (fixed b), tiles h = column half (n2); rows a = contracted / output digit.
@@ -388,7 +476,7 @@ struct TwiddleFold {
 #pragma unroll
             for (int c = 0; c < 4; ++c) z.r[c] *= s2[p], z.i[c] *= s2[p];
           }
-          pack<(INV && R == 1) ? DT : 0>(o, z, s[p]);  // (N = 8192: fp16 for the radix-2 step)
+          pack<(INV && R == 1 && !POST) ? DT : 0>(o, z, s[p]);  // (else fp16: radix-2 step / postgate)
           stsm_x4(work + (2 * p + pl) * PLANE + cofs(8 * kh + i8, j, h), o);
         }
     }
@@ -515,6 +603,7 @@ struct TwiddleFold {
     if (static_cast<int>(blockIdx.x) < nunits) issue_load(blockIdx.x);
     for (int unit = blockIdx.x; unit < nunits; unit += gridDim.x) {
       mc::cp_async_wait<0>();
+      if (PRE) gate_in(unit);  // own chunks only: no barrier needed before
       __syncthreads();
       int ex[P];
       float s[P], s2[P];
@@ -536,6 +625,7 @@ struct TwiddleFold {
         __syncthreads();
       }
       if (unit + static_cast<int>(gridDim.x) < nunits) issue_load(unit + gridDim.x);
+      if (POST) prefetch_post(unit);
       stage_outer<false>(s, s2);
       __syncthreads();
       stage_second<false>();
@@ -558,10 +648,15 @@ struct TwiddleFold {
         stage_outer<true>(one, one);
         __syncthreads();
         store_r2(unit, s[0], s2[0]);
+      } else if (POST) {  // the output scale goes to the store, with the postgate
+        const float one[P] = {1.f, 1.f};
+        stage_outer<true>(one, one);
+        __syncthreads();
+        store(unit, s, s2);
       } else {
         stage_outer<true>(s, s2);
         __syncthreads();
-        store(unit);
+        store(unit, s, s2);
       }
     }
   }
@@ -570,9 +665,9 @@ struct TwiddleFold {
 }  // namespace tf
 
 // Same parameters as monarch_conv_fwd (cufftconv.fused.Launcher / prepare build either); the
-// pregate / postgate pointers, outer strides, BI and the tile list are unused here.
-template <int N, int DT>
-__global__ void __launch_bounds__(tf::TwiddleFold<N, DT>::THREADS, 2)
+// outer strides, BI and the tile list are unused here, the gates only with PRE / POST.
+template <int N, int DT, bool PRE, bool POST>
+__global__ void __launch_bounds__(tf::TwiddleFold<N, DT, PRE, POST>::THREADS, 2)
 twiddle_fold_fwd(const unsigned short* __restrict__ u, const unsigned short* __restrict__ pre,
                  const unsigned short* __restrict__ kf, unsigned short* __restrict__ y,
                  const unsigned short* __restrict__ post, long long u_sb, long long u_sh,
@@ -581,14 +676,20 @@ twiddle_fold_fwd(const unsigned short* __restrict__ u, const unsigned short* __r
                  long long y_so, long long post_so, int B, int H, int L, int out_offset,
                  int Lout, int BI, const int* __restrict__ tiles, int KC, int KZ, int qlive) {
   extern __shared__ __align__(16) unsigned char tf_smem[];
-  tf::TwiddleFold<N, DT> k;
+  tf::TwiddleFold<N, DT, PRE, POST> k;
   k.u = u;
+  k.pre = pre;
   k.kf = reinterpret_cast<const unsigned int*>(kf);
   k.y = y;
+  k.post = post;
   k.u_sb = u_sb;
   k.u_sh = u_sh;
+  k.pre_sb = pre_sb;
+  k.pre_sh = pre_sh;
   k.y_sb = y_sb;
   k.y_sh = y_sh;
+  k.post_sb = post_sb;
+  k.post_sh = post_sh;
   k.B = B;
   k.H = H;
   k.L = L;

@@ -27,10 +27,10 @@ def _need_sm90():
         pytest.skip("the twiddle-folded kernel needs sm_90")
 
 
-def _kernel_of(n: int, c: Case, dtype: str, u_d, y_d) -> str:
+def _kernel_of(n: int, c: Case, dtype: str, u_d, y_d, pre_d=None, post_d=None) -> str:
     conv = fused.FusedConv(n, dtype, pregate=c.pre, postgate=c.post)
     kf = conv.filter_spectrum(cp.zeros((c.H, c.Lk), dtype=cp.float32))
-    gates = {"pregate": u_d if c.pre else None, "postgate": y_d if c.post else None}
+    gates = {"pregate": pre_d, "postgate": post_d}
     _, _, _, smem = conv.prepare(u_d, kf, y_d, L=c.L, out_offset=c.out_offset, Lout=c.Lout, **gates)
     return "twiddle_fold" if smem == twiddle_fold.smem(n) else "monarch"
 
@@ -46,13 +46,20 @@ def fits(n: int) -> list[Case]:
         Case("hb_layout", b, 3, n // 2, n // 2, 0, n // 2, False, False, layout="hb"),
         Case("large_values", b, 3, n // 2, 64, 0, n // 2, False, False, scale=None),
         Case("small_values", b, 3, n, n, 0, n, False, False, scale=1e-3),
+        Case("gated", b, 3, n, n, 0, n, True, True),
+        Case("causal_gated", 2 * b, 5, n // 2, n // 2, 0, n // 2, True, True),
+        Case("pregate_window", b, 3, n - 1096, 1000, 1096, n - 2096, True, False),
+        Case("postgate_hb_layout", b, 3, n // 2, n // 2, 0, n // 2, False, True, layout="hb"),
+        Case("gated_large_values", b, 3, n // 2, 64, 0, n // 2, True, True, scale=None),
+        Case("gated_short_input", b, 2, 1000, 17, 0, n, True, True),
     ]
 
 
 def declines(n: int) -> list[Case]:
     out = [
-        Case("gated", 4, 3, n, n, 0, n, True, True),
         Case("odd_B", 5, 3, n, n, 0, n, False, False),
+        Case("gated_odd_B", 5, 3, n, n, 0, n, True, True),
+        Case("gated_unaligned_rows", 4, 3, n // 2, n // 2, 0, n // 2, True, True, layout="padded"),
         Case("L_not_multiple_of_8", 4, 3, n - 3, n // 2, 0, n - 3, False, False),
         Case("unaligned_rows", 4, 3, n // 2, n // 2, 0, n // 2, False, False, layout="padded"),
     ]
@@ -63,14 +70,14 @@ def declines(n: int) -> list[Case]:
 
 def _check(n: int, c: Case, dtype: str, want: str):
     seed = int(np.random.SeedSequence().entropy % (2**32))
-    conv, kf, (u_d, _, _, y_d, _), y, yb, ref = run_case(n, dtype, c, seed)
+    conv, kf, (u_d, pre_d, post_d, y_d, _), y, yb, ref = run_case(n, dtype, c, seed)
     tag = f"n={n} {dtype} case={c.name} seed={seed}"
-    assert _kernel_of(n, c, dtype, u_d, y_d) == want, tag
+    assert _kernel_of(n, c, dtype, u_d, y_d, pre_d, post_d) == want, tag
     assert not is_nan(y, dtype).any(), f"unwritten (NaN) outputs: {tag}"
     assert int(is_nan(yb, dtype).sum()) == yb.size - y.size, f"writes outside the view: {tag}"
     err = np.linalg.norm(from_bits(y, dtype) - ref) / np.linalg.norm(ref)
     assert err <= TOL[dtype], f"rel. error {err:.3e} > {TOL[dtype]}: {tag}"
-    return conv, kf, u_d, y_d
+    return conv, kf, (u_d, pre_d, post_d, y_d)
 
 
 @pytest.mark.parametrize("dtype", fused.DTYPES)
@@ -114,38 +121,64 @@ def test_extreme_bf16_range_and_zero_pairs(n, dtype):
         assert err <= TOL[dtype], f"b={b} scale={scales[b // 2]}: rel err {err:.3e}"
 
 
+def _offset_view(a, offset: int, dtype: str):
+    """A copy of a (C-contiguous) that starts `offset` elements into a poisoned buffer."""
+    buf = cp.full(a.size + 8, nan_bits(dtype))
+    v = buf[offset : offset + a.size].reshape(a.shape)
+    v[...] = cp.asarray(a)
+    return v
+
+
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("dtype", fused.DTYPES)
-def test_plan_launcher_and_misaligned_pointers(n, dtype):
+@pytest.mark.parametrize("gated", [False, True])
+def test_plan_launcher_and_misaligned_pointers(n, dtype, gated):
     """The pre-resolved launcher takes the twiddle-folded kernel for aligned pointers and hands
-    a misaligned y (a view one element into its buffer) to the Monarch kernel; both right."""
+    a misaligned y, pregate or postgate (a view one element into its buffer) to the Monarch
+    kernel; all right."""
     rng = np.random.default_rng(int(np.random.SeedSequence().entropy % (2**32)))
     B, H, L = 4, 3, n
     u = to_bits(rng.standard_normal((B, H, L)), dtype)
+    pre = to_bits(rng.standard_normal((B, H, L)), dtype)
+    post = to_bits(rng.standard_normal((B, H, L)), dtype)
     k = (rng.standard_normal((H, L)) / np.sqrt(L)).astype(np.float32)
-    conv = fused.FusedConv(n, dtype, pregate=False, postgate=False)
+    conv = fused.FusedConv(n, dtype, pregate=gated, postgate=gated)
     kf = conv.filter_spectrum(cp.asarray(k))
     launch = conv.launcher(B, H, L, 0, L)
     assert isinstance(launch, fused.AlignedLauncher)
-    ref = reference(from_bits(u, dtype), k.astype(np.float64), n, 0, L)
+    gates = (from_bits(pre, dtype), from_bits(post, dtype)) if gated else (None, None)
+    ref = reference(from_bits(u, dtype), k.astype(np.float64), n, 0, L, *gates)
     u_d = cp.asarray(u)
     stream = cp.cuda.get_current_stream()
-    for offset in (0, 1):
-        buf = cp.full(B * H * L + 8, nan_bits(dtype))
-        y_d = buf[offset : offset + B * H * L].reshape(B, H, L)
-        launch(u_d.data.ptr, u_d.data.ptr, kf, y_d.data.ptr, y_d.data.ptr, stream)
+    shifts = [(0, 0, 0), (1, 0, 0)] + ([(0, 1, 0), (0, 0, 1)] if gated else [])
+    for y_off, pre_off, post_off in shifts:
+        y_d = _offset_view(np.zeros((B, H, L), np.uint16), y_off, dtype)
+        y_d[...] = nan_bits(dtype)
+        pre_d = _offset_view(pre, pre_off, dtype) if gated else u_d
+        post_d = _offset_view(post, post_off, dtype) if gated else y_d
+        launch(u_d.data.ptr, pre_d.data.ptr, kf, y_d.data.ptr, post_d.data.ptr, stream)
         y = from_bits(cp.asnumpy(y_d), dtype)
         err = np.linalg.norm(y - ref) / np.linalg.norm(ref)
-        assert err <= TOL[dtype], f"offset {offset}: rel err {err:.3e}"
+        assert err <= TOL[dtype], f"offsets {(y_off, pre_off, post_off)}: rel err {err:.3e}"
 
 
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("dtype", fused.DTYPES)
-def test_deterministic(n, dtype):
-    c = Case("det", 8, 6, n, n // 3, 0, n, False, False)
-    conv, kf, u_d, y_d = _check(n, c, dtype, "twiddle_fold")
+@pytest.mark.parametrize("gated", [False, True])
+def test_deterministic(n, dtype, gated):
+    c = Case("det", 8, 6, n, n // 3, 0, n, gated, gated)
+    conv, kf, (u_d, pre_d, post_d, y_d) = _check(n, c, dtype, "twiddle_fold")
     first = y_d.copy()
     for _ in range(2):
         y_d[...] = nan_bits(dtype)
-        conv(u_d, kf, y_d, L=c.L, out_offset=c.out_offset, Lout=c.Lout)
+        conv(
+            u_d,
+            kf,
+            y_d,
+            L=c.L,
+            out_offset=c.out_offset,
+            Lout=c.Lout,
+            pregate=pre_d,
+            postgate=post_d,
+        )
         assert bool((y_d.view(cp.uint16) == first.view(cp.uint16)).all()), "runs differ"

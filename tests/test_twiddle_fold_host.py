@@ -123,19 +123,25 @@ def test_radix2_passes_invert_each_other(rng):
 def test_eligibility(n, kw, ok):
     strides = (kw["L"] * 3, kw["L"], kw["Lout"] * 3, kw["Lout"])
     args = dict(kw, BI=kw["B"], strides=strides)
-    assert twiddle_fold.eligible(n, gated=False, dense=True, **args) is ok
-    assert not twiddle_fold.eligible(n, gated=True, dense=True, **args)
-    assert not twiddle_fold.eligible(n, gated=False, dense=False, **args)
-    assert not twiddle_fold.eligible(n, gated=False, dense=True, **dict(args, BI=1))
+    assert twiddle_fold.eligible(n, dense=True, **args) is ok
+    assert not twiddle_fold.eligible(n, dense=False, **args)
+    assert not twiddle_fold.eligible(n, dense=True, **dict(args, BI=1))
+    # a gate's stride that is not 16-byte granular (strides of u, y, pre, post)
+    assert not twiddle_fold.eligible(n, dense=True, **dict(args, strides=(*strides, 12, 4)))
 
 
 def test_names_and_shared_memory():
-    assert twiddle_fold.all_name_expressions() == [
-        "twiddle_fold_fwd<4096, 0>",
-        "twiddle_fold_fwd<4096, 1>",
-        "twiddle_fold_fwd<8192, 0>",
-        "twiddle_fold_fwd<8192, 1>",
+    names = twiddle_fold.all_name_expressions()
+    assert len(names) == len(set(names)) == 16
+    assert names[:4] == [
+        "twiddle_fold_fwd<4096, 0, false, false>",
+        "twiddle_fold_fwd<4096, 0, false, true>",
+        "twiddle_fold_fwd<4096, 0, true, false>",
+        "twiddle_fold_fwd<4096, 0, true, true>",
     ]
+    assert twiddle_fold.name_expression(8192, "bfloat16", True, False) == (
+        "twiddle_fold_fwd<8192, 1, true, false>"
+    )
     assert twiddle_fold.smem(4096) <= 227 * 1024 // 2 - 1024  # two blocks per SM on sm_90
     assert twiddle_fold.smem(8192) <= 227 * 1024 // 2 - 1024
     with pytest.raises(ValueError, match="FFT size"):
