@@ -584,7 +584,8 @@ class FusedConv(FamilyConv):
         n = self.n
         smem = self.smem if smem is None else smem
         if smem != self.smem:  # prepare picked the twiddle-folded kernel (its own smem size)
-            name = twiddle_fold.name_expression(n, self.dtype, self.pregate, self.postgate)
+            half = twiddle_fold.half(n, L, out_offset, Lout)
+            name = twiddle_fold.name_expression(n, self.dtype, self.pregate, self.postgate, half)
         else:
             pad = _pad(n, L, out_offset, Lout, B, BI)
             name = name_expression(n, self.dtype, self.pregate, self.postgate, pad)
@@ -619,7 +620,9 @@ class FusedConv(FamilyConv):
         tgrid = min(twiddle_fold.units(B, H, n), tper_sm * _sm_count(cp.cuda.Device().id))
         return AlignedLauncher(
             tkern.kernel, (tgrid,), (twiddle_fold.THREADS,), twiddle_fold.smem(n), tail,
-            twiddle_fold.name_expression(n, self.dtype, self.pregate, self.postgate),
+            twiddle_fold.name_expression(
+                n, self.dtype, self.pregate, self.postgate, twiddle_fold.half(n, L, out_offset, Lout)
+            ),
             general=general, pregate=self.pregate, postgate=self.postgate,
         )
 
@@ -632,7 +635,8 @@ class FusedConv(FamilyConv):
         )
         if not ok:
             return None
-        return twiddle_fold.kernel(self.n, self.dtype, self.pregate, self.postgate)
+        half = twiddle_fold.half(self.n, L, out_offset, Lout)
+        return twiddle_fold.kernel(self.n, self.dtype, self.pregate, self.postgate, half)
 
     def prepare(self, u, kf, y, *, L: int, out_offset: int, Lout: int, pregate=None, postgate=None):
         """Validate a call; return (kernel, grid size, kernel arguments, shared memory bytes),

@@ -23,7 +23,7 @@ GRAIN = 8  # elements: L, out_offset, Lout and row strides must be multiples (16
 _PLANE = 16 * 35 * 16  # bytes of one padded 16-bit plane (tf::PLANE)
 _SMEM_4096 = 2 * (4 * _PLANE) + 32 * 2 * 35 * 16 + 8 * 2 * 4  # work, staging, table, maxima
 _DT_CODE = {"float16": 0, "bfloat16": 1}
-_KERNELS: OnceCache = OnceCache()  # (device, arch, n, dtype, pre, post) -> (RawKernel, per SM)
+_KERNELS: OnceCache = OnceCache()  # (device, arch, n, dtype, pre, post, half) -> (kernel, per SM)
 
 
 def smem(n: int) -> int:
@@ -47,23 +47,33 @@ def compile_options(arch: str | None = None) -> tuple[str, ...]:
     return fused.compile_options(arch)
 
 
-def name_expression(n: int, dtype: str, pregate: bool = False, postgate: bool = False) -> str:
+def name_expression(
+    n: int, dtype: str, pregate: bool = False, postgate: bool = False, half: bool = False
+) -> str:
+    """``half``: the causal variant (L and out_offset + Lout at most n / 2; see :func:`half`)."""
     if n not in SIZES:
         raise ValueError(f"FFT size {n} has no twiddle-folded kernel (sizes: {SIZES})")
     if dtype not in _DT_CODE:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    gates = f"{str(bool(pregate)).lower()}, {str(bool(postgate)).lower()}"
-    return f"{KERNEL_NAME}<{n}, {_DT_CODE[dtype]}, {gates}>"
+    flags = ", ".join(str(bool(f)).lower() for f in (pregate, postgate, half))
+    return f"{KERNEL_NAME}<{n}, {_DT_CODE[dtype]}, {flags}>"
 
 
 def all_name_expressions() -> list[str]:
     return [
-        name_expression(n, dt, pre, post)
+        name_expression(n, dt, pre, post, hf)
         for n in SIZES
         for dt in DTYPES
         for pre in (False, True)
         for post in (False, True)
+        for hf in (False, True)
     ]
+
+
+def half(n: int, L: int, out_offset: int, Lout: int) -> bool:
+    """Whether the input's upper half is zero and the output's dropped (causal calls): the
+    kernel then skips them."""
+    return L <= n // 2 and out_offset + Lout <= n // 2
 
 
 def eligible(
@@ -100,7 +110,7 @@ def aligned(*ptrs: int) -> bool:
     return all(p % (2 * GRAIN) == 0 for p in ptrs)
 
 
-def kernel(n: int, dtype: str, pregate: bool = False, postgate: bool = False):
+def kernel(n: int, dtype: str, pregate: bool = False, postgate: bool = False, half: bool = False):
     """(RawKernel, blocks per SM) on the current device, or None where it cannot run (below
     sm_90, or less shared memory per block than the kernel needs)."""
     import cupy as cp
@@ -115,7 +125,7 @@ def kernel(n: int, dtype: str, pregate: bool = False, postgate: bool = False):
 
         if dev.attributes["MaxSharedMemoryPerBlockOptin"] < smem(n):
             return None
-        name = name_expression(n, dtype, pregate, postgate)
+        name = name_expression(n, dtype, pregate, postgate, half)
         mod = cp.RawModule(
             code=kernel_source(), options=compile_options(None), name_expressions=[name]
         )
@@ -123,4 +133,5 @@ def kernel(n: int, dtype: str, pregate: bool = False, postgate: bool = False):
         kern.max_dynamic_shared_size_bytes = smem(n)
         return kern, _blocks_per_sm(kern, THREADS, smem(n))
 
-    return _KERNELS.get((dev.id, cc, n, dtype, bool(pregate), bool(postgate)), build)
+    key = (dev.id, cc, n, dtype, bool(pregate), bool(postgate), bool(half))
+    return _KERNELS.get(key, build)

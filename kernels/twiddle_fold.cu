@@ -21,7 +21,11 @@
 // (max |K| <= 1, exponent ef, FusedConv.filter_spectrum's layout) is applied with 2^-6, so
 // the inverse stages stay below 2^14 too; the output is scaled by 2^(ex + ef + 6).
 //
-// 8192 adds an outer radix-2 step (see TwiddleFold). Gates: PRE multiplies the staged input by
+// 8192 adds an outer radix-2 step (see TwiddleFold). HALF (causal: L and out_offset + Lout at
+// most N / 2): the upper half of the input is zero and that of the output is dropped, so the
+// loads, the input transposition / radix-2 step and the store skip it, and at 4096 the first
+// stage reads only the lower half of its contracted digit (n1 < 8) and the last stage writes
+// only its rows n1 < 8. Gates: PRE multiplies the staged input by
 // the pregate (rounded to the input type, as the Monarch kernel does) before the transposition;
 // POST keeps the last stage in fp16 at the working scale and the store applies the output scale
 // and the postgate in fp32, rounding once. Launch contract (checked by
@@ -44,6 +48,12 @@ __device__ __forceinline__ void ldsm_x4_t(u32 d[4], u32 addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
                : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x2_t(u32 d[2], u32 addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];" : "=r"(d[0]), "=r"(d[1]) : "r"(addr));
+}
+__device__ __forceinline__ void stsm_x2(u32 addr, u32 s0, u32 s1) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x2.shared.b16 [%0], {%1,%2};" ::"r"(addr), "r"(s0), "r"(s1));
 }
 __device__ __forceinline__ void stsm_x4(u32 addr, const u32 s[4]) {
   asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1,%2,%3,%4};" ::"r"(addr), "r"(s[0]), "r"(s[1]),
@@ -148,7 +158,7 @@ __device__ __forceinline__ void pack(u32 o[4], const Acc& z, float s) {
 // pair; an outer radix-2 step (in the input transposition) splits it into the sub-transforms of
 // the even and odd frequencies, group g = sub-transform g, and the inverse radix-2 step runs in
 // the output transposition. Either way the 4096-point stages see P = 2 groups of (re, im) planes.
-template <int N, int DT, bool PRE, bool POST>
+template <int N, int DT, bool PRE, bool POST, bool HALF>
 struct TwiddleFold {
   static constexpr int R = N / 4096, P = 2, PAIRS = P / R, WARPS = 8, THREADS = 32 * WARPS;
   static constexpr int ITEMS = 16 / WARPS;
@@ -158,6 +168,13 @@ struct TwiddleFold {
   static constexpr int TW = R == 2 ? 256 * 8 : 0;  // w8192^j, j < 256 (the radix-2 twiddles)
   static constexpr int SMEM = 2 * WORK + TAB + WARPS * P * 4 + TW;  // work, staging, table, maxima
   static constexpr int JOBS = 2 * P * 16 / WARPS;                   // 16x16 blocks per warp in a transpose
+  static_assert(WARPS == 8, "HALF: job x of a warp has n1 < 8 exactly when x is even");
+  static constexpr int RR = 4096 * 2 / 16 / THREADS;  // 16-byte chunks per thread and plane
+  // HALF: which staged chunks / 16x16 blocks hold positions below N / 2.
+  static __device__ __forceinline__ constexpr bool live_chunk(int wp, int r) {
+    return !HALF || (R == 1 ? r < RR / 2 : wp < 2);
+  }
+  static __device__ __forceinline__ constexpr bool live_block(int x) { return !HALF || R == 2 || x % 2 == 0; }
 
   const u16* __restrict__ u;
   const u16* __restrict__ pre;
@@ -179,7 +196,8 @@ struct TwiddleFold {
   template <class F>
   __device__ __forceinline__ void each_block(F&& f) const {
 #pragma unroll
-    for (int x = 0; x < JOBS; ++x) f(x * WARPS / 16, (warp + WARPS * x) & 15);
+    for (int x = 0; x < JOBS; ++x)
+      if (live_block(x)) f(x * WARPS / 16, (warp + WARPS * x) & 15);
   }
 
   // The unit's pairs: sequences b0 .. b0 + 2 PAIRS - 1 of channel h.
@@ -193,15 +211,15 @@ struct TwiddleFold {
   static __device__ __forceinline__ constexpr int pos_of(int sp) { return R == 1 ? 0 : (sp >> 1) * 4096; }
 
   __device__ __forceinline__ void issue_load(int unit) {
-    constexpr int PER = 4096 * 2 / 16;  // 16-byte chunks of a (4096-value) plane
-    static_assert(PER % THREADS == 0, "whole chunk rounds");
+    static_assert(RR * THREADS * 16 == 4096 * 2, "whole chunk rounds");
     int h, b0;
     unit_rows(unit, h, b0);
     const u16* row0 = u + b0 * u_sb + h * u_sh;
 #pragma unroll
     for (int wp = 0; wp < 2 * P; ++wp)
 #pragma unroll
-      for (int r = 0; r < PER / THREADS; ++r) {
+      for (int r = 0; r < RR; ++r) {
+        if (!live_chunk(wp, r)) continue;
         const int ci = tid + r * THREADS, rs = ci >> 1, c = ci & 1;  // rs = 16 n1 + n2, c: n3 half
         const int pos = pos_of(wp) + 8 * ci;
         const bool in = pos < L;
@@ -225,7 +243,6 @@ struct TwiddleFold {
   // PRE: this thread's own staged chunks (issue_load's) times the pregate, rounded to the input
   // type, in place; positions >= L stay zero.
   __device__ __forceinline__ void gate_in(int unit) {
-    constexpr int PER = 4096 * 2 / 16, RR = PER / THREADS;
     int h, b0;
     unit_rows(unit, h, b0);
     const u16* row0 = pre + b0 * pre_sb + h * pre_sh;
@@ -234,6 +251,7 @@ struct TwiddleFold {
     for (int wp = 0; wp < 2 * P; ++wp)
 #pragma unroll
       for (int r = 0; r < RR; ++r) {
+        if (!live_chunk(wp, r)) continue;
         const int pos = pos_of(wp) + 8 * (tid + r * THREADS);
         g[wp][r] = pos < L ? __ldg(reinterpret_cast<const uint4*>(row0 + seq_of(wp) * pre_sb + pos))
                            : make_uint4(0u, 0u, 0u, 0u);
@@ -242,6 +260,7 @@ struct TwiddleFold {
     for (int wp = 0; wp < 2 * P; ++wp)
 #pragma unroll
       for (int r = 0; r < RR; ++r) {
+        if (!live_chunk(wp, r)) continue;
         const int ci = tid + r * THREADS, rs = ci >> 1;
         const u32 a = staging + wp * PLANE + cofs(rs >> 4, rs & 15, ci & 1);
         uint4 v = lds128(a);
@@ -285,6 +304,7 @@ struct TwiddleFold {
 #pragma unroll
     for (int r = 0; r < 2 * P * PER / THREADS; ++r) {
       const int sp = r / (PER / THREADS), ci = tid + (r % (PER / THREADS)) * THREADS, rs = ci >> 1;
+      if (!live_chunk(sp, r % (PER / THREADS))) continue;
       const uint4 v = lds128(staging + sp * PLANE + cofs(rs >> 4, rs & 15, ci & 1));
       m = mc::absmax2(mc::absmax2(mc::absmax2(mc::absmax2(m, v.x), v.y), v.z), v.w);
     }
@@ -297,10 +317,11 @@ struct TwiddleFold {
     sincospif(-static_cast<float>(n1) / 16.f, &s, &c);
     return {c, s};
   }
-  // The tiles of all four planes at this lane's row offset ofs.
+  // The tiles of the four planes (HALF, at 8192: of the lower two) at this lane's row offset.
   __device__ __forceinline__ void load_planes(u32 (&d)[2 * P][4], u32 base, u32 ofs) const {
 #pragma unroll
-    for (int sp = 0; sp < 2 * P; ++sp) ldsm_x4(d[sp], base + sp * PLANE + ofs);
+    for (int sp = 0; sp < 2 * P; ++sp)
+      if (live_chunk(sp, 0)) ldsm_x4(d[sp], base + sp * PLANE + ofs);
   }
   // w8192^(256 n1 + j) = w32^n1 * tw[j], j = 16 n2 + n3.
   __device__ __forceinline__ mc::cf twiddle(mc::cf wn, int j) const {
@@ -327,10 +348,16 @@ struct TwiddleFold {
         for (int e = 0; e < 2; ++e) {
           using D = mc::Dt<DT>;
           const float lr = e ? D::hi(d[0][q]) : D::lo(d[0][q]), li = e ? D::hi(d[1][q]) : D::lo(d[1][q]);
-          const float hr = e ? D::hi(d[2][q]) : D::lo(d[2][q]), hi = e ? D::hi(d[3][q]) : D::lo(d[3][q]);
           const mc::cf w = twiddle(wn, 16 * (8 * (q & 1) + g) + 8 * (q >> 1) + 2 * t + e);
-          ar[e] = (lr + hr) * s, ai[e] = (li + hi) * s;
-          const mc::cf z = mc::cmul(mc::cf{(lr - hr) * s, (li - hi) * s}, w);
+          mc::cf z;
+          if (HALF) {  // the upper half is zero
+            ar[e] = lr * s, ai[e] = li * s;
+            z = mc::cmul(mc::cf{ar[e], ai[e]}, w);
+          } else {
+            const float hr = e ? D::hi(d[2][q]) : D::lo(d[2][q]), hi = e ? D::hi(d[3][q]) : D::lo(d[3][q]);
+            ar[e] = (lr + hr) * s, ai[e] = (li + hi) * s;
+            z = mc::cmul(mc::cf{(lr - hr) * s, (li - hi) * s}, w);
+          }
           dr[e] = z.x, di[e] = z.y;
         }
         o[0][q] = mc::pack_h2(ar[0], ar[1]), o[1][q] = mc::pack_h2(ai[0], ai[1]);
@@ -370,7 +397,8 @@ struct TwiddleFold {
         for (int sp = 0; sp < 2 * P; ++sp) o[sp][q] = mc::Dt<POST ? 0 : DT>::pack(v[sp][0], v[sp][1]);
       }
 #pragma unroll
-      for (int sp = 0; sp < 2 * P; ++sp) stsm_x4_t(work + sp * PLANE + natural_row(n1), o[sp]);
+      for (int sp = 0; sp < 2 * P; ++sp)  // HALF: the upper half (A - conj(w) D) is not stored
+        if (live_chunk(sp, 0)) stsm_x4_t(work + sp * PLANE + natural_row(n1), o[sp]);
     }
     __syncwarp();
     int ch, b0;
@@ -383,7 +411,7 @@ struct TwiddleFold {
 #pragma unroll
       for (int sp = 0; sp < 2 * P; ++sp) {  // plane sp: (lo re, lo im, hi re, hi im)
         const int t0 = (sp >> 1) * 4096 + 256 * n1 + 8 * lane - out_offset;
-        if (t0 >= 0 && t0 < Lout) {
+        if (live_chunk(sp, 0) && t0 >= 0 && t0 < Lout) {
           uint4 val = lds128(work + sp * PLANE + cofs(n1, lane >> 1, lane & 1));
           if (POST)  // loaded at use: ahead of the loop it spills (128 registers)
             val = finish(val, __ldg(reinterpret_cast<const uint4*>(grow0 + (sp & 1) * post_sb + t0)), s1, s2);
@@ -427,12 +455,14 @@ struct TwiddleFold {
       if (POST) {
 #pragma unroll
         for (int x = x0; x < x0 + GB; ++x) {
+          if (!live_block(x)) continue;
           const int wp = x * WARPS / 16, t = 256 * ((warp + WARPS * x) & 15) + 8 * lane - out_offset;
           if (t >= 0 && t < Lout) g[x - x0] = __ldg(reinterpret_cast<const uint4*>(grow0 + wp * post_sb + t));
         }
       }
 #pragma unroll
       for (int x = x0; x < x0 + GB; ++x) {
+        if (!live_block(x)) continue;
         const int wp = x * WARPS / 16, n1 = (warp + WARPS * x) & 15;
         const int t = 256 * n1 + 8 * lane - out_offset;
         if (t >= 0 && t < Lout) {
@@ -449,6 +479,7 @@ struct TwiddleFold {
   // F1 with bf16 input (4096) converts its tiles to fp16 times s2[p] first.
   template <bool INV>
   __device__ __forceinline__ void stage_outer(const float (&s)[P], const float (&s2)[P]) {
+    constexpr bool CUT = HALF && R == 1;  // (8192: the sub-transforms are full)
     const int pl = mi >> 1, kh = mi & 1;
 #pragma unroll
     for (int x = 0; x < ITEMS; ++x) {
@@ -458,7 +489,15 @@ struct TwiddleFold {
 #pragma unroll
       for (int p = 0; p < P; ++p)
 #pragma unroll
-        for (int h = 0; h < 2; ++h) ldsm_x4_t(b[p][h], work + (2 * p + pl) * PLANE + cofs(8 * kh + i8, j, h));
+        for (int h = 0; h < 2; ++h) {
+          if (CUT && !INV) {  // F1, HALF: rows n1 >= 8 are zero: matrices (Re, n1 < 8), (Im, n1 < 8) only
+            u32 d[2];
+            ldsm_x2_t(d, work + (2 * p + (mi & 1)) * PLANE + cofs(i8, j, h));
+            b[p][h][0] = d[0], b[p][h][1] = 0u, b[p][h][2] = d[1], b[p][h][3] = 0u;
+          } else {
+            ldsm_x4_t(b[p][h], work + (2 * p + pl) * PLANE + cofs(8 * kh + i8, j, h));
+          }
+        }
 #pragma unroll
       for (int p = 0; p < P; ++p)
 #pragma unroll
@@ -477,7 +516,10 @@ struct TwiddleFold {
             for (int c = 0; c < 4; ++c) z.r[c] *= s2[p], z.i[c] *= s2[p];
           }
           pack<(INV && R == 1 && !POST) ? DT : 0>(o, z, s[p]);  // (else fp16: radix-2 step / postgate)
-          stsm_x4(work + (2 * p + pl) * PLANE + cofs(8 * kh + i8, j, h), o);
+          if (CUT && INV)  // I1, HALF: only the output rows n1 < 8 are kept
+            stsm_x2(work + (2 * p + (mi & 1)) * PLANE + cofs(i8, j, h), o[0], o[2]);
+          else
+            stsm_x4(work + (2 * p + pl) * PLANE + cofs(8 * kh + i8, j, h), o);
         }
     }
   }
@@ -666,8 +708,8 @@ struct TwiddleFold {
 
 // Same parameters as monarch_conv_fwd (cufftconv.fused.Launcher / prepare build either); the
 // outer strides, BI and the tile list are unused here, the gates only with PRE / POST.
-template <int N, int DT, bool PRE, bool POST>
-__global__ void __launch_bounds__(tf::TwiddleFold<N, DT, PRE, POST>::THREADS, 2)
+template <int N, int DT, bool PRE, bool POST, bool HALF>
+__global__ void __launch_bounds__(tf::TwiddleFold<N, DT, PRE, POST, HALF>::THREADS, 2)
 twiddle_fold_fwd(const unsigned short* __restrict__ u, const unsigned short* __restrict__ pre,
                  const unsigned short* __restrict__ kf, unsigned short* __restrict__ y,
                  const unsigned short* __restrict__ post, long long u_sb, long long u_sh,
@@ -676,7 +718,7 @@ twiddle_fold_fwd(const unsigned short* __restrict__ u, const unsigned short* __r
                  long long y_so, long long post_so, int B, int H, int L, int out_offset,
                  int Lout, int BI, const int* __restrict__ tiles, int KC, int KZ, int qlive) {
   extern __shared__ __align__(16) unsigned char tf_smem[];
-  tf::TwiddleFold<N, DT, PRE, POST> k;
+  tf::TwiddleFold<N, DT, PRE, POST, HALF> k;
   k.u = u;
   k.pre = pre;
   k.kf = reinterpret_cast<const unsigned int*>(kf);

@@ -52,6 +52,10 @@ def fits(n: int) -> list[Case]:
         Case("postgate_hb_layout", b, 3, n // 2, n // 2, 0, n // 2, False, True, layout="hb"),
         Case("gated_large_values", b, 3, n // 2, 64, 0, n // 2, True, True, scale=None),
         Case("gated_short_input", b, 2, 1000, 17, 0, n, True, True),
+        # the causal (half) variant needs both L and out_offset + Lout within n / 2
+        Case("half_input_full_output", b, 3, n // 2, n // 2, 0, n, False, False),
+        Case("half_window", b, 3, n // 2, 100, 8, n // 2 - 8, True, False),
+        Case("half_short_output", b, 3, n // 2 - 8, n // 4, 0, 64, False, True),
     ]
 
 

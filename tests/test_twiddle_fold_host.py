@@ -132,17 +132,32 @@ def test_eligibility(n, kw, ok):
 
 def test_names_and_shared_memory():
     names = twiddle_fold.all_name_expressions()
-    assert len(names) == len(set(names)) == 16
+    assert len(names) == len(set(names)) == 32
     assert names[:4] == [
-        "twiddle_fold_fwd<4096, 0, false, false>",
-        "twiddle_fold_fwd<4096, 0, false, true>",
-        "twiddle_fold_fwd<4096, 0, true, false>",
-        "twiddle_fold_fwd<4096, 0, true, true>",
+        "twiddle_fold_fwd<4096, 0, false, false, false>",
+        "twiddle_fold_fwd<4096, 0, false, false, true>",
+        "twiddle_fold_fwd<4096, 0, false, true, false>",
+        "twiddle_fold_fwd<4096, 0, false, true, true>",
     ]
-    assert twiddle_fold.name_expression(8192, "bfloat16", True, False) == (
-        "twiddle_fold_fwd<8192, 1, true, false>"
+    assert twiddle_fold.name_expression(8192, "bfloat16", True, False, True) == (
+        "twiddle_fold_fwd<8192, 1, true, false, true>"
     )
     assert twiddle_fold.smem(4096) <= 227 * 1024 // 2 - 1024  # two blocks per SM on sm_90
     assert twiddle_fold.smem(8192) <= 227 * 1024 // 2 - 1024
     with pytest.raises(ValueError, match="FFT size"):
         twiddle_fold.name_expression(2048, "float16")
+
+
+@pytest.mark.parametrize(
+    ("n", "L", "out_offset", "Lout", "half"),
+    [
+        (4096, 2048, 0, 2048, True),  # causal
+        (4096, 2048, 8, 2040, True),
+        (4096, 2048, 0, 4096, False),  # full linear output
+        (4096, 2056, 0, 2048, False),
+        (8192, 4096, 0, 4096, True),
+        (8192, 8192, 0, 64, False),
+    ],
+)
+def test_half_variant(n, L, out_offset, Lout, half):
+    assert twiddle_fold.half(n, L, out_offset, Lout) is half
