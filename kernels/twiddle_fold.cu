@@ -317,11 +317,13 @@ struct TwiddleFold {
     sincospif(-static_cast<float>(n1) / 16.f, &s, &c);
     return {c, s};
   }
-  // The tiles of the four planes (HALF, at 8192: of the lower two) at this lane's row offset.
+  // The tiles of the four planes at this lane's row offset (STAGED: of the staging buffer,
+  // whose upper two planes hold the input's upper half, zero and not loaded for HALF).
+  template <bool STAGED>
   __device__ __forceinline__ void load_planes(u32 (&d)[2 * P][4], u32 base, u32 ofs) const {
 #pragma unroll
     for (int sp = 0; sp < 2 * P; ++sp)
-      if (live_chunk(sp, 0)) ldsm_x4(d[sp], base + sp * PLANE + ofs);
+      if (!STAGED || live_chunk(sp, 0)) ldsm_x4(d[sp], base + sp * PLANE + ofs);
   }
   // w8192^(256 n1 + j) = w32^n1 * tw[j], j = 16 n2 + n3.
   __device__ __forceinline__ mc::cf twiddle(mc::cf wn, int j) const {
@@ -340,7 +342,7 @@ struct TwiddleFold {
       const int n1 = warp + WARPS * x;
       const mc::cf wn = w32(n1);
       u32 d[2 * P][4], o[2 * P][4];
-      load_planes(d, staging, natural_row(n1));
+      load_planes<true>(d, staging, natural_row(n1));
 #pragma unroll
       for (int q = 0; q < 4; ++q) {  // matrix q: (n2 = 8 (q & 1) + g, n3 = 8 (q >> 1) + 2 t + e)
         float ar[2], ai[2], dr[2], di[2];
@@ -376,7 +378,7 @@ struct TwiddleFold {
       const int n1 = warp + WARPS * x;
       const mc::cf wn = w32(n1);
       u32 d[2 * P][4], o[2 * P][4];
-      load_planes(d, work, work_row(n1));
+      load_planes<false>(d, work, work_row(n1));
 #pragma unroll
       for (int q = 0; q < 4; ++q) {  // matrix q: (n3 = 8 (q >> 1) + g, n2 = 8 (q & 1) + 2 t + e)
         float v[4][2];

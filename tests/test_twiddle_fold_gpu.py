@@ -55,7 +55,7 @@ def fits(n: int) -> list[Case]:
         # the causal (half) variant needs both L and out_offset + Lout within n / 2
         Case("half_input_full_output", b, 3, n // 2, n // 2, 0, n, False, False),
         Case("half_window", b, 3, n // 2, 100, 8, n // 2 - 8, True, False),
-        Case("half_short_output", b, 3, n // 2 - 8, n // 4, 0, 64, False, True),
+        Case("half_short_output", b, 3, n // 2 - 8, n // 4, 0, n // 4, False, True),
     ]
 
 
