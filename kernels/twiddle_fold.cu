@@ -72,11 +72,6 @@ __device__ __forceinline__ float exp2i(int e) { return __uint_as_float(static_ca
 __device__ __forceinline__ void sts128(u32 a, const uint4& v) {
   asm volatile("st.shared.v4.u32 [%0], {%1,%2,%3,%4};" ::"r"(a), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w));
 }
-// L2 prefetch of a contiguous run (16-byte aligned, a multiple of 16 bytes): one instruction.
-__device__ __forceinline__ void prefetch_run(const void* p, int bytes) {
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(__cvta_generic_to_global(p)), "r"(bytes)
-               : "memory");
-}
 
 // Shared-memory planes: 16-value rows (two 16-byte chunks); chunk h of row 16 a + b sits at
 // 35 a + 2 b + h + (b >> 2): 8 rows with a or with b consecutive hit 8 bank groups, and an
@@ -229,7 +224,7 @@ struct TwiddleFold {
     mc::cp_async_commit();
     if (PRE && tid < 2 * PAIRS) {  // this unit's pregate rows, read by gate_in
       const int n = min(L, N);
-      prefetch_run(pre + (b0 + tid) * pre_sb + h * pre_sh, 2 * n);
+      mc::prefetch_run(pre + (b0 + tid) * pre_sb + h * pre_sh, 2 * n);
     }
   }
   // POST: this unit's postgate rows, read by the store.
@@ -237,7 +232,7 @@ struct TwiddleFold {
     if (tid < 2 * PAIRS) {
       int h, b0;
       unit_rows(unit, h, b0);
-      prefetch_run(post + (b0 + tid) * post_sb + h * post_sh, 2 * Lout);
+      mc::prefetch_run(post + (b0 + tid) * post_sb + h * post_sh, 2 * Lout);
     }
   }
   // PRE: this thread's own staged chunks (issue_load's) times the pregate, rounded to the input
