@@ -30,11 +30,10 @@
 #endif
 
 // L2 prefetches ahead of synchronous global loads (bit 0: the store's postgate, bit 1: the
-// next unit's input at 32K, bit 2: the backward's next unit, both sides, bit 3: the postgate
-// rows that the store loads up front, GPRE); a switch for A/B timing (benchmarks/fused_ab.py,
-// bwd_ab.py).
+// next unit's input at 32K, bit 2: the backward's next unit, both sides); a switch for A/B
+// timing (benchmarks/fused_ab.py, bwd_ab.py).
 #ifndef MONARCH_PF
-#define MONARCH_PF 15
+#define MONARCH_PF 7
 #endif
 
 namespace mc {
@@ -869,18 +868,6 @@ struct MonarchConv {
       }
     }
   }
-  // GPRE: the store loads the unit's postgate up front, straight from DRAM unless it is in L2:
-  // each row goes to L2 at unit start (one bulk prefetch per row and thread tid < 2 P). Not at
-  // 4096 (fp16 post-only spills 8 bytes; on sm_90 the twiddle-folded kernel takes those calls).
-  static constexpr bool POST_ROWS_PF = POST && GPRE && !DK && N < 4096;
-  __device__ __forceinline__ void prefetch_post_rows(int unit) const {
-    if (tid >= 2 * P) return;
-    const int pair = unit * P + (tid >> 1), plane = tid & 1;
-    if (pair >= npairs) return;
-    const int h = pair / nBP, b0 = 2 * (pair % nBP);
-    if (b0 + plane >= B) return;
-    prefetch_span(post + rows_of(b0).off(plane, post_sb, post_so) + h * post_sh, Lout);
-  }
   // RAWB = 0 (32K: no room for a staging buffer, load_raw is synchronous): the next unit's
   // input rows are prefetched to L2 while this unit computes, one per 128 bytes. Not with a
   // pregate: u, pre and the postgate of a 32K pair per SM overflow L2 (measured slower).
@@ -1104,7 +1091,6 @@ struct MonarchConv {
       }
       int buf = 0;
       for (int unit = blockIdx.x; unit < nunits; unit += gridDim.x) {
-        if constexpr (POST_ROWS_PF && (MONARCH_PF & 8)) prefetch_post_rows(unit);
         const int eh = filter_exp(unit);  // filter exponent of this thread's pair
         const KFrag kfirst = load_kfrag(ktile_first(unit));
         cp_async_wait<PSTAGE ? 0 : RAWB - 1>();

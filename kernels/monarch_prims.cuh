@@ -171,11 +171,6 @@ __device__ __forceinline__ void prefetch_run(const void* p, int bytes) {
   for (int o = 0; o < bytes; o += 128) prefetch_l2(static_cast<const char*>(p) + o);
 #endif
 }
-// The 16-byte aligned interior of n 16-bit values at p (a hint: nothing outside them is touched).
-__device__ __forceinline__ void prefetch_span(const u16* p, int n) {
-  const u64 a = ((u64)p + 15) & ~u64(15), e = ((u64)(p + n)) & ~u64(15);
-  if (e > a) prefetch_run(reinterpret_cast<const void*>(a), static_cast<int>(e - a));
-}
 
 // ---------------------------------------------------------------------------------------------
 // Asynchronous global -> shared copies (sm_80+): 16 bytes, the bytes past src_bytes zero-filled.
