@@ -186,3 +186,39 @@ def test_deterministic(n, dtype, gated):
             postgate=post_d,
         )
         assert bool((y_d.view(cp.uint16) == first.view(cp.uint16)).all()), "runs differ"
+
+
+@pytest.mark.parametrize("dtype", fused.DTYPES)
+@pytest.mark.parametrize(("n", "mode"), [(4096, "causal"), (4096, "circular"), (8192, "causal")])
+def test_frozen_filter_backward_through_folded_kernel(n, mode, dtype):
+    """torch autograd with k frozen: du, dpregate and dpostgate come from forward-kernel launches
+    (the adjoint convolutions), which take the twiddle-folded kernel at these shapes (B = 4,
+    16-byte granular rows; the causal ones its half variant). Checked against float64."""
+    torch = pytest.importorskip("torch")
+    from test_grad_gpu import _check_grads, _host, _ref_bwd
+
+    import cufftconv.torch as ct
+
+    L = n // 2 if mode == "causal" else n
+    tdt = getattr(torch, dtype)
+    g = torch.Generator(device="cuda").manual_seed(int(np.random.SeedSequence().entropy % 2**31))
+
+    def rnd(*shape, grad=True):
+        t = torch.randn(*shape, device="cuda", generator=g).to(tdt)
+        return t.requires_grad_(grad)
+
+    u, pre, post, dy = rnd(4, 3, L), rnd(4, 3, L), rnd(4, 3, L), rnd(4, 3, L, grad=False)
+    k = (torch.randn(3, L, device="cuda", generator=g) / L**0.5).requires_grad_(False)
+    conv = fused.FusedConv(n, dtype, pregate=True, postgate=True)
+    assert isinstance(conv.launcher(4, 3, L, 0, L), fused.AlignedLauncher)  # folded-eligible
+    y = ct.fftconv(u, k, mode=mode, pregate=pre, postgate=post)
+    y.backward(dy)
+    ref = _ref_bwd(dy, u, k, pre, post, mode)
+    grads = [u.grad, None, pre.grad, post.grad]
+    _check_grads(
+        grads,
+        [ref[0], None, ref[2], ref[3]],
+        (u, None, pre, post),
+        lambda t: isinstance(t, torch.Tensor),
+    )
+    assert _host(y).shape == (4, 3, L)
