@@ -14,7 +14,17 @@ cp = pytest.importorskip("cupy")
 
 pytestmark = pytest.mark.gpu  # conftest skips it without a GPU
 
-from test_fused_gpu import TOL, Case, from_bits, is_nan, nan_bits, reference, run_case, to_bits
+from test_fused_gpu import (
+    TOL,
+    Case,
+    assert_repeatable,
+    from_bits,
+    is_nan,
+    nan_bits,
+    reference,
+    run_case,
+    to_bits,
+)
 
 from cufftconv import fused, twiddle_fold
 
@@ -172,20 +182,7 @@ def test_plan_launcher_and_misaligned_pointers(n, dtype, gated):
 def test_deterministic(n, dtype, gated):
     c = Case("det", 8, 6, n, n // 3, 0, n, gated, gated)
     conv, kf, (u_d, pre_d, post_d, y_d) = _check(n, c, dtype, "twiddle_fold")
-    first = y_d.copy()
-    for _ in range(2):
-        y_d[...] = nan_bits(dtype)
-        conv(
-            u_d,
-            kf,
-            y_d,
-            L=c.L,
-            out_offset=c.out_offset,
-            Lout=c.Lout,
-            pregate=pre_d,
-            postgate=post_d,
-        )
-        assert bool((y_d.view(cp.uint16) == first.view(cp.uint16)).all()), "runs differ"
+    assert_repeatable(conv, kf, c, (u_d, pre_d, post_d, y_d), dtype, f"n={n} {dtype}")
 
 
 @pytest.mark.parametrize("dtype", fused.DTYPES)
