@@ -200,12 +200,15 @@ def test_fold_instantiations(arch):
 
 
 def test_twiddle_fold_instantiations():
-    """The twiddle-folded FFT-4096 forward kernel (kernels/twiddle_fold.cu, sm_90 only: it uses
-    stmatrix and is dispatched only from compute capability 9.0)."""
+    """The twiddle-folded FFT-4096 / 8192 forward kernels, every (dtype, gates, half)
+    instantiation (kernels/twiddle_fold.cu, sm_90 only: it uses stmatrix and is dispatched only
+    from compute capability 9.0)."""
     from cufftconv import twiddle_fold
 
     names = twiddle_fold.all_name_expressions()
-    info = compile_group(names, "sm_90", twiddle_fold)
+    groups = [[e for e in names if e.startswith(f"{twiddle_fold.KERNEL_NAME}<{n}, {d},")]
+              for n in twiddle_fold.SIZES for d in range(len(twiddle_fold.DTYPES))]
+    info = _run(groups, "sm_90", twiddle_fold)  # one program per (N, dtype), in parallel
     assert set(info) == set(names)
     _check_no_spills(info)
     assert max(v["regs"] for v in info.values()) <= 128  # 2 blocks of 256 threads per SM
