@@ -6,7 +6,7 @@ fail, they do not skip. ptxas statistics come from NVRTC's own log (``--ptxas-op
 so the spill check covers exactly the code NVRTC produces.
 
 Budget: every instantiation for sm_90, and for sm_80 / sm_86 the fp16 forward and backward
-ones whose shared memory fits those devices (the dispatcher cannot pick the others there; bf16
+ones whose shared memory fits those devices (sm_86: the backward's pad variant 0 only) (the dispatcher cannot pick the others there; bf16
 differs from fp16 only in the 16-bit conversions and is compiled for sm_90: all of them would
 add minutes to a CI run that must stay under 20), compiled in parallel threads (NVRTC releases
 the GIL while compiling).
@@ -142,13 +142,17 @@ def test_dispatchable_instantiations(arch):
 
 @pytest.mark.parametrize("arch", ["sm_90", *sorted(ARCH_SMEM)])
 def test_dk_instantiations(arch):
-    """Every backward kernel (monarch_bwd) whose shared memory fits the architecture (sm_80 /
-    sm_86: the fp16 ones, see the module's budget)."""
+    """Every backward kernel (monarch_bwd) whose shared memory fits the architecture (sm_80:
+    the fp16 ones, see the module's budget). sm_86 compiles the fp16 ones of pad variant 0 only:
+    the other three differ in which half of the first / last stage they trim, and all four of
+    every size took 150 s of a CI run that must stay under 20 minutes (sm_80, whose instruction
+    set sm_86 shares, compiles all four)."""
     limit = ARCH_SMEM.get(arch, float("inf"))
     dtypes = fused.DTYPES if arch == "sm_90" else ("float16",)
     groups = [
         [e for pre in (False, True) for post in (False, True)
-         for e in fused.dk_name_expressions(n, dt, pre, post)]
+         for e in fused.dk_name_expressions(n, dt, pre, post)
+         if arch != "sm_86" or e.endswith(", 0>")]
         for n in fused.DK_SIZES
         for dt in dtypes
         if fused.dk_shared_bytes(n, dt) <= limit
