@@ -205,6 +205,22 @@ struct TwiddleFold {
   static __device__ __forceinline__ constexpr int seq_of(int sp) { return R == 1 ? sp : (sp & 1); }
   static __device__ __forceinline__ constexpr int pos_of(int sp) { return R == 1 ? 0 : (sp >> 1) * 4096; }
 
+  // Chunk r of staging plane wp that this thread copies (issue_load) and then reads back
+  // (gate_in, stage_max): its first position and its shared address (natural order).
+  __device__ __forceinline__ int chunk_pos(int wp, int r) const { return pos_of(wp) + 8 * (tid + r * THREADS); }
+  __device__ __forceinline__ u32 chunk_at(int wp, int r) const {
+    const int ci = tid + r * THREADS, rs = ci >> 1;  // rs = 16 n1 + n2, ci & 1: n3 half
+    return staging + wp * PLANE + cofs(rs >> 4, rs & 15, ci & 1);
+  }
+  // One L2 bulk prefetch per sequence of the unit: the first `count` values of its gate row.
+  __device__ __forceinline__ void prefetch_rows(const u16* g, long long sb, long long sh, int unit, int count) const {
+    if (tid < 2 * PAIRS) {
+      int h, b0;
+      unit_rows(unit, h, b0);
+      mc::prefetch_run(g + (b0 + tid) * sb + h * sh, 2 * count);
+    }
+  }
+
   __device__ __forceinline__ void issue_load(int unit) {
     static_assert(RR * THREADS * 16 == 4096 * 2, "whole chunk rounds");
     int h, b0;
@@ -215,25 +231,13 @@ struct TwiddleFold {
 #pragma unroll
       for (int r = 0; r < RR; ++r) {
         if (!live_chunk(wp, r)) continue;
-        const int ci = tid + r * THREADS, rs = ci >> 1, c = ci & 1;  // rs = 16 n1 + n2, c: n3 half
-        const int pos = pos_of(wp) + 8 * ci;
+        const int pos = chunk_pos(wp, r);
         const bool in = pos < L;
         const u16* row = row0 + seq_of(wp) * u_sb;
-        mc::cp_async16(staging + wp * PLANE + cofs(rs >> 4, rs & 15, c), in ? row + pos : row, in ? 16 : 0);
+        mc::cp_async16(chunk_at(wp, r), in ? row + pos : row, in ? 16 : 0);
       }
     mc::cp_async_commit();
-    if (PRE && tid < 2 * PAIRS) {  // this unit's pregate rows, read by gate_in
-      const int n = min(L, N);
-      mc::prefetch_run(pre + (b0 + tid) * pre_sb + h * pre_sh, 2 * n);
-    }
-  }
-  // POST: this unit's postgate rows, read by the store.
-  __device__ __forceinline__ void prefetch_post(int unit) const {
-    if (tid < 2 * PAIRS) {
-      int h, b0;
-      unit_rows(unit, h, b0);
-      mc::prefetch_run(post + (b0 + tid) * post_sb + h * post_sh, 2 * Lout);
-    }
+    if (PRE) prefetch_rows(pre, pre_sb, pre_sh, unit, min(L, N));  // read by gate_in
   }
   // PRE: this thread's own staged chunks (issue_load's) times the pregate, rounded to the input
   // type, in place; positions >= L stay zero.
@@ -247,7 +251,7 @@ struct TwiddleFold {
 #pragma unroll
       for (int r = 0; r < RR; ++r) {
         if (!live_chunk(wp, r)) continue;
-        const int pos = pos_of(wp) + 8 * (tid + r * THREADS);
+        const int pos = chunk_pos(wp, r);
         g[wp][r] = pos < L ? __ldg(reinterpret_cast<const uint4*>(row0 + seq_of(wp) * pre_sb + pos))
                            : make_uint4(0u, 0u, 0u, 0u);
       }
@@ -256,8 +260,7 @@ struct TwiddleFold {
 #pragma unroll
       for (int r = 0; r < RR; ++r) {
         if (!live_chunk(wp, r)) continue;
-        const int ci = tid + r * THREADS, rs = ci >> 1;
-        const u32 a = staging + wp * PLANE + cofs(rs >> 4, rs & 15, ci & 1);
+        const u32 a = chunk_at(wp, r);
         uint4 v = lds128(a);
         mc::gate_chunk<DT>(v, g[wp][r]);
         sts128(a, v);
@@ -294,15 +297,15 @@ struct TwiddleFold {
   }
   // N = 8192: the largest |x| of the unit's pair over the staged input (red[warp][0]).
   __device__ __forceinline__ void stage_max() {
-    constexpr int PER = 512;  // chunks of a plane
     u32 m = 0;
 #pragma unroll
-    for (int r = 0; r < 2 * P * PER / THREADS; ++r) {
-      const int sp = r / (PER / THREADS), ci = tid + (r % (PER / THREADS)) * THREADS, rs = ci >> 1;
-      if (!live_chunk(sp, r % (PER / THREADS))) continue;
-      const uint4 v = lds128(staging + sp * PLANE + cofs(rs >> 4, rs & 15, ci & 1));
-      m = mc::absmax2(mc::absmax2(mc::absmax2(mc::absmax2(m, v.x), v.y), v.z), v.w);
-    }
+    for (int sp = 0; sp < 2 * P; ++sp)
+#pragma unroll
+      for (int r = 0; r < RR; ++r) {
+        if (!live_chunk(sp, r)) continue;
+        const uint4 v = lds128(chunk_at(sp, r));
+        m = mc::absmax2(mc::absmax2(mc::absmax2(mc::absmax2(m, v.x), v.y), v.z), v.w);
+      }
     const u32 v = __reduce_max_sync(0xffffffffu, max(m & 0xffffu, m >> 16));
     if (lane == 0) asm volatile("st.shared.u32 [%0], %1;" ::"r"(red + warp * P * 4), "r"(v));
   }
@@ -446,6 +449,8 @@ struct TwiddleFold {
     u16* row0 = y + b0 * y_sb + ch * y_sh;
     const u16* grow0 = POST ? post + b0 * post_sb + ch * post_sh : nullptr;
     constexpr int GB = POST ? 4 : JOBS;  // postgate loads in flight at once (8 spill)
+    // job x: plane wp, output position t of this lane's 16 bytes (block n1 = each_block's)
+    const auto t_of = [&](int x) { return 256 * ((warp + WARPS * x) & 15) + 8 * lane - out_offset; };
 #pragma unroll
     for (int x0 = 0; x0 < JOBS; x0 += GB) {
       uint4 g[GB];
@@ -453,15 +458,14 @@ struct TwiddleFold {
 #pragma unroll
         for (int x = x0; x < x0 + GB; ++x) {
           if (!live_block(x)) continue;
-          const int wp = x * WARPS / 16, t = 256 * ((warp + WARPS * x) & 15) + 8 * lane - out_offset;
+          const int wp = x * WARPS / 16, t = t_of(x);
           if (t >= 0 && t < Lout) g[x - x0] = __ldg(reinterpret_cast<const uint4*>(grow0 + wp * post_sb + t));
         }
       }
 #pragma unroll
       for (int x = x0; x < x0 + GB; ++x) {
         if (!live_block(x)) continue;
-        const int wp = x * WARPS / 16, n1 = (warp + WARPS * x) & 15;
-        const int t = 256 * n1 + 8 * lane - out_offset;
+        const int wp = x * WARPS / 16, n1 = (warp + WARPS * x) & 15, t = t_of(x);
         if (t >= 0 && t < Lout) {
           uint4 v = lds128(work + wp * PLANE + cofs(n1, lane >> 1, lane & 1));
           if (POST) v = finish(v, g[x - x0], s1[wp >> 1], s2[wp >> 1]);
@@ -664,7 +668,7 @@ struct TwiddleFold {
         __syncthreads();
       }
       if (unit + static_cast<int>(gridDim.x) < nunits) issue_load(unit + gridDim.x);
-      if (POST) prefetch_post(unit);
+      if (POST) prefetch_rows(post, post_sb, post_sh, unit, Lout);  // read by the store
       stage_outer<false>(s, s2);
       __syncthreads();
       stage_second<false>();
@@ -682,21 +686,17 @@ struct TwiddleFold {
         const int e = min(max(ex[p] + ef + 6 - (R - 1), -250), 250);
         s[p] = exp2i(e >> 1), s2[p] = exp2i(e - (e >> 1));
       }
-      if (R == 2) {  // the output scale goes to the radix-2 step
-        const float one[P] = {1.f, 1.f};
-        stage_outer<true>(one, one);
-        __syncthreads();
+      // The output scale goes to I1's epilogue, or (LATE) to the radix-2 step / the postgate.
+      constexpr bool LATE = R == 2 || POST;
+      float o1[P], o2[P];
+#pragma unroll
+      for (int p = 0; p < P; ++p) o1[p] = LATE ? 1.f : s[p], o2[p] = LATE ? 1.f : s2[p];
+      stage_outer<true>(o1, o2);
+      __syncthreads();
+      if (R == 2)
         store_r2(unit, s[0], s2[0]);
-      } else if (POST) {  // the output scale goes to the store, with the postgate
-        const float one[P] = {1.f, 1.f};
-        stage_outer<true>(one, one);
-        __syncthreads();
+      else
         store(unit, s, s2);
-      } else {
-        stage_outer<true>(s, s2);
-        __syncthreads();
-        store(unit, s, s2);
-      }
     }
   }
 };
