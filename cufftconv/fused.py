@@ -584,8 +584,7 @@ class FusedConv(FamilyConv):
         n = self.n
         smem = self.smem if smem is None else smem
         if smem != self.smem:  # prepare picked the twiddle-folded kernel (its own smem size)
-            half = twiddle_fold.half(n, L, out_offset, Lout)
-            name = twiddle_fold.name_expression(n, self.dtype, self.pregate, self.postgate, half)
+            name = twiddle_fold.name_expression(*self._fold_variant(L, out_offset, Lout))
         else:
             pad = _pad(n, L, out_offset, Lout, B, BI)
             name = name_expression(n, self.dtype, self.pregate, self.postgate, pad)
@@ -620,9 +619,7 @@ class FusedConv(FamilyConv):
         tgrid = min(twiddle_fold.units(B, H, n), tper_sm * _sm_count(cp.cuda.Device().id))
         return AlignedLauncher(
             tkern.kernel, (tgrid,), (twiddle_fold.THREADS,), twiddle_fold.smem(n), tail,
-            twiddle_fold.name_expression(
-                n, self.dtype, self.pregate, self.postgate, twiddle_fold.half(n, L, out_offset, Lout)
-            ),
+            twiddle_fold.name_expression(*self._fold_variant(L, out_offset, Lout)),
             general=general, pregate=self.pregate, postgate=self.postgate,
         )
 
@@ -633,10 +630,12 @@ class FusedConv(FamilyConv):
             self.n, dense=self.freq_mask is None, B=B, BI=BI, L=L, out_offset=out_offset,
             Lout=Lout, strides=strides,
         )
-        if not ok:
-            return None
+        return twiddle_fold.kernel(*self._fold_variant(L, out_offset, Lout)) if ok else None
+
+    def _fold_variant(self, L: int, out_offset: int, Lout: int) -> tuple:
+        """(n, dtype, pregate, postgate, half): the twiddle-folded instantiation for a window."""
         half = twiddle_fold.half(self.n, L, out_offset, Lout)
-        return twiddle_fold.kernel(self.n, self.dtype, self.pregate, self.postgate, half)
+        return self.n, self.dtype, self.pregate, self.postgate, half
 
     def prepare(self, u, kf, y, *, L: int, out_offset: int, Lout: int, pregate=None, postgate=None):
         """Validate a call; return (kernel, grid size, kernel arguments, shared memory bytes),
