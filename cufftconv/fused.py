@@ -569,7 +569,7 @@ class FusedConv(FamilyConv):
         if launch is not None:
             kern, grid, args, smem = launch
             try:
-                kern((grid,), (self.threads,), args, shared_mem=smem)
+                kern((grid,), (self._block_threads(smem),), args, shared_mem=smem)
             except Exception as err:  # zero cost unless raised: the message is built here only
                 if is_cuda_error(err):
                     raise self._launch_error(grid, args, err, smem) from err
@@ -591,11 +591,15 @@ class FusedConv(FamilyConv):
         return launch_error(
             name,
             grid=(grid,),
-            block=(self.threads,),
+            block=(self._block_threads(smem),),
             smem=smem,
             args=[(nm, describe_arg(a)) for nm, a in zip(ARG_NAMES, args)],
             err=err,
         )
+
+    def _block_threads(self, smem: int) -> int:
+        """Threads per block of the kernel prepare picked (told apart by its shared memory)."""
+        return twiddle_fold.threads(self.n) if smem != self.smem else self.threads
 
     def launcher(self, B: int, H: int, L: int, out_offset: int, Lout: int) -> Launcher:
         """A pre-resolved launch for C-contiguous (B, H, L) operands: the per-call fast path.
@@ -618,7 +622,7 @@ class FusedConv(FamilyConv):
         tkern, tper_sm = tf
         tgrid = min(twiddle_fold.units(B, H, n), tper_sm * _sm_count(cp.cuda.Device().id))
         return AlignedLauncher(
-            tkern.kernel, (tgrid,), (twiddle_fold.THREADS,), twiddle_fold.smem(n), tail,
+            tkern.kernel, (tgrid,), (twiddle_fold.threads(n),), twiddle_fold.smem(n), tail,
             twiddle_fold.name_expression(*self._fold_variant(L, out_offset, Lout)),
             general=general, pregate=self.pregate, postgate=self.postgate,
         )

@@ -1,11 +1,12 @@
-"""The twiddle-folded forward kernel for FFT sizes 4096 and 8192 (``kernels/twiddle_fold.cu``).
+"""The twiddle-folded forward kernels: FFT 4096 and 8192 (``kernels/twiddle_fold.cu``) and
+FFT 256 (``kernels/pair_fold.cuh``, 8 pairs of sequences as the MMA columns), one program.
 
-Same contract and filter spectrum as the Monarch kernel of :mod:`cufftconv.fused` (it takes
+Same contract and filter spectrum as the Monarch kernel of :mod:`cufftconv.fused` (they take
 ``monarch_conv_fwd``'s parameter list), with every twiddle folded into the tensor cores' DFT
-matrices: about a third of the Monarch kernel's instructions. It needs sm_90 (``stmatrix``)
-and covers dense, one-level calls, gated or not, whose rows are 16-byte granular with B a
-multiple of 2 * (pairs per unit): 4 at 4096, 2 at 8192;
-:class:`cufftconv.fused.FusedConv` takes it for those and the Monarch kernel for the rest.
+matrices: about a third of the Monarch kernel's instructions at 4096. They need sm_90
+(``stmatrix``) and cover dense, one-level calls, gated or not, whose rows are 16-byte granular
+with B a multiple of :func:`batch_grain` (4 at 4096, 2 otherwise);
+:class:`cufftconv.fused.FusedConv` takes them for those and the Monarch kernel for the rest.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from .sources import inline_source
 
 KERNEL_FILE = "twiddle_fold.cu"
 KERNEL_NAME = "twiddle_fold_fwd"
-SIZES: tuple[int, ...] = (4096, 8192)
+PAIR_KERNEL_NAME = "pair_fold_fwd"  # FFT 256
+SIZES: tuple[int, ...] = (256, 4096, 8192)
 DTYPES = ("float16", "bfloat16")
-THREADS = 256
+THREADS = 256  # twiddle_fold_fwd
+PAIR_WARPS, PAIR_BUFS = 12, 2  # pair_fold_fwd: warps per block, tile buffers per warp
+PAIR_TILE = 8  # pairs per warp tile
 MIN_CC = 90  # stmatrix
 GRAIN = 8  # elements: L, out_offset, Lout and row strides must be multiples (16-byte chunks)
 _PLANE = 16 * 35 * 16  # bytes of one padded 16-bit plane (tf::PLANE)
@@ -27,12 +31,25 @@ _KERNELS: OnceCache = OnceCache()  # (device, arch, n, dtype, pre, post, half) -
 
 
 def smem(n: int) -> int:
-    """Dynamic shared memory per block (TwiddleFold<N, DT>::SMEM): 8192 adds its 256 twiddles."""
+    """Dynamic shared memory per block (TwiddleFold<N, DT>::SMEM: 8192 adds its 256 twiddles;
+    PairFold::SMEM: 17 matrices and the warps' tile buffers)."""
+    if n == 256:
+        return 18 * 2 * 35 * 16 + PAIR_WARPS * PAIR_BUFS * 2 * 16 * 17 * 16
     return _SMEM_4096 + (256 * 8 if n == 8192 else 0)
 
 
+def threads(n: int) -> int:
+    return 32 * PAIR_WARPS if n == 256 else THREADS
+
+
 def pairs_per_unit(n: int) -> int:
+    """Pairs of one channel per work unit of twiddle_fold_fwd (4096: 2, 8192: 1)."""
     return 2 if n == 4096 else 1
+
+
+def batch_grain(n: int) -> int:
+    """B must be a multiple of this (pairs of sequences; 4096: two pairs of one channel)."""
+    return 2 * pairs_per_unit(n)
 
 
 def kernel_source() -> str:
@@ -56,6 +73,8 @@ def name_expression(
     if dtype not in _DT_CODE:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     flags = ", ".join(str(bool(f)).lower() for f in (pregate, postgate, half))
+    if n == 256:
+        return f"{PAIR_KERNEL_NAME}<{_DT_CODE[dtype]}, {flags}, {PAIR_WARPS}, {PAIR_BUFS}>"
     return f"{KERNEL_NAME}<{n}, {_DT_CODE[dtype]}, {flags}>"
 
 
@@ -93,7 +112,7 @@ def eligible(
         and dense
         and BI == B
         and B > 0
-        and B % (2 * pairs_per_unit(n)) == 0
+        and B % batch_grain(n) == 0
         and all(v % GRAIN == 0 for v in (L, out_offset, Lout, *strides))
         and 0 < L <= n
         and out_offset + Lout <= n
@@ -101,8 +120,12 @@ def eligible(
 
 
 def units(B: int, H: int, n: int) -> int:
-    """Work units (:func:`pairs_per_unit` pairs of one channel each) of a (B, H) call."""
-    return (B // 2) * H // pairs_per_unit(n)
+    """Blocks with work in a (B, H) call: one per unit (:func:`pairs_per_unit` pairs of one
+    channel) of twiddle_fold_fwd, one per PAIR_WARPS tiles of PAIR_TILE pairs at 256."""
+    pairs = (B // 2) * H
+    if n == 256:
+        return -(-pairs // (PAIR_TILE * PAIR_WARPS))
+    return pairs // pairs_per_unit(n)
 
 
 def aligned(*ptrs: int) -> bool:
@@ -131,7 +154,7 @@ def kernel(n: int, dtype: str, pregate: bool = False, postgate: bool = False, ha
         )
         kern = mod.get_function(name)
         kern.max_dynamic_shared_size_bytes = smem(n)
-        return kern, _blocks_per_sm(kern, THREADS, smem(n))
+        return kern, _blocks_per_sm(kern, threads(n), smem(n))
 
     key = (dev.id, cc, n, dtype, bool(pregate), bool(postgate), bool(half))
     return _KERNELS.get(key, build)

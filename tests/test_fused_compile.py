@@ -204,18 +204,23 @@ def test_fold_instantiations(arch):
 
 
 def test_twiddle_fold_instantiations():
-    """The twiddle-folded FFT-4096 / 8192 forward kernels, every (dtype, gates, half)
-    instantiation (kernels/twiddle_fold.cu, sm_90 only: it uses stmatrix and is dispatched only
-    from compute capability 9.0)."""
+    """The twiddle-folded FFT-256 / 4096 / 8192 forward kernels, every (dtype, gates, half)
+    instantiation (kernels/twiddle_fold.cu and pair_fold.cuh, sm_90 only: they use stmatrix and
+    are dispatched only from compute capability 9.0)."""
     from cufftconv import twiddle_fold
 
     names = twiddle_fold.all_name_expressions()
+    dts = range(len(twiddle_fold.DTYPES))
     groups = [[e for e in names if e.startswith(f"{twiddle_fold.KERNEL_NAME}<{n}, {d},")]
-              for n in twiddle_fold.SIZES for d in range(len(twiddle_fold.DTYPES))]
+              for n in twiddle_fold.SIZES if n != 256 for d in dts]
+    groups += [[e for e in names if e.startswith(f"{twiddle_fold.PAIR_KERNEL_NAME}<{d},")]
+               for d in dts]
     info = _run(groups, "sm_90", twiddle_fold)  # one program per (N, dtype), in parallel
     assert set(info) == set(names)
     _check_no_spills(info)
-    assert max(v["regs"] for v in info.values()) <= 128  # 2 blocks of 256 threads per SM
+    for name, v in info.items():  # twiddle_fold_fwd: 2 blocks of 256 threads per SM
+        n = 256 if name.startswith(twiddle_fold.PAIR_KERNEL_NAME) else 4096
+        assert v["regs"] <= 65536 // (twiddle_fold.threads(n) * (1 if n == 256 else 2)) // 8 * 8, name
 
 
 @pytest.mark.parametrize("arch", ["sm_90", *sorted(ARCH_SMEM)])

@@ -1,4 +1,5 @@
-"""GPU tests of the twiddle-folded kernels (FFT 4096, 8192; kernels/twiddle_fold.cu) in FusedConv.
+"""GPU tests of the twiddle-folded kernels (FFT 256, 4096, 8192; kernels/twiddle_fold.cu and
+pair_fold.cuh) in FusedConv.
 
 Each case asserts which kernel ran (the twiddle-folded one where the call fits it, the Monarch
 kernel where it does not), then checks the result against the float64 reference with fresh
@@ -46,27 +47,35 @@ def _kernel_of(n: int, c: Case, dtype: str, u_d, y_d, pre_d=None, post_d=None) -
 
 
 def fits(n: int) -> list[Case]:
-    b = 2 * twiddle_fold.pairs_per_unit(n)  # the smallest batch the kernel takes
-    return [
+    b = twiddle_fold.batch_grain(n)  # the smallest batch the kernel takes
+    off, lk, short = (1096, 1000, 1000) if n >= 4096 else (72, 50, 200)  # window, filter, L
+    lk_many = 300 if n >= 4096 else 100
+    out = [
         Case("circular", b, 5, n, n, 0, n, False, False),
-        Case("circular_many_channels", 2 * b, 111, n, 300, 0, n, False, False),
+        Case("circular_many_channels", 2 * b, 111, n, lk_many, 0, n, False, False),
         Case("causal", b, 3, n // 2, n // 2, 0, n // 2, False, False),
         Case("causal_short_filter", 3 * b, 2, n // 2, 17, 0, n // 2, False, False),
-        Case("window", b, 3, n - 1096, 1000, 1096, n - 2096, False, False),
+        Case("window", b, 3, n - off, lk, off, n - 2 * off, False, False),
         Case("hb_layout", b, 3, n // 2, n // 2, 0, n // 2, False, False, layout="hb"),
         Case("large_values", b, 3, n // 2, 64, 0, n // 2, False, False, scale=None),
         Case("small_values", b, 3, n, n, 0, n, False, False, scale=1e-3),
         Case("gated", b, 3, n, n, 0, n, True, True),
         Case("causal_gated", 2 * b, 5, n // 2, n // 2, 0, n // 2, True, True),
-        Case("pregate_window", b, 3, n - 1096, 1000, 1096, n - 2096, True, False),
+        Case("pregate_window", b, 3, n - off, lk, off, n - 2 * off, True, False),
         Case("postgate_hb_layout", b, 3, n // 2, n // 2, 0, n // 2, False, True, layout="hb"),
         Case("gated_large_values", b, 3, n // 2, 64, 0, n // 2, True, True, scale=None),
-        Case("gated_short_input", b, 2, 1000, 17, 0, n, True, True),
+        Case("gated_short_input", b, 2, short, 17, 0, n, True, True),
         # the causal (half) variant needs both L and out_offset + Lout within n / 2
         Case("half_input_full_output", b, 3, n // 2, n // 2, 0, n, False, False),
-        Case("half_window", b, 3, n // 2, 100, 8, n // 2 - 8, True, False),
+        Case("half_window", b, 3, n // 2, n // 4, 8, n // 2 - 8, True, False),
         Case("half_short_output", b, 3, n // 2 - 8, n // 4, 0, n // 4, False, True),
     ]
+    if n == 256:  # more warp tiles (8 pairs) than warps in the grid: each warp loops
+        out += [
+            Case("many_tiles", 64, 600, n, n, 0, n, False, False),
+            Case("many_tiles_causal_gated", 66, 520, n // 2, n // 2, 0, n // 2, True, True),
+        ]
+    return out
 
 
 def declines(n: int) -> list[Case]:

@@ -46,7 +46,7 @@ def test_folded_stages_are_a_circular_convolution(rng):
     assert np.allclose(v1.reshape(-1), ref, atol=1e-9)
 
 
-@pytest.mark.parametrize("n", twiddle_fold.SIZES)
+@pytest.mark.parametrize("n", [4096, 8192])
 def test_filter_gather_reads_the_right_frequencies(n):
     """load_k: sub-transform q, item j (k2), column half ch, lane (g, t), value c."""
     freq = fused.freq_index(n)
@@ -117,6 +117,10 @@ def test_radix2_passes_invert_each_other(rng):
         (8192, {"B": 3, "L": 8192, "out_offset": 0, "Lout": 8192}, False),  # odd B
         (4096, {"B": 4, "L": 4093, "out_offset": 0, "Lout": 4093}, False),  # L % 8
         (4096, {"B": 4, "L": 4096, "out_offset": 4, "Lout": 4088}, False),  # offset % 8
+        (256, {"B": 2, "L": 256, "out_offset": 0, "Lout": 256}, True),
+        (256, {"B": 2, "L": 128, "out_offset": 8, "Lout": 120}, True),
+        (256, {"B": 3, "L": 256, "out_offset": 0, "Lout": 256}, False),  # odd B
+        (256, {"B": 2, "L": 250, "out_offset": 0, "Lout": 250}, False),  # L % 8
         (2048, {"B": 4, "L": 2048, "out_offset": 0, "Lout": 2048}, False),  # no such size
     ],
 )
@@ -132,8 +136,12 @@ def test_eligibility(n, kw, ok):
 
 def test_names_and_shared_memory():
     names = twiddle_fold.all_name_expressions()
-    assert len(names) == len(set(names)) == 32
-    assert names[:4] == [
+    assert len(names) == len(set(names)) == 48
+    assert names[:2] == [
+        "pair_fold_fwd<0, false, false, false, 12, 2>",
+        "pair_fold_fwd<0, false, false, true, 12, 2>",
+    ]
+    assert names[16:20] == [
         "twiddle_fold_fwd<4096, 0, false, false, false>",
         "twiddle_fold_fwd<4096, 0, false, false, true>",
         "twiddle_fold_fwd<4096, 0, false, true, false>",
@@ -144,8 +152,28 @@ def test_names_and_shared_memory():
     )
     assert twiddle_fold.smem(4096) <= 227 * 1024 // 2 - 1024  # two blocks per SM on sm_90
     assert twiddle_fold.smem(8192) <= 227 * 1024 // 2 - 1024
+    assert twiddle_fold.smem(256) <= 227 * 1024 - 1024  # one block per SM
     with pytest.raises(ValueError, match="FFT size"):
         twiddle_fold.name_expression(2048, "float16")
+
+
+def test_pair_fold_filter_positions():
+    """pair_fold.cuh's stage_mid reads f = c + 16 d (rows d = g, g + 8 of lane (g, t)) at
+    32 (c & 7) + 2 (c >> 3) + 8 (g >> 1) + (g & 1) (+ 4 for d = g + 8)."""
+    freq = fused.freq_index(256)
+    c, g = np.meshgrid(D, np.arange(8), indexing="ij")
+    w = 32 * (c & 7) + 2 * (c >> 3) + 8 * (g >> 1) + (g & 1)
+    assert np.array_equal(freq[w], c + 16 * g)
+    assert np.array_equal(freq[w + 4], c + 16 * (g + 8))
+
+
+def test_pair_fold_units():
+    """One block per PAIR_WARPS warp tiles of PAIR_TILE pairs (the last ones partial)."""
+    per_block = twiddle_fold.PAIR_TILE * twiddle_fold.PAIR_WARPS
+    assert twiddle_fold.units(2, 1, 256) == 1
+    assert twiddle_fold.units(2 * per_block, 1, 256) == 1
+    assert twiddle_fold.units(2 * per_block + 2, 1, 256) == 2
+    assert twiddle_fold.units(64, 768, 256) == -(-32 * 768 // per_block)
 
 
 @pytest.mark.parametrize(
