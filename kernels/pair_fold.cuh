@@ -164,7 +164,7 @@ struct PairFold {
   // I1 writes the output type unless POST.
   template <bool INV, int NS>
   __device__ __forceinline__ void stage_outer(u32 buf, float sg, const float (&sc)[2], const float (&sc2)[2]) const {
-#pragma unroll
+#pragma unroll 4
     for (int b = 0; b < 16; ++b) {
       const Mat m = tf::load_mat<INV>(tab, b, lane);
       u32 x[4];
