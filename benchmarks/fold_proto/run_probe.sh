@@ -9,7 +9,7 @@ echo "exit $?" >> "$OUT/pytest.log"
 tail -3 "$OUT/pytest.log"
 ( cd benchmarks
   C=${PROBE_CASES:-"256/conv 256/causal 256/gated 256/cgated 256/conv/bfloat16"}
-  for r in 1 2; do for s in .snapA .. .snapC; do
+  for r in 1 2; do for s in .snapA .. .snapC .snapD; do
     [[ -d ../$s ]] && { echo "== $r $s"; timeout 100 python3 fused_ab.py "../$s" $C; }
   done; done ) > "$OUT/ab.txt" 2>&1
 cat "$OUT/ab.txt"
