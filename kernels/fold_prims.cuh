@@ -128,4 +128,16 @@ __device__ __forceinline__ int scale_exp(u32 mx, int top) {
   const int biased = (__float_as_uint(f) >> 23) & 0xff;  // f < 2^(biased - 126)
   return max(biased - 126 - top, -125);
 }
+// The forward kernels' common arguments (monarch_conv_fwd's list, less the outer strides and
+// the tile list) into a kernel struct K with these field names.
+template <class K>
+__device__ __forceinline__ void bind_args(K& k, const u16* u, const u16* pre, const u16* kf, u16* y, const u16* post,
+                                          long long u_sb, long long u_sh, long long pre_sb, long long pre_sh,
+                                          long long y_sb, long long y_sh, long long post_sb, long long post_sh,
+                                          int B, int H, int L, int out_offset, int Lout) {
+  k.u = u, k.pre = pre, k.kf = reinterpret_cast<const u32*>(kf), k.y = y, k.post = post;
+  k.u_sb = u_sb, k.u_sh = u_sh, k.pre_sb = pre_sb, k.pre_sh = pre_sh;
+  k.y_sb = y_sb, k.y_sh = y_sh, k.post_sb = post_sb, k.post_sh = post_sh;
+  k.B = B, k.H = H, k.L = L, k.out_offset = out_offset, k.Lout = Lout;
+}
 }  // namespace tf

@@ -383,23 +383,7 @@ pair_fold_fwd(const unsigned short* __restrict__ u, const unsigned short* __rest
               int Lout, int BI, const int* __restrict__ tiles, int KC, int KZ, int qlive) {
   extern __shared__ __align__(16) unsigned char pf_smem[];
   pf::PairFold<DT, PRE, POST, HALF, WARPS, BUFS> k;
-  k.u = u;
-  k.pre = pre;
-  k.kf = reinterpret_cast<const unsigned int*>(kf);
-  k.y = y;
-  k.post = post;
-  k.u_sb = u_sb;
-  k.u_sh = u_sh;
-  k.pre_sb = pre_sb;
-  k.pre_sh = pre_sh;
-  k.y_sb = y_sb;
-  k.y_sh = y_sh;
-  k.post_sb = post_sb;
-  k.post_sh = post_sh;
-  k.B = B;
-  k.H = H;
-  k.L = L;
-  k.out_offset = out_offset;
-  k.Lout = Lout;
+  tf::bind_args(k, u, pre, kf, y, post, u_sb, u_sh, pre_sb, pre_sh, y_sb, y_sh, post_sb, post_sh, B, H, L,
+                out_offset, Lout);
   k.run(pf_smem);
 }

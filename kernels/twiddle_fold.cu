@@ -1,5 +1,7 @@
 // cufftconv: FFT-4096 and FFT-8192 convolutions with every twiddle of the 4096-point transform
 // folded into the tensor-core DFT matrices (sm_90: ldmatrix / stmatrix, plain and transposed).
+// FFT 256, with 8 pairs of sequences as the tile columns, is pair_fold.cuh (included at the end:
+// one NVRTC program for the family; shared pieces in fold_prims.cuh).
 //
 // The Monarch kernel (monarch_conv.cu) multiplies its tiles by twiddles elementwise in fp32,
 // which is most of its instructions. Here a tile is 16 values of the digit a stage contracts
@@ -601,24 +603,8 @@ twiddle_fold_fwd(const unsigned short* __restrict__ u, const unsigned short* __r
                  int Lout, int BI, const int* __restrict__ tiles, int KC, int KZ, int qlive) {
   extern __shared__ __align__(16) unsigned char tf_smem[];
   tf::TwiddleFold<N, DT, PRE, POST, HALF> k;
-  k.u = u;
-  k.pre = pre;
-  k.kf = reinterpret_cast<const unsigned int*>(kf);
-  k.y = y;
-  k.post = post;
-  k.u_sb = u_sb;
-  k.u_sh = u_sh;
-  k.pre_sb = pre_sb;
-  k.pre_sh = pre_sh;
-  k.y_sb = y_sb;
-  k.y_sh = y_sh;
-  k.post_sb = post_sb;
-  k.post_sh = post_sh;
-  k.B = B;
-  k.H = H;
-  k.L = L;
-  k.out_offset = out_offset;
-  k.Lout = Lout;
+  tf::bind_args(k, u, pre, kf, y, post, u_sb, u_sh, pre_sb, pre_sh, y_sb, y_sh, post_sb, post_sh, B, H, L,
+                out_offset, Lout);
   k.run(tf_smem);
 }
 
