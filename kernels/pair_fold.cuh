@@ -79,18 +79,33 @@ struct PairFold {
     if (rem >= bp2) ++ch, rem -= bp2;
     b0 = 2 * rem;
   }
-  // Pair pi's first row in a tensor of strides (sb, sh), or nullptr past the last pair.
+  // This lane's pairs of a tile in order (own_p(0), own_p(0) + 1, ...), stepped without a
+  // division: pair pi = channel ch, sequences 2 rem and 2 rem + 1.
+  struct PairWalk {
+    int pi, ch, rem;
+  };
+  __device__ __forceinline__ PairWalk walk(int tile) const {
+    PairWalk w;
+    w.pi = tile * 8 + own_p(0);
+    pair_rows(w.pi, w.ch, w.rem);
+    w.rem >>= 1;
+    return w;
+  }
+  __device__ __forceinline__ void step(PairWalk& w) const {
+    ++w.pi;
+    if (++w.rem == (B >> 1)) w.rem = 0, ++w.ch;
+  }
+  // The pair's first row in a tensor of strides (sb, sh), or nullptr past the last pair.
   template <class T>
-  __device__ __forceinline__ T* pair_row(T* base, long long sb, long long sh, int pi) const {
-    int ch, b0;
-    pair_rows(pi, ch, b0);
-    return pi < npairs ? base + b0 * sb + ch * sh : nullptr;
+  __device__ __forceinline__ T* row_of(const PairWalk& w, T* base, long long sb, long long sh) const {
+    return w.pi < npairs ? base + 2 * w.rem * sb + w.ch * sh : nullptr;
   }
   __device__ __forceinline__ void issue_load(int tile, u32 buf) const {
     const int pos = own_pos();
+    PairWalk w = walk(tile);
 #pragma unroll
-    for (int r = 0; r < OWN; r += 2) {
-      const u16* row = pair_row(u, u_sb, u_sh, tile * 8 + own_p(r));
+    for (int r = 0; r < OWN; r += 2, step(w)) {
+      const u16* row = row_of(w, u, u_sb, u_sh);
       const bool in = row != nullptr && pos < L;
 #pragma unroll
       for (int pl = 0; pl < 2; ++pl)
@@ -113,12 +128,13 @@ struct PairFold {
   __device__ __forceinline__ void gate_in(int tile, u32 buf) const {
     const int pos = own_pos();
     constexpr int GB = 4;  // (8 spill)
+    PairWalk w = walk(tile);
 #pragma unroll
     for (int r0 = 0; r0 < OWN; r0 += GB) {
       uint4 gv[GB];
 #pragma unroll
-      for (int r = r0; r < r0 + GB; r += 2) {
-        const u16* row = pair_row(pre, pre_sb, pre_sh, tile * 8 + own_p(r));
+      for (int r = r0; r < r0 + GB; r += 2, step(w)) {
+        const u16* row = row_of(w, pre, pre_sb, pre_sh);
 #pragma unroll
         for (int pl = 0; pl < 2; ++pl)
           gv[r + pl - r0] = row != nullptr && pos < L ? __ldg(reinterpret_cast<const uint4*>(row + pl * pre_sb + pos))
@@ -200,17 +216,24 @@ struct PairFold {
   // The filter words of this lane's rows d = g, g + 8 at c, for the channel row kr
   // (fused.freq_index(256): f = c + 16 d sits at 32 (c & 7) + 2 (c >> 3) + 8 ((d & 7) >> 1) +
   // 4 (d >> 3) + (d & 1)).
-  __device__ __forceinline__ void load_k(u32 (&k)[2], const u32* kr, int c) const {
-    const int w = 32 * (c & 7) + 2 * (c >> 3) + 8 * (g >> 1) + (g & 1);
+  // kr: the channel's row plus this lane's part 8 (g >> 1) + (g & 1) (k_lane), so that the
+  // per-item offsets are immediates.
+  static __device__ __forceinline__ void load_k(u32 (&k)[2], const u32* kr, int c) {
+    const int w = 32 * (c & 7) + 2 * (c >> 3);
     k[0] = __ldg(kr + w), k[1] = __ldg(kr + w + 4);
   }
+  __device__ __forceinline__ int k_lane() const { return 8 * (g >> 1) + (g & 1); }
   static constexpr int KAHEAD = 4;  // filter loads run this many items ahead
-  // F2 (times 2^-FS: mf), the filter and I2 in registers, at each c; rows b of (b, c). kr0 /
+  // F2 (times 2^-FS: mm.f), the filter and I2 in registers, at each c; rows b of (b, c). kr0 /
   // kr1: the filter rows of the channels of columns 2t / 2t + 1 (uni: the same, one channel in
   // the tile); k: the words of the first KAHEAD items (column 2t), loaded before F1, which
   // hides their latency; each item issues the loads of item c + KAHEAD.
-  __device__ __forceinline__ void stage_mid(u32 buf, const Mat& mf, const Mat& mv, u32 (&k)[16][2], bool uni,
-                                            const u32* kr0, const u32* kr1) const {
+  struct MidMats {  // F2 2^-FS and I2 (= F2^H) fragments with their negated imaginary parts
+    Mat f, v;
+    u32 fn[4], vn[4];
+  };
+  __device__ __forceinline__ void stage_mid(u32 buf, const MidMats& mm, u32 (&k)[16][2], bool uni, const u32* kr0,
+                                            const u32* kr1) const {
 #pragma unroll  // (k indexed by c: registers only when unrolled)
     for (int c = 0; c < 16; ++c) {
       if (c + KAHEAD < 16) load_k(k[c + KAHEAD], kr0, c + KAHEAD);
@@ -218,7 +241,7 @@ struct PairFold {
       if (!uni) load_k(kc[1], kr1, c);
       u32 x[4];
       tf::ldsm_x4_t(x, buf + lx + 16 * c);
-      Acc z = tf::cmma<false>(mf, x);
+      Acc z = tf::cmma_n<false>(mm.f, mm.fn, x);
 #pragma unroll
       for (int q = 0; q < 4; ++q) {  // element q: row d = g + 8 (q >> 1), column 2t + (q & 1)
         const u32 kk = kc[q & 1][q >> 1];
@@ -231,7 +254,7 @@ struct PairFold {
       tf::pack<0>(o, z, 1.f);
 #pragma unroll
       for (int q = 0; q < 4; ++q) bb[q] = mc::movt(o[q]);
-      tf::pack<0>(o, tf::cmma<true>(mv, bb), 1.f);
+      tf::pack<0>(o, tf::cmma_n<true>(mm.v, mm.vn, bb), 1.f);
       tf::stsm_x4(buf + lx + 16 * c, o);
     }
   }
@@ -241,19 +264,20 @@ struct PairFold {
     constexpr int GB = POST ? 4 : 2;  // postgate loads in flight at once
     const int tt = own_pos() - out_offset;
     const bool in = tt >= 0 && tt < Lout;
+    PairWalk w = walk(tile);
 #pragma unroll
     for (int r0 = 0; r0 < OWN; r0 += GB) {
       uint4 gv[GB];
       u16* row[GB / 2 + 1];
       float f1[GB / 2 + 1], f2[GB / 2 + 1];
 #pragma unroll
-      for (int r = r0; r < r0 + GB; r += 2) {
-        const int i = (r - r0) >> 1, pi = tile * 8 + own_p(r);
-        row[i] = pair_row(y, y_sb, y_sh, pi);
+      for (int r = r0; r < r0 + GB; r += 2, step(w)) {
+        const int i = (r - r0) >> 1;
+        row[i] = row_of(w, y, y_sb, y_sh);
         f1[i] = POST ? __shfl_sync(0xffffffffu, s1, 4 * own_p(r)) : 1.f;
         f2[i] = POST ? __shfl_sync(0xffffffffu, s2, 4 * own_p(r)) : 1.f;
         if (POST && row[i] != nullptr && in) {
-          const u16* grow = pair_row(post, post_sb, post_sh, pi);
+          const u16* grow = row_of(w, post, post_sb, post_sh);
 #pragma unroll
           for (int pl = 0; pl < 2 && r + pl < r0 + GB; ++pl)
             gv[r + pl - r0] = __ldg(reinterpret_cast<const uint4*>(grow + pl * post_sb + tt));
@@ -271,7 +295,7 @@ struct PairFold {
     }
   }
 
-  __device__ __forceinline__ void tile_conv(int tile, u32 buf, const Mat& mf, const Mat& mv) const {
+  __device__ __forceinline__ void tile_conv(int tile, u32 buf, const MidMats& mm) const {
     // scales: pair g's exponent and filter exponent (lanes of group g), then per column
     const u32 mx = transpose_in(buf);
     int ch, b0;
@@ -287,7 +311,7 @@ struct PairFold {
     pair_rows(tile * 8 + 2 * t + 1, c1, bb);
     pair_rows(tile * 8 + 7, cl, bb);
     const bool uni = __shfl_sync(0xffffffffu, c0, 0) == cl;  // one channel in the tile
-    const u32* kr0 = kf + static_cast<long long>(c0) * (N + 4);
+    const u32* kr0 = kf + static_cast<long long>(c0) * (N + 4) + k_lane();
     u32 k[16][2];
 #pragma unroll
     for (int c = 0; c < KAHEAD; ++c) load_k(k[c], kr0, c);
@@ -295,7 +319,7 @@ struct PairFold {
     __syncwarp();
     stage_outer<false, DT == 0 ? 1 : 0>(buf, sg, sc, one);
     __syncwarp();
-    stage_mid(buf, mf, mv, k, uni, kr0, kf + static_cast<long long>(c1) * (N + 4));
+    stage_mid(buf, mm, k, uni, kr0, kf + static_cast<long long>(c1) * (N + 4) + k_lane());
     __syncwarp();
     // output scale 2^(ex + ef + FS) as two normal factors (one where every pair's is normal)
     const int e = min(max(ex + ef + FS, -250), 250);
@@ -339,7 +363,10 @@ struct PairFold {
     dm = static_cast<u32>(0xffffffffull / static_cast<u32>(B >> 1));  // (2^32 - 1) / d: floor(2^32 / d) unless d = 1
     const int ntiles = (npairs + 7) >> 3, stride = gridDim.x * WARPS;
     const u32 buf0 = tab + TAB + warp * BUFS * BUF;
-    const Mat mf = tf::load_mat<false>(tab, 17, lane), mv = tf::load_mat<true>(tab, 16, lane);
+    MidMats mm;
+    mm.f = tf::load_mat<false>(tab, 17, lane), mm.v = tf::load_mat<true>(tab, 16, lane);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) mm.fn[q] = mc::neg_h2(mm.f.i[q]), mm.vn[q] = mc::neg_h2(mm.v.i[q]);
     int tile = blockIdx.x * WARPS + warp;
     // Loads run BUFS - 1 tiles ahead (BUFS = 1: the next one after the store); one cp.async
     // group per tile, empty past the end, so wait_group counts stay fixed.
@@ -358,7 +385,7 @@ struct PairFold {
         if (ahead < ntiles) issue_load(ahead, buf0 + ba * BUF);
         mc::cp_async_commit();
       }
-      tile_conv(tile, buf, mf, mv);
+      tile_conv(tile, buf, mm);
       __syncwarp();  // the store's reads before the next load overwrites
       if (BUFS == 1) {
         if (tile + stride < ntiles) issue_load(tile + stride, buf);
