@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from cufftconv import fused, long  # noqa: E402
+from cufftconv import fused, long
 
 
 def long_row_pass(x: np.ndarray, kf_row: np.ndarray) -> np.ndarray:
