@@ -70,7 +70,7 @@ struct PairFold {
     return buf + slot(r & 1, 8 * own_h() + own_p(r), own_a());
   }
   // Pair pi (clamped to the last one) as (channel, first sequence): pi / (B / 2) as a
-  // multiply-high by dm = floor(2^32 / (B / 2)) and one correction (exact for pi < 2^31).
+  // multiply-high by dm = floor((2^32 - 1) / (B / 2)) and one correction (exact for pi < 2^31).
   __device__ __forceinline__ void pair_rows(int pi, int& ch, int& b0) const {
     const int bp2 = B >> 1;
     pi = min(pi, npairs - 1);
