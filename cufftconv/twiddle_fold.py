@@ -25,16 +25,18 @@ PAIR_TILE = 8  # pairs per warp tile
 MIN_CC = 90  # stmatrix
 GRAIN = 8  # elements: L, out_offset, Lout and row strides must be multiples (16-byte chunks)
 _PLANE = 16 * 35 * 16  # bytes of one padded 16-bit plane (tf::PLANE)
-_SMEM_4096 = 2 * (4 * _PLANE) + 32 * 2 * 35 * 16 + 8 * 2 * 4  # work, staging, table, maxima
+_MAT_BYTES = 2 * 35 * 16  # one 16x16 complex fp16 table matrix (tf::MAT_BYTES)
+_PAIR_TILE_BYTES = 2 * 16 * 17 * 16  # one pair_fold tile buffer (pf::PairFold::BUF)
+_SMEM_4096 = 2 * (4 * _PLANE) + 32 * _MAT_BYTES + 8 * 2 * 4  # work, staging, table, maxima
 _DT_CODE = {"float16": 0, "bfloat16": 1}
 _KERNELS: OnceCache = OnceCache()  # (device, arch, n, dtype, pre, post, half) -> (kernel, per SM)
 
 
 def smem(n: int) -> int:
     """Dynamic shared memory per block (TwiddleFold<N, DT>::SMEM: 8192 adds its 256 twiddles;
-    PairFold::SMEM: 17 matrices and the warps' tile buffers)."""
+    PairFold::SMEM: 18 matrices and the warps' tile buffers)."""
     if n == 256:
-        return 18 * 2 * 35 * 16 + PAIR_WARPS * PAIR_BUFS * 2 * 16 * 17 * 16
+        return 18 * _MAT_BYTES + PAIR_WARPS * PAIR_BUFS * _PAIR_TILE_BYTES
     return _SMEM_4096 + (256 * 8 if n == 8192 else 0)
 
 
@@ -96,9 +98,9 @@ def half(n: int, L: int, out_offset: int, Lout: int) -> bool:
     return L <= n // 2 and out_offset + Lout <= n // 2
 
 
-# FFT 256: the pair-folded kernel runs only the causal (half) variant. Kernel-only A/B against
-# the Monarch kernel on an H200 (benchmarks/RESULTS.md, 2026-11-23): causal 0.0252 vs 0.0302 ms,
-# causal gated 0.0330 vs 0.0379, but circular 0.0356 vs 0.0330 and gated 0.0544 vs 0.0518.
+# FFT 256: the pair-folded kernel runs only the causal (half) variant. Bench rows with the L2
+# flushed against the Monarch kernel on an H200 (benchmarks/RESULTS.md, 2026-11-23): causal
+# 0.0282 vs 0.0353 ms, but circular level (0.0400 vs 0.0403) and gated 7-10 % slower.
 
 
 def eligible(

@@ -360,7 +360,7 @@ struct PairFold {
     }
     __syncthreads();
     npairs = (B >> 1) * H;
-    dm = static_cast<u32>(0xffffffffull / static_cast<u32>(B >> 1));  // (2^32 - 1) / d: floor(2^32 / d) unless d = 1
+    dm = static_cast<u32>(0xffffffffull / static_cast<u32>(B >> 1));  // (see pair_rows)
     const int ntiles = (npairs + 7) >> 3, stride = gridDim.x * WARPS;
     const u32 buf0 = tab + TAB + warp * BUFS * BUF;
     MidMats mm;
