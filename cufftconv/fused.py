@@ -621,8 +621,9 @@ class FusedConv(FamilyConv):
             return general
         tkern, tper_sm = tf
         tgrid = min(twiddle_fold.units(B, H, n), tper_sm * _sm_count(cp.cuda.Device().id))
+        ttail = launch_tail(B, H, L, out_offset, Lout, self._fold_tiles_arg())
         return AlignedLauncher(
-            tkern.kernel, (tgrid,), (twiddle_fold.threads(n),), twiddle_fold.smem(n), tail,
+            tkern.kernel, (tgrid,), (twiddle_fold.threads(n),), self._fold_smem(), ttail,
             twiddle_fold.name_expression(*self._fold_variant(L, out_offset, Lout)),
             general=general, pregate=self.pregate, postgate=self.postgate,
         )
@@ -637,9 +638,19 @@ class FusedConv(FamilyConv):
         return twiddle_fold.kernel(*self._fold_variant(L, out_offset, Lout)) if ok else None
 
     def _fold_variant(self, L: int, out_offset: int, Lout: int) -> tuple:
-        """(n, dtype, pregate, postgate, half): the twiddle-folded instantiation for a window."""
+        """(n, dtype, pregate, postgate, half, sparse): the twiddle-folded instantiation for a
+        window."""
         half = twiddle_fold.half(self.n, L, out_offset, Lout)
-        return self.n, self.dtype, self.pregate, self.postgate, half
+        return self.n, self.dtype, self.pregate, self.postgate, half, self.freq_mask is not None
+
+    def _fold_smem(self) -> int:
+        return twiddle_fold.smem(self.n, self.freq_mask is not None)
+
+    def _fold_tiles_arg(self) -> tuple:
+        """The twiddle-folded kernel's last four arguments: the tile list is unused; qlive
+        carries the SPARSE variant's live word."""
+        live = 0 if self.freq_mask is None else twiddle_fold.live_word(self.n, self.freq_mask)
+        return 0, np.int32(0), np.int32(0), np.int32(live)
 
     def prepare(self, u, kf, y, *, L: int, out_offset: int, Lout: int, pregate=None, postgate=None):
         """Validate a call; return (kernel, grid size, kernel arguments, shared memory bytes),
@@ -676,8 +687,10 @@ class FusedConv(FamilyConv):
             strides += tuple(op.post_strides)
             ptrs.append(postgate.data.ptr)
         tf = self._twiddle_fold(b, op.BI, L, out_offset, Lout, strides)
+        tiles = self._tiles_arg()
         if tf is not None and twiddle_fold.aligned(*ptrs):
-            (kern, per_sm), nunits, smem = tf, twiddle_fold.units(b, h, n), twiddle_fold.smem(n)
+            (kern, per_sm), nunits, smem = tf, twiddle_fold.units(b, h, n), self._fold_smem()
+            tiles = self._fold_tiles_arg()
         grid = min(nunits, per_sm * _sm_count(cp.cuda.Device().id))
         args = (
             u,
@@ -699,7 +712,7 @@ class FusedConv(FamilyConv):
             np.int32(out_offset),
             np.int32(Lout),
             np.int32(op.BI),
-            *self._tiles_arg(),
+            *tiles,
         )
         return kern, grid, args, smem
 

@@ -5,7 +5,8 @@ Same contract and filter spectrum as the Monarch kernel of :mod:`cufftconv.fused
 ``monarch_conv_fwd``'s parameter list), with every twiddle folded into the tensor cores' DFT
 matrices: about a third of the Monarch kernel's instructions at 4096. They need sm_90
 (``stmatrix``) and cover dense, one-level calls, gated or not, whose rows are 16-byte granular
-with B a multiple of :func:`batch_grain` (4 at 4096, 2 otherwise);
+with B a multiple of :func:`batch_grain` (4 at 4096, 2 otherwise), and frequency-sparse
+calls at 4096 / 8192 (the SPARSE variant skips the masked classes' tiles);
 :class:`cufftconv.fused.FusedConv` takes them for those and the Monarch kernel for the rest.
 """
 
@@ -18,6 +19,7 @@ KERNEL_FILE = "twiddle_fold.cu"
 KERNEL_NAME = "twiddle_fold_fwd"
 PAIR_KERNEL_NAME = "pair_fold_fwd"  # FFT 256
 SIZES: tuple[int, ...] = (256, 4096, 8192)
+SPARSE_SIZES: tuple[int, ...] = (4096, 8192)  # frequency-sparse masks: the SPARSE instantiations
 DTYPES = ("float16", "bfloat16")
 THREADS = 256  # twiddle_fold_fwd
 PAIR_WARPS, PAIR_BUFS = 12, 2  # pair_fold_fwd: warps per block, tile buffers per warp
@@ -28,16 +30,17 @@ _PLANE = 16 * 35 * 16  # bytes of one padded 16-bit plane (tf::PLANE)
 _MAT_BYTES = 2 * 35 * 16  # one 16x16 complex fp16 table matrix (tf::MAT_BYTES)
 _PAIR_TILE_BYTES = 2 * 16 * 17 * 16  # one pair_fold tile buffer (pf::PairFold::BUF)
 _SMEM_4096 = 2 * (4 * _PLANE) + 32 * _MAT_BYTES + 8 * 2 * 4  # work, staging, table, maxima
+_SPARSE_LISTS = 80  # TwiddleFold::LST: the SPARSE variant's live-column and block lists
 _DT_CODE = {"float16": 0, "bfloat16": 1}
 _KERNELS: OnceCache = OnceCache()  # (device, arch, n, dtype, pre, post, half) -> (kernel, per SM)
 
 
-def smem(n: int) -> int:
-    """Dynamic shared memory per block (TwiddleFold<N, DT>::SMEM: 8192 adds its 256 twiddles;
-    PairFold::SMEM: 18 matrices and the warps' tile buffers)."""
+def smem(n: int, sparse: bool = False) -> int:
+    """Dynamic shared memory per block (TwiddleFold<N, DT>::SMEM: 8192 adds its 256 twiddles,
+    ``sparse`` its lists; PairFold::SMEM: 18 matrices and the warps' tile buffers)."""
     if n == 256:
         return 18 * _MAT_BYTES + PAIR_WARPS * PAIR_BUFS * _PAIR_TILE_BYTES
-    return _SMEM_4096 + (256 * 8 if n == 8192 else 0)
+    return _SMEM_4096 + (256 * 8 if n == 8192 else 0) + (_SPARSE_LISTS if sparse else 0)
 
 
 def threads(n: int) -> int:
@@ -67,29 +70,56 @@ def compile_options(arch: str | None = None) -> tuple[str, ...]:
 
 
 def name_expression(
-    n: int, dtype: str, pregate: bool = False, postgate: bool = False, half: bool = False
+    n: int,
+    dtype: str,
+    pregate: bool = False,
+    postgate: bool = False,
+    half: bool = False,
+    sparse: bool = False,
 ) -> str:
-    """``half``: the causal variant (L and out_offset + Lout at most n / 2; see :func:`half`)."""
+    """``half``: the causal variant (L and out_offset + Lout at most n / 2; see :func:`half`);
+    ``sparse``: the frequency-sparse variant (:func:`live_word`; sizes :data:`SPARSE_SIZES`)."""
     if n not in SIZES:
         raise ValueError(f"FFT size {n} has no twiddle-folded kernel (sizes: {SIZES})")
     if dtype not in _DT_CODE:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if sparse and n not in SPARSE_SIZES:
+        raise ValueError(f"FFT size {n} has no frequency-sparse folded kernel ({SPARSE_SIZES})")
     flags = ", ".join(str(bool(f)).lower() for f in (pregate, postgate, half))
     if n == 256:
         return f"{PAIR_KERNEL_NAME}<{_DT_CODE[dtype]}, {flags}, {PAIR_WARPS}, {PAIR_BUFS}>"
-    return f"{KERNEL_NAME}<{n}, {_DT_CODE[dtype]}, {flags}>"
+    return f"{KERNEL_NAME}<{n}, {_DT_CODE[dtype]}, {flags}, {str(bool(sparse)).lower()}>"
 
 
 def all_name_expressions() -> list[str]:
     """Every instantiation :func:`eligible` can pick (FFT 256: the half variant only)."""
     return [
-        name_expression(n, dt, pre, post, hf)
+        name_expression(n, dt, pre, post, hf, sp)
         for n in SIZES
         for dt in DTYPES
         for pre in (False, True)
         for post in (False, True)
         for hf in ((True,) if n == 256 else (False, True))
+        for sp in ((False, True) if n in SPARSE_SIZES else (False,))
     ]
+
+
+def live_word(n: int, freq_mask: tuple[bool, ...]) -> int:
+    """The SPARSE kernels' ``qlive`` argument: bit 16 g + k1 set when group g's tiles of first
+    digit k1 hold kept frequencies (frequency f is kept iff ``freq_mask[f % 16]``). 4096: both
+    groups (pairs) have f % 16 = k1; 8192: group g is the sub-transform of f = 2 f' + g, whose
+    k1 = f' % 16, so f % 16 = (2 k1 + g) % 16. Returned as the signed 32-bit value."""
+    if n not in SPARSE_SIZES:
+        raise ValueError(f"FFT size {n} has no frequency-sparse folded kernel ({SPARSE_SIZES})")
+    if len(freq_mask) != 16:
+        raise ValueError(f"freq_mask must have 16 classes, got {len(freq_mask)}")
+    word = 0
+    for g in range(2):
+        for k1 in range(16):
+            f16 = k1 if n == 4096 else (2 * k1 + g) % 16
+            if freq_mask[f16]:
+                word |= 1 << (16 * g + k1)
+    return word - (1 << 32) if word >= 1 << 31 else word
 
 
 def half(n: int, L: int, out_offset: int, Lout: int) -> bool:
@@ -117,7 +147,7 @@ def eligible(
     """Whether a forward call fits the kernel (pointers' 16-byte alignment is checked per call)."""
     return (
         n in SIZES
-        and dense
+        and (dense or n in SPARSE_SIZES)
         and BI == B
         and B > 0
         and B % batch_grain(n) == 0
@@ -142,7 +172,14 @@ def aligned(*ptrs: int) -> bool:
     return all(p % (2 * GRAIN) == 0 for p in ptrs)
 
 
-def kernel(n: int, dtype: str, pregate: bool = False, postgate: bool = False, half: bool = False):
+def kernel(
+    n: int,
+    dtype: str,
+    pregate: bool = False,
+    postgate: bool = False,
+    half: bool = False,
+    sparse: bool = False,
+):
     """(RawKernel, blocks per SM) on the current device, or None where it cannot run (below
     sm_90, or less shared memory per block than the kernel needs)."""
     import cupy as cp
@@ -155,15 +192,16 @@ def kernel(n: int, dtype: str, pregate: bool = False, postgate: bool = False, ha
     def build():
         from .fused import _blocks_per_sm
 
-        if dev.attributes["MaxSharedMemoryPerBlockOptin"] < smem(n):
+        nbytes = smem(n, sparse)
+        if dev.attributes["MaxSharedMemoryPerBlockOptin"] < nbytes:
             return None
-        name = name_expression(n, dtype, pregate, postgate, half)
+        name = name_expression(n, dtype, pregate, postgate, half, sparse)
         mod = cp.RawModule(
             code=kernel_source(), options=compile_options(None), name_expressions=[name]
         )
         kern = mod.get_function(name)
-        kern.max_dynamic_shared_size_bytes = smem(n)
-        return kern, _blocks_per_sm(kern, threads(n), smem(n))
+        kern.max_dynamic_shared_size_bytes = nbytes
+        return kern, _blocks_per_sm(kern, threads(n), nbytes)
 
-    key = (dev.id, cc, n, dtype, bool(pregate), bool(postgate), bool(half))
+    key = (dev.id, cc, n, dtype, bool(pregate), bool(postgate), bool(half), bool(sparse))
     return _KERNELS.get(key, build)

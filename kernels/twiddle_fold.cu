@@ -32,7 +32,8 @@
 // POST keeps the last stage in fp16 at the working scale and the store applies the output scale
 // and the postgate in fp32, rounding once. Launch contract (checked by
 // cufftconv.twiddle_fold.eligible): B % 4 == 0 (4096) or B % 2 == 0 (8192), L, out_offset,
-// Lout, the row strides and the pointers (gates included) 16-byte granular, a dense spectrum.
+// Lout, the row strides and the pointers (gates included) 16-byte granular, a dense spectrum
+// (or, SPARSE, one masked by 16 frequency classes).
 // Input positions >= L are zero; outputs are positions [out_offset, out_offset + Lout) of the
 // circular result.
 #include "fold_prims.cuh"
@@ -55,7 +56,12 @@ __device__ __forceinline__ void build_table(unsigned char* tab, int tid, int thr
 // pair; an outer radix-2 step (in the input transposition) splits it into the sub-transforms of
 // the even and odd frequencies, group g = sub-transform g, and the inverse radix-2 step runs in
 // the output transposition. Either way the 4096-point stages see P = 2 groups of (re, im) planes.
-template <int N, int DT, bool PRE, bool POST, bool HALF>
+// SPARSE (frequency-sparse masks): `live` bit 16 g + k1 says whether the frequencies of group g
+// with first digit k1 are kept (4096: f % 16 = k1, both groups alike; 8192: f % 16 = (2 k1 +
+// g) % 16). Their filter spectrum is zero, so F2 / I2 skip the dead (g, k1) blocks (I2 zero-
+// fills them, since I1 contracts all 16 k1) and F3 / filter / I3 run only on columns gathered
+// from the live k1 (ldmatrix takes any 8 rows), in groups of 8.
+template <int N, int DT, bool PRE, bool POST, bool HALF, bool SPARSE>
 struct TwiddleFold {
   static constexpr int R = N / 4096, P = 2, PAIRS = P / R, WARPS = 8, THREADS = 32 * WARPS;
   static constexpr int ITEMS = 16 / WARPS;
@@ -63,7 +69,10 @@ struct TwiddleFold {
   static constexpr int WORK = 2 * P * PLANE;  // re, im planes of the unit's two groups
   static constexpr int TAB = 32 * MAT_BYTES;
   static constexpr int TW = R == 2 ? 256 * 8 : 0;  // w8192^j, j < 256 (the radix-2 twiddles)
-  static constexpr int SMEM = 2 * WORK + TAB + WARPS * P * 4 + TW;  // work, staging, table, maxima
+  // SPARSE lists (bytes): live k1 of group g at LST_K + 16 g (padded with the last one), the
+  // (k1, g) blocks at LST_JOB (live first, as k1 | g << 4), counts at LST_N (g 0, g 1, live blocks).
+  static constexpr int LST_K = 0, LST_JOB = 32, LST_N = 64, LST = SPARSE ? 80 : 0;
+  static constexpr int SMEM = 2 * WORK + TAB + WARPS * P * 4 + TW + LST;  // work, staging, table, maxima
   static constexpr int JOBS = 2 * P * 16 / WARPS;                   // 16x16 blocks per warp in a transpose
   static_assert(WARPS == 8, "HALF: job x of a warp has n1 < 8 exactly when x is even");
   static constexpr int RR = 4096 * 2 / 16 / THREADS;  // 16-byte chunks per thread and plane
@@ -80,7 +89,8 @@ struct TwiddleFold {
   const u16* __restrict__ post;
   long long u_sb, u_sh, pre_sb, pre_sh, y_sb, y_sh, post_sb, post_sh;
   int B, H, L, out_offset, Lout;
-  u32 work, staging, tab, red, tw;  // shared addresses
+  u32 live;                              // SPARSE
+  u32 work, staging, tab, red, tw, lst;  // shared addresses (lst: SPARSE lists)
   int lane, warp, tid, mi, i8;
 
   // A 16x16 block (row a = n1 of a plane) as four 8x8 ldmatrix / stmatrix tiles: this lane's row
@@ -447,6 +457,46 @@ struct TwiddleFold {
       }
     }
   }
+  // SPARSE F2 / I2: one (k1, g) block per job, both column halves in one warp (the block is
+  // rewritten in place); I2 zero-fills the dead blocks.
+  template <bool INV>
+  __device__ __forceinline__ void stage_second_sparse() {
+    const int pl = mi >> 1, kh = mi & 1, nlive = lst_at(LST_N + 2);
+    for (int jb = warp; jb < (INV ? 16 * P : nlive); jb += WARPS) {
+      const int e = lst_at(LST_JOB + jb), k1 = e & 15, g = e >> 4;
+      const u32 base = work + (2 * g + pl) * PLANE;
+      if (INV && jb >= nlive) {
+        const u32 a = work + 2 * g * PLANE + cofs(k1, lane >> 1, lane & 1);
+        sts128(a, make_uint4(0u, 0u, 0u, 0u));
+        sts128(a + PLANE, make_uint4(0u, 0u, 0u, 0u));
+        continue;
+      }
+      const Mat m = load_mat<INV>(tab, 16 + k1, lane);
+      u32 b[2][4], o[2][4];
+#pragma unroll
+      for (int nh = 0; nh < 2; ++nh) {
+        if (INV)
+          ldsm_x4_t(b[nh], base + cofs(k1, 8 * kh + i8, nh));
+        else
+          ldsm_x4(b[nh], base + cofs(k1, 8 * nh + i8, kh));
+      }
+#pragma unroll
+      for (int nh = 0; nh < 2; ++nh) pack<0>(o[nh], cmma<INV>(m, b[nh]), 1.f);
+#pragma unroll
+      for (int nh = 0; nh < 2; ++nh) {
+        if (INV)
+          stsm_x4_t(base + cofs(k1, 8 * nh + i8, kh), o[nh]);
+        else
+          stsm_x4(base + cofs(k1, 8 * kh + i8, nh), o[nh]);
+      }
+    }
+  }
+  // SPARSE: byte i of the lists.
+  __device__ __forceinline__ int lst_at(int i) const {
+    u32 v;
+    asm volatile("ld.shared.u8 %0, [%1];" : "=r"(v) : "r"(lst + i));
+    return static_cast<int>(v);
+  }
   // This warp's filter values for the middle stage, from the spectrum in monarch_conv's order
   // (position tile * 256 + lane' * 8 + e' holds f = tile + 16 row + 256 col); loaded before the
   // barrier ahead of the stage so the loads hide behind it.
@@ -463,7 +513,9 @@ struct TwiddleFold {
         for (int ch = 0; ch < 2; ++ch)
 #pragma unroll
           for (int c = 0; c < 4; ++c) {
-            const int tile = 16 * q + 8 * ch + 2 * t + (c & 1), ep = 4 * (c >> 1) + 2 * (j >> 3) + (g & 1);
+            int tile = 16 * q + 8 * ch + 2 * t + (c & 1);
+            if constexpr (SPARSE) tile = 16 * q + lst_at(LST_K + tile);  // the live column's k1
+            const int ep = 4 * (c >> 1) + 2 * (j >> 3) + (g & 1);
             k[q][x][ch][c] = __ldg(row + tile * 256 + lp * 8 + ep);
           }
       }
@@ -473,6 +525,15 @@ struct TwiddleFold {
   // rows a = k1 hold 16 contiguous n3.
   __device__ __forceinline__ void stage_mid(const u32 (&k)[R][ITEMS][2][4]) {
     const int pl = mi >> 1, kh = mi & 1;
+    int ng[R] = {}, row[R][2] = {};  // SPARSE: column groups, this lane's tile rows (live k1)
+    if constexpr (SPARSE) {
+#pragma unroll
+      for (int q = 0; q < R; ++q) {
+        ng[q] = (lst_at(LST_N + q) + 7) >> 3;
+#pragma unroll
+        for (int ch = 0; ch < 2; ++ch) row[q][ch] = lst_at(LST_K + 16 * q + 8 * ch + i8);
+      }
+    }
 #pragma unroll
     for (int x = 0; x < ITEMS; ++x) {
       const int j = warp + WARPS * x;
@@ -481,7 +542,14 @@ struct TwiddleFold {
 #pragma unroll
       for (int ch = 0; ch < 2; ++ch)
 #pragma unroll
-        for (int p = 0; p < P; ++p) ldsm_x4(b[ch][p], work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh));
+        for (int p = 0; p < P; ++p) {
+          const int q = R == 1 ? 0 : p;
+          if constexpr (SPARSE) {
+            if (ch < ng[q]) ldsm_x4(b[ch][p], work + (2 * p + pl) * PLANE + cofs(row[q][ch], j, kh));
+          } else {
+            ldsm_x4(b[ch][p], work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh));
+          }
+        }
 #pragma unroll
       for (int ch = 0; ch < 2; ++ch) {
         float kr[R][4], ki[R][4];
@@ -493,6 +561,7 @@ struct TwiddleFold {
 #pragma unroll
         for (int p = 0; p < P; ++p) {
           const int q = R == 1 ? 0 : p;
+          if (SPARSE && ch >= ng[q]) continue;
           u32 o[4], bb[4];
           Acc z = cmma<false>(mf, b[ch][p]);
 #pragma unroll
@@ -505,9 +574,34 @@ struct TwiddleFold {
 #pragma unroll
           for (int w = 0; w < 4; ++w) bb[w] = mc::movt(o[w]);
           pack<0>(o, cmma<true>(mv, bb), 1.f);
-          stsm_x4_t(work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh), o);
+          stsm_x4_t(work + (2 * p + pl) * PLANE + cofs(SPARSE ? row[q][ch] : 8 * ch + i8, j, kh), o);
         }
       }
+    }
+  }
+
+  // SPARSE: the lists from `live` (one thread).
+  __device__ __forceinline__ void build_lists(unsigned char* l) const {
+    int nj = 0;
+#pragma unroll 1
+    for (int q = 0; q < 2; ++q) {
+      int c = 0;
+#pragma unroll 1
+      for (int k1 = 0; k1 < 16; ++k1)
+        if ((live >> (16 * q + k1)) & 1) l[LST_K + 16 * q + c++] = static_cast<unsigned char>(k1);
+      l[LST_N + q] = static_cast<unsigned char>(c);
+#pragma unroll 1
+      for (int i = c; i < 16; ++i) l[LST_K + 16 * q + i] = c ? l[LST_K + 16 * q + c - 1] : 0;
+    }
+#pragma unroll 1
+    for (int pass = 0; pass < 2; ++pass) {  // live blocks first, then the dead ones
+#pragma unroll 1
+      for (int k1 = 0; k1 < 16; ++k1)
+#pragma unroll 1
+        for (int g = 0; g < 2; ++g)
+          if (((live >> (16 * g + k1)) & 1u) == (pass == 0 ? 1u : 0u))
+            l[LST_JOB + nj++] = static_cast<unsigned char>(k1 | g << 4);
+      if (pass == 0) l[LST_N + 2] = static_cast<unsigned char>(nj);
     }
   }
 
@@ -520,6 +614,7 @@ struct TwiddleFold {
     tab = staging + WORK;
     red = tab + TAB;
     tw = red + WARPS * P * 4;
+    lst = tw + TW;
     tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, mi = lane >> 3, i8 = lane & 7;
     build_table(smem + 2 * WORK, tid, THREADS);
     if (R == 2) {
@@ -529,6 +624,7 @@ struct TwiddleFold {
         reinterpret_cast<float2*>(smem + 2 * WORK + TAB + WARPS * P * 4)[j] = make_float2(cj, -sj);
       }
     }
+    if (SPARSE && tid == 0) build_lists(smem + 2 * WORK + TAB + WARPS * P * 4 + TW);  // read after the loop's first barrier
     const int nunits = (B >> 1) * H / PAIRS;
     if (static_cast<int>(blockIdx.x) < nunits) issue_load(blockIdx.x);
     for (int unit = blockIdx.x; unit < nunits; unit += gridDim.x) {
@@ -558,7 +654,10 @@ struct TwiddleFold {
       if (POST) prefetch_rows(post, post_sb, post_sh, unit, Lout);  // read by the store
       stage_outer<false>(s, s2);
       __syncthreads();
-      stage_second<false>();
+      if (SPARSE)
+        stage_second_sparse<false>();
+      else
+        stage_second<false>();
       int ch, b0, ef;
       unit_rows(unit, ch, b0);
       u32 k[R][ITEMS][2][4];
@@ -566,7 +665,10 @@ struct TwiddleFold {
       __syncthreads();
       stage_mid(k);
       __syncthreads();
-      stage_second<true>();
+      if (SPARSE)
+        stage_second_sparse<true>();
+      else
+        stage_second<true>();
       __syncthreads();
 #pragma unroll
       for (int p = 0; p < P; ++p) {  // 2^(ex + ef + 6 - (R - 1)) as two factors, each a normal float
@@ -591,9 +693,10 @@ struct TwiddleFold {
 }  // namespace tf
 
 // Same parameters as monarch_conv_fwd (cufftconv.fused.Launcher / prepare build either); the
-// outer strides, BI and the tile list are unused here, the gates only with PRE / POST.
-template <int N, int DT, bool PRE, bool POST, bool HALF>
-__global__ void __launch_bounds__(tf::TwiddleFold<N, DT, PRE, POST, HALF>::THREADS, 2)
+// outer strides, BI and the tile list are unused here, the gates only with PRE / POST; qlive
+// carries SPARSE's live word (cufftconv.twiddle_fold.live_word).
+template <int N, int DT, bool PRE, bool POST, bool HALF, bool SPARSE>
+__global__ void __launch_bounds__(tf::TwiddleFold<N, DT, PRE, POST, HALF, SPARSE>::THREADS, 2)
 twiddle_fold_fwd(const unsigned short* __restrict__ u, const unsigned short* __restrict__ pre,
                  const unsigned short* __restrict__ kf, unsigned short* __restrict__ y,
                  const unsigned short* __restrict__ post, long long u_sb, long long u_sh,
@@ -602,9 +705,10 @@ twiddle_fold_fwd(const unsigned short* __restrict__ u, const unsigned short* __r
                  long long y_so, long long post_so, int B, int H, int L, int out_offset,
                  int Lout, int BI, const int* __restrict__ tiles, int KC, int KZ, int qlive) {
   extern __shared__ __align__(16) unsigned char tf_smem[];
-  tf::TwiddleFold<N, DT, PRE, POST, HALF> k;
+  tf::TwiddleFold<N, DT, PRE, POST, HALF, SPARSE> k;
   tf::bind_args(k, u, pre, kf, y, post, u_sb, u_sh, pre_sb, pre_sh, y_sb, y_sh, post_sb, post_sh, B, H, L,
                 out_offset, Lout);
+  k.live = static_cast<unsigned>(qlive);
   k.run(tf_smem);
 }
 

@@ -204,18 +204,20 @@ def test_fold_instantiations(arch):
 
 
 def test_twiddle_fold_instantiations():
-    """The twiddle-folded FFT-256 / 4096 / 8192 forward kernels, every (dtype, gates, half)
-    instantiation (kernels/twiddle_fold.cu and pair_fold.cuh, sm_90 only: they use stmatrix and
+    """The twiddle-folded FFT-256 / 4096 / 8192 forward kernels, every (dtype, gates, half,
+    sparse) instantiation (kernels/twiddle_fold.cu and pair_fold.cuh, sm_90 only: they use stmatrix and
     are dispatched only from compute capability 9.0)."""
     from cufftconv import twiddle_fold
 
     names = twiddle_fold.all_name_expressions()
     dts = range(len(twiddle_fold.DTYPES))
-    groups = [[e for e in names if e.startswith(f"{twiddle_fold.KERNEL_NAME}<{n}, {d},")]
-              for n in twiddle_fold.SIZES if n != 256 for d in dts]
+    groups = [[e for e in names
+               if e.startswith(f"{twiddle_fold.KERNEL_NAME}<{n}, {d},") and e.endswith(f"{sp}>")]
+              for n in twiddle_fold.SIZES if n != 256 for d in dts for sp in ("false", "true")]
     groups += [[e for e in names if e.startswith(f"{twiddle_fold.PAIR_KERNEL_NAME}<{d},")]
                for d in dts]
-    info = _run(groups, "sm_90", twiddle_fold)  # one program per (N, dtype), in parallel
+    # one program per (N, dtype, sparse), in parallel
+    info = _run(groups, "sm_90", twiddle_fold)
     assert set(info) == set(names)
     _check_no_spills(info)
     for name, v in info.items():  # twiddle_fold_fwd: 2 blocks of 256 threads per SM

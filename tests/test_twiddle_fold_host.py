@@ -129,7 +129,8 @@ def test_eligibility(n, kw, ok):
     strides = (kw["L"] * 3, kw["L"], kw["Lout"] * 3, kw["Lout"])
     args = dict(kw, BI=kw["B"], strides=strides)
     assert twiddle_fold.eligible(n, dense=True, **args) is ok
-    assert not twiddle_fold.eligible(n, dense=False, **args)
+    # frequency-sparse calls: the SPARSE variant at 4096 / 8192 only
+    assert twiddle_fold.eligible(n, dense=False, **args) is (ok and n in twiddle_fold.SPARSE_SIZES)
     assert not twiddle_fold.eligible(n, dense=True, **dict(args, BI=1))
     # a gate's stride that is not 16-byte granular (strides of u, y, pre, post)
     assert not twiddle_fold.eligible(n, dense=True, **dict(args, strides=(*strides, 12, 4)))
@@ -137,22 +138,26 @@ def test_eligibility(n, kw, ok):
 
 def test_names_and_shared_memory():
     names = twiddle_fold.all_name_expressions()
-    assert len(names) == len(set(names)) == 40
+    assert len(names) == len(set(names)) == 8 + 2 * 2 * 16
     assert names[:2] == [
         "pair_fold_fwd<0, false, false, true, 12, 2>",
         "pair_fold_fwd<0, false, true, true, 12, 2>",
     ]
     assert names[8:12] == [
-        "twiddle_fold_fwd<4096, 0, false, false, false>",
-        "twiddle_fold_fwd<4096, 0, false, false, true>",
-        "twiddle_fold_fwd<4096, 0, false, true, false>",
-        "twiddle_fold_fwd<4096, 0, false, true, true>",
+        "twiddle_fold_fwd<4096, 0, false, false, false, false>",
+        "twiddle_fold_fwd<4096, 0, false, false, false, true>",
+        "twiddle_fold_fwd<4096, 0, false, false, true, false>",
+        "twiddle_fold_fwd<4096, 0, false, false, true, true>",
     ]
     assert twiddle_fold.name_expression(8192, "bfloat16", True, False, True) == (
-        "twiddle_fold_fwd<8192, 1, true, false, true>"
+        "twiddle_fold_fwd<8192, 1, true, false, true, false>"
     )
-    assert twiddle_fold.smem(4096) <= 227 * 1024 // 2 - 1024  # two blocks per SM on sm_90
-    assert twiddle_fold.smem(8192) <= 227 * 1024 // 2 - 1024
+    for n in (4096, 8192):
+        for sparse in (False, True):  # two blocks per SM on sm_90
+            assert twiddle_fold.smem(n, sparse) <= 227 * 1024 // 2 - 1024
+        assert twiddle_fold.smem(n, True) == twiddle_fold.smem(n) + 80
+    with pytest.raises(ValueError, match="frequency-sparse"):
+        twiddle_fold.name_expression(256, "float16", half=True, sparse=True)
     assert twiddle_fold.smem(256) <= 227 * 1024 - 1024  # one block per SM
     with pytest.raises(ValueError, match="FFT size"):
         twiddle_fold.name_expression(2048, "float16")
@@ -190,3 +195,28 @@ def test_pair_fold_units():
 )
 def test_half_variant(n, L, out_offset, Lout, half):
     assert twiddle_fold.half(n, L, out_offset, Lout) is half
+
+
+@pytest.mark.parametrize("n", [4096, 8192])
+def test_live_word_matches_filter_layout(n):
+    """Bit 16 g + k1 of live_word is set exactly when the filter spectrum's tile of group g and
+    first digit k1 (the 256 values at (16 g + k1) * 256 of filter_spectrum's order, the tile
+    load_k reads; 4096 has one tile set for both groups) holds kept frequencies; every
+    frequency of a tile has the same class f % 16."""
+    freq = fused.freq_index(n)
+    rng = np.random.default_rng(7)
+    masks = [tuple(r % f == 0 for r in range(16)) for f in (2, 4, 8, 16)]
+    for _ in range(6):  # random Hermitian-symmetric masks
+        half = rng.random(9) < 0.5
+        half[0] = True
+        masks.append(tuple(bool(half[min(r, 16 - r)]) for r in range(16)))
+    for mask in masks:
+        word = twiddle_fold.live_word(n, mask) & 0xFFFFFFFF
+        for g in range(2):
+            for k1 in range(16):
+                tile = (16 * g if n == 8192 else 0) + k1
+                cls = np.unique(freq[tile * 256 : (tile + 1) * 256] % 16)
+                assert len(cls) == 1
+                assert bool(word >> (16 * g + k1) & 1) == mask[int(cls[0])]
+    with pytest.raises(ValueError, match="frequency-sparse"):
+        twiddle_fold.live_word(256, masks[0])
