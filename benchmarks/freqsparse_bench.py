@@ -12,9 +12,10 @@ mask. Two kinds of masks:
 
 - ``keep``: ``freq_keep`` = 0.5, 0.25, 0.125, 0.0625 (f % 2, 4, 8, 16 == 0: whole radix
   sub-transforms of the kernels drop out);
-  Where the folded row takes a ``keep`` mask (f % F == 0, F >= 4: fold, dense kernel at N / F,
-  tile), a ``keep, unfolded`` row times the same mask forced through the fused kernel's own
-  tile skipping (``path="fused-monarch"``);
+  where a ``keep`` mask folds (f % F == 0, F >= 4), a ``keep, other row`` row times the same
+  mask forced through the row the dispatcher did not pick: the folded row (fold, dense kernel
+  at N / F, tile) or the fused row's in-place skipping (the SPARSE twiddle-folded kernel at
+  4096 / 8192 where the call fits it, the Monarch kernel's tile skipping elsewhere);
 - ``band``: explicit masks of the classes nearest 0 (r and 16 - r for r = 0, 1, ..., and 8 to
   make an even count: 8, 4, 3, 1 classes), which zero tiles / rows but rarely a whole
   sub-transform.
@@ -68,10 +69,13 @@ def run(n: int, variant: str, rows: list[str]) -> None:
     cases = []
     for kind, keep, explicit in MASKS["keep"] + MASKS["band"]:
         cases.append((kind, keep, explicit, None))
-        if kind == "keep" and folded_row.fold_factor(freqmask.resolve(keep, None)) is not None:
-            # the same mask through the fused kernel's own tile skipping, for comparison
-            cases.append(("keep, unfolded", keep, explicit, "fused-monarch"))
+        f = folded_row.fold_factor(freqmask.resolve(keep, None)) if kind == "keep" else None
+        if f is not None and f >= folded_row.MIN_FOLD:
+            cases.append(("keep, other row", keep, explicit, "other"))
+    chosen = None
     for kind, keep, explicit, path in cases:
+        if path == "other":  # the row the dispatcher did not pick for the row above
+            path = "fused-monarch" if chosen == "fused-folded" else "fused-folded"
         mask = freqmask.resolve(keep, explicit)
         try:
             plan = cufftconv.FFTConv(
@@ -80,6 +84,8 @@ def run(n: int, variant: str, rows: list[str]) -> None:
             )
         except ValueError:  # the forced row does not take this size
             continue
+        if path is None:
+            chosen = plan.route
         y[...] = np.nan
         plan(u, out=y)
         want = reference.fftconv_direct(u64, k64, mode=mode, freq_mask=mask)

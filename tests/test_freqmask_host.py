@@ -483,6 +483,31 @@ def test_folded_row_routing(L, Lk, mode, keep, want):
     assert next(r.name for r in dispatch.routes() if r.accepts(s, H200) is None) == want
 
 
+@pytest.mark.parametrize(
+    "B,L,mode,keep,want",
+    [
+        (4, 4096, "circular", 0.25, "fused-monarch"),  # in place (SPARSE twiddle-folded kernel)
+        (4, 4096, "circular", 0.0625, "fused-monarch"),
+        (4, 2048, "causal", 0.25, "fused-monarch"),
+        (4, 2048, "causal", 0.125, "fused-folded"),  # causal F = 8: the fold measured faster
+        (2, 4096, "circular", 0.25, "fused-folded"),  # B % 4: the twiddle-folded kernel declines
+        (4, 2044, "causal", 0.25, "fused-folded"),  # L % 8
+        (4, 8192, "circular", 0.25, "fused-folded"),  # 8192: the fold measured faster
+    ],
+)
+def test_folded_row_yields_to_the_in_place_kernel(B, L, mode, keep, want):
+    """folded.IN_PLACE_FASTER: where the SPARSE twiddle-folded kernel takes the call (sm_90)
+    and ran faster, the fused row runs it; elsewhere (and on sm_86) the folded row."""
+    from test_dispatch_rows import RTX
+
+    s = build_spec(
+        (B, 3, L), (3, L), mode=mode, dtype="float16", k_dtype="float32",
+        freq_mask=freqmask.from_keep(keep),
+    )
+    assert next(r.name for r in dispatch.routes() if r.accepts(s, H200) is None) == want
+    assert next(r.name for r in dispatch.routes() if r.accepts(s, RTX) is None) == "fused-folded"
+
+
 def _folded_numpy(u, k, mode, factor, pre=None, post=None):
     """What the folded row computes, in float64: fold, n-point circular conv, tile."""
     L, Lk = u.shape[-1], k.shape[-1]

@@ -7,7 +7,7 @@ divided by F, read back with period n: ``y[t] = post[t] * yc[(t + offset) mod n]
 launches replace one N-point fused kernel: a fold pass (reads u, writes B*H*n), the dense fused
 kernel at size n, and a tiling pass (writes y). It takes the masks that zero 75 % or more of the
 spectrum, where that costs less than the fused kernel's own tile skipping (which leaves the
-first and last stages, loads and stores at full size). The folded input is rounded once to the
+first and last stages, loads and stores at full size; see :data:`IN_PLACE_FASTER`). The folded input is rounded once to the
 input's 16-bit type (the sum of F values), which the accuracy figures include.
 """
 
@@ -26,6 +26,13 @@ from ..validation import ConvSpec
 from .fused import FusedExecutor, batch_channels, family_reason
 
 MIN_FOLD = 4  # F = 2 saves less than the fused kernel's own skipping (two extra passes)
+# (N, F, causal half) where the SPARSE twiddle-folded kernel (cufftconv.twiddle_fold: the masked
+# classes' tiles skipped in place) beats fold + kernel at N / F + tile, when a call fits it.
+# freqsparse_bench.py on an H200, 2026-11-23 (benchmarks/RESULTS.md), ms at B=64, H=768:
+# 4096 circular F = 4 / 8 / 16: 0.367 / 0.350 / 0.355 in place vs 0.461 / 0.368 / 0.402;
+# causal F = 4: 0.294 vs 0.349, but F = 8 / 16: 0.278 / 0.268 vs 0.251 / 0.215; 8192: the fold
+# wins at every F (circular F = 4: 0.816 vs 0.966 in place).
+IN_PLACE_FASTER = frozenset({(4096, 4, False), (4096, 4, True), (4096, 8, False), (4096, 16, False)})
 KERNEL_FILE = "fold.cu"
 NAMES = tuple(
     f"{k}<{dt}, {g}>"
@@ -59,6 +66,27 @@ def folded_size(spec: ConvSpec) -> int | None:
     return big // f
 
 
+def in_place_faster(spec: ConvSpec, dev: DeviceInfo | None) -> bool:
+    """Whether the fused row's SPARSE twiddle-folded kernel takes ``spec`` (device and shape
+    rules; a view's strides and pointers are checked per call) and ran it faster in place."""
+    from .. import twiddle_fold
+
+    n, f, bh = spec.freq_n, fold_factor(spec.freq_mask), batch_channels(spec)
+    if n is None or f is None or bh is None or dev is None:
+        return False
+    if dev.arch_number < twiddle_fold.MIN_CC:
+        return False
+    half = twiddle_fold.half(n, spec.L, spec.offset, spec.Lout)
+    if (n, f, half) not in IN_PLACE_FASTER:
+        return False
+    B, H = bh
+    contiguous = (H * spec.L, spec.L, H * spec.Lout, spec.Lout)
+    return twiddle_fold.eligible(
+        n, dense=False, B=B, BI=B, L=spec.L, out_offset=spec.offset, Lout=spec.Lout,
+        strides=contiguous,
+    )
+
+
 def accepts(spec: ConvSpec, dev: DeviceInfo | None) -> str | None:
     from .. import fused
 
@@ -71,6 +99,11 @@ def accepts(spec: ConvSpec, dev: DeviceInfo | None) -> str | None:
     bh = batch_channels(spec)
     if bh is not None and bh[0] * bh[1] >= 2**31:
         return "more than 2**31 - 1 rows of (B, H)"
+    if in_place_faster(spec, dev):
+        return (
+            f"the fused kernel skips this mask's tiles in place faster at FFT size {spec.freq_n} "
+            "(SPARSE twiddle-folded kernel)"
+        )
     # (the family checks run on the mask's size N; shared memory is the size-n kernel's)
     return family_reason(
         spec,
