@@ -75,6 +75,12 @@ __device__ __forceinline__ Mat load_mat(u32 tab, int mat, int lane) {
 struct Acc {
   float r[4], i[4];
 };
+// c += a b on m16n8k8 (fp16 operands, fp32 accumulators): A {rows 0-7, rows 8-15}, B one register.
+__device__ __forceinline__ void mma1688(float c[4], u32 a0, u32 a1, u32 b) {
+  asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5}, {%6}, {%0,%1,%2,%3};"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a0), "r"(a1), "r"(b));
+}
 // z = M x (INV: conj(M)^T x from M's transposed fragments); x as B fragments {Re k0-7,
 // Re k8-15, Im k0-7, Im k8-15}.
 template <bool INV>

@@ -58,9 +58,11 @@ __device__ __forceinline__ void build_table(unsigned char* tab, int tid, int thr
 // the output transposition. Either way the 4096-point stages see P = 2 groups of (re, im) planes.
 // SPARSE (frequency-sparse masks): `live` bit 16 g + k1 says whether the frequencies of group g
 // with first digit k1 are kept (4096: f % 16 = k1, both groups alike; 8192: f % 16 = (2 k1 +
-// g) % 16). Their filter spectrum is zero, so F2 / I2 skip the dead (g, k1) blocks (I2 zero-
-// fills them, since I1 contracts all 16 k1) and F3 / filter / I3 run only on columns gathered
-// from the live k1 (ldmatrix takes any 8 rows), in groups of 8.
+// g) % 16). Their filter spectrum is zero, so only the live k1 are computed: F1 writes just
+// those rows (transposed: the live rows of F1 as the B operand), F2 / I2 skip the dead (g, k1)
+// blocks, F3 / filter / I3 run on columns gathered from the live k1 (ldmatrix takes any 8
+// rows), and I1 contracts the live rows only (m16n8k8 per group of 8), so dead rows are never
+// read or written.
 template <int N, int DT, bool PRE, bool POST, bool HALF, bool SPARSE>
 struct TwiddleFold {
   static constexpr int R = N / 4096, P = 2, PAIRS = P / R, WARPS = 8, THREADS = 32 * WARPS;
@@ -70,7 +72,7 @@ struct TwiddleFold {
   static constexpr int TAB = 32 * MAT_BYTES;
   static constexpr int TW = R == 2 ? 256 * 8 : 0;  // w8192^j, j < 256 (the radix-2 twiddles)
   // SPARSE lists (bytes): live k1 of group g at LST_K + 16 g (padded with the last one), the
-  // (k1, g) blocks at LST_JOB (live first, as k1 | g << 4), counts at LST_N (g 0, g 1, live blocks).
+  // live (k1, g) blocks at LST_JOB (as k1 | g << 4), counts at LST_N (g 0, g 1, live blocks).
   static constexpr int LST_K = 0, LST_JOB = 32, LST_N = 64, LST = SPARSE ? 80 : 0;
   static constexpr int SMEM = 2 * WORK + TAB + WARPS * P * 4 + TW + LST;  // work, staging, table, maxima
   static constexpr int JOBS = 2 * P * 16 / WARPS;                   // 16x16 blocks per warp in a transpose
@@ -457,20 +459,134 @@ struct TwiddleFold {
       }
     }
   }
-  // SPARSE F2 / I2: one (k1, g) block per job, both column halves in one warp (the block is
-  // rewritten in place); I2 zero-fills the dead blocks.
+  // SPARSE F1, transposed: (n2 x live k1) = D^T (n2 x n1) F1[n3]^T (n1 x live k1), the data as
+  // the A operand and 8 gathered table rows as B, so a group of 8 live columns costs half the
+  // dense stage's products and only the live rows k1 are written (stmatrix.trans).
+  __device__ __forceinline__ void stage_first_sparse(const float (&s)[P], const float (&s2)[P]) {
+    constexpr bool CUT = HALF && R == 1;  // rows n1 >= 8 are zero: A's k 8..15 half
+    const int mh = mi & 1, kh = mi >> 1;   // this lane's ldmatrix matrix: (n2 half, n1 half)
+    int ng[R], col[R][2];
+    live_cols(ng, col);
+#pragma unroll
+    for (int x = 0; x < ITEMS; ++x) {
+      const int j = warp + WARPS * x;
+      u32 a[P][2][4];  // per group: Re, Im of D^T as A fragments
+#pragma unroll
+      for (int p = 0; p < P; ++p)
+#pragma unroll
+        for (int pl = 0; pl < 2; ++pl) {
+          const u32 at = work + (2 * p + pl) * PLANE + cofs(8 * kh + i8, j, mh);
+          if (CUT) {
+            ldsm_x2_t(a[p][pl], at);
+            a[p][pl][2] = a[p][pl][3] = 0u;
+          } else {
+            ldsm_x4_t(a[p][pl], at);
+          }
+          if (DT == 1 && R == 1) {  // raw bf16 input: to fp16 times 2^-ex (s2), exact
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+              const u32 v = a[p][pl][q];
+              a[p][pl][q] = mc::pack_h2(mc::Dt<1>::lo(v) * s2[p], mc::Dt<1>::hi(v) * s2[p]);
+            }
+          }
+        }
+#pragma unroll
+      for (int c = 0; c < 2; ++c)
+#pragma unroll
+        for (int p = 0; p < P; ++p) {
+          const int q = R == 1 ? 0 : p;
+          if (c >= ng[q]) continue;
+          u32 f[4], fn[2];  // F1[j] rows k1 = the live columns: {Re n1 0-7, Re n1 8-15, Im .., Im ..}
+          ldsm_x4(f, tab + j * MAT_BYTES + (mi >> 1) * (MAT_BYTES / 2) + cofs(0, col[q][c], mi & 1));
+          fn[0] = mc::neg_h2(f[2]), fn[1] = mc::neg_h2(f[3]);
+          Acc z;
+#pragma unroll
+          for (int e = 0; e < 4; ++e) z.r[e] = z.i[e] = 0.f;
+          mc::mma16816(z.r, a[p][0], f[0], f[1]);  // Re = Dr Fr - Di Fi
+          mc::mma16816(z.r, a[p][1], fn[0], fn[1]);
+          mc::mma16816(z.i, a[p][0], f[2], f[3]);  // Im = Dr Fi + Di Fr
+          mc::mma16816(z.i, a[p][1], f[0], f[1]);
+          u32 o[4];
+          pack<0>(o, z, s[p]);
+          stsm_x4_t(work + (2 * p + (mi >> 1)) * PLANE + cofs(col[q][c], j, mi & 1), o);
+        }
+    }
+  }
+  // SPARSE I1 on the live rows k1 only: (n1 x n2) = sum over the groups of 8 live k1 of
+  // I1[n3] (n1 x 8 gathered columns) X (8 gathered rows x n2) on m16n8k8, so the dead rows
+  // are never read; the padding columns (repeats of the last live k1) are zeroed in the
+  // matrix, since here they would add up. Epilogue and stores as stage_outer<true>.
+  __device__ __forceinline__ void stage_last_sparse(const float (&s)[P], const float (&s2)[P]) {
+    constexpr bool CUT = HALF && R == 1;  // only the output rows n1 < 8 are kept
+    int ng[R], col[R][2];
+    live_cols(ng, col);
+#pragma unroll
+    for (int x = 0; x < ITEMS; ++x) {
+      const int j = warp + WARPS * x;
+      u32 b[P][2][4];  // per group and column group: {Re n2 0-7, Re n2 8-15, Im .., Im ..}
+#pragma unroll
+      for (int p = 0; p < P; ++p) {
+        const int q = R == 1 ? 0 : p;
+#pragma unroll
+        for (int c = 0; c < 2; ++c)
+          if (c < ng[q]) ldsm_x4_t(b[p][c], work + (2 * p + (mi >> 1)) * PLANE + cofs(col[q][c], j, mi & 1));
+      }
+#pragma unroll
+      for (int p = 0; p < P; ++p) {
+        const int q = R == 1 ? 0 : p;
+        u32 m[2][4];  // I1[j] columns k1 = the live ones: {Re n1 0-7, Re n1 8-15, Im .., Im ..}
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          if (c >= ng[q]) continue;
+          ldsm_x4_t(m[c], tab + j * MAT_BYTES + (mi >> 1) * (MAT_BYTES / 2) + cofs(0, col[q][c], mi & 1));
+          const int kc = lst_at(LST_N + q) - 8 * c, t2 = 2 * (lane & 3);  // this lane's k: t2, t2 + 1
+          const u32 keep = (t2 < kc ? 0xffffu : 0u) | (t2 + 1 < kc ? 0xffff0000u : 0u);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) m[c][e] &= keep;
+        }
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          Acc z;
+#pragma unroll
+          for (int e = 0; e < 4; ++e) z.r[e] = z.i[e] = 0.f;
+#pragma unroll
+          for (int c = 0; c < 2; ++c) {
+            if (c >= ng[q]) continue;
+            const u32 xr = b[p][c][h], xi = b[p][c][2 + h];
+            mma1688(z.r, m[c][0], m[c][1], xr);  // Re = Mr xr + Mi xi
+            mma1688(z.r, m[c][2], m[c][3], xi);
+            mma1688(z.i, m[c][0], m[c][1], xi);  // Im = Mr xi - Mi xr
+            mma1688(z.i, m[c][2], m[c][3], mc::neg_h2(xr));
+          }
+#pragma unroll
+          for (int e = 0; e < 4; ++e) z.r[e] *= s2[p], z.i[e] *= s2[p];
+          u32 o[4];
+          pack<(R == 1 && !POST) ? DT : 0>(o, z, s[p]);
+          if (CUT)
+            stsm_x2(work + (2 * p + (mi & 1)) * PLANE + cofs(i8, j, h), o[0], o[2]);
+          else
+            stsm_x4(work + (2 * p + (mi >> 1)) * PLANE + cofs(8 * (mi & 1) + i8, j, h), o);
+        }
+      }
+    }
+  }
+  // SPARSE: column groups of 8 and this lane's live column (a k1) in each, per group list.
+  __device__ __forceinline__ void live_cols(int (&ng)[R], int (&col)[R][2]) const {
+#pragma unroll
+    for (int q = 0; q < R; ++q) {
+      ng[q] = (lst_at(LST_N + q) + 7) >> 3;
+#pragma unroll
+      for (int c = 0; c < 2; ++c) col[q][c] = lst_at(LST_K + 16 * q + 8 * c + i8);
+    }
+  }
+  // SPARSE F2 / I2: one live (k1, g) block per job, both column halves in one warp (the block
+  // is rewritten in place).
   template <bool INV>
   __device__ __forceinline__ void stage_second_sparse() {
     const int pl = mi >> 1, kh = mi & 1, nlive = lst_at(LST_N + 2);
-    for (int jb = warp; jb < (INV ? 16 * P : nlive); jb += WARPS) {
+    for (int jb = warp; jb < nlive; jb += WARPS) {
       const int e = lst_at(LST_JOB + jb), k1 = e & 15, g = e >> 4;
       const u32 base = work + (2 * g + pl) * PLANE;
-      if (INV && jb >= nlive) {
-        const u32 a = work + 2 * g * PLANE + cofs(k1, lane >> 1, lane & 1);
-        sts128(a, make_uint4(0u, 0u, 0u, 0u));
-        sts128(a + PLANE, make_uint4(0u, 0u, 0u, 0u));
-        continue;
-      }
       const Mat m = load_mat<INV>(tab, 16 + k1, lane);
       u32 b[2][4], o[2][4];
 #pragma unroll
@@ -526,14 +642,7 @@ struct TwiddleFold {
   __device__ __forceinline__ void stage_mid(const u32 (&k)[R][ITEMS][2][4]) {
     const int pl = mi >> 1, kh = mi & 1;
     int ng[R] = {}, row[R][2] = {};  // SPARSE: column groups, this lane's tile rows (live k1)
-    if constexpr (SPARSE) {
-#pragma unroll
-      for (int q = 0; q < R; ++q) {
-        ng[q] = (lst_at(LST_N + q) + 7) >> 3;
-#pragma unroll
-        for (int ch = 0; ch < 2; ++ch) row[q][ch] = lst_at(LST_K + 16 * q + 8 * ch + i8);
-      }
-    }
+    if constexpr (SPARSE) live_cols(ng, row);
 #pragma unroll
     for (int x = 0; x < ITEMS; ++x) {
       const int j = warp + WARPS * x;
@@ -594,15 +703,11 @@ struct TwiddleFold {
       for (int i = c; i < 16; ++i) l[LST_K + 16 * q + i] = c ? l[LST_K + 16 * q + c - 1] : 0;
     }
 #pragma unroll 1
-    for (int pass = 0; pass < 2; ++pass) {  // live blocks first, then the dead ones
+    for (int k1 = 0; k1 < 16; ++k1)
 #pragma unroll 1
-      for (int k1 = 0; k1 < 16; ++k1)
-#pragma unroll 1
-        for (int g = 0; g < 2; ++g)
-          if (((live >> (16 * g + k1)) & 1u) == (pass == 0 ? 1u : 0u))
-            l[LST_JOB + nj++] = static_cast<unsigned char>(k1 | g << 4);
-      if (pass == 0) l[LST_N + 2] = static_cast<unsigned char>(nj);
-    }
+      for (int g = 0; g < 2; ++g)
+        if ((live >> (16 * g + k1)) & 1u) l[LST_JOB + nj++] = static_cast<unsigned char>(k1 | g << 4);
+    l[LST_N + 2] = static_cast<unsigned char>(nj);
   }
 
   // Barriers: every shared-memory hand-over between warps is separated by a __syncthreads;
@@ -652,7 +757,10 @@ struct TwiddleFold {
       }
       if (unit + static_cast<int>(gridDim.x) < nunits) issue_load(unit + gridDim.x);
       if (POST) prefetch_rows(post, post_sb, post_sh, unit, Lout);  // read by the store
-      stage_outer<false>(s, s2);
+      if (SPARSE)
+        stage_first_sparse(s, s2);
+      else
+        stage_outer<false>(s, s2);
       __syncthreads();
       if (SPARSE)
         stage_second_sparse<false>();
@@ -680,7 +788,10 @@ struct TwiddleFold {
       float o1[P], o2[P];
 #pragma unroll
       for (int p = 0; p < P; ++p) o1[p] = LATE ? 1.f : s[p], o2[p] = LATE ? 1.f : s2[p];
-      stage_outer<true>(o1, o2);
+      if (SPARSE)
+        stage_last_sparse(o1, o2);
+      else
+        stage_outer<true>(o1, o2);
       __syncthreads();
       if (R == 2)
         store_r2(unit, s[0], s2[0]);

@@ -255,6 +255,7 @@ SPARSE_MASKS = {
     "band_0_1_8": tuple(r in (0, 1, 8, 15) for r in range(16)),
     "odd_classes": tuple(r in (1, 3, 5, 11, 13, 15) for r in range(16)),
     "irregular": tuple(r in (0, 2, 3, 7, 9, 13, 14) for r in range(16)),
+    "twelve_classes": tuple(r not in (4, 7, 9, 12) for r in range(16)),  # two column groups
 }
 
 
