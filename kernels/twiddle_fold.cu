@@ -58,11 +58,13 @@ __device__ __forceinline__ void build_table(unsigned char* tab, int tid, int thr
 // the output transposition. Either way the 4096-point stages see P = 2 groups of (re, im) planes.
 // SPARSE (frequency-sparse masks): `live` bit 16 g + k1 says whether the frequencies of group g
 // with first digit k1 are kept (4096: f % 16 = k1, both groups alike; 8192: f % 16 = (2 k1 +
-// g) % 16). Their filter spectrum is zero, so only the live k1 are computed: F1 writes just
-// those rows (transposed: the live rows of F1 as the B operand), F2 / I2 skip the dead (g, k1)
-// blocks, F3 / filter / I3 run on columns gathered from the live k1 (ldmatrix takes any 8
-// rows), and I1 contracts the live rows only (m16n8k8 per group of 8), so dead rows are never
-// read or written.
+// g) % 16). Their filter spectrum is zero, so only the live k1 are computed, kept compact: F1
+// (transposed: the live rows of F1 gathered as the B operand) writes the c-th live k1 to row
+// c, F2 / I2 run the live blocks only (each with its k1's matrix), F3 / filter / I3 the first
+// ceil(live / 8) column groups (the filter gathered by k1), and I1 contracts those rows only
+// (m16n8k8 per group of 8, the padding columns zeroed). Compact rows keep the 8 rows of an
+// ldmatrix / stmatrix on distinct bank groups, which the live k1 themselves (e.g. 0, 4, 8, 12)
+// would not be.
 template <int N, int DT, bool PRE, bool POST, bool HALF, bool SPARSE>
 struct TwiddleFold {
   static constexpr int R = N / 4096, P = 2, PAIRS = P / R, WARPS = 8, THREADS = 32 * WARPS;
@@ -72,7 +74,8 @@ struct TwiddleFold {
   static constexpr int TAB = 32 * MAT_BYTES;
   static constexpr int TW = R == 2 ? 256 * 8 : 0;  // w8192^j, j < 256 (the radix-2 twiddles)
   // SPARSE lists (bytes): live k1 of group g at LST_K + 16 g (padded with the last one), the
-  // live (k1, g) blocks at LST_JOB (as k1 | g << 4), counts at LST_N (g 0, g 1, live blocks).
+  // live blocks at LST_JOB (as ci | g << 4: block ci of group g holds k1 = list[ci]), counts
+  // at LST_N (g 0, g 1, live blocks).
   static constexpr int LST_K = 0, LST_JOB = 32, LST_N = 64, LST = SPARSE ? 80 : 0;
   static constexpr int SMEM = 2 * WORK + TAB + WARPS * P * 4 + TW + LST;  // work, staging, table, maxima
   static constexpr int JOBS = 2 * P * 16 / WARPS;                   // 16x16 blocks per warp in a transpose
@@ -508,7 +511,7 @@ struct TwiddleFold {
           mc::mma16816(z.i, a[p][1], f[0], f[1]);
           u32 o[4];
           pack<0>(o, z, s[p]);
-          stsm_x4_t(work + (2 * p + (mi >> 1)) * PLANE + cofs(col[q][c], j, mi & 1), o);
+          stsm_x4_t(work + (2 * p + (mi >> 1)) * PLANE + cofs(8 * c + i8, j, mi & 1), o);  // compact rows
         }
     }
   }
@@ -529,7 +532,7 @@ struct TwiddleFold {
         const int q = R == 1 ? 0 : p;
 #pragma unroll
         for (int c = 0; c < 2; ++c)
-          if (c < ng[q]) ldsm_x4_t(b[p][c], work + (2 * p + (mi >> 1)) * PLANE + cofs(col[q][c], j, mi & 1));
+          if (c < ng[q]) ldsm_x4_t(b[p][c], work + (2 * p + (mi >> 1)) * PLANE + cofs(8 * c + i8, j, mi & 1));
       }
 #pragma unroll
       for (int p = 0; p < P; ++p) {
@@ -585,25 +588,26 @@ struct TwiddleFold {
   __device__ __forceinline__ void stage_second_sparse() {
     const int pl = mi >> 1, kh = mi & 1, nlive = lst_at(LST_N + 2);
     for (int jb = warp; jb < nlive; jb += WARPS) {
-      const int e = lst_at(LST_JOB + jb), k1 = e & 15, g = e >> 4;
+      const int e = lst_at(LST_JOB + jb), g = e >> 4, ci = e & 15;  // block ci holds k1 = list[ci]
+      const int k1 = lst_at(LST_K + 16 * (R == 1 ? 0 : g) + ci);
       const u32 base = work + (2 * g + pl) * PLANE;
       const Mat m = load_mat<INV>(tab, 16 + k1, lane);
       u32 b[2][4], o[2][4];
 #pragma unroll
       for (int nh = 0; nh < 2; ++nh) {
         if (INV)
-          ldsm_x4_t(b[nh], base + cofs(k1, 8 * kh + i8, nh));
+          ldsm_x4_t(b[nh], base + cofs(ci, 8 * kh + i8, nh));
         else
-          ldsm_x4(b[nh], base + cofs(k1, 8 * nh + i8, kh));
+          ldsm_x4(b[nh], base + cofs(ci, 8 * nh + i8, kh));
       }
 #pragma unroll
       for (int nh = 0; nh < 2; ++nh) pack<0>(o[nh], cmma<INV>(m, b[nh]), 1.f);
 #pragma unroll
       for (int nh = 0; nh < 2; ++nh) {
         if (INV)
-          stsm_x4_t(base + cofs(k1, 8 * nh + i8, kh), o[nh]);
+          stsm_x4_t(base + cofs(ci, 8 * nh + i8, kh), o[nh]);
         else
-          stsm_x4(base + cofs(k1, 8 * kh + i8, nh), o[nh]);
+          stsm_x4(base + cofs(ci, 8 * kh + i8, nh), o[nh]);
       }
     }
   }
@@ -641,8 +645,11 @@ struct TwiddleFold {
   // rows a = k1 hold 16 contiguous n3.
   __device__ __forceinline__ void stage_mid(const u32 (&k)[R][ITEMS][2][4]) {
     const int pl = mi >> 1, kh = mi & 1;
-    int ng[R] = {}, row[R][2] = {};  // SPARSE: column groups, this lane's tile rows (live k1)
-    if constexpr (SPARSE) live_cols(ng, row);
+    int ng[R] = {};  // SPARSE: column groups (the rows are compact: 8 ch + i8)
+    if constexpr (SPARSE) {
+#pragma unroll
+      for (int q = 0; q < R; ++q) ng[q] = (lst_at(LST_N + q) + 7) >> 3;
+    }
 #pragma unroll
     for (int x = 0; x < ITEMS; ++x) {
       const int j = warp + WARPS * x;
@@ -654,7 +661,7 @@ struct TwiddleFold {
         for (int p = 0; p < P; ++p) {
           const int q = R == 1 ? 0 : p;
           if constexpr (SPARSE) {
-            if (ch < ng[q]) ldsm_x4(b[ch][p], work + (2 * p + pl) * PLANE + cofs(row[q][ch], j, kh));
+            if (ch < ng[q]) ldsm_x4(b[ch][p], work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh));
           } else {
             ldsm_x4(b[ch][p], work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh));
           }
@@ -683,7 +690,7 @@ struct TwiddleFold {
 #pragma unroll
           for (int w = 0; w < 4; ++w) bb[w] = mc::movt(o[w]);
           pack<0>(o, cmma<true>(mv, bb), 1.f);
-          stsm_x4_t(work + (2 * p + pl) * PLANE + cofs(SPARSE ? row[q][ch] : 8 * ch + i8, j, kh), o);
+          stsm_x4_t(work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh), o);
         }
       }
     }
@@ -703,10 +710,10 @@ struct TwiddleFold {
       for (int i = c; i < 16; ++i) l[LST_K + 16 * q + i] = c ? l[LST_K + 16 * q + c - 1] : 0;
     }
 #pragma unroll 1
-    for (int k1 = 0; k1 < 16; ++k1)
+    for (int ci = 0; ci < 16; ++ci)
 #pragma unroll 1
       for (int g = 0; g < 2; ++g)
-        if ((live >> (16 * g + k1)) & 1u) l[LST_JOB + nj++] = static_cast<unsigned char>(k1 | g << 4);
+        if (ci < l[LST_N + g]) l[LST_JOB + nj++] = static_cast<unsigned char>(ci | g << 4);
     l[LST_N + 2] = static_cast<unsigned char>(nj);
   }
 
