@@ -632,7 +632,7 @@ class FusedConv(FamilyConv):
         """(kernel, blocks per SM) of the twiddle-folded kernel if this call fits it, else None
         (see :mod:`cufftconv.twiddle_fold`; the pointers' alignment is checked per call)."""
         ok = twiddle_fold.eligible(
-            self.n, dense=self.freq_mask is None, B=B, BI=BI, L=L, out_offset=out_offset,
+            self.n, freq_mask=self.freq_mask, B=B, BI=BI, L=L, out_offset=out_offset,
             Lout=Lout, strides=strides,
         )
         return twiddle_fold.kernel(*self._fold_variant(L, out_offset, Lout)) if ok else None
@@ -641,15 +641,17 @@ class FusedConv(FamilyConv):
         """(n, dtype, pregate, postgate, half, sparse): the twiddle-folded instantiation for a
         window."""
         half = twiddle_fold.half(self.n, L, out_offset, Lout)
-        return self.n, self.dtype, self.pregate, self.postgate, half, self.freq_mask is not None
+        sparse = twiddle_fold.use_sparse(self.n, self.freq_mask)
+        return self.n, self.dtype, self.pregate, self.postgate, half, sparse
 
     def _fold_smem(self) -> int:
-        return twiddle_fold.smem(self.n, self.freq_mask is not None)
+        return twiddle_fold.smem(self.n, twiddle_fold.use_sparse(self.n, self.freq_mask))
 
     def _fold_tiles_arg(self) -> tuple:
         """The twiddle-folded kernel's last four arguments: the tile list is unused; qlive
         carries the SPARSE variant's live word."""
-        live = 0 if self.freq_mask is None else twiddle_fold.live_word(self.n, self.freq_mask)
+        sparse = twiddle_fold.use_sparse(self.n, self.freq_mask)
+        live = twiddle_fold.live_word(self.n, self.freq_mask) if sparse else 0
         return 0, np.int32(0), np.int32(0), np.int32(live)
 
     def prepare(self, u, kf, y, *, L: int, out_offset: int, Lout: int, pregate=None, postgate=None):

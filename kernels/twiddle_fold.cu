@@ -58,13 +58,14 @@ __device__ __forceinline__ void build_table(unsigned char* tab, int tid, int thr
 // the output transposition. Either way the 4096-point stages see P = 2 groups of (re, im) planes.
 // SPARSE (frequency-sparse masks): `live` bit 16 g + k1 says whether the frequencies of group g
 // with first digit k1 are kept (4096: f % 16 = k1, both groups alike; 8192: f % 16 = (2 k1 +
-// g) % 16). Their filter spectrum is zero, so only the live k1 are computed, kept compact: F1
-// (transposed: the live rows of F1 gathered as the B operand) writes the c-th live k1 to row
-// c, F2 / I2 run the live blocks only (each with its k1's matrix), F3 / filter / I3 the first
-// ceil(live / 8) column groups (the filter gathered by k1), and I1 contracts those rows only
-// (m16n8k8 per group of 8, the padding columns zeroed). Compact rows keep the 8 rows of an
-// ldmatrix / stmatrix on distinct bank groups, which the live k1 themselves (e.g. 0, 4, 8, 12)
-// would not be.
+// g) % 16; at most 8 live k1 per group, cufftconv.twiddle_fold.sparse_fits). Their filter
+// spectrum is zero, so only the live k1 are computed, kept compact: F1 (transposed: the live
+// rows of F1 gathered as the B operand) writes the c-th live k1 to row c, F2 / I2 run the live
+// blocks only (each with its k1's matrix), F3 / filter / I3 one column group (the filter
+// gathered by k1), and I1 contracts rows 0..7 only (m16n8k8, the padding columns zeroed).
+// Compact rows keep the 8 rows of an ldmatrix / stmatrix on distinct bank groups, which the
+// live k1 themselves (e.g. 0, 4, 8, 12) would not be. Fixed trip counts matter: with a run-time
+// group count the compiler predicated both groups' code (no instructions saved).
 template <int N, int DT, bool PRE, bool POST, bool HALF, bool SPARSE>
 struct TwiddleFold {
   static constexpr int R = N / 4096, P = 2, PAIRS = P / R, WARPS = 8, THREADS = 32 * WARPS;
@@ -463,19 +464,21 @@ struct TwiddleFold {
     }
   }
   // SPARSE F1, transposed: (n2 x live k1) = D^T (n2 x n1) F1[n3]^T (n1 x live k1), the data as
-  // the A operand and 8 gathered table rows as B, so a group of 8 live columns costs half the
-  // dense stage's products and only the live rows k1 are written (stmatrix.trans).
+  // the A operand and the live rows of F1 gathered as B (8 columns: half the dense stage's
+  // products), written to the compact rows 0..7 (stmatrix.trans).
   __device__ __forceinline__ void stage_first_sparse(const float (&s)[P], const float (&s2)[P]) {
     constexpr bool CUT = HALF && R == 1;  // rows n1 >= 8 are zero: A's k 8..15 half
     const int mh = mi & 1, kh = mi >> 1;   // this lane's ldmatrix matrix: (n2 half, n1 half)
-    int ng[R], col[R][2];
-    live_cols(ng, col);
+    u32 tofs[R];
+    bool glive[R];
+    table_cols(tofs, glive);
 #pragma unroll
     for (int x = 0; x < ITEMS; ++x) {
       const int j = warp + WARPS * x;
       u32 a[P][2][4];  // per group: Re, Im of D^T as A fragments
 #pragma unroll
-      for (int p = 0; p < P; ++p)
+      for (int p = 0; p < P; ++p) {
+        if (!glive[R == 1 ? 0 : p]) continue;
 #pragma unroll
         for (int pl = 0; pl < 2; ++pl) {
           const u32 at = work + (2 * p + pl) * PLANE + cofs(8 * kh + i8, j, mh);
@@ -493,73 +496,72 @@ struct TwiddleFold {
             }
           }
         }
+      }
+      u32 f[R][4];  // F1[j] rows k1 = the live columns: {Re n1 0-7, Re n1 8-15, Im .., Im ..}
 #pragma unroll
-      for (int c = 0; c < 2; ++c)
-#pragma unroll
-        for (int p = 0; p < P; ++p) {
-          const int q = R == 1 ? 0 : p;
-          if (c >= ng[q]) continue;
-          u32 f[4], fn[2];  // F1[j] rows k1 = the live columns: {Re n1 0-7, Re n1 8-15, Im .., Im ..}
-          ldsm_x4(f, tab + j * MAT_BYTES + (mi >> 1) * (MAT_BYTES / 2) + cofs(0, col[q][c], mi & 1));
-          fn[0] = mc::neg_h2(f[2]), fn[1] = mc::neg_h2(f[3]);
-          Acc z;
-#pragma unroll
-          for (int e = 0; e < 4; ++e) z.r[e] = z.i[e] = 0.f;
-          mc::mma16816(z.r, a[p][0], f[0], f[1]);  // Re = Dr Fr - Di Fi
-          mc::mma16816(z.r, a[p][1], fn[0], fn[1]);
-          mc::mma16816(z.i, a[p][0], f[2], f[3]);  // Im = Dr Fi + Di Fr
-          mc::mma16816(z.i, a[p][1], f[0], f[1]);
-          u32 o[4];
-          pack<0>(o, z, s[p]);
-          stsm_x4_t(work + (2 * p + (mi >> 1)) * PLANE + cofs(8 * c + i8, j, mi & 1), o);  // compact rows
-        }
-    }
-  }
-  // SPARSE I1 on the live rows k1 only: (n1 x n2) = sum over the groups of 8 live k1 of
-  // I1[n3] (n1 x 8 gathered columns) X (8 gathered rows x n2) on m16n8k8, so the dead rows
-  // are never read; the padding columns (repeats of the last live k1) are zeroed in the
-  // matrix, since here they would add up. Epilogue and stores as stage_outer<true>.
-  __device__ __forceinline__ void stage_last_sparse(const float (&s)[P], const float (&s2)[P]) {
-    constexpr bool CUT = HALF && R == 1;  // only the output rows n1 < 8 are kept
-    int ng[R], col[R][2];
-    live_cols(ng, col);
-#pragma unroll
-    for (int x = 0; x < ITEMS; ++x) {
-      const int j = warp + WARPS * x;
-      u32 b[P][2][4];  // per group and column group: {Re n2 0-7, Re n2 8-15, Im .., Im ..}
+      for (int q = 0; q < R; ++q)
+        if (glive[q]) ldsm_x4(f[q], tab + j * MAT_BYTES + tofs[q]);
 #pragma unroll
       for (int p = 0; p < P; ++p) {
         const int q = R == 1 ? 0 : p;
+        if (!glive[q]) continue;
+        const u32 fn0 = mc::neg_h2(f[q][2]), fn1 = mc::neg_h2(f[q][3]);
+        Acc z;
 #pragma unroll
-        for (int c = 0; c < 2; ++c)
-          if (c < ng[q]) ldsm_x4_t(b[p][c], work + (2 * p + (mi >> 1)) * PLANE + cofs(8 * c + i8, j, mi & 1));
+        for (int e = 0; e < 4; ++e) z.r[e] = z.i[e] = 0.f;
+        mc::mma16816(z.r, a[p][0], f[q][0], f[q][1]);  // Re = Dr Fr - Di Fi
+        mc::mma16816(z.r, a[p][1], fn0, fn1);
+        mc::mma16816(z.i, a[p][0], f[q][2], f[q][3]);  // Im = Dr Fi + Di Fr
+        mc::mma16816(z.i, a[p][1], f[q][0], f[q][1]);
+        u32 o[4];
+        pack<0>(o, z, s[p]);
+        stsm_x4_t(work + (2 * p + (mi >> 1)) * PLANE + cofs(i8, j, mi & 1), o);  // compact rows
+      }
+    }
+  }
+  // SPARSE I1 on the compact live rows only: (n1 x n2) = I1[n3] (n1 x 8 gathered columns) X (8
+  // rows x n2) on m16n8k8, so the dead rows are never read; the padding columns (repeats of the
+  // last live k1) are zeroed in the matrix, since here they would add up. Epilogue and stores
+  // as stage_outer<true>.
+  __device__ __forceinline__ void stage_last_sparse(const float (&s)[P], const float (&s2)[P]) {
+    constexpr bool CUT = HALF && R == 1;  // only the output rows n1 < 8 are kept
+    u32 tofs[R], keep[R];
+    bool glive[R];
+    table_cols(tofs, glive);
+#pragma unroll
+    for (int q = 0; q < R; ++q) {
+      const int kc = lst_at(LST_N + q), t2 = 2 * (lane & 3);  // this lane's k: t2, t2 + 1
+      keep[q] = (t2 < kc ? 0xffffu : 0u) | (t2 + 1 < kc ? 0xffff0000u : 0u);
+    }
+#pragma unroll
+    for (int x = 0; x < ITEMS; ++x) {
+      const int j = warp + WARPS * x;
+      u32 b[P][4];  // per group: {Re n2 0-7, Re n2 8-15, Im .., Im ..} of rows 0..7
+#pragma unroll
+      for (int p = 0; p < P; ++p)
+        if (glive[R == 1 ? 0 : p]) ldsm_x4_t(b[p], work + (2 * p + (mi >> 1)) * PLANE + cofs(i8, j, mi & 1));
+      u32 m[R][4];  // I1[j] columns k1 = the live ones: {Re n1 0-7, Re n1 8-15, Im .., Im ..}
+#pragma unroll
+      for (int q = 0; q < R; ++q) {
+        if (!glive[q]) continue;
+        ldsm_x4_t(m[q], tab + j * MAT_BYTES + tofs[q]);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) m[q][e] &= keep[q];
       }
 #pragma unroll
       for (int p = 0; p < P; ++p) {
         const int q = R == 1 ? 0 : p;
-        u32 m[2][4];  // I1[j] columns k1 = the live ones: {Re n1 0-7, Re n1 8-15, Im .., Im ..}
-#pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          if (c >= ng[q]) continue;
-          ldsm_x4_t(m[c], tab + j * MAT_BYTES + (mi >> 1) * (MAT_BYTES / 2) + cofs(0, col[q][c], mi & 1));
-          const int kc = lst_at(LST_N + q) - 8 * c, t2 = 2 * (lane & 3);  // this lane's k: t2, t2 + 1
-          const u32 keep = (t2 < kc ? 0xffffu : 0u) | (t2 + 1 < kc ? 0xffff0000u : 0u);
-#pragma unroll
-          for (int e = 0; e < 4; ++e) m[c][e] &= keep;
-        }
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           Acc z;
 #pragma unroll
           for (int e = 0; e < 4; ++e) z.r[e] = z.i[e] = 0.f;
-#pragma unroll
-          for (int c = 0; c < 2; ++c) {
-            if (c >= ng[q]) continue;
-            const u32 xr = b[p][c][h], xi = b[p][c][2 + h];
-            mma1688(z.r, m[c][0], m[c][1], xr);  // Re = Mr xr + Mi xi
-            mma1688(z.r, m[c][2], m[c][3], xi);
-            mma1688(z.i, m[c][0], m[c][1], xi);  // Im = Mr xi - Mi xr
-            mma1688(z.i, m[c][2], m[c][3], mc::neg_h2(xr));
+          if (glive[q]) {  // (a dead group's spectrum is zero: so is its output)
+            const u32 xr = b[p][h], xi = b[p][2 + h];
+            mma1688(z.r, m[q][0], m[q][1], xr);  // Re = Mr xr + Mi xi
+            mma1688(z.r, m[q][2], m[q][3], xi);
+            mma1688(z.i, m[q][0], m[q][1], xi);  // Im = Mr xi - Mi xr
+            mma1688(z.i, m[q][2], m[q][3], mc::neg_h2(xr));
           }
 #pragma unroll
           for (int e = 0; e < 4; ++e) z.r[e] *= s2[p], z.i[e] *= s2[p];
@@ -573,13 +575,14 @@ struct TwiddleFold {
       }
     }
   }
-  // SPARSE: column groups of 8 and this lane's live column (a k1) in each, per group list.
-  __device__ __forceinline__ void live_cols(int (&ng)[R], int (&col)[R][2]) const {
+  // SPARSE: per group list, this lane's offset into a table matrix for the ldmatrix that
+  // gathers the live rows k1 (row list[i8]; matrices Re / Im x n1 halves), and whether the
+  // group has any live k1 (8192: a sub-transform may have none).
+  __device__ __forceinline__ void table_cols(u32 (&tofs)[R], bool (&glive)[R]) const {
 #pragma unroll
     for (int q = 0; q < R; ++q) {
-      ng[q] = (lst_at(LST_N + q) + 7) >> 3;
-#pragma unroll
-      for (int c = 0; c < 2; ++c) col[q][c] = lst_at(LST_K + 16 * q + 8 * c + i8);
+      tofs[q] = (mi >> 1) * (MAT_BYTES / 2) + cofs(0, lst_at(LST_K + 16 * q + i8), mi & 1);
+      glive[q] = R == 1 || lst_at(LST_N + q) > 0;
     }
   }
   // SPARSE F2 / I2: one live (k1, g) block per job, both column halves in one warp (the block
@@ -624,6 +627,13 @@ struct TwiddleFold {
   __device__ __forceinline__ void load_k(u32 (&k)[R][ITEMS][2][4], int& ef, int h) const {
     const u32* row = kf + static_cast<long long>(h) * (N + 4);
     const int g = lane >> 2, t = lane & 3;
+    int ktile[R][2] = {};  // SPARSE: the k1 of this lane's columns 2 t, 2 t + 1
+    if constexpr (SPARSE) {
+#pragma unroll
+      for (int q = 0; q < R; ++q)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) ktile[q][e] = lst_at(LST_K + 16 * q + 2 * t + e);
+    }
 #pragma unroll
     for (int q = 0; q < R; ++q)
 #pragma unroll
@@ -633,8 +643,9 @@ struct TwiddleFold {
         for (int ch = 0; ch < 2; ++ch)
 #pragma unroll
           for (int c = 0; c < 4; ++c) {
+            if (SPARSE && ch) continue;  // (one column group)
             int tile = 16 * q + 8 * ch + 2 * t + (c & 1);
-            if constexpr (SPARSE) tile = 16 * q + lst_at(LST_K + tile);  // the live column's k1
+            if constexpr (SPARSE) tile = 16 * q + ktile[q][c & 1];  // the live column's k1
             const int ep = 4 * (c >> 1) + 2 * (j >> 3) + (g & 1);
             k[q][x][ch][c] = __ldg(row + tile * 256 + lp * 8 + ep);
           }
@@ -645,11 +656,9 @@ struct TwiddleFold {
   // rows a = k1 hold 16 contiguous n3.
   __device__ __forceinline__ void stage_mid(const u32 (&k)[R][ITEMS][2][4]) {
     const int pl = mi >> 1, kh = mi & 1;
-    int ng[R] = {};  // SPARSE: column groups (the rows are compact: 8 ch + i8)
-    if constexpr (SPARSE) {
+    bool glive[R];  // SPARSE: one column group (compact rows 0..7); 8192: a group may be dead
 #pragma unroll
-      for (int q = 0; q < R; ++q) ng[q] = (lst_at(LST_N + q) + 7) >> 3;
-    }
+    for (int q = 0; q < R; ++q) glive[q] = !SPARSE || R == 1 || lst_at(LST_N + q) > 0;
 #pragma unroll
     for (int x = 0; x < ITEMS; ++x) {
       const int j = warp + WARPS * x;
@@ -661,7 +670,7 @@ struct TwiddleFold {
         for (int p = 0; p < P; ++p) {
           const int q = R == 1 ? 0 : p;
           if constexpr (SPARSE) {
-            if (ch < ng[q]) ldsm_x4(b[ch][p], work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh));
+            if (ch == 0 && glive[q]) ldsm_x4(b[ch][p], work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh));
           } else {
             ldsm_x4(b[ch][p], work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh));
           }
@@ -677,7 +686,7 @@ struct TwiddleFold {
 #pragma unroll
         for (int p = 0; p < P; ++p) {
           const int q = R == 1 ? 0 : p;
-          if (SPARSE && ch >= ng[q]) continue;
+          if (SPARSE && (ch > 0 || !glive[q])) continue;
           u32 o[4], bb[4];
           Acc z = cmma<false>(mf, b[ch][p]);
 #pragma unroll

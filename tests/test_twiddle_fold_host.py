@@ -128,12 +128,16 @@ def test_radix2_passes_invert_each_other(rng):
 def test_eligibility(n, kw, ok):
     strides = (kw["L"] * 3, kw["L"], kw["Lout"] * 3, kw["Lout"])
     args = dict(kw, BI=kw["B"], strides=strides)
-    assert twiddle_fold.eligible(n, dense=True, **args) is ok
-    # frequency-sparse calls: the SPARSE variant at 4096 / 8192 only
-    assert twiddle_fold.eligible(n, dense=False, **args) is (ok and n in twiddle_fold.SPARSE_SIZES)
-    assert not twiddle_fold.eligible(n, dense=True, **dict(args, BI=1))
+    assert twiddle_fold.eligible(n, **args) is ok
+    # frequency-sparse calls: 4096 any mask; 8192 where the SPARSE variant fits
+    quarter = tuple(r % 4 == 0 for r in range(16))  # 8192: 8 live k1 in group 0, none in 1
+    half = tuple(r % 2 == 0 for r in range(16))  # 8192: 16 live k1 in group 0
+    fits = ok and n in twiddle_fold.SPARSE_SIZES
+    assert twiddle_fold.eligible(n, freq_mask=quarter, **args) is fits
+    assert twiddle_fold.eligible(n, freq_mask=half, **args) is (fits and n == 4096)
+    assert not twiddle_fold.eligible(n, **dict(args, BI=1))
     # a gate's stride that is not 16-byte granular (strides of u, y, pre, post)
-    assert not twiddle_fold.eligible(n, dense=True, **dict(args, strides=(*strides, 12, 4)))
+    assert not twiddle_fold.eligible(n, **dict(args, strides=(*strides, 12, 4)))
 
 
 def test_names_and_shared_memory():
@@ -220,3 +224,19 @@ def test_live_word_matches_filter_layout(n):
                 assert bool(word >> (16 * g + k1) & 1) == mask[int(cls[0])]
     with pytest.raises(ValueError, match="frequency-sparse"):
         twiddle_fold.live_word(256, masks[0])
+
+
+def test_sparse_fits():
+    """At most 8 live k1 per group: 4096 at most 8 kept classes; 8192 at most 4 of each parity."""
+    def mask(classes):
+        return tuple(r in classes for r in range(16))
+
+    evens, band = mask({0, 2, 4, 6, 8, 10, 12, 14}), mask({0, 1, 15, 2, 14, 3, 13, 8})
+    twelve = mask(set(range(16)) - {4, 7, 9, 12})
+    assert twiddle_fold.live_counts(4096, evens) == (8, 8)
+    assert twiddle_fold.live_counts(8192, evens) == (16, 0)
+    assert twiddle_fold.live_counts(8192, band) == (8, 8)
+    assert twiddle_fold.sparse_fits(4096, evens) and twiddle_fold.sparse_fits(4096, band)
+    assert not twiddle_fold.sparse_fits(4096, twelve)
+    assert not twiddle_fold.sparse_fits(8192, evens) and twiddle_fold.sparse_fits(8192, band)
+    assert not twiddle_fold.use_sparse(4096, None) and twiddle_fold.use_sparse(4096, band)
