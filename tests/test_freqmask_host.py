@@ -489,7 +489,7 @@ def test_folded_row_routing(L, Lk, mode, keep, want):
         (4, 4096, "circular", 0.25, "fused-monarch"),  # in place (SPARSE twiddle-folded kernel)
         (4, 4096, "circular", 0.0625, "fused-monarch"),
         (4, 2048, "causal", 0.25, "fused-monarch"),
-        (4, 2048, "causal", 0.125, "fused-folded"),  # causal F = 8: the fold measured faster
+        (4, 2048, "causal", 0.125, "fused-monarch"),
         (2, 4096, "circular", 0.25, "fused-folded"),  # B % 4: the twiddle-folded kernel declines
         (4, 2044, "causal", 0.25, "fused-folded"),  # L % 8
         (4, 8192, "circular", 0.25, "fused-folded"),  # 8192: the fold measured faster

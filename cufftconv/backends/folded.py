@@ -28,11 +28,11 @@ from .fused import FusedExecutor, batch_channels, family_reason
 MIN_FOLD = 4  # F = 2 saves less than the fused kernel's own skipping (two extra passes)
 # (N, F, causal half) where the SPARSE twiddle-folded kernel (cufftconv.twiddle_fold: the masked
 # classes' tiles skipped in place) beats fold + kernel at N / F + tile, when a call fits it.
-# freqsparse_bench.py on an H200, 2026-11-23 (benchmarks/RESULTS.md), ms at B=64, H=768:
-# 4096 circular F = 4 / 8 / 16: 0.367 / 0.350 / 0.355 in place vs 0.461 / 0.368 / 0.402;
-# causal F = 4: 0.294 vs 0.349, but F = 8 / 16: 0.278 / 0.268 vs 0.251 / 0.215; 8192: the fold
-# wins at every F (circular F = 4: 0.816 vs 0.966 in place).
-IN_PLACE_FASTER = frozenset({(4096, 4, False), (4096, 4, True), (4096, 8, False), (4096, 16, False)})
+# freqsparse_bench.py on an H200, 2026-11-23 (benchmarks/RESULTS.md), ms at B=64, H=768, in
+# place vs folded: 4096 circular F = 4 / 8 / 16: 0.336 / 0.314 / 0.304 vs 0.490 / 0.393 / 0.353,
+# causal 0.255 / 0.237 / 0.230 vs 0.393 / 0.306 / 0.266; 8192 the fold wins (circular F = 4:
+# 0.810 vs 0.839 in place, causal 0.592 vs 0.687).
+IN_PLACE_FASTER = frozenset((4096, f, half) for f in (4, 8, 16) for half in (False, True))
 KERNEL_FILE = "fold.cu"
 NAMES = tuple(
     f"{k}<{dt}, {g}>"
