@@ -379,9 +379,10 @@ struct TwiddleFold {
   }
 
   // F1 / I1: item n3 (fixed b), tiles h = column half (n2); rows a = contracted / output digit.
-  // Epilogue scale s[p] per group; I1 also scales by s2[p] and writes the output type (4096);
-  // F1 with bf16 input (4096) converts its tiles to fp16 times s2[p] first.
-  template <bool INV>
+  // Epilogue scale s[p] per group; I1 also scales by s2[p] (ONE: s[p] is the whole scale) and
+  // writes the output type (4096); F1 with bf16 input (4096) converts its tiles to fp16 times
+  // s2[p] first.
+  template <bool INV, bool ONE = false>
   __device__ __forceinline__ void stage_outer(const float (&s)[P], const float (&s2)[P]) {
     constexpr bool CUT = HALF && R == 1;  // (8192: the sub-transforms are full)
     const int pl = mi >> 1, kh = mi & 1;
@@ -415,7 +416,7 @@ struct TwiddleFold {
           }
           u32 o[4];
           Acc z = cmma<INV>(m, b[p][h]);
-          if (INV) {
+          if (INV && !ONE) {
 #pragma unroll
             for (int c = 0; c < 4; ++c) z.r[c] *= s2[p], z.i[c] *= s2[p];
           }
@@ -522,7 +523,8 @@ struct TwiddleFold {
   // SPARSE I1 on the compact live rows only: (n1 x n2) = I1[n3] (n1 x 8 gathered columns) X (8
   // rows x n2) on m16n8k8, so the dead rows are never read; the padding columns (repeats of the
   // last live k1) are zeroed in the matrix, since here they would add up. Epilogue and stores
-  // as stage_outer<true>.
+  // as stage_outer<true, ONE>.
+  template <bool ONE>
   __device__ __forceinline__ void stage_last_sparse(const float (&s)[P], const float (&s2)[P]) {
     constexpr bool CUT = HALF && R == 1;  // only the output rows n1 < 8 are kept
     u32 tofs[R], keep[R];
@@ -563,8 +565,10 @@ struct TwiddleFold {
             mma1688(z.i, m[q][0], m[q][1], xi);  // Im = Mr xi - Mi xr
             mma1688(z.i, m[q][2], m[q][3], mc::neg_h2(xr));
           }
+          if (!ONE) {
 #pragma unroll
-          for (int e = 0; e < 4; ++e) z.r[e] *= s2[p], z.i[e] *= s2[p];
+            for (int e = 0; e < 4; ++e) z.r[e] *= s2[p], z.i[e] *= s2[p];
+          }
           u32 o[4];
           pack<(R == 1 && !POST) ? DT : 0>(o, z, s[p]);
           if (CUT)
@@ -794,20 +798,33 @@ struct TwiddleFold {
       else
         stage_second<true>();
       __syncthreads();
+      // The output scale goes to I1's epilogue, or (LATE) to the radix-2 step / the postgate.
+      // 2^(ex + ef + 6 - (R - 1)) as two factors, each a normal float; I1 multiplies once by
+      // the single factor where that is a normal float too (every pair of the unit).
+      constexpr bool LATE = R == 2 || POST;
+      bool one = !LATE;
+      float sc[P];
 #pragma unroll
-      for (int p = 0; p < P; ++p) {  // 2^(ex + ef + 6 - (R - 1)) as two factors, each a normal float
+      for (int p = 0; p < P; ++p) {
         const int e = min(max(ex[p] + ef + 6 - (R - 1), -250), 250);
         s[p] = exp2i(e >> 1), s2[p] = exp2i(e - (e >> 1));
+        sc[p] = exp2i(min(max(e, -126), 127));
+        one = one && e >= -126 && e <= 127;
       }
-      // The output scale goes to I1's epilogue, or (LATE) to the radix-2 step / the postgate.
-      constexpr bool LATE = R == 2 || POST;
       float o1[P], o2[P];
 #pragma unroll
       for (int p = 0; p < P; ++p) o1[p] = LATE ? 1.f : s[p], o2[p] = LATE ? 1.f : s2[p];
-      if (SPARSE)
-        stage_last_sparse(o1, o2);
-      else
-        stage_outer<true>(o1, o2);
+      if (one) {
+        if (SPARSE)
+          stage_last_sparse<true>(sc, sc);
+        else
+          stage_outer<true, true>(sc, sc);
+      } else {
+        if (SPARSE)
+          stage_last_sparse<false>(o1, o2);
+        else
+          stage_outer<true>(o1, o2);
+      }
       __syncthreads();
       if (R == 2)
         store_r2(unit, s[0], s2[0]);
