@@ -432,36 +432,43 @@ struct TwiddleFold {
   // n2), write rows k2 (contiguous n3). I2: read rows k2 transposed, write rows n3 transposed.
   template <bool INV>
   __device__ __forceinline__ void stage_second() {
-    const int pl = mi >> 1, kh = mi & 1;
+    const int pl = mi >> 1;
 #pragma unroll
     for (int x = 0; x < ITEMS; ++x) {
       const int j = warp + WARPS * x;
       const Mat m = load_mat<INV>(tab, 16 + j, lane);
       u32 b[P][2][4];
 #pragma unroll
-      for (int p = 0; p < P; ++p)
+      for (int p = 0; p < P; ++p) load_block<INV>(b[p], work + (2 * p + pl) * PLANE, j);
 #pragma unroll
-        for (int nh = 0; nh < 2; ++nh) {
-          const u32 base = work + (2 * p + pl) * PLANE;
-          if (INV)
-            ldsm_x4_t(b[p][nh], base + cofs(j, 8 * kh + i8, nh));
-          else
-            ldsm_x4(b[p][nh], base + cofs(j, 8 * nh + i8, kh));
-        }
+      for (int p = 0; p < P; ++p) second_block<INV>(m, b[p], work + (2 * p + pl) * PLANE, j);
+    }
+  }
+  // One 16x16 block (row a of a plane pair) of F2 / I2: its two column halves as B fragments,
+  // and the products written back in place.
+  template <bool INV>
+  __device__ __forceinline__ void load_block(u32 (&b)[2][4], u32 base, int a) const {
+    const int kh = mi & 1;
 #pragma unroll
-      for (int p = 0; p < P; ++p) {
-        const u32 base = work + (2 * p + pl) * PLANE;
-        u32 o[2][4];
+    for (int nh = 0; nh < 2; ++nh) {
+      if (INV)
+        ldsm_x4_t(b[nh], base + cofs(a, 8 * kh + i8, nh));
+      else
+        ldsm_x4(b[nh], base + cofs(a, 8 * nh + i8, kh));
+    }
+  }
+  template <bool INV>
+  __device__ __forceinline__ void second_block(const Mat& m, const u32 (&b)[2][4], u32 base, int a) const {
+    const int kh = mi & 1;
+    u32 o[2][4];
 #pragma unroll
-        for (int nh = 0; nh < 2; ++nh) pack<0>(o[nh], cmma<INV>(m, b[p][nh]), 1.f);
+    for (int nh = 0; nh < 2; ++nh) pack<0>(o[nh], cmma<INV>(m, b[nh]), 1.f);
 #pragma unroll
-        for (int nh = 0; nh < 2; ++nh) {
-          if (INV)
-            stsm_x4_t(base + cofs(j, 8 * nh + i8, kh), o[nh]);
-          else
-            stsm_x4(base + cofs(j, 8 * kh + i8, nh), o[nh]);
-        }
-      }
+    for (int nh = 0; nh < 2; ++nh) {
+      if (INV)
+        stsm_x4_t(base + cofs(a, 8 * nh + i8, kh), o[nh]);
+      else
+        stsm_x4(base + cofs(a, 8 * kh + i8, nh), o[nh]);
     }
   }
   // SPARSE F1, transposed: (n2 x live k1) = D^T (n2 x n1) F1[n3]^T (n1 x live k1), the data as
@@ -593,29 +600,15 @@ struct TwiddleFold {
   // is rewritten in place).
   template <bool INV>
   __device__ __forceinline__ void stage_second_sparse() {
-    const int pl = mi >> 1, kh = mi & 1, nlive = lst_at(LST_N + 2);
+    const int pl = mi >> 1, nlive = lst_at(LST_N + 2);
     for (int jb = warp; jb < nlive; jb += WARPS) {
       const int e = lst_at(LST_JOB + jb), g = e >> 4, ci = e & 15;  // block ci holds k1 = list[ci]
       const int k1 = lst_at(LST_K + 16 * (R == 1 ? 0 : g) + ci);
       const u32 base = work + (2 * g + pl) * PLANE;
       const Mat m = load_mat<INV>(tab, 16 + k1, lane);
-      u32 b[2][4], o[2][4];
-#pragma unroll
-      for (int nh = 0; nh < 2; ++nh) {
-        if (INV)
-          ldsm_x4_t(b[nh], base + cofs(ci, 8 * kh + i8, nh));
-        else
-          ldsm_x4(b[nh], base + cofs(ci, 8 * nh + i8, kh));
-      }
-#pragma unroll
-      for (int nh = 0; nh < 2; ++nh) pack<0>(o[nh], cmma<INV>(m, b[nh]), 1.f);
-#pragma unroll
-      for (int nh = 0; nh < 2; ++nh) {
-        if (INV)
-          stsm_x4_t(base + cofs(ci, 8 * nh + i8, kh), o[nh]);
-        else
-          stsm_x4(base + cofs(ci, 8 * kh + i8, nh), o[nh]);
-      }
+      u32 b[2][4];
+      load_block<INV>(b, base, ci);
+      second_block<INV>(m, b, base, ci);
     }
   }
   // SPARSE: byte i of the lists.
