@@ -272,7 +272,9 @@ def _sparse_cases(n: int) -> list[Case]:
 
 @pytest.mark.parametrize("dtype", fused.DTYPES)
 @pytest.mark.parametrize("mask_name", list(SPARSE_MASKS))
-@pytest.mark.parametrize(("n", "idx"), [(n, i) for n in twiddle_fold.SPARSE_SIZES for i in range(5)])
+@pytest.mark.parametrize(
+    ("n", "idx"), [(n, i) for n in twiddle_fold.SPARSE_SIZES for i in range(5)]
+)
 def test_sparse_masks_match_masked_reference(n, idx, mask_name, dtype):
     """The SPARSE variant runs where the mask fits it (else at 4096 the dense folded kernel on
     the masked spectrum, at 8192 the Monarch kernel; told apart by shared memory) and the result
@@ -293,8 +295,9 @@ def test_sparse_masks_match_masked_reference(n, idx, mask_name, dtype):
     post_d = None if post is None else cp.asarray(post)
     y_d = cp.full((c.B, c.H, c.Lout), nan_bits(dtype))
     gates = {"pregate": pre_d, "postgate": post_d}
-    _, _, args, smem = conv.prepare(u_d, kf, y_d, L=c.L, out_offset=c.out_offset, Lout=c.Lout,
-                                    **gates)
+    _, _, args, smem = conv.prepare(
+        u_d, kf, y_d, L=c.L, out_offset=c.out_offset, Lout=c.Lout, **gates
+    )
     if twiddle_fold.sparse_fits(n, mask):
         assert smem == twiddle_fold.smem(n, True), tag
         assert int(args[-1]) == twiddle_fold.live_word(n, mask), tag

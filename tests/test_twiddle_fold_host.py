@@ -228,6 +228,7 @@ def test_live_word_matches_filter_layout(n):
 
 def test_sparse_fits():
     """At most 8 live k1 per group: 4096 at most 8 kept classes; 8192 at most 4 of each parity."""
+
     def mask(classes):
         return tuple(r in classes for r in range(16))
 

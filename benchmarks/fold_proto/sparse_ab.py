@@ -42,8 +42,14 @@ def main() -> None:
                 conv = fused.FusedConv(n, "float16", pregate=False, postgate=False, freq_mask=mask)
                 kf = conv.filter_spectrum(k)
                 launch = conv.launcher(B, H, L, 0, L)
-                args = (u.data.ptr, u.data.ptr, kf, y.data.ptr, y.data.ptr,
-                        cp.cuda.get_current_stream())
+                args = (
+                    u.data.ptr,
+                    u.data.ptr,
+                    kf,
+                    y.data.ptr,
+                    y.data.ptr,
+                    cp.cuda.get_current_stream(),
+                )
 
                 def fn(launch=launch, args=args):
                     for _ in range(REP):

@@ -82,8 +82,14 @@ def in_place_faster(spec: ConvSpec, dev: DeviceInfo | None) -> bool:
     B, H = bh
     contiguous = (H * spec.L, spec.L, H * spec.Lout, spec.Lout)
     return twiddle_fold.use_sparse(n, spec.freq_mask) and twiddle_fold.eligible(
-        n, freq_mask=spec.freq_mask, B=B, BI=B, L=spec.L, out_offset=spec.offset,
-        Lout=spec.Lout, strides=contiguous,
+        n,
+        freq_mask=spec.freq_mask,
+        B=B,
+        BI=B,
+        L=spec.L,
+        out_offset=spec.offset,
+        Lout=spec.Lout,
+        strides=contiguous,
     )
 
 
