@@ -12,6 +12,8 @@ calls at 4096 / 8192 (the SPARSE variant skips the masked classes' tiles);
 
 from __future__ import annotations
 
+import functools
+
 from .cache import OnceCache
 from .sources import inline_source
 
@@ -123,6 +125,7 @@ def use_sparse(n: int, freq_mask: tuple[bool, ...] | None) -> bool:
     return freq_mask is not None and sparse_fits(n, freq_mask)
 
 
+@functools.lru_cache(maxsize=256)
 def live_word(n: int, freq_mask: tuple[bool, ...]) -> int:
     """The SPARSE kernels' ``qlive`` argument: bit 16 g + k1 set when group g's tiles of first
     digit k1 hold kept frequencies (frequency f is kept iff ``freq_mask[f % 16]``). 4096: both
