@@ -349,3 +349,29 @@ def test_sparse_plan_launcher(n):
     conv(u_d, kf, y1, L=L, out_offset=0, Lout=L)
     launch(u_d.data.ptr, u_d.data.ptr, kf, y2.data.ptr, y2.data.ptr, cp.cuda.get_current_stream())
     assert bool((y1 == y2).all())
+
+
+@pytest.mark.parametrize("n", twiddle_fold.SPARSE_SIZES)
+@pytest.mark.parametrize("mask_name", ["keep_1/4", "band_0_1_8"])
+def test_sparse_many_units_per_block(n, mask_name):
+    """More units than the grid has blocks (each block loops, reusing its lists and buffers):
+    every sequence against the masked float64 reference."""
+    mask = SPARSE_MASKS[mask_name]
+    rng = np.random.default_rng(int(np.random.SeedSequence().entropy % (2**32)))
+    B, H = 16, 160 if n == 4096 else 80  # 640 units at 4096 and 8192 (over 2 x 132 blocks)
+    u = to_bits(rng.standard_normal((B, H, n)), "float16")
+    k = (rng.standard_normal((H, n)) / np.sqrt(n)).astype(np.float32)
+    conv = fused.FusedConv(n, "float16", pregate=False, postgate=False, freq_mask=mask)
+    kf = conv.filter_spectrum(cp.asarray(k))
+    u_d = cp.asarray(u)
+    y_d = cp.full((B, H, n), nan_bits("float16"))
+    assert conv.prepare(u_d, kf, y_d, L=n, out_offset=0, Lout=n)[3] == twiddle_fold.smem(n, True)
+    conv(u_d, kf, y_d, L=n, out_offset=0, Lout=n)
+    keep = np.asarray(mask)[np.arange(n // 2 + 1) % 16]
+    spec = np.fft.rfft(from_bits(u, "float16"), axis=-1) * np.fft.rfft(k.astype(np.float64))[None]
+    ref = np.fft.irfft(spec * keep, n=n, axis=-1)
+    got = from_bits(cp.asnumpy(y_d), "float16")
+    err = np.linalg.norm(got - ref, axis=-1) / np.linalg.norm(ref, axis=-1)
+    assert float(err.max()) <= TOL["float16"], (
+        f"worst sequence {np.unravel_index(err.argmax(), err.shape)}"
+    )
