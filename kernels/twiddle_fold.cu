@@ -742,7 +742,7 @@ struct TwiddleFold {
         reinterpret_cast<float2*>(smem + 2 * WORK + TAB + WARPS * P * 4)[j] = make_float2(cj, -sj);
       }
     }
-    if (SPARSE && tid == 0) build_lists(smem + 2 * WORK + TAB + WARPS * P * 4 + TW);  // read after the loop's first barrier
+    if (SPARSE && tid == 0) build_lists(smem + (lst - work));  // read after the loop's first barrier
     const int nunits = (B >> 1) * H / PAIRS;
     if (static_cast<int>(blockIdx.x) < nunits) issue_load(blockIdx.x);
     for (int unit = blockIdx.x; unit < nunits; unit += gridDim.x) {
