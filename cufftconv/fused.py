@@ -511,6 +511,11 @@ class FusedConv(FamilyConv):
         # Frequency-sparse: the spectrum is masked; for n >= 4096 zeroed tiles are skipped too.
         self.schedule = sparse_tiles(n, self.freq_mask)
         self._tiles_dev: dict[int, object] = {}
+        # ... and the twiddle-folded kernel's SPARSE variant takes the masks it fits
+        self._fold_sparse = twiddle_fold.use_sparse(n, self.freq_mask)
+        live = twiddle_fold.live_word(n, self.freq_mask) if self._fold_sparse else 0
+        # its last four arguments: the tile list is unused; qlive carries the live word
+        self._fold_tiles = (0, np.int32(0), np.int32(0), np.int32(live))
 
     def _tiles_arg(self) -> tuple:
         """(tile list pointer or 0, KC, KZ, qlive) kernel arguments on the current device."""
@@ -621,7 +626,7 @@ class FusedConv(FamilyConv):
             return general
         tkern, tper_sm = tf
         tgrid = min(twiddle_fold.units(B, H, n), tper_sm * _sm_count(cp.cuda.Device().id))
-        ttail = launch_tail(B, H, L, out_offset, Lout, self._fold_tiles_arg())
+        ttail = launch_tail(B, H, L, out_offset, Lout, self._fold_tiles)
         return AlignedLauncher(
             tkern.kernel, (tgrid,), (twiddle_fold.threads(n),), self._fold_smem(), ttail,
             twiddle_fold.name_expression(*self._fold_variant(L, out_offset, Lout)),
@@ -641,18 +646,10 @@ class FusedConv(FamilyConv):
         """(n, dtype, pregate, postgate, half, sparse): the twiddle-folded instantiation for a
         window."""
         half = twiddle_fold.half(self.n, L, out_offset, Lout)
-        sparse = twiddle_fold.use_sparse(self.n, self.freq_mask)
-        return self.n, self.dtype, self.pregate, self.postgate, half, sparse
+        return self.n, self.dtype, self.pregate, self.postgate, half, self._fold_sparse
 
     def _fold_smem(self) -> int:
-        return twiddle_fold.smem(self.n, twiddle_fold.use_sparse(self.n, self.freq_mask))
-
-    def _fold_tiles_arg(self) -> tuple:
-        """The twiddle-folded kernel's last four arguments: the tile list is unused; qlive
-        carries the SPARSE variant's live word."""
-        sparse = twiddle_fold.use_sparse(self.n, self.freq_mask)
-        live = twiddle_fold.live_word(self.n, self.freq_mask) if sparse else 0
-        return 0, np.int32(0), np.int32(0), np.int32(live)
+        return twiddle_fold.smem(self.n, self._fold_sparse)
 
     def prepare(self, u, kf, y, *, L: int, out_offset: int, Lout: int, pregate=None, postgate=None):
         """Validate a call; return (kernel, grid size, kernel arguments, shared memory bytes),
@@ -692,7 +689,7 @@ class FusedConv(FamilyConv):
         tiles = self._tiles_arg()
         if tf is not None and twiddle_fold.aligned(*ptrs):
             (kern, per_sm), nunits, smem = tf, twiddle_fold.units(b, h, n), self._fold_smem()
-            tiles = self._fold_tiles_arg()
+            tiles = self._fold_tiles
         grid = min(nunits, per_sm * _sm_count(cp.cuda.Device().id))
         args = (
             u,

@@ -34,7 +34,7 @@ _PAIR_TILE_BYTES = 2 * 16 * 17 * 16  # one pair_fold tile buffer (pf::PairFold::
 _SMEM_4096 = 2 * (4 * _PLANE) + 32 * _MAT_BYTES + 8 * 2 * 4  # work, staging, table, maxima
 _SPARSE_LISTS = 80  # TwiddleFold::LST: the SPARSE variant's live-column and block lists
 _DT_CODE = {"float16": 0, "bfloat16": 1}
-_KERNELS: OnceCache = OnceCache()  # (device, arch, n, dtype, pre, post, half) -> (kernel, per SM)
+_KERNELS: OnceCache = OnceCache()  # (device, arch, n, dtype, pre, post, half, sparse) -> (kernel, per SM)
 
 
 def smem(n: int, sparse: bool = False) -> int:
