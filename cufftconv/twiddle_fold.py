@@ -20,10 +20,11 @@ from .sources import inline_source
 KERNEL_FILE = "twiddle_fold.cu"
 KERNEL_NAME = "twiddle_fold_fwd"
 PAIR_KERNEL_NAME = "pair_fold_fwd"  # FFT 256
-SIZES: tuple[int, ...] = (256, 4096, 8192)
+SIZES: tuple[int, ...] = (256, 4096, 8192, 16384)
 SPARSE_SIZES: tuple[int, ...] = (4096, 8192)  # frequency-sparse masks: the SPARSE instantiations
 DTYPES = ("float16", "bfloat16")
-THREADS = 256  # twiddle_fold_fwd
+THREADS = 256  # twiddle_fold_fwd (16384: RX_THREADS)
+RX_THREADS = 512  # 16384: one 16-warp block per SM
 PAIR_WARPS, PAIR_BUFS = 12, 2  # pair_fold_fwd: warps per block, tile buffers per warp
 PAIR_TILE = 8  # pairs per warp tile
 MIN_CC = 90  # stmatrix
@@ -39,18 +40,21 @@ _KERNELS: OnceCache = OnceCache()  # (device, arch, n, dtype, pre, post, half, s
 
 def smem(n: int, sparse: bool = False) -> int:
     """Dynamic shared memory per block (TwiddleFold<N, DT>::SMEM: 8192 adds its 256 twiddles,
-    ``sparse`` its lists; PairFold::SMEM: 18 matrices and the warps' tile buffers)."""
+    ``sparse`` its lists; 16384: 8 work planes, no staging, 128 matrices, the maxima of 16
+    warps; PairFold::SMEM: 18 matrices and the warps' tile buffers)."""
     if n == 256:
         return 18 * _MAT_BYTES + PAIR_WARPS * PAIR_BUFS * _PAIR_TILE_BYTES
+    if n == 16384:
+        return 8 * _PLANE + 128 * _MAT_BYTES + 16 * 4 * 4
     return _SMEM_4096 + (256 * 8 if n == 8192 else 0) + (_SPARSE_LISTS if sparse else 0)
 
 
 def threads(n: int) -> int:
-    return 32 * PAIR_WARPS if n == 256 else THREADS
+    return 32 * PAIR_WARPS if n == 256 else RX_THREADS if n == 16384 else THREADS
 
 
 def pairs_per_unit(n: int) -> int:
-    """Pairs of one channel per work unit of twiddle_fold_fwd (4096: 2, 8192: 1)."""
+    """Pairs of one channel per work unit of twiddle_fold_fwd (4096: 2, 8192 / 16384: 1)."""
     return 2 if n == 4096 else 1
 
 

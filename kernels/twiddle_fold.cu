@@ -39,13 +39,25 @@
 #include "fold_prims.cuh"
 
 namespace tf {
-// Each thread writes table entries idx = tid, tid + threads, ...: phases reduced exactly mod 4096.
+// Each thread writes table entries idx = tid, tid + threads, ...: phases reduced exactly mod
+// M = 4096 RT. RT = 1: F1[j] (0..15) and F2[j] = F3[j] (16..31). RT > 1 (TwiddleFold::RX, the
+// radix-RT step's twiddle w_M^(g m') folded in): F1_g[n3] at 16 g + n3 and G[jj] at 16 RT + jj,
+// with F2 of group g = G[RT k1 + g] and F3 = G[RT k2] (see TwiddleFold).
+template <int RT>
 __device__ __forceinline__ void build_table(unsigned char* tab, int tid, int threads) {
-  for (int idx = tid; idx < 32 * 256; idx += threads) {
-    const int mat = idx >> 8, a = (idx >> 4) & 15, b = idx & 15, j = mat & 15;
-    const int p = mat < 16 ? (a * (256 * b + j)) & 4095 : (256 * a * b + 16 * b * j) & 4095;
+  constexpr int M = 4096 * RT;
+  for (int idx = tid; idx < 32 * RT * 256; idx += threads) {
+    const int mat = idx >> 8, a = (idx >> 4) & 15, b = idx & 15;
+    int p;
+    if (mat < 16 * RT) {  // F1_g[j] (k1 = a, n1 = b): w16^(n1 k1) w4096^(j k1) w_M^(256 g n1 + g j)
+      const int g = mat >> 4, j = mat & 15;
+      p = (256 * RT * a * b + RT * j * a + 256 * g * b + g * j) & (M - 1);
+    } else {  // G[jj] (k2 = a, n2 = b): w16^(n2 k2) w_M^(16 n2 jj)
+      const int jj = mat - 16 * RT;
+      p = (256 * RT * a * b + 16 * b * jj) & (M - 1);
+    }
     float s, c;
-    sincospif(static_cast<float>(p) / 2048.f, &s, &c);
+    sincospif(static_cast<float>(p) / static_cast<float>(M / 2), &s, &c);
     u16* re = reinterpret_cast<u16*>(tab + mat * MAT_BYTES + cofs(0, a, b >> 3)) + (b & 7);
     re[0] = mc::Dt<0>::from(0.25f * c);
     re[MAT_BYTES / 4] = mc::Dt<0>::from(-0.25f * s);
@@ -66,27 +78,50 @@ __device__ __forceinline__ void build_table(unsigned char* tab, int tid, int thr
 // Compact rows keep the 8 rows of an ldmatrix / stmatrix on distinct bank groups, which the
 // live k1 themselves (e.g. 0, 4, 8, 12) would not be. Fixed trip counts matter: with a run-time
 // group count the compiler predicated both groups' code (no instructions saved).
+//
+// N = 16384 (RX, R = 4): a unit is one pair and P = 4 groups, the sub-transforms of the
+// frequencies g + 4 f'. The radix-4 step's twiddle w16384^(g m'), m' = 256 n1 + 16 n2 + n3, is
+// folded into per-group matrices (build_table<4>): w64^(g n1) w16384^(g n3) into F1_g[n3] and
+// w1024^(g n2) into F2 of group g, G[4 k1 + g]; F3[k2] = G[4 k2]. 128 matrices (140 KB) leave no
+// room for a staging buffer, so the input lands in the work planes (natural order) and the
+// radix-4 steps run in place, each warp on its own 16-row blocks, which are also the ones its
+// copies fill: the next unit's copies start right after the warp's own stores, and its rows
+// are put into L2 (bulk prefetch) a unit ahead. One 16-warp block per SM.
 template <int N, int DT, bool PRE, bool POST, bool HALF, bool SPARSE>
 struct TwiddleFold {
-  static constexpr int R = N / 4096, P = 2, PAIRS = P / R, WARPS = 8, THREADS = 32 * WARPS;
+  static constexpr int R = N / 4096;
+  static constexpr bool RX = R >= 4;
+  static constexpr int LOG2R = R == 1 ? 0 : R == 2 ? 1 : 2;
+  static constexpr int P = RX ? R : 2, PAIRS = P / R, WARPS = RX ? 16 : 8, THREADS = 32 * WARPS;
+  static constexpr int MINB = RX ? 1 : 2;  // blocks per SM (__launch_bounds__)
   static constexpr int ITEMS = 16 / WARPS;
-  static_assert(R == 1 || R == 2, "FFT size 4096 or 8192");
-  static constexpr int WORK = 2 * P * PLANE;  // re, im planes of the unit's two groups
-  static constexpr int TAB = 32 * MAT_BYTES;
+  static constexpr int PG = RX ? 1 : P;  // groups per matrix in F1 / F2 / I2 / I1 (RX: each its own)
+  static_assert(R == 1 || R == 2 || R == 4, "FFT size 4096, 8192 or 16384");
+  static_assert(!(SPARSE && RX), "SPARSE: 4096 / 8192 only");
+  static constexpr int WORK = 2 * P * PLANE;  // re, im planes of the unit's groups
+  static constexpr int STG = RX ? 0 : WORK;   // staging (RX: the work planes)
+  static constexpr int RT = RX ? R : 1;       // the table's radix (build_table<RT>)
+  static constexpr int TAB = 32 * RT * MAT_BYTES;
   static constexpr int TW = R == 2 ? 256 * 8 : 0;  // w8192^j, j < 256 (the radix-2 twiddles)
+  // 2^-ex brings max |x| into (2^(TOP - 1), 2^TOP]: at most 2^10 after a radix step.
+  static constexpr int TOP = R == 1 ? 8 : 10 - LOG2R;
+  // Table matrices: F1 of group g (fixed n3 = j), F2 of group g (fixed k1), F3 (fixed k2).
+  static __device__ __forceinline__ constexpr int f1_mat(int g, int j) { return RX ? 16 * g + j : j; }
+  static __device__ __forceinline__ constexpr int f2_mat(int g, int k1) { return RX ? 16 * R + R * k1 + g : 16 + k1; }
+  static __device__ __forceinline__ constexpr int f3_mat(int k2) { return RX ? 16 * R + R * k2 : 16 + k2; }
   // SPARSE lists (bytes): live k1 of group g at LST_K + 16 g (padded with the last one), the
   // live blocks at LST_JOB (as ci | g << 4: block ci of group g holds k1 = list[ci]), counts
   // at LST_N (g 0, g 1, live blocks).
   static constexpr int LST_K = 0, LST_JOB = 32, LST_N = 64, LST = SPARSE ? 80 : 0;
-  static constexpr int SMEM = 2 * WORK + TAB + WARPS * P * 4 + TW + LST;  // work, staging, table, maxima
-  static constexpr int JOBS = 2 * P * 16 / WARPS;                   // 16x16 blocks per warp in a transpose
-  static_assert(WARPS == 8, "HALF: job x of a warp has n1 < 8 exactly when x is even");
+  static constexpr int SMEM = WORK + STG + TAB + WARPS * P * 4 + TW + LST;  // work, staging, table, maxima
+  static constexpr int JOBS = 2 * P * 16 / WARPS;                      // 16x16 blocks per warp in a transpose
+  static_assert(WARPS == 8 || RX, "HALF: job x of a warp has n1 < 8 exactly when x is even");
   static constexpr int RR = 4096 * 2 / 16 / THREADS;  // 16-byte chunks per thread and plane
   // HALF: which staged chunks / 16x16 blocks hold positions below N / 2.
   static __device__ __forceinline__ constexpr bool live_chunk(int wp, int r) {
-    return !HALF || (R == 1 ? r < RR / 2 : wp < 2);
+    return !HALF || (R == 1 ? r < RR / 2 : wp < R);
   }
-  static __device__ __forceinline__ constexpr bool live_block(int x) { return !HALF || R == 2 || x % 2 == 0; }
+  static __device__ __forceinline__ constexpr bool live_block(int x) { return !HALF || R >= 2 || x % 2 == 0; }
 
   const u16* __restrict__ u;
   const u16* __restrict__ pre;
@@ -326,6 +361,113 @@ struct TwiddleFold {
       }
     }
   }
+  // RX: the radix-4 DFT of z (INV: conjugate), no twiddle (folded into the tables).
+  template <bool INV>
+  static __device__ __forceinline__ void dft4(mc::cf (&z)[4]) {
+    const mc::cf a0{z[0].x + z[2].x, z[0].y + z[2].y}, a1{z[0].x - z[2].x, z[0].y - z[2].y};
+    const mc::cf b0{z[1].x + z[3].x, z[1].y + z[3].y}, b1{z[1].x - z[3].x, z[1].y - z[3].y};
+    // w4 b1 = -i b1 (forward) or i b1 (inverse)
+    const mc::cf c1 = INV ? mc::cf{-b1.y, b1.x} : mc::cf{b1.y, -b1.x};
+    z[0] = {a0.x + b0.x, a0.y + b0.y}, z[2] = {a0.x - b0.x, a0.y - b0.y};
+    z[1] = {a1.x + c1.x, a1.y + c1.y}, z[3] = {a1.x - c1.x, a1.y - c1.y};
+  }
+  // RX: the work planes in natural order (plane 2 q + s: sequence b0 + s, positions 4096 q + m')
+  // -> the work layout, in place (this warp's own 16-row blocks), with the radix-4 step: group g
+  // gets sum_q x_q w4^(q g) 2^-ex in fp16.
+  __device__ __forceinline__ void transpose_rx(int ex) {
+    const float s = exp2i(-ex);
+#pragma unroll
+    for (int x = 0; x < 16 / WARPS; ++x) {
+      const int n1 = warp + WARPS * x;
+      u32 d[2 * P][4], o[2 * P][4];
+      load_planes<true>(d, work, natural_row(n1));
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        float v[2 * P][2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          using D = mc::Dt<DT>;
+          mc::cf z[4];
+#pragma unroll
+          for (int c = 0; c < 4; ++c) {
+            if (live_chunk(2 * c, 0))
+              z[c] = {(e ? D::hi(d[2 * c][q]) : D::lo(d[2 * c][q])) * s,
+                      (e ? D::hi(d[2 * c + 1][q]) : D::lo(d[2 * c + 1][q])) * s};
+            else  // HALF: the upper half is zero
+              z[c] = {0.f, 0.f};
+          }
+          dft4<false>(z);
+#pragma unroll
+          for (int g = 0; g < 4; ++g) v[2 * g][e] = z[g].x, v[2 * g + 1][e] = z[g].y;
+        }
+#pragma unroll
+        for (int sp = 0; sp < 2 * P; ++sp) o[sp][q] = mc::pack_h2(v[sp][0], v[sp][1]);
+      }
+#pragma unroll
+      for (int sp = 0; sp < 2 * P; ++sp) stsm_x4_t(work + sp * PLANE + work_row(n1), o[sp]);
+    }
+  }
+  // RX: the inverse radix-4 step into natural order in place (this warp's own blocks), then
+  // 16-byte stores: y_q = sum_g Z_g w4^(-q g), times 2^e (two factors); POST: in fp16 times 1/4
+  // (the sum of four may exceed the working range) and the store applies 4 s1 s2 and the gate.
+  __device__ __forceinline__ void store_rx(int unit, float s1, float s2) {
+#pragma unroll
+    for (int x = 0; x < 16 / WARPS; ++x) {
+      const int n1 = warp + WARPS * x;
+      u32 d[2 * P][4], o[2 * P][4];
+      load_planes<false>(d, work, work_row(n1));
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        float v[2 * P][2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          mc::cf z[4];
+#pragma unroll
+          for (int g = 0; g < 4; ++g)
+            z[g] = {e ? mc::h2hi(d[2 * g][q]) : mc::h2lo(d[2 * g][q]),
+                    e ? mc::h2hi(d[2 * g + 1][q]) : mc::h2lo(d[2 * g + 1][q])};
+          dft4<true>(z);
+#pragma unroll
+          for (int c = 0; c < 4; ++c) {
+            if (POST) {
+              v[2 * c][e] = z[c].x * 0.25f, v[2 * c + 1][e] = z[c].y * 0.25f;
+            } else {
+              v[2 * c][e] = z[c].x * s1 * s2, v[2 * c + 1][e] = z[c].y * s1 * s2;
+            }
+          }
+        }
+#pragma unroll
+        for (int sp = 0; sp < 2 * P; ++sp) o[sp][q] = mc::Dt<POST ? 0 : DT>::pack(v[sp][0], v[sp][1]);
+      }
+#pragma unroll
+      for (int sp = 0; sp < 2 * P; ++sp)  // HALF: the upper half is not stored
+        if (live_chunk(sp, 0)) stsm_x4_t(work + sp * PLANE + natural_row(n1), o[sp]);
+    }
+    __syncwarp();
+    store_natural(unit, POST ? 4.f * s1 : s1, s2);
+  }
+  // Natural-order planes (2 q + s: sequence b0 + s, positions 4096 q + ...) -> y: this warp's
+  // 16-row blocks, 16-byte stores of the positions in [out_offset, out_offset + Lout).
+  __device__ __forceinline__ void store_natural(int unit, float s1, float s2) {
+    int ch, b0;
+    unit_rows(unit, ch, b0);
+    u16* row0 = y + b0 * y_sb + ch * y_sh;
+    const u16* grow0 = POST ? post + b0 * post_sb + ch * post_sh : nullptr;
+#pragma unroll
+    for (int x = 0; x < 16 / WARPS; ++x) {
+      const int n1 = warp + WARPS * x;
+#pragma unroll
+      for (int sp = 0; sp < 2 * P; ++sp) {
+        const int t0 = (sp >> 1) * 4096 + 256 * n1 + 8 * lane - out_offset;
+        if (live_chunk(sp, 0) && t0 >= 0 && t0 < Lout) {
+          uint4 val = lds128(work + sp * PLANE + cofs(n1, lane >> 1, lane & 1));
+          if (POST)  // loaded at use: ahead of the loop it spills (128 registers)
+            val = finish<DT>(val, __ldg(reinterpret_cast<const uint4*>(grow0 + (sp & 1) * post_sb + t0)), s1, s2);
+          __stcs(reinterpret_cast<uint4*>(row0 + (sp & 1) * y_sb + t0), val);
+        }
+      }
+    }
+  }
   // Exponent of pair p: 2^-ex brings its largest |x| into (2^7, 2^8] (0 for zero or non-finite).
   __device__ __forceinline__ int pair_exp(int p) const {
     u32 mx = 0;
@@ -335,7 +477,7 @@ struct TwiddleFold {
       asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(red + (w * P + p) * 4));
       mx = max(mx, v);
     }
-    return scale_exp<DT>(mx, 8 + (R - 1));
+    return scale_exp<DT>(mx, TOP);
   }
   // Work -> natural order in place (each warp rewrites its own 16x16 blocks), then 16-byte
   // stores of the positions in [out_offset, out_offset + Lout). POST: the work holds fp16 at
@@ -389,43 +531,48 @@ struct TwiddleFold {
 #pragma unroll
     for (int x = 0; x < ITEMS; ++x) {
       const int j = warp + WARPS * x;
-      const Mat m = load_mat<INV>(tab, j, lane);
-      u32 b[P][2][4];
 #pragma unroll
-      for (int p = 0; p < P; ++p)
+      for (int pb = 0; pb < P; pb += PG) {  // (RX: one group and its matrix at a time)
+        const Mat m = load_mat<INV>(tab, f1_mat(pb, j), lane);
+        u32 b[PG][2][4];
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          if (CUT && !INV) {  // F1, HALF: rows n1 >= 8 are zero: matrices (Re, n1 < 8), (Im, n1 < 8) only
-            u32 d[2];
-            ldsm_x2_t(d, work + (2 * p + (mi & 1)) * PLANE + cofs(i8, j, h));
-            b[p][h][0] = d[0], b[p][h][1] = 0u, b[p][h][2] = d[1], b[p][h][3] = 0u;
-          } else {
-            ldsm_x4_t(b[p][h], work + (2 * p + pl) * PLANE + cofs(8 * kh + i8, j, h));
-          }
-        }
+        for (int pp = 0; pp < PG; ++pp)
 #pragma unroll
-      for (int p = 0; p < P; ++p)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          if (!INV && DT == 1 && R == 1) {  // raw bf16 input: to fp16 times 2^-ex (s2), exact
-#pragma unroll
-            for (int q = 0; q < 4; ++q) {
-              const u32 v = b[p][h][q];
-              b[p][h][q] = mc::pack_h2(mc::Dt<1>::lo(v) * s2[p], mc::Dt<1>::hi(v) * s2[p]);
+          for (int h = 0; h < 2; ++h) {
+            const int p = pb + pp;
+            if (CUT && !INV) {  // F1, HALF: rows n1 >= 8 are zero: matrices (Re, n1 < 8), (Im, n1 < 8) only
+              u32 d[2];
+              ldsm_x2_t(d, work + (2 * p + (mi & 1)) * PLANE + cofs(i8, j, h));
+              b[pp][h][0] = d[0], b[pp][h][1] = 0u, b[pp][h][2] = d[1], b[pp][h][3] = 0u;
+            } else {
+              ldsm_x4_t(b[pp][h], work + (2 * p + pl) * PLANE + cofs(8 * kh + i8, j, h));
             }
           }
-          u32 o[4];
-          Acc z = cmma<INV>(m, b[p][h]);
-          if (INV && !ONE) {
 #pragma unroll
-            for (int c = 0; c < 4; ++c) z.r[c] *= s2[p], z.i[c] *= s2[p];
+        for (int pp = 0; pp < PG; ++pp)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int p = pb + pp;
+            if (!INV && DT == 1 && R == 1) {  // raw bf16 input: to fp16 times 2^-ex (s2), exact
+#pragma unroll
+              for (int q = 0; q < 4; ++q) {
+                const u32 v = b[pp][h][q];
+                b[pp][h][q] = mc::pack_h2(mc::Dt<1>::lo(v) * s2[p], mc::Dt<1>::hi(v) * s2[p]);
+              }
+            }
+            u32 o[4];
+            Acc z = cmma<INV>(m, b[pp][h]);
+            if (INV && !ONE) {
+#pragma unroll
+              for (int c = 0; c < 4; ++c) z.r[c] *= s2[p], z.i[c] *= s2[p];
+            }
+            pack<(INV && R == 1 && !POST) ? DT : 0>(o, z, s[p]);  // (else fp16: radix step / postgate)
+            if (CUT && INV)  // I1, HALF: only the output rows n1 < 8 are kept
+              stsm_x2(work + (2 * p + (mi & 1)) * PLANE + cofs(i8, j, h), o[0], o[2]);
+            else
+              stsm_x4(work + (2 * p + pl) * PLANE + cofs(8 * kh + i8, j, h), o);
           }
-          pack<(INV && R == 1 && !POST) ? DT : 0>(o, z, s[p]);  // (else fp16: radix-2 step / postgate)
-          if (CUT && INV)  // I1, HALF: only the output rows n1 < 8 are kept
-            stsm_x2(work + (2 * p + (mi & 1)) * PLANE + cofs(i8, j, h), o[0], o[2]);
-          else
-            stsm_x4(work + (2 * p + pl) * PLANE + cofs(8 * kh + i8, j, h), o);
-        }
+      }
     }
   }
   // F2 (INV false): item k1 (fixed a); tiles nh = column half (n3); read rows n3 (contiguous
@@ -436,12 +583,15 @@ struct TwiddleFold {
 #pragma unroll
     for (int x = 0; x < ITEMS; ++x) {
       const int j = warp + WARPS * x;
-      const Mat m = load_mat<INV>(tab, 16 + j, lane);
-      u32 b[P][2][4];
 #pragma unroll
-      for (int p = 0; p < P; ++p) load_block<INV>(b[p], work + (2 * p + pl) * PLANE, j);
+      for (int pb = 0; pb < P; pb += PG) {  // (RX: one group and its matrix at a time)
+        const Mat m = load_mat<INV>(tab, f2_mat(pb, j), lane);
+        u32 b[PG][2][4];
 #pragma unroll
-      for (int p = 0; p < P; ++p) second_block<INV>(m, b[p], work + (2 * p + pl) * PLANE, j);
+        for (int pp = 0; pp < PG; ++pp) load_block<INV>(b[pp], work + (2 * (pb + pp) + pl) * PLANE, j);
+#pragma unroll
+        for (int pp = 0; pp < PG; ++pp) second_block<INV>(m, b[pp], work + (2 * (pb + pp) + pl) * PLANE, j);
+      }
     }
   }
   // One 16x16 block (row a of a plane pair) of F2 / I2: its two column halves as B fragments,
@@ -605,7 +755,7 @@ struct TwiddleFold {
       const int e = lst_at(LST_JOB + jb), g = e >> 4, ci = e & 15;  // block ci holds k1 = list[ci]
       const int k1 = lst_at(LST_K + 16 * (R == 1 ? 0 : g) + ci);
       const u32 base = work + (2 * g + pl) * PLANE;
-      const Mat m = load_mat<INV>(tab, 16 + k1, lane);
+      const Mat m = load_mat<INV>(tab, f2_mat(g, k1), lane);
       u32 b[2][4];
       load_block<INV>(b, base, ci);
       second_block<INV>(m, b, base, ci);
@@ -652,6 +802,7 @@ struct TwiddleFold {
   // F3, filter (times 2^-6), I3 in registers: item k2 (fixed b), tiles ch = column half (k1);
   // rows a = k1 hold 16 contiguous n3.
   __device__ __forceinline__ void stage_mid(const u32 (&k)[R][ITEMS][2][4]) {
+    constexpr int CB = RX ? 1 : 2;  // column halves loaded at once (RX: 4 groups' tiles each)
     const int pl = mi >> 1, kh = mi & 1;
     bool glive[R];  // SPARSE: one column group (compact rows 0..7); 8192: a group may be dead
 #pragma unroll
@@ -659,44 +810,48 @@ struct TwiddleFold {
 #pragma unroll
     for (int x = 0; x < ITEMS; ++x) {
       const int j = warp + WARPS * x;
-      const Mat mf = load_mat<false>(tab, 16 + j, lane), mv = load_mat<true>(tab, 16 + j, lane);
-      u32 b[2][P][4];
+      const Mat mf = load_mat<false>(tab, f3_mat(j), lane), mv = load_mat<true>(tab, f3_mat(j), lane);
 #pragma unroll
-      for (int ch = 0; ch < 2; ++ch)
+      for (int c0 = 0; c0 < 2; c0 += CB) {
+        u32 b[CB][P][4];
 #pragma unroll
-        for (int p = 0; p < P; ++p) {
-          const int q = R == 1 ? 0 : p;
-          if constexpr (SPARSE) {
-            if (ch == 0 && glive[q]) ldsm_x4(b[ch][p], work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh));
-          } else {
-            ldsm_x4(b[ch][p], work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh));
+        for (int cc = 0; cc < CB; ++cc)
+#pragma unroll
+          for (int p = 0; p < P; ++p) {
+            const int q = R == 1 ? 0 : p, ch = c0 + cc;
+            if constexpr (SPARSE) {
+              if (ch == 0 && glive[q]) ldsm_x4(b[cc][p], work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh));
+            } else {
+              ldsm_x4(b[cc][p], work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh));
+            }
           }
-        }
 #pragma unroll
-      for (int ch = 0; ch < 2; ++ch) {
-        float kr[R][4], ki[R][4];
+        for (int cc = 0; cc < CB; ++cc) {
+          const int ch = c0 + cc;
+          float kr[R][4], ki[R][4];
 #pragma unroll
-        for (int q = 0; q < R; ++q)
+          for (int q = 0; q < R; ++q)
 #pragma unroll
-          for (int c = 0; c < 4; ++c)
-            kr[q][c] = mc::h2lo(k[q][x][ch][c]) * 0.015625f, ki[q][c] = mc::h2hi(k[q][x][ch][c]) * 0.015625f;
+            for (int c = 0; c < 4; ++c)
+              kr[q][c] = mc::h2lo(k[q][x][ch][c]) * 0.015625f, ki[q][c] = mc::h2hi(k[q][x][ch][c]) * 0.015625f;
 #pragma unroll
-        for (int p = 0; p < P; ++p) {
-          const int q = R == 1 ? 0 : p;
-          if (SPARSE && (ch > 0 || !glive[q])) continue;
-          u32 o[4], bb[4];
-          Acc z = cmma<false>(mf, b[ch][p]);
+          for (int p = 0; p < P; ++p) {
+            const int q = R == 1 ? 0 : p;
+            if (SPARSE && (ch > 0 || !glive[q])) continue;
+            u32 o[4], bb[4];
+            Acc z = cmma<false>(mf, b[cc][p]);
 #pragma unroll
-          for (int c = 0; c < 4; ++c) {
-            const float zr = z.r[c], zi = z.i[c];
-            z.r[c] = zr * kr[q][c] - zi * ki[q][c];
-            z.i[c] = zr * ki[q][c] + zi * kr[q][c];
+            for (int c = 0; c < 4; ++c) {
+              const float zr = z.r[c], zi = z.i[c];
+              z.r[c] = zr * kr[q][c] - zi * ki[q][c];
+              z.i[c] = zr * ki[q][c] + zi * kr[q][c];
+            }
+            pack<0>(o, z, 1.f);
+#pragma unroll
+            for (int w = 0; w < 4; ++w) bb[w] = mc::movt(o[w]);
+            pack<0>(o, cmma<true>(mv, bb), 1.f);
+            stsm_x4_t(work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh), o);
           }
-          pack<0>(o, z, 1.f);
-#pragma unroll
-          for (int w = 0; w < 4; ++w) bb[w] = mc::movt(o[w]);
-          pack<0>(o, cmma<true>(mv, bb), 1.f);
-          stsm_x4_t(work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh), o);
         }
       }
     }
@@ -728,18 +883,18 @@ struct TwiddleFold {
   // and red[] is rewritten only in the next unit's transpose_in.
   __device__ __forceinline__ void run(unsigned char* smem) {
     work = mc::smem_u32(smem);
-    staging = work + WORK;
-    tab = staging + WORK;
+    staging = work + STG;  // (RX: the work planes)
+    tab = work + WORK + STG;
     red = tab + TAB;
     tw = red + WARPS * P * 4;
     lst = tw + TW;
     tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, mi = lane >> 3, i8 = lane & 7;
-    build_table(smem + 2 * WORK, tid, THREADS);
+    build_table<RT>(smem + WORK + STG, tid, THREADS);
     if (R == 2) {
       for (int j = tid; j < 256; j += THREADS) {  // w8192^j
         float sj, cj;
         sincospif(static_cast<float>(j) / 4096.f, &sj, &cj);
-        reinterpret_cast<float2*>(smem + 2 * WORK + TAB + WARPS * P * 4)[j] = make_float2(cj, -sj);
+        reinterpret_cast<float2*>(smem + WORK + STG + TAB + WARPS * P * 4)[j] = make_float2(cj, -sj);
       }
     }
     if (SPARSE && tid == 0) build_lists(smem + (lst - work));  // read after the loop's first barrier
@@ -748,7 +903,7 @@ struct TwiddleFold {
     for (int unit = blockIdx.x; unit < nunits; unit += gridDim.x) {
       mc::cp_async_wait<0>();
       if (PRE) gate_in(unit);  // own chunks only: no barrier needed before
-      __syncthreads();
+      if (!RX) __syncthreads();  // (RX: stage_max and transpose_rx read this warp's own rows)
       int ex[P];
       float s[P], s2[P];
       if (R == 1) {
@@ -763,12 +918,21 @@ struct TwiddleFold {
       } else {
         stage_max();
         __syncthreads();
-        ex[0] = ex[1] = pair_exp(0);
-        s[0] = s[1] = s2[0] = s2[1] = 1.f;
-        transpose_r2(ex[0]);
+        const int e0 = pair_exp(0);
+#pragma unroll
+        for (int p = 0; p < P; ++p) ex[p] = e0, s[p] = s2[p] = 1.f;
+        if constexpr (RX)
+          transpose_rx(e0);
+        else
+          transpose_r2(e0);
         __syncthreads();
       }
-      if (unit + static_cast<int>(gridDim.x) < nunits) issue_load(unit + gridDim.x);
+      const bool next = unit + static_cast<int>(gridDim.x) < nunits;
+      if (!RX && next) issue_load(unit + gridDim.x);
+      if (RX && next) {  // (RX: copied after this unit's stores; into L2 now)
+        prefetch_rows(u, u_sb, u_sh, unit + gridDim.x, min(L, N));
+        if (PRE) prefetch_rows(pre, pre_sb, pre_sh, unit + gridDim.x, min(L, N));
+      }
       if (POST) prefetch_rows(post, post_sb, post_sh, unit, Lout);  // read by the store
       if (SPARSE)
         stage_first_sparse(s, s2);
@@ -794,12 +958,12 @@ struct TwiddleFold {
       // The output scale goes to I1's epilogue, or (LATE) to the radix-2 step / the postgate.
       // 2^(ex + ef + 6 - (R - 1)) as two factors, each a normal float; I1 multiplies once by
       // the single factor where that is a normal float too (every pair of the unit).
-      constexpr bool LATE = R == 2 || POST;
+      constexpr bool LATE = R >= 2 || POST;
       bool one = !LATE;
       float sc[P];
 #pragma unroll
       for (int p = 0; p < P; ++p) {
-        const int e = min(max(ex[p] + ef + 6 - (R - 1), -250), 250);
+        const int e = min(max(ex[p] + ef + 6 - LOG2R, -250), 250);
         s[p] = exp2i(e >> 1), s2[p] = exp2i(e - (e >> 1));
         sc[p] = exp2i(min(max(e, -126), 127));
         one = one && e >= -126 && e <= 127;
@@ -819,10 +983,14 @@ struct TwiddleFold {
           stage_outer<true>(o1, o2);
       }
       __syncthreads();
-      if (R == 2)
+      if constexpr (RX) {
+        store_rx(unit, s[0], s2[0]);
+        if (next) issue_load(unit + gridDim.x);  // into this warp's own rows, just stored
+      } else if constexpr (R == 2) {
         store_r2(unit, s[0], s2[0]);
-      else
+      } else {
         store(unit, s, s2);
+      }
     }
   }
 };
@@ -833,7 +1001,8 @@ struct TwiddleFold {
 // outer strides, BI and the tile list are unused here, the gates only with PRE / POST; qlive
 // carries SPARSE's live word (cufftconv.twiddle_fold.live_word).
 template <int N, int DT, bool PRE, bool POST, bool HALF, bool SPARSE>
-__global__ void __launch_bounds__(tf::TwiddleFold<N, DT, PRE, POST, HALF, SPARSE>::THREADS, 2)
+__global__ void __launch_bounds__(tf::TwiddleFold<N, DT, PRE, POST, HALF, SPARSE>::THREADS,
+                                  tf::TwiddleFold<N, DT, PRE, POST, HALF, SPARSE>::MINB)
 twiddle_fold_fwd(const unsigned short* __restrict__ u, const unsigned short* __restrict__ pre,
                  const unsigned short* __restrict__ kf, unsigned short* __restrict__ y,
                  const unsigned short* __restrict__ post, long long u_sb, long long u_sh,

@@ -1,4 +1,4 @@
-"""GPU tests of the twiddle-folded kernels (FFT 256, 4096, 8192; kernels/twiddle_fold.cu and
+"""GPU tests of the twiddle-folded kernels (FFT 256, 4096, 8192, 16384; kernels/twiddle_fold.cu and
 pair_fold.cuh) in FusedConv.
 
 Each case asserts which kernel ran (the twiddle-folded one where the call fits it, the Monarch
@@ -75,6 +75,11 @@ def fits(n: int) -> list[Case]:
         Case("half_window", b, 3, n // 2, n // 4, 8, n // 2 - 8, True, False),
         Case("half_short_output", b, 3, n // 2 - 8, n // 4, 0, n // 4, False, True),
     ]
+    if n == 16384:  # more units than blocks (one per SM), gated and causal: the in-place loads
+        out += [
+            Case("many_units_causal_gated", 4, 150, n // 2, n // 2, 0, n // 2, True, True),
+            Case("many_units_gated_window", 2, 300, n - 1096, 1000, 1096, n - 2192, True, True),
+        ]
     if n == 256:  # more warp tiles (8 pairs) than warps in the grid: each warp loops
         out += [
             Case("many_tiles", 64, 600, n // 2, n // 2, 0, n // 2, False, False),
@@ -210,7 +215,8 @@ def test_deterministic(n, dtype, gated):
 
 @pytest.mark.parametrize("dtype", fused.DTYPES)
 @pytest.mark.parametrize(
-    ("n", "mode"), [(256, "causal"), (4096, "causal"), (4096, "circular"), (8192, "causal")]
+    ("n", "mode"),
+    [(256, "causal"), (4096, "causal"), (4096, "circular"), (8192, "causal"), (16384, "causal")],
 )
 def test_frozen_filter_backward_through_folded_kernel(n, mode, dtype):
     """torch autograd with k frozen: du, dpregate and dpostgate come from forward-kernel launches

@@ -46,7 +46,7 @@ def test_folded_stages_are_a_circular_convolution(rng):
     assert np.allclose(v1.reshape(-1), ref, atol=1e-9)
 
 
-@pytest.mark.parametrize("n", [4096, 8192])
+@pytest.mark.parametrize("n", [4096, 8192, 16384])
 def test_filter_gather_reads_the_right_frequencies(n):
     """load_k: sub-transform q, item j (k2), column half ch, lane (g, t), value c."""
     freq = fused.freq_index(n)
@@ -107,6 +107,71 @@ def test_radix2_passes_invert_each_other(rng):
     assert np.allclose(y, x)
 
 
+def radix_tables(rt: int):
+    """build_table<RT>: F1_g[n3] (g < rt, n3 < 16) and G[jj] (jj < 16 rt), phases mod 4096 rt."""
+    m = 4096 * rt
+    a, b = D[:, None], D[None, :]
+    f1 = np.stack(
+        [
+            [w(m, 256 * rt * a * b + rt * j * a + 256 * g * b + g * j) / 4 for j in D]
+            for g in range(rt)
+        ]
+    )
+    big = np.stack([w(m, 256 * rt * a * b + 16 * b * jj) / 4 for jj in range(16 * rt)])
+    return f1, big
+
+
+def test_radix_tables_of_one_are_the_4096_tables():
+    f1, f2 = folded_matrices()
+    r1, big = radix_tables(1)
+    assert np.allclose(r1[0], f1) and np.allclose(big, f2)
+
+
+@pytest.mark.parametrize("rt", [2, 4])
+def test_radix_folded_stages_are_a_circular_convolution(rng, rt):
+    """RX (16384: rt = 4): the radix-rt step without twiddles (dft4 / the inverse), the
+    4096-point stages with group g's matrices F1_g[n3], G[rt k1 + g], F3 = G[rt k2], the
+    filter in the Monarch order's frequency g + rt f', and the kernel's output scale
+    2^(ex + ef + 6 - log2 rt) applied to the inverse's raw sum."""
+    n = 4096 * rt
+    f1, big = radix_tables(rt)
+    x = rng.standard_normal(n) + 1j * rng.standard_normal(n)
+    kt = np.fft.fft(rng.standard_normal(n))  # the filter spectrum (true scale)
+    ef = int(np.ceil(np.log2(np.abs(kt).max())))
+    ks = kt * 2.0**-ef  # stored: max |K| <= 1, exponent ef
+    ex = 3  # any input exponent: the stages are linear
+    xs = x * 2.0**-ex
+    q = np.arange(rt)
+    z = np.einsum("gq,qm->gm", w(rt, np.outer(q, q)), xs.reshape(rt, 4096))  # Z_g[m']
+    f = D[:, None, None] + 16 * D[None, :, None] + 256 * D[None, None, :]  # [k1, k2, k3]
+    out = np.zeros((rt, 4096), complex)
+    for g in range(rt):
+        xm = z[g].reshape(16, 16, 16)  # [n1, n2, n3]
+        y1 = np.einsum("ckn,nbc->kbc", f1[g], xm)
+        y2 = np.einsum("akn,anc->akc", big[rt * D + g], y1)
+        xf = np.einsum("bkn,abn->abk", big[rt * D], y2)
+        assert np.allclose(xf * 64, np.fft.fft(xs)[g + rt * f], atol=1e-8)
+        zz = xf * ks[g + rt * f] * 2.0**-6
+        v3 = np.einsum("bkn,abk->abn", big[rt * D].conj(), zz)
+        v2 = np.einsum("akn,akc->anc", big[rt * D + g].conj(), v3)
+        out[g] = np.einsum("ckn,kbc->nbc", f1[g].conj(), v2).reshape(-1)
+    y = np.einsum("qg,gm->qm", w(rt, -np.outer(q, q)), out).reshape(-1)
+    y *= 2.0 ** (ex + ef + 6 - int(np.log2(rt)))
+    ref = np.fft.ifft(np.fft.fft(x) * kt)
+    assert np.allclose(y, ref, atol=1e-8 * np.abs(ref).max())
+
+
+def test_dft4_matches_numpy(rng):
+    """dft4<false> / dft4<true> as written in the kernel (w4 = -i forward, i inverse)."""
+    z = rng.standard_normal(4) + 1j * rng.standard_normal(4)
+    for inv in (False, True):
+        a0, a1, b0, b1 = z[0] + z[2], z[0] - z[2], z[1] + z[3], z[1] - z[3]
+        c1 = 1j * b1 if inv else -1j * b1
+        got = np.array([a0 + b0, a1 + c1, a0 - b0, a1 - c1])
+        want = np.fft.ifft(z) * 4 if inv else np.fft.fft(z)
+        assert np.allclose(got, want)
+
+
 @pytest.mark.parametrize(
     ("n", "kw", "ok"),
     [
@@ -115,6 +180,9 @@ def test_radix2_passes_invert_each_other(rng):
         (4096, {"B": 2, "L": 4096, "out_offset": 0, "Lout": 4096}, False),  # B % 4
         (8192, {"B": 2, "L": 8192, "out_offset": 0, "Lout": 8192}, True),
         (8192, {"B": 3, "L": 8192, "out_offset": 0, "Lout": 8192}, False),  # odd B
+        (16384, {"B": 2, "L": 16384, "out_offset": 0, "Lout": 16384}, True),
+        (16384, {"B": 2, "L": 8192, "out_offset": 8192, "Lout": 8192}, True),
+        (16384, {"B": 5, "L": 16384, "out_offset": 0, "Lout": 16384}, False),  # odd B
         (4096, {"B": 4, "L": 4093, "out_offset": 0, "Lout": 4093}, False),  # L % 8
         (4096, {"B": 4, "L": 4096, "out_offset": 4, "Lout": 4088}, False),  # offset % 8
         (256, {"B": 2, "L": 256, "out_offset": 0, "Lout": 256}, False),  # 256: causal only
@@ -142,7 +210,7 @@ def test_eligibility(n, kw, ok):
 
 def test_names_and_shared_memory():
     names = twiddle_fold.all_name_expressions()
-    assert len(names) == len(set(names)) == 8 + 2 * 2 * 16
+    assert len(names) == len(set(names)) == 8 + 2 * 2 * 16 + 16  # 16384: no SPARSE
     assert names[:2] == [
         "pair_fold_fwd<0, false, false, true, 12, 2>",
         "pair_fold_fwd<0, false, true, true, 12, 2>",
@@ -163,6 +231,11 @@ def test_names_and_shared_memory():
     with pytest.raises(ValueError, match="frequency-sparse"):
         twiddle_fold.name_expression(256, "float16", half=True, sparse=True)
     assert twiddle_fold.smem(256) <= 227 * 1024 - 1024  # one block per SM
+    # 16384: 8 planes, 128 matrices, 16 warps' maxima (TwiddleFold<16384>::SMEM), one block
+    assert twiddle_fold.smem(16384) == 8 * 8960 + 128 * 1120 + 256 <= 227 * 1024 - 1024
+    assert twiddle_fold.threads(16384) == 512
+    with pytest.raises(ValueError, match="frequency-sparse"):
+        twiddle_fold.name_expression(16384, "float16", sparse=True)
     with pytest.raises(ValueError, match="FFT size"):
         twiddle_fold.name_expression(2048, "float16")
 
