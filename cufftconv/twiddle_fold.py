@@ -46,6 +46,8 @@ def smem(n: int, sparse: bool = False) -> int:
         return 18 * _MAT_BYTES + PAIR_WARPS * PAIR_BUFS * _PAIR_TILE_BYTES
     if n == 16384:
         return 8 * _PLANE + 128 * _MAT_BYTES + 16 * 4 * 4
+    if n == 8192 and not sparse:  # in place: 4 planes, 64 matrices, 8 warps' maxima
+        return 4 * _PLANE + 64 * _MAT_BYTES + 8 * 2 * 4
     return _SMEM_4096 + (256 * 8 if n == 8192 else 0) + (_SPARSE_LISTS if sparse else 0)
 
 

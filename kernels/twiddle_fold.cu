@@ -90,14 +90,14 @@ __device__ __forceinline__ void build_table(unsigned char* tab, int tid, int thr
 template <int N, int DT, bool PRE, bool POST, bool HALF, bool SPARSE>
 struct TwiddleFold {
   static constexpr int R = N / 4096;
-  static constexpr bool RX = R >= 4;
+  static constexpr bool RX = R == 4 || (R == 2 && !SPARSE);
   static constexpr int LOG2R = R == 1 ? 0 : R == 2 ? 1 : 2;
-  static constexpr int P = RX ? R : 2, PAIRS = P / R, WARPS = RX ? 16 : 8, THREADS = 32 * WARPS;
-  static constexpr int MINB = RX ? 1 : 2;  // blocks per SM (__launch_bounds__)
+  static constexpr int P = RX ? R : 2, PAIRS = P / R, WARPS = R == 4 ? 16 : 8, THREADS = 32 * WARPS;
+  static constexpr int MINB = R == 4 ? 1 : 2;  // blocks per SM (__launch_bounds__)
   static constexpr int ITEMS = 16 / WARPS;
   static constexpr int PG = RX ? 1 : P;  // groups per matrix in F1 / F2 / I2 / I1 (RX: each its own)
   static_assert(R == 1 || R == 2 || R == 4, "FFT size 4096, 8192 or 16384");
-  static_assert(!(SPARSE && RX), "SPARSE: 4096 / 8192 only");
+  static_assert(!(SPARSE && RX), "SPARSE: 4096 / 8192 on the staged path");
   static constexpr int WORK = 2 * P * PLANE;  // re, im planes of the unit's groups
   static constexpr int STG = RX ? 0 : WORK;   // staging (RX: the work planes)
   static constexpr int RT = RX ? R : 1;       // the table's radix (build_table<RT>)
@@ -361,9 +361,14 @@ struct TwiddleFold {
       }
     }
   }
-  // RX: the radix-4 DFT of z (INV: conjugate), no twiddle (folded into the tables).
+  // RX: the radix-R DFT of z (INV: conjugate), no twiddle (folded into the tables).
   template <bool INV>
-  static __device__ __forceinline__ void dft4(mc::cf (&z)[4]) {
+  static __device__ __forceinline__ void dft(mc::cf (&z)[2]) {
+    const mc::cf a{z[0].x + z[1].x, z[0].y + z[1].y};
+    z[1] = {z[0].x - z[1].x, z[0].y - z[1].y}, z[0] = a;
+  }
+  template <bool INV>
+  static __device__ __forceinline__ void dft(mc::cf (&z)[4]) {
     const mc::cf a0{z[0].x + z[2].x, z[0].y + z[2].y}, a1{z[0].x - z[2].x, z[0].y - z[2].y};
     const mc::cf b0{z[1].x + z[3].x, z[1].y + z[3].y}, b1{z[1].x - z[3].x, z[1].y - z[3].y};
     // w4 b1 = -i b1 (forward) or i b1 (inverse)
@@ -387,18 +392,18 @@ struct TwiddleFold {
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           using D = mc::Dt<DT>;
-          mc::cf z[4];
+          mc::cf z[R];
 #pragma unroll
-          for (int c = 0; c < 4; ++c) {
+          for (int c = 0; c < R; ++c) {
             if (live_chunk(2 * c, 0))
               z[c] = {(e ? D::hi(d[2 * c][q]) : D::lo(d[2 * c][q])) * s,
                       (e ? D::hi(d[2 * c + 1][q]) : D::lo(d[2 * c + 1][q])) * s};
             else  // HALF: the upper half is zero
               z[c] = {0.f, 0.f};
           }
-          dft4<false>(z);
+          dft<false>(z);
 #pragma unroll
-          for (int g = 0; g < 4; ++g) v[2 * g][e] = z[g].x, v[2 * g + 1][e] = z[g].y;
+          for (int g = 0; g < R; ++g) v[2 * g][e] = z[g].x, v[2 * g + 1][e] = z[g].y;
         }
 #pragma unroll
         for (int sp = 0; sp < 2 * P; ++sp) o[sp][q] = mc::pack_h2(v[sp][0], v[sp][1]);
@@ -421,16 +426,16 @@ struct TwiddleFold {
         float v[2 * P][2];
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          mc::cf z[4];
+          mc::cf z[R];
 #pragma unroll
-          for (int g = 0; g < 4; ++g)
+          for (int g = 0; g < R; ++g)
             z[g] = {e ? mc::h2hi(d[2 * g][q]) : mc::h2lo(d[2 * g][q]),
                     e ? mc::h2hi(d[2 * g + 1][q]) : mc::h2lo(d[2 * g + 1][q])};
-          dft4<true>(z);
+          dft<true>(z);
 #pragma unroll
-          for (int c = 0; c < 4; ++c) {
+          for (int c = 0; c < R; ++c) {
             if (POST) {
-              v[2 * c][e] = z[c].x * 0.25f, v[2 * c + 1][e] = z[c].y * 0.25f;
+              v[2 * c][e] = z[c].x * (1.f / R), v[2 * c + 1][e] = z[c].y * (1.f / R);
             } else {
               v[2 * c][e] = z[c].x * s1 * s2, v[2 * c + 1][e] = z[c].y * s1 * s2;
             }
@@ -444,7 +449,7 @@ struct TwiddleFold {
         if (live_chunk(sp, 0)) stsm_x4_t(work + sp * PLANE + natural_row(n1), o[sp]);
     }
     __syncwarp();
-    store_natural(unit, POST ? 4.f * s1 : s1, s2);
+    store_natural(unit, POST ? R * s1 : s1, s2);
   }
   // Natural-order planes (2 q + s: sequence b0 + s, positions 4096 q + ...) -> y: this warp's
   // 16-row blocks, 16-byte stores of the positions in [out_offset, out_offset + Lout).
