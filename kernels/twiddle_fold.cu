@@ -102,7 +102,7 @@ struct TwiddleFold {
   static constexpr int STG = RX ? 0 : WORK;   // staging (RX: the work planes)
   static constexpr int RT = RX ? R : 1;       // the table's radix (build_table<RT>)
   static constexpr int TAB = 32 * RT * MAT_BYTES;
-  static constexpr int TW = R == 2 ? 256 * 8 : 0;  // w8192^j, j < 256 (the radix-2 twiddles)
+  static constexpr int TW = R == 2 && !RX ? 256 * 8 : 0;  // w8192^j, j < 256 (the staged radix-2 twiddles)
   // 2^-ex brings max |x| into (2^(TOP - 1), 2^TOP]: at most 2^10 after a radix step.
   static constexpr int TOP = R == 1 ? 8 : 10 - LOG2R;
   // Table matrices: F1 of group g (fixed n3 = j), F2 of group g (fixed k1), F3 (fixed k2).
@@ -895,7 +895,7 @@ struct TwiddleFold {
     lst = tw + TW;
     tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, mi = lane >> 3, i8 = lane & 7;
     build_table<RT>(smem + WORK + STG, tid, THREADS);
-    if (R == 2) {
+    if (TW > 0) {
       for (int j = tid; j < 256; j += THREADS) {  // w8192^j
         float sj, cj;
         sincospif(static_cast<float>(j) / 4096.f, &sj, &cj);
