@@ -1,4 +1,4 @@
-"""The twiddle-folded forward kernels: FFT 4096 and 8192 (``kernels/twiddle_fold.cu``) and
+"""The twiddle-folded forward kernels: FFT 4096, 8192 and 16384 (``kernels/twiddle_fold.cu``) and
 FFT 256 (``kernels/pair_fold.cuh``, 8 pairs of sequences as the MMA columns), one program.
 
 Same contract and filter spectrum as the Monarch kernel of :mod:`cufftconv.fused` (they take

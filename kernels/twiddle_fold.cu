@@ -1,5 +1,5 @@
-// cufftconv: FFT-4096 and FFT-8192 convolutions with every twiddle of the 4096-point transform
-// folded into the tensor-core DFT matrices (sm_90: ldmatrix / stmatrix, plain and transposed).
+// cufftconv: FFT-4096, 8192 and 16384 convolutions with every twiddle of the 4096-point transform
+// (and of the outer radix-2 / radix-4 step) folded into the tensor-core DFT matrices (sm_90: ldmatrix / stmatrix, plain and transposed).
 // FFT 256, with 8 pairs of sequences as the tile columns, is pair_fold.cuh (included at the end:
 // one NVRTC program for the family; shared pieces in fold_prims.cuh).
 //
@@ -23,7 +23,7 @@
 // (max |K| <= 1, exponent ef, FusedConv.filter_spectrum's layout) is applied with 2^-6, so
 // the inverse stages stay below 2^14 too; the output is scaled by 2^(ex + ef + 6).
 //
-// 8192 adds an outer radix-2 step (see TwiddleFold). HALF (causal: L and out_offset + Lout at
+// 8192 / 16384 add an outer radix-2 / radix-4 step (see TwiddleFold). HALF (causal: L and out_offset + Lout at
 // most N / 2): the upper half of the input is zero and that of the output is dropped, so the
 // loads, the input transposition / radix-2 step and the store skip it, and at 4096 the first
 // stage reads only the lower half of its contracted digit (n1 < 8) and the last stage writes
@@ -31,7 +31,7 @@
 // the pregate (rounded to the input type, as the Monarch kernel does) before the transposition;
 // POST keeps the last stage in fp16 at the working scale and the store applies the output scale
 // and the postgate in fp32, rounding once. Launch contract (checked by
-// cufftconv.twiddle_fold.eligible): B % 4 == 0 (4096) or B % 2 == 0 (8192), L, out_offset,
+// cufftconv.twiddle_fold.eligible): B % 4 == 0 (4096) or B % 2 == 0 (8192, 16384), L, out_offset,
 // Lout, the row strides and the pointers (gates included) 16-byte granular, a dense spectrum
 // (or, SPARSE, one masked by 16 frequency classes).
 // Input positions >= L are zero; outputs are positions [out_offset, out_offset + Lout) of the
@@ -68,6 +68,8 @@ __device__ __forceinline__ void build_table(unsigned char* tab, int tid, int thr
 // pair; an outer radix-2 step (in the input transposition) splits it into the sub-transforms of
 // the even and odd frequencies, group g = sub-transform g, and the inverse radix-2 step runs in
 // the output transposition. Either way the 4096-point stages see P = 2 groups of (re, im) planes.
+// Dense 8192 runs as RX (below, radix 2, 64 matrices, two 8-warp blocks per SM); the staged
+// radix-2 step with its twiddle table (transpose_r2 / store_r2) is the SPARSE variant's.
 // SPARSE (frequency-sparse masks): `live` bit 16 g + k1 says whether the frequencies of group g
 // with first digit k1 are kept (4096: f % 16 = k1, both groups alike; 8192: f % 16 = (2 k1 +
 // g) % 16; at most 8 live k1 per group, cufftconv.twiddle_fold.sparse_fits). Their filter
@@ -79,14 +81,15 @@ __device__ __forceinline__ void build_table(unsigned char* tab, int tid, int thr
 // live k1 themselves (e.g. 0, 4, 8, 12) would not be. Fixed trip counts matter: with a run-time
 // group count the compiler predicated both groups' code (no instructions saved).
 //
-// N = 16384 (RX, R = 4): a unit is one pair and P = 4 groups, the sub-transforms of the
-// frequencies g + 4 f'. The radix-4 step's twiddle w16384^(g m'), m' = 256 n1 + 16 n2 + n3, is
+// RX (N = 16384, R = 4; dense 8192, R = 2, likewise): a unit is one pair and P = R groups, the
+// sub-transforms of the frequencies g + R f'. The radix-4 step's twiddle w16384^(g m'), m' = 256 n1 + 16 n2 + n3, is
 // folded into per-group matrices (build_table<4>): w64^(g n1) w16384^(g n3) into F1_g[n3] and
 // w1024^(g n2) into F2 of group g, G[4 k1 + g]; F3[k2] = G[4 k2]. 128 matrices (140 KB) leave no
 // room for a staging buffer, so the input lands in the work planes (natural order) and the
 // radix-4 steps run in place, each warp on its own 16-row blocks, which are also the ones its
 // copies fill: the next unit's copies start right after the warp's own stores, and its rows
-// are put into L2 (bulk prefetch) a unit ahead. One 16-warp block per SM.
+// are put into L2 (bulk prefetch) a unit ahead. One 16-warp block per SM (8192: two 8-warp
+// blocks, 64 matrices).
 template <int N, int DT, bool PRE, bool POST, bool HALF, bool SPARSE>
 struct TwiddleFold {
   static constexpr int R = N / 4096;
