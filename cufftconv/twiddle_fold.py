@@ -39,16 +39,17 @@ _KERNELS: OnceCache = OnceCache()  # (device, arch, n, dtype, pre, post, half, s
 
 
 def smem(n: int, sparse: bool = False) -> int:
-    """Dynamic shared memory per block (TwiddleFold<N, DT>::SMEM: 8192 adds its 256 twiddles,
-    ``sparse`` its lists; 16384: 8 work planes, no staging, 128 matrices, the maxima of 16
-    warps; PairFold::SMEM: 18 matrices and the warps' tile buffers)."""
+    """Dynamic shared memory per block (TwiddleFold<N, DT>::SMEM: 4096 work, staging, 32
+    matrices; 8192 / 16384 in place: 4 / 8 work planes and 64 / 128 matrices; ``sparse`` adds
+    its lists; PairFold::SMEM: 18 matrices and the warps' tile buffers)."""
     if n == 256:
         return 18 * _MAT_BYTES + PAIR_WARPS * PAIR_BUFS * _PAIR_TILE_BYTES
+    lists = _SPARSE_LISTS if sparse else 0
     if n == 16384:
         return 8 * _PLANE + 128 * _MAT_BYTES + 16 * 4 * 4
-    if n == 8192 and not sparse:  # in place: 4 planes, 64 matrices, 8 warps' maxima
-        return 4 * _PLANE + 64 * _MAT_BYTES + 8 * 2 * 4
-    return _SMEM_4096 + (256 * 8 if n == 8192 else 0) + (_SPARSE_LISTS if sparse else 0)
+    if n == 8192:  # in place: 4 planes, 64 matrices, 8 warps' maxima
+        return 4 * _PLANE + 64 * _MAT_BYTES + 8 * 2 * 4 + lists
+    return _SMEM_4096 + lists
 
 
 def threads(n: int) -> int:

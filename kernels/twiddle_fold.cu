@@ -64,12 +64,8 @@ __device__ __forceinline__ void build_table(unsigned char* tab, int tid, int thr
   }
 }
 
-// N = 4096: a unit is 2 pairs of one channel, group g = pair g. N = 8192 (R = 2): a unit is one
-// pair; an outer radix-2 step (in the input transposition) splits it into the sub-transforms of
-// the even and odd frequencies, group g = sub-transform g, and the inverse radix-2 step runs in
-// the output transposition. Either way the 4096-point stages see P = 2 groups of (re, im) planes.
-// Dense 8192 runs as RX (below, radix 2, 64 matrices, two 8-warp blocks per SM); the staged
-// radix-2 step with its twiddle table (transpose_r2 / store_r2) is the SPARSE variant's.
+// N = 4096: a unit is 2 pairs of one channel, group g = pair g, staged (the next unit's input
+// is copied into a staging buffer while this one computes). N = 8192 / 16384: RX, below.
 // SPARSE (frequency-sparse masks): `live` bit 16 g + k1 says whether the frequencies of group g
 // with first digit k1 are kept (4096: f % 16 = k1, both groups alike; 8192: f % 16 = (2 k1 +
 // g) % 16; at most 8 live k1 per group, cufftconv.twiddle_fold.sparse_fits). Their filter
@@ -81,8 +77,8 @@ __device__ __forceinline__ void build_table(unsigned char* tab, int tid, int thr
 // live k1 themselves (e.g. 0, 4, 8, 12) would not be. Fixed trip counts matter: with a run-time
 // group count the compiler predicated both groups' code (no instructions saved).
 //
-// RX (N = 16384, R = 4; dense 8192, R = 2, likewise): a unit is one pair and P = R groups, the
-// sub-transforms of the frequencies g + R f'. The radix-4 step's twiddle w16384^(g m'), m' = 256 n1 + 16 n2 + n3, is
+// RX (N = 8192, 16384: R = 2, 4): a unit is one pair and P = R groups, the sub-transforms of
+// the frequencies g + R f' (8192: the even and odd ones). The radix-4 step's twiddle w16384^(g m'), m' = 256 n1 + 16 n2 + n3, is
 // folded into per-group matrices (build_table<4>): w64^(g n1) w16384^(g n3) into F1_g[n3] and
 // w1024^(g n2) into F2 of group g, G[4 k1 + g]; F3[k2] = G[4 k2]. 128 matrices (140 KB) leave no
 // room for a staging buffer, so the input lands in the work planes (natural order) and the
@@ -93,19 +89,18 @@ __device__ __forceinline__ void build_table(unsigned char* tab, int tid, int thr
 template <int N, int DT, bool PRE, bool POST, bool HALF, bool SPARSE>
 struct TwiddleFold {
   static constexpr int R = N / 4096;
-  static constexpr bool RX = R == 4 || (R == 2 && !SPARSE);
+  static constexpr bool RX = R >= 2;
   static constexpr int LOG2R = R == 1 ? 0 : R == 2 ? 1 : 2;
   static constexpr int P = RX ? R : 2, PAIRS = P / R, WARPS = R == 4 ? 16 : 8, THREADS = 32 * WARPS;
   static constexpr int MINB = R == 4 ? 1 : 2;  // blocks per SM (__launch_bounds__)
   static constexpr int ITEMS = 16 / WARPS;
   static constexpr int PG = RX ? 1 : P;  // groups per matrix in F1 / F2 / I2 / I1 (RX: each its own)
   static_assert(R == 1 || R == 2 || R == 4, "FFT size 4096, 8192 or 16384");
-  static_assert(!(SPARSE && RX), "SPARSE: 4096 / 8192 on the staged path");
+  static_assert(!(SPARSE && R == 4), "SPARSE: 4096 / 8192 (the live word holds two groups)");
   static constexpr int WORK = 2 * P * PLANE;  // re, im planes of the unit's groups
   static constexpr int STG = RX ? 0 : WORK;   // staging (RX: the work planes)
   static constexpr int RT = RX ? R : 1;       // the table's radix (build_table<RT>)
   static constexpr int TAB = 32 * RT * MAT_BYTES;
-  static constexpr int TW = R == 2 && !RX ? 256 * 8 : 0;  // w8192^j, j < 256 (the staged radix-2 twiddles)
   // 2^-ex brings max |x| into (2^(TOP - 1), 2^TOP]: at most 2^10 after a radix step.
   static constexpr int TOP = R == 1 ? 8 : 10 - LOG2R;
   // Table matrices: F1 of group g (fixed n3 = j), F2 of group g (fixed k1), F3 (fixed k2).
@@ -116,7 +111,7 @@ struct TwiddleFold {
   // live blocks at LST_JOB (as ci | g << 4: block ci of group g holds k1 = list[ci]), counts
   // at LST_N (g 0, g 1, live blocks).
   static constexpr int LST_K = 0, LST_JOB = 32, LST_N = 64, LST = SPARSE ? 80 : 0;
-  static constexpr int SMEM = WORK + STG + TAB + WARPS * P * 4 + TW + LST;  // work, staging, table, maxima
+  static constexpr int SMEM = WORK + STG + TAB + WARPS * P * 4 + LST;  // work, staging, table, maxima, lists
   static constexpr int JOBS = 2 * P * 16 / WARPS;                      // 16x16 blocks per warp in a transpose
   static_assert(WARPS == 8 || RX, "HALF: job x of a warp has n1 < 8 exactly when x is even");
   static constexpr int RR = 4096 * 2 / 16 / THREADS;  // 16-byte chunks per thread and plane
@@ -134,7 +129,7 @@ struct TwiddleFold {
   long long u_sb, u_sh, pre_sb, pre_sh, y_sb, y_sh, post_sb, post_sh;
   int B, H, L, out_offset, Lout;
   u32 live;                              // SPARSE
-  u32 work, staging, tab, red, tw, lst;  // shared addresses (lst: SPARSE lists)
+  u32 work, staging, tab, red, lst;  // shared addresses (lst: SPARSE lists)
   int lane, warp, tid, mi, i8;
 
   // A 16x16 block (row a = n1 of a plane) as four 8x8 ldmatrix / stmatrix tiles: this lane's row
@@ -239,7 +234,7 @@ struct TwiddleFold {
       if (lane == 0) asm volatile("st.shared.u32 [%0], %1;" ::"r"(red + (warp * P + p) * 4), "r"(v));
     }
   }
-  // N = 8192: the largest |x| of the unit's pair over the staged input (red[warp][0]).
+  // RX: the largest |x| of the unit's pair over this thread's copied chunks (red[warp][0]).
   __device__ __forceinline__ void stage_max() {
     u32 m = 0;
 #pragma unroll
@@ -253,12 +248,6 @@ struct TwiddleFold {
     const u32 v = __reduce_max_sync(0xffffffffu, max(m & 0xffffu, m >> 16));
     if (lane == 0) asm volatile("st.shared.u32 [%0], %1;" ::"r"(red + warp * P * 4), "r"(v));
   }
-  // w32^n1: the block factor of the radix-2 twiddle w8192^(256 n1 + j).
-  static __device__ __forceinline__ mc::cf w32(int n1) {
-    float s, c;
-    sincospif(-static_cast<float>(n1) / 16.f, &s, &c);
-    return {c, s};
-  }
   // The tiles of the four planes at this lane's row offset (STAGED: of the staging buffer,
   // whose upper two planes hold the input's upper half, zero and not loaded for HALF).
   template <bool STAGED>
@@ -266,103 +255,6 @@ struct TwiddleFold {
 #pragma unroll
     for (int sp = 0; sp < 2 * P; ++sp)
       if (!STAGED || live_chunk(sp, 0)) ldsm_x4(d[sp], base + sp * PLANE + ofs);
-  }
-  // w8192^(256 n1 + j) = w32^n1 * tw[j], j = 16 n2 + n3.
-  __device__ __forceinline__ mc::cf twiddle(mc::cf wn, int j) const {
-    float2 t;
-    asm volatile("ld.shared.v2.f32 {%0,%1}, [%2];" : "=f"(t.x), "=f"(t.y) : "r"(tw + j * 8));
-    return mc::cmul(wn, mc::cf{t.x, t.y});
-  }
-  // N = 8192: staging (natural order, halves lo = positions < 4096 in group 0's planes, hi in
-  // group 1's) -> work, with the radix-2 step: group 0 gets (lo + hi) 2^-ex, group 1
-  // (lo - hi) w8192^m' 2^-ex, both fp16.
-  __device__ __forceinline__ void transpose_r2(int ex) {
-    const int g = lane >> 2, t = lane & 3;
-    const float s = exp2i(-ex);
-#pragma unroll
-    for (int x = 0; x < 16 / WARPS; ++x) {
-      const int n1 = warp + WARPS * x;
-      const mc::cf wn = w32(n1);
-      u32 d[2 * P][4], o[2 * P][4];
-      load_planes<true>(d, staging, natural_row(n1));
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {  // matrix q: (n2 = 8 (q & 1) + g, n3 = 8 (q >> 1) + 2 t + e)
-        float ar[2], ai[2], dr[2], di[2];
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          using D = mc::Dt<DT>;
-          const float lr = e ? D::hi(d[0][q]) : D::lo(d[0][q]), li = e ? D::hi(d[1][q]) : D::lo(d[1][q]);
-          const mc::cf w = twiddle(wn, 16 * (8 * (q & 1) + g) + 8 * (q >> 1) + 2 * t + e);
-          mc::cf z;
-          if (HALF) {  // the upper half is zero
-            ar[e] = lr * s, ai[e] = li * s;
-            z = mc::cmul(mc::cf{ar[e], ai[e]}, w);
-          } else {
-            const float hr = e ? D::hi(d[2][q]) : D::lo(d[2][q]), hi = e ? D::hi(d[3][q]) : D::lo(d[3][q]);
-            ar[e] = (lr + hr) * s, ai[e] = (li + hi) * s;
-            z = mc::cmul(mc::cf{(lr - hr) * s, (li - hi) * s}, w);
-          }
-          dr[e] = z.x, di[e] = z.y;
-        }
-        o[0][q] = mc::pack_h2(ar[0], ar[1]), o[1][q] = mc::pack_h2(ai[0], ai[1]);
-        o[2][q] = mc::pack_h2(dr[0], dr[1]), o[3][q] = mc::pack_h2(di[0], di[1]);
-      }
-#pragma unroll
-      for (int sp = 0; sp < 2 * P; ++sp) stsm_x4_t(work + sp * PLANE + work_row(n1), o[sp]);
-    }
-  }
-  // N = 8192: the inverse radix-2 step into natural order in place, scaled by 2^e (two
-  // factors), then 16-byte stores: y[m'] = A + conj(w) D, y[m' + 4096] = A - conj(w) D.
-  __device__ __forceinline__ void store_r2(int unit, float s1, float s2) {
-    const int g = lane >> 2, t = lane & 3;
-#pragma unroll
-    for (int x = 0; x < 16 / WARPS; ++x) {
-      const int n1 = warp + WARPS * x;
-      const mc::cf wn = w32(n1);
-      u32 d[2 * P][4], o[2 * P][4];
-      load_planes<false>(d, work, work_row(n1));
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {  // matrix q: (n3 = 8 (q >> 1) + g, n2 = 8 (q & 1) + 2 t + e)
-        float v[4][2];
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float ar = e ? mc::h2hi(d[0][q]) : mc::h2lo(d[0][q]), ai = e ? mc::h2hi(d[1][q]) : mc::h2lo(d[1][q]);
-          const float dr = e ? mc::h2hi(d[2][q]) : mc::h2lo(d[2][q]), di = e ? mc::h2hi(d[3][q]) : mc::h2lo(d[3][q]);
-          const mc::cf w = twiddle(wn, 16 * (8 * (q & 1) + 2 * t + e) + 8 * (q >> 1) + g);
-          const mc::cf z = mc::cmul(mc::cf{dr, di}, mc::cf{w.x, -w.y});
-          if (POST) {  // scaled with the postgate in the store below
-            v[0][e] = ar + z.x, v[1][e] = ai + z.y, v[2][e] = ar - z.x, v[3][e] = ai - z.y;
-          } else {  // (two factors: s1 s2 itself may lie outside the float range)
-            v[0][e] = (ar + z.x) * s1 * s2, v[1][e] = (ai + z.y) * s1 * s2;
-            v[2][e] = (ar - z.x) * s1 * s2, v[3][e] = (ai - z.y) * s1 * s2;
-          }
-        }
-#pragma unroll
-        for (int sp = 0; sp < 2 * P; ++sp) o[sp][q] = mc::Dt<POST ? 0 : DT>::pack(v[sp][0], v[sp][1]);
-      }
-#pragma unroll
-      for (int sp = 0; sp < 2 * P; ++sp)  // HALF: the upper half (A - conj(w) D) is not stored
-        if (live_chunk(sp, 0)) stsm_x4_t(work + sp * PLANE + natural_row(n1), o[sp]);
-    }
-    __syncwarp();
-    int ch, b0;
-    unit_rows(unit, ch, b0);
-    u16* row0 = y + b0 * y_sb + ch * y_sh;
-    const u16* grow0 = POST ? post + b0 * post_sb + ch * post_sh : nullptr;
-#pragma unroll
-    for (int x = 0; x < 16 / WARPS; ++x) {
-      const int n1 = warp + WARPS * x;
-#pragma unroll
-      for (int sp = 0; sp < 2 * P; ++sp) {  // plane sp: (lo re, lo im, hi re, hi im)
-        const int t0 = (sp >> 1) * 4096 + 256 * n1 + 8 * lane - out_offset;
-        if (live_chunk(sp, 0) && t0 >= 0 && t0 < Lout) {
-          uint4 val = lds128(work + sp * PLANE + cofs(n1, lane >> 1, lane & 1));
-          if (POST)  // loaded at use: ahead of the loop it spills (128 registers)
-            val = finish<DT>(val, __ldg(reinterpret_cast<const uint4*>(grow0 + (sp & 1) * post_sb + t0)), s1, s2);
-          __stcs(reinterpret_cast<uint4*>(row0 + (sp & 1) * y_sb + t0), val);
-        }
-      }
-    }
   }
   // RX: the radix-R DFT of z (INV: conjugate), no twiddle (folded into the tables).
   template <bool INV>
@@ -666,7 +558,7 @@ struct TwiddleFold {
       u32 f[R][4];  // F1[j] rows k1 = the live columns: {Re n1 0-7, Re n1 8-15, Im .., Im ..}
 #pragma unroll
       for (int q = 0; q < R; ++q)
-        if (glive[q]) ldsm_x4(f[q], tab + j * MAT_BYTES + tofs[q]);
+        if (glive[q]) ldsm_x4(f[q], tab + f1_mat(q, j) * MAT_BYTES + tofs[q]);
 #pragma unroll
       for (int p = 0; p < P; ++p) {
         const int q = R == 1 ? 0 : p;
@@ -711,7 +603,7 @@ struct TwiddleFold {
 #pragma unroll
       for (int q = 0; q < R; ++q) {
         if (!glive[q]) continue;
-        ldsm_x4_t(m[q], tab + j * MAT_BYTES + tofs[q]);
+        ldsm_x4_t(m[q], tab + f1_mat(q, j) * MAT_BYTES + tofs[q]);
 #pragma unroll
         for (int e = 0; e < 4; ++e) m[q][e] &= keep[q];
       }
@@ -894,17 +786,9 @@ struct TwiddleFold {
     staging = work + STG;  // (RX: the work planes)
     tab = work + WORK + STG;
     red = tab + TAB;
-    tw = red + WARPS * P * 4;
-    lst = tw + TW;
+    lst = red + WARPS * P * 4;
     tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, mi = lane >> 3, i8 = lane & 7;
     build_table<RT>(smem + WORK + STG, tid, THREADS);
-    if (TW > 0) {
-      for (int j = tid; j < 256; j += THREADS) {  // w8192^j
-        float sj, cj;
-        sincospif(static_cast<float>(j) / 4096.f, &sj, &cj);
-        reinterpret_cast<float2*>(smem + WORK + STG + TAB + WARPS * P * 4)[j] = make_float2(cj, -sj);
-      }
-    }
     if (SPARSE && tid == 0) build_lists(smem + (lst - work));  // read after the loop's first barrier
     const int nunits = (B >> 1) * H / PAIRS;
     if (static_cast<int>(blockIdx.x) < nunits) issue_load(blockIdx.x);
@@ -929,10 +813,7 @@ struct TwiddleFold {
         const int e0 = pair_exp(0);
 #pragma unroll
         for (int p = 0; p < P; ++p) ex[p] = e0, s[p] = s2[p] = 1.f;
-        if constexpr (RX)
-          transpose_rx(e0);
-        else
-          transpose_r2(e0);
+        transpose_rx(e0);
         __syncthreads();
       }
       const bool next = unit + static_cast<int>(gridDim.x) < nunits;
@@ -963,8 +844,8 @@ struct TwiddleFold {
       else
         stage_second<true>();
       __syncthreads();
-      // The output scale goes to I1's epilogue, or (LATE) to the radix-2 step / the postgate.
-      // 2^(ex + ef + 6 - (R - 1)) as two factors, each a normal float; I1 multiplies once by
+      // The output scale goes to I1's epilogue, or (LATE) to the radix step / the postgate.
+      // 2^(ex + ef + 6 - log2 R) as two factors, each a normal float; I1 multiplies once by
       // the single factor where that is a normal float too (every pair of the unit).
       constexpr bool LATE = R >= 2 || POST;
       bool one = !LATE;
@@ -994,8 +875,6 @@ struct TwiddleFold {
       if constexpr (RX) {
         store_rx(unit, s[0], s2[0]);
         if (next) issue_load(unit + gridDim.x);  // into this warp's own rows, just stored
-      } else if constexpr (R == 2) {
-        store_r2(unit, s[0], s2[0]);
       } else {
         store(unit, s, s2);
       }
