@@ -798,7 +798,7 @@ struct TwiddleFold {
       if (!RX) __syncthreads();  // (RX: stage_max and transpose_rx read this warp's own rows)
       int ex[P];
       float s[P], s2[P];
-      if (R == 1) {
+      if constexpr (R == 1) {
         transpose_in();
         __syncthreads();
 #pragma unroll
