@@ -511,10 +511,15 @@ class FusedConv(FamilyConv):
         # Frequency-sparse: the spectrum is masked; for n >= 4096 zeroed tiles are skipped too.
         self.schedule = sparse_tiles(n, self.freq_mask)
         self._tiles_dev: dict[int, object] = {}
-        # ... and the twiddle-folded kernel's SPARSE variant takes the masks it fits
+        # ... and the twiddle-folded kernel's SPARSE variant takes the masks it fits; its dense
+        # variant at 8192 / 16384 skips the groups a mask zeroes whole
         self._fold_sparse = twiddle_fold.use_sparse(n, self.freq_mask)
-        live = twiddle_fold.live_word(n, self.freq_mask) if self._fold_sparse else 0
-        # its last four arguments: the tile list is unused; qlive carries the live word
+        if self._fold_sparse:
+            live = twiddle_fold.live_word(n, self.freq_mask)
+        else:
+            live = twiddle_fold.dead_groups(n, self.freq_mask)
+        # its last four arguments: the tile list is unused; qlive carries the live word (SPARSE)
+        # or the dead groups
         self._fold_tiles = (0, np.int32(0), np.int32(0), np.int32(live))
 
     def _tiles_arg(self) -> tuple:

@@ -151,6 +151,17 @@ def live_word(n: int, freq_mask: tuple[bool, ...]) -> int:
     return word - (1 << 32) if word >= 1 << 31 else word
 
 
+def dead_groups(n: int, freq_mask: tuple[bool, ...] | None) -> int:
+    """The dense kernel's ``qlive`` argument at 8192 (GSKIP): bit g set when ``freq_mask`` keeps
+    no frequency of group g (the sub-transform of f = g + 2 f', holding the classes f % 16 of
+    g's parity): its stages are skipped. 0 elsewhere (16384's four groups do not skip: their
+    branches spilled registers)."""
+    if freq_mask is None or n != 8192:
+        return 0
+    r = n // 4096
+    return sum(1 << g for g in range(r) if not any(freq_mask[g::r]))
+
+
 def half(n: int, L: int, out_offset: int, Lout: int) -> bool:
     """Whether the input's upper half is zero and the output's dropped (causal calls): the
     kernel then skips them."""
@@ -175,10 +186,15 @@ def eligible(
 ) -> bool:
     """Whether a forward call fits the kernel (pointers' 16-byte alignment is checked per call).
     Frequency-sparse calls: 4096 always (the SPARSE variant, or the dense one on the masked
-    spectrum where more than 8 k1 are live: at most half the spectrum zeroed), 8192 where the
-    SPARSE variant fits (else the Monarch kernel, whose tile skipping drops a whole dead
-    sub-transform: keep 1/2 ran 1.05 ms there against 1.17 dense folded, H200)."""
-    masked_ok = freq_mask is None or n == 4096 or (n == 8192 and sparse_fits(n, freq_mask))
+    spectrum where more than 8 k1 are live: at most half the spectrum zeroed); 8192 where the
+    SPARSE variant fits or the mask zeroes a whole group (:func:`dead_groups`: the dense
+    variant skips it); else the Monarch kernel's tile skipping."""
+    masked_ok = (
+        freq_mask is None
+        or n == 4096
+        or (n == 8192 and sparse_fits(n, freq_mask))
+        or dead_groups(n, freq_mask) != 0
+    )
     return (
         n in SIZES
         and masked_ok

@@ -107,6 +107,11 @@ struct TwiddleFold {
   static __device__ __forceinline__ constexpr int f1_mat(int g, int j) { return RX ? 16 * g + j : j; }
   static __device__ __forceinline__ constexpr int f2_mat(int g, int k1) { return RX ? 16 * R + R * k1 + g : 16 + k1; }
   static __device__ __forceinline__ constexpr int f3_mat(int k2) { return RX ? 16 * R + R * k2 : 16 + k2; }
+  // GSKIP (dense 8192) with a frequency mask that zeroes whole groups (keep 1/2: the odd
+  // frequencies): their stages are skipped and their output is zero (uniform branches; at
+  // 16384 the four groups' branches cost registers: spills).
+  static constexpr bool GSKIP = R == 2 && !SPARSE;
+  __device__ __forceinline__ bool dead(int g) const { return GSKIP && ((live >> g) & 1u); }
   // SPARSE lists (bytes): live k1 of group g at LST_K + 16 g (padded with the last one), the
   // live blocks at LST_JOB (as ci | g << 4: block ci of group g holds k1 = list[ci]), counts
   // at LST_N (g 0, g 1, live blocks).
@@ -128,7 +133,7 @@ struct TwiddleFold {
   const u16* __restrict__ post;
   long long u_sb, u_sh, pre_sb, pre_sh, y_sb, y_sh, post_sb, post_sh;
   int B, H, L, out_offset, Lout;
-  u32 live;                              // SPARSE
+  u32 live;  // SPARSE: the live word; GSKIP: bit g set when group g's spectrum is all zero
   u32 work, staging, tab, red, lst;  // shared addresses (lst: SPARSE lists)
   int lane, warp, tid, mi, i8;
 
@@ -323,9 +328,11 @@ struct TwiddleFold {
         for (int e = 0; e < 2; ++e) {
           mc::cf z[R];
 #pragma unroll
-          for (int g = 0; g < R; ++g)
+          for (int g = 0; g < R; ++g) {
             z[g] = {e ? mc::h2hi(d[2 * g][q]) : mc::h2lo(d[2 * g][q]),
                     e ? mc::h2hi(d[2 * g + 1][q]) : mc::h2lo(d[2 * g + 1][q])};
+            if (dead(g)) z[g] = {0.f, 0.f};  // (its planes hold the forward step's values)
+          }
           dft<true>(z);
 #pragma unroll
           for (int c = 0; c < R; ++c) {
@@ -433,6 +440,8 @@ struct TwiddleFold {
       const int j = warp + WARPS * x;
 #pragma unroll
       for (int pb = 0; pb < P; pb += PG) {  // (RX: one group and its matrix at a time)
+        if constexpr (GSKIP)
+          if (dead(pb)) continue;
         const Mat m = load_mat<INV>(tab, f1_mat(pb, j), lane);
         u32 b[PG][2][4];
 #pragma unroll
@@ -485,6 +494,8 @@ struct TwiddleFold {
       const int j = warp + WARPS * x;
 #pragma unroll
       for (int pb = 0; pb < P; pb += PG) {  // (RX: one group and its matrix at a time)
+        if constexpr (GSKIP)
+          if (dead(pb)) continue;
         const Mat m = load_mat<INV>(tab, f2_mat(pb, j), lane);
         u32 b[PG][2][4];
 #pragma unroll
@@ -722,7 +733,7 @@ struct TwiddleFold {
             if constexpr (SPARSE) {
               if (ch == 0 && glive[q]) ldsm_x4(b[cc][p], work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh));
             } else {
-              ldsm_x4(b[cc][p], work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh));
+              if (!GSKIP || !dead(p)) ldsm_x4(b[cc][p], work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh));
             }
           }
 #pragma unroll
@@ -738,6 +749,8 @@ struct TwiddleFold {
           for (int p = 0; p < P; ++p) {
             const int q = R == 1 ? 0 : p;
             if (SPARSE && (ch > 0 || !glive[q])) continue;
+            if constexpr (GSKIP)
+              if (dead(p)) continue;
             u32 o[4], bb[4];
             Acc z = cmma<false>(mf, b[cc][p]);
 #pragma unroll

@@ -492,7 +492,10 @@ def test_folded_row_routing(L, Lk, mode, keep, want):
         (4, 2048, "causal", 0.125, "fused-monarch"),
         (2, 4096, "circular", 0.25, "fused-folded"),  # B % 4: the twiddle-folded kernel declines
         (4, 2044, "causal", 0.25, "fused-folded"),  # L % 8
-        (4, 8192, "circular", 0.25, "fused-folded"),  # 8192: the fold measured faster
+        (4, 8192, "circular", 0.25, "fused-monarch"),  # 8192 in place (since 20561b9)
+        (4, 8192, "circular", 0.125, "fused-monarch"),
+        (4, 8192, "circular", 0.0625, "fused-folded"),  # 8192 F = 16: the fold measured faster
+        (4, 4096, "causal", 0.125, "fused-folded"),  # 8192 causal F = 8: the fold
     ],
 )
 def test_folded_row_yields_to_the_in_place_kernel(B, L, mode, keep, want):

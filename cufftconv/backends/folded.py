@@ -30,9 +30,13 @@ MIN_FOLD = 4  # F = 2 saves less than the fused kernel's own skipping (two extra
 # classes' tiles skipped in place) beats fold + kernel at N / F + tile, when a call fits it.
 # freqsparse_bench.py on an H200, 2026-11-23 (benchmarks/RESULTS.md), ms at B=64, H=768, in
 # place vs folded: 4096 circular F = 4 / 8 / 16: 0.336 / 0.314 / 0.304 vs 0.490 / 0.393 / 0.353,
-# causal 0.255 / 0.237 / 0.230 vs 0.393 / 0.306 / 0.266; 8192 the fold wins (circular F = 4:
-# 0.810 vs 0.839 in place, causal 0.592 vs 0.687).
-IN_PLACE_FASTER = frozenset((4096, f, half) for f in (4, 8, 16) for half in (False, True))
+# causal 0.255 / 0.237 / 0.230 vs 0.393 / 0.306 / 0.266. 8192 (in place since `20561b9`, run
+# at `ea4c3901b4d7`): circular F = 4 / 8 / 16: 0.694 / 0.654 / 0.640 vs 0.807 / 0.689 / 0.596,
+# causal 0.539 / 0.501 / 0.489 vs 0.586 / 0.454 / 0.360.
+IN_PLACE_FASTER = frozenset(
+    [(4096, f, half) for f in (4, 8, 16) for half in (False, True)]
+    + [(8192, 4, False), (8192, 8, False), (8192, 4, True)]
+)
 KERNEL_FILE = "fold.cu"
 NAMES = tuple(
     f"{k}<{dt}, {g}>"
