@@ -315,7 +315,7 @@ def test_dead_groups():
     assert twiddle_fold.dead_groups(8192, None) == 0
     assert twiddle_fold.dead_groups(4096, keep(2)) == twiddle_fold.dead_groups(16384, keep(2)) == 0
     # eligible: 8192 takes a mask the SPARSE variant does not fit when it kills a group
-    args = dict(B=2, BI=2, L=8192, out_offset=0, Lout=8192, strides=(8192, 8192, 8192, 8192))
+    args = {"B": 2, "BI": 2, "L": 8192, "out_offset": 0, "Lout": 8192, "strides": (8192,) * 4}
     assert not twiddle_fold.sparse_fits(8192, odd)
     assert twiddle_fold.eligible(8192, freq_mask=odd, **args)
     assert not twiddle_fold.eligible(8192, freq_mask=tuple(r != 3 for r in range(16)), **args)
