@@ -152,11 +152,10 @@ def live_word(n: int, freq_mask: tuple[bool, ...]) -> int:
 
 
 def dead_groups(n: int, freq_mask: tuple[bool, ...] | None) -> int:
-    """The dense kernel's ``qlive`` argument at 8192 (GSKIP): bit g set when ``freq_mask`` keeps
-    no frequency of group g (the sub-transform of f = g + 2 f', holding the classes f % 16 of
-    g's parity): its stages are skipped. 0 elsewhere (16384's four groups do not skip: their
-    branches spilled registers)."""
-    if freq_mask is None or n != 8192:
+    """The dense kernel's ``qlive`` argument at 8192 / 16384 (GSKIP): bit g set when
+    ``freq_mask`` keeps no frequency of group g (the sub-transform of f = g + R f', R = n /
+    4096, holding the classes f % 16 = g + R i): its stages are skipped. 0 elsewhere."""
+    if freq_mask is None or n not in (8192, 16384):
         return 0
     r = n // 4096
     return sum(1 << g for g in range(r) if not any(freq_mask[g::r]))

@@ -107,10 +107,12 @@ struct TwiddleFold {
   static __device__ __forceinline__ constexpr int f1_mat(int g, int j) { return RX ? 16 * g + j : j; }
   static __device__ __forceinline__ constexpr int f2_mat(int g, int k1) { return RX ? 16 * R + R * k1 + g : 16 + k1; }
   static __device__ __forceinline__ constexpr int f3_mat(int k2) { return RX ? 16 * R + R * k2 : 16 + k2; }
-  // GSKIP (dense 8192) with a frequency mask that zeroes whole groups (keep 1/2: the odd
-  // frequencies): their stages are skipped and their output is zero (uniform branches; at
-  // 16384 the four groups' branches cost registers: spills).
-  static constexpr bool GSKIP = R == 2 && !SPARSE;
+  // GSKIP (RX dense) with a frequency mask that zeroes whole groups (8192 keep 1/2: the odd
+  // frequencies): their F1 / F2 / I2 / I1 are skipped and their output is zero (uniform
+  // branches). The middle stage skips them at 8192 only: at 16384 its four groups' branches
+  // spilled registers; there it runs on the dead groups' radix-step values against their
+  // zero spectrum, and nothing reads the result.
+  static constexpr bool GSKIP = RX && !SPARSE, MIDSKIP = GSKIP && R == 2;
   __device__ __forceinline__ bool dead(int g) const { return GSKIP && ((live >> g) & 1u); }
   // SPARSE lists (bytes): live k1 of group g at LST_K + 16 g (padded with the last one), the
   // live blocks at LST_JOB (as ci | g << 4: block ci of group g holds k1 = list[ci]), counts
@@ -733,7 +735,7 @@ struct TwiddleFold {
             if constexpr (SPARSE) {
               if (ch == 0 && glive[q]) ldsm_x4(b[cc][p], work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh));
             } else {
-              if (!GSKIP || !dead(p)) ldsm_x4(b[cc][p], work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh));
+              if (!MIDSKIP || !dead(p)) ldsm_x4(b[cc][p], work + (2 * p + pl) * PLANE + cofs(8 * ch + i8, j, kh));
             }
           }
 #pragma unroll
@@ -749,7 +751,7 @@ struct TwiddleFold {
           for (int p = 0; p < P; ++p) {
             const int q = R == 1 ? 0 : p;
             if (SPARSE && (ch > 0 || !glive[q])) continue;
-            if constexpr (GSKIP)
+            if constexpr (MIDSKIP)
               if (dead(p)) continue;
             u32 o[4], bb[4];
             Acc z = cmma<false>(mf, b[cc][p]);

@@ -279,12 +279,12 @@ def _sparse_cases(n: int) -> list[Case]:
 @pytest.mark.parametrize("dtype", fused.DTYPES)
 @pytest.mark.parametrize("mask_name", list(SPARSE_MASKS))
 @pytest.mark.parametrize(
-    ("n", "idx"), [(n, i) for n in twiddle_fold.SPARSE_SIZES for i in range(5)]
+    ("n", "idx"), [(n, i) for n in (*twiddle_fold.SPARSE_SIZES, 16384) for i in range(5)]
 )
 def test_sparse_masks_match_masked_reference(n, idx, mask_name, dtype):
     """The SPARSE variant runs where the mask fits it (else at 4096 the dense folded kernel on
-    the masked spectrum, at 8192 the dense one skipping a dead group where the mask zeroes one,
-    or the Monarch kernel; told apart by shared memory) and the result
+    the masked spectrum, at 8192 / 16384 the dense one skipping the groups the mask zeroes, or
+    the Monarch kernel; told apart by shared memory) and the result
     equals the float64 convolution with the masked spectrum; it differs from the dense one."""
     c, mask = _sparse_cases(n)[idx], SPARSE_MASKS[mask_name]
     seed = int(np.random.SeedSequence().entropy % (2**32))
@@ -310,7 +310,7 @@ def test_sparse_masks_match_masked_reference(n, idx, mask_name, dtype):
         assert int(args[-1]) == twiddle_fold.live_word(n, mask), tag
     elif n == 4096:
         assert smem == twiddle_fold.smem(n), tag
-    elif twiddle_fold.dead_groups(n, mask):  # 8192 keep 1/2, odd classes: a group skipped
+    elif twiddle_fold.dead_groups(n, mask):  # e.g. keep 1/2, odd classes: groups skipped
         assert smem == twiddle_fold.smem(n), tag
         assert int(args[-1]) == twiddle_fold.dead_groups(n, mask) != 0, tag
     else:

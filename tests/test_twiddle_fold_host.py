@@ -198,11 +198,11 @@ def test_eligibility(n, kw, ok):
     args = dict(kw, BI=kw["B"], strides=strides)
     assert twiddle_fold.eligible(n, **args) is ok
     # frequency-sparse calls: 4096 any mask; 8192 where the SPARSE variant fits or a group is
-    # dead; 16384 none
+    # dead; 16384 where a group is dead
     quarter = tuple(r % 4 == 0 for r in range(16))  # 8192: 8 live k1 in group 0, none in 1
     half = tuple(r % 2 == 0 for r in range(16))  # 8192: 16 live k1 in group 0, group 1 dead
     no_dead = tuple(r != 3 for r in range(16))  # 8192: 15 classes, both groups live
-    fits = ok and n in twiddle_fold.SPARSE_SIZES
+    fits = ok and n in (*twiddle_fold.SPARSE_SIZES, 16384)
     assert twiddle_fold.eligible(n, freq_mask=quarter, **args) is fits
     assert twiddle_fold.eligible(n, freq_mask=half, **args) is fits
     assert twiddle_fold.eligible(n, freq_mask=no_dead, **args) is (ok and n == 4096)
@@ -305,7 +305,7 @@ def test_live_word_matches_filter_layout(n):
 
 def test_dead_groups():
     """8192's groups are the even / odd frequencies: a mask keeping one parity only kills the
-    other group; 4096 and 16384 never skip (0)."""
+    other group; 16384's are f % 4; 4096 never skips (0)."""
     keep = lambda f: tuple(r % f == 0 for r in range(16))
     odd = tuple(r % 2 == 1 for r in range(16))
     assert twiddle_fold.dead_groups(8192, keep(2)) == 0b10
@@ -313,7 +313,9 @@ def test_dead_groups():
     assert twiddle_fold.dead_groups(8192, odd) == 0b01
     assert twiddle_fold.dead_groups(8192, tuple(r != 3 for r in range(16))) == 0
     assert twiddle_fold.dead_groups(8192, None) == 0
-    assert twiddle_fold.dead_groups(4096, keep(2)) == twiddle_fold.dead_groups(16384, keep(2)) == 0
+    assert twiddle_fold.dead_groups(4096, keep(2)) == 0
+    assert twiddle_fold.dead_groups(16384, keep(2)) == 0b1010  # f % 4 in {0, 2}
+    assert twiddle_fold.dead_groups(16384, keep(4)) == 0b1110
     # eligible: 8192 takes a mask the SPARSE variant does not fit when it kills a group
     args = {"B": 2, "BI": 2, "L": 8192, "out_offset": 0, "Lout": 8192, "strides": (8192,) * 4}
     assert not twiddle_fold.sparse_fits(8192, odd)
