@@ -514,10 +514,9 @@ class FusedConv(FamilyConv):
         # ... and the twiddle-folded kernel's SPARSE variant takes the masks it fits; its dense
         # variant at 8192 / 16384 skips the groups a mask zeroes whole
         self._fold_sparse = twiddle_fold.use_sparse(n, self.freq_mask)
-        if self._fold_sparse:
-            live = twiddle_fold.live_word(n, self.freq_mask)
-        else:
-            live = twiddle_fold.dead_groups(n, self.freq_mask)
+        dead = 0 if self._fold_sparse else twiddle_fold.dead_groups(n, self.freq_mask)
+        self._fold_gskip = dead != 0
+        live = twiddle_fold.live_word(n, self.freq_mask) if self._fold_sparse else dead
         # its last four arguments: the tile list is unused; qlive carries the live word (SPARSE)
         # or the dead groups
         self._fold_tiles = (0, np.int32(0), np.int32(0), np.int32(live))
@@ -648,10 +647,11 @@ class FusedConv(FamilyConv):
         return twiddle_fold.kernel(*self._fold_variant(L, out_offset, Lout)) if ok else None
 
     def _fold_variant(self, L: int, out_offset: int, Lout: int) -> tuple:
-        """(n, dtype, pregate, postgate, half, sparse): the twiddle-folded instantiation for a
-        window."""
+        """(n, dtype, pregate, postgate, half, sparse, gskip): the twiddle-folded instantiation
+        for a window."""
         half = twiddle_fold.half(self.n, L, out_offset, Lout)
-        return self.n, self.dtype, self.pregate, self.postgate, half, self._fold_sparse
+        pg, sp, gs = self.pregate, self._fold_sparse, self._fold_gskip
+        return self.n, self.dtype, pg, self.postgate, half, sp, gs
 
     def _fold_smem(self) -> int:
         return twiddle_fold.smem(self.n, self._fold_sparse)

@@ -35,7 +35,9 @@ _PAIR_TILE_BYTES = 2 * 16 * 17 * 16  # one pair_fold tile buffer (pf::PairFold::
 _SMEM_4096 = 2 * (4 * _PLANE) + 32 * _MAT_BYTES + 8 * 2 * 4  # work, staging, table, maxima
 _SPARSE_LISTS = 80  # TwiddleFold::LST: the SPARSE variant's live-column and block lists
 _DT_CODE = {"float16": 0, "bfloat16": 1}
-_KERNELS: OnceCache = OnceCache()  # (device, arch, n, dtype, pre, post, half, sparse) -> (kernel, per SM)
+# (device, arch, n, dtype, pre, post, half, sparse, gskip) -> (kernel, per SM)
+_KERNELS: OnceCache = OnceCache()
+GSKIP_SIZES: tuple[int, ...] = (8192, 16384)  # the GSKIP instantiations (dead_groups)
 
 
 def smem(n: int, sparse: bool = False) -> int:
@@ -85,31 +87,41 @@ def name_expression(
     postgate: bool = False,
     half: bool = False,
     sparse: bool = False,
+    gskip: bool = False,
 ) -> str:
     """``half``: the causal variant (L and out_offset + Lout at most n / 2; see :func:`half`);
-    ``sparse``: the frequency-sparse variant (:func:`live_word`; sizes :data:`SPARSE_SIZES`)."""
+    ``sparse``: the frequency-sparse variant (:func:`live_word`; sizes :data:`SPARSE_SIZES`);
+    ``gskip``: the dense variant that skips the groups a mask zeroes (:func:`dead_groups`;
+    sizes :data:`GSKIP_SIZES`). The last template argument is 0 (dense), 1 (sparse) or 2."""
     if n not in SIZES:
         raise ValueError(f"FFT size {n} has no twiddle-folded kernel (sizes: {SIZES})")
     if dtype not in _DT_CODE:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     if sparse and n not in SPARSE_SIZES:
         raise ValueError(f"FFT size {n} has no frequency-sparse folded kernel ({SPARSE_SIZES})")
+    if gskip and (sparse or n not in GSKIP_SIZES):
+        raise ValueError(f"FFT size {n} has no group-skipping folded kernel ({GSKIP_SIZES})")
     flags = ", ".join(str(bool(f)).lower() for f in (pregate, postgate, half))
     if n == 256:
         return f"{PAIR_KERNEL_NAME}<{_DT_CODE[dtype]}, {flags}, {PAIR_WARPS}, {PAIR_BUFS}>"
-    return f"{KERNEL_NAME}<{n}, {_DT_CODE[dtype]}, {flags}, {str(bool(sparse)).lower()}>"
+    mask = 1 if sparse else 2 if gskip else 0
+    return f"{KERNEL_NAME}<{n}, {_DT_CODE[dtype]}, {flags}, {mask}>"
 
 
 def all_name_expressions() -> list[str]:
     """Every instantiation :func:`eligible` can pick (FFT 256: the half variant only)."""
     return [
-        name_expression(n, dt, pre, post, hf, sp)
+        name_expression(n, dt, pre, post, hf, sp, gs)
         for n in SIZES
         for dt in DTYPES
         for pre in (False, True)
         for post in (False, True)
         for hf in ((True,) if n == 256 else (False, True))
-        for sp in ((False, True) if n in SPARSE_SIZES else (False,))
+        for sp, gs in (
+            [(False, False)]
+            + ([(True, False)] if n in SPARSE_SIZES else [])
+            + ([(False, True)] if n in GSKIP_SIZES else [])
+        )
     ]
 
 
@@ -228,6 +240,7 @@ def kernel(
     postgate: bool = False,
     half: bool = False,
     sparse: bool = False,
+    gskip: bool = False,
 ):
     """(RawKernel, blocks per SM) on the current device, or None where it cannot run (below
     sm_90, or less shared memory per block than the kernel needs)."""
@@ -244,7 +257,7 @@ def kernel(
         nbytes = smem(n, sparse)
         if dev.attributes["MaxSharedMemoryPerBlockOptin"] < nbytes:
             return None
-        name = name_expression(n, dtype, pregate, postgate, half, sparse)
+        name = name_expression(n, dtype, pregate, postgate, half, sparse, gskip)
         mod = cp.RawModule(
             code=kernel_source(), options=compile_options(None), name_expressions=[name]
         )
@@ -252,5 +265,5 @@ def kernel(
         kern.max_dynamic_shared_size_bytes = nbytes
         return kern, _blocks_per_sm(kern, threads(n), nbytes)
 
-    key = (dev.id, cc, n, dtype, bool(pregate), bool(postgate), bool(half), bool(sparse))
+    key = (dev.id, cc, n, dtype, bool(pregate), bool(postgate), bool(half), bool(sparse), bool(gskip))
     return _KERNELS.get(key, build)

@@ -86,8 +86,12 @@ __device__ __forceinline__ void build_table(unsigned char* tab, int tid, int thr
 // copies fill: the next unit's copies start right after the warp's own stores, and its rows
 // are put into L2 (bulk prefetch) a unit ahead. One 16-warp block per SM (8192: two 8-warp
 // blocks, 64 matrices).
-template <int N, int DT, bool PRE, bool POST, bool HALF, bool SPARSE>
+// MASK: 0 dense; 1 SPARSE (at most 8 live k1 per group, the compact path); 2 GSKIP (RX: whole
+// groups dead, see dead()). Each its own instantiation: the group branches cost the dense
+// kernels 4-11 % (8192 causal, 16384), measured.
+template <int N, int DT, bool PRE, bool POST, bool HALF, int MASK>
 struct TwiddleFold {
+  static constexpr bool SPARSE = MASK == 1;
   static constexpr int R = N / 4096;
   static constexpr bool RX = R >= 2;
   static constexpr int LOG2R = R == 1 ? 0 : R == 2 ? 1 : 2;
@@ -112,7 +116,8 @@ struct TwiddleFold {
   // branches). The middle stage skips them at 8192 only: at 16384 its four groups' branches
   // spilled registers; there it runs on the dead groups' radix-step values against their
   // zero spectrum, and nothing reads the result.
-  static constexpr bool GSKIP = RX && !SPARSE, MIDSKIP = GSKIP && R == 2;
+  static constexpr bool GSKIP = MASK == 2, MIDSKIP = GSKIP && R == 2;
+  static_assert(MASK >= 0 && MASK <= 2 && (!GSKIP || RX), "MASK: 0, 1, or 2 at 8192 / 16384");
   __device__ __forceinline__ bool dead(int g) const { return GSKIP && ((live >> g) & 1u); }
   // SPARSE lists (bytes): live k1 of group g at LST_K + 16 g (padded with the last one), the
   // live blocks at LST_JOB (as ci | g << 4: block ci of group g holds k1 = list[ci]), counts
@@ -333,7 +338,8 @@ struct TwiddleFold {
           for (int g = 0; g < R; ++g) {
             z[g] = {e ? mc::h2hi(d[2 * g][q]) : mc::h2lo(d[2 * g][q]),
                     e ? mc::h2hi(d[2 * g + 1][q]) : mc::h2lo(d[2 * g + 1][q])};
-            if (dead(g)) z[g] = {0.f, 0.f};  // (its planes hold the forward step's values)
+            if constexpr (GSKIP)  // (its planes hold the forward step's values)
+              if (dead(g)) z[g] = {0.f, 0.f};
           }
           dft<true>(z);
 #pragma unroll
@@ -901,10 +907,11 @@ struct TwiddleFold {
 
 // Same parameters as monarch_conv_fwd (cufftconv.fused.Launcher / prepare build either); the
 // outer strides, BI and the tile list are unused here, the gates only with PRE / POST; qlive
-// carries SPARSE's live word (cufftconv.twiddle_fold.live_word).
-template <int N, int DT, bool PRE, bool POST, bool HALF, bool SPARSE>
-__global__ void __launch_bounds__(tf::TwiddleFold<N, DT, PRE, POST, HALF, SPARSE>::THREADS,
-                                  tf::TwiddleFold<N, DT, PRE, POST, HALF, SPARSE>::MINB)
+// carries SPARSE's live word (cufftconv.twiddle_fold.live_word) or GSKIP's dead groups
+// (cufftconv.twiddle_fold.dead_groups).
+template <int N, int DT, bool PRE, bool POST, bool HALF, int MASK>
+__global__ void __launch_bounds__(tf::TwiddleFold<N, DT, PRE, POST, HALF, MASK>::THREADS,
+                                  tf::TwiddleFold<N, DT, PRE, POST, HALF, MASK>::MINB)
 twiddle_fold_fwd(const unsigned short* __restrict__ u, const unsigned short* __restrict__ pre,
                  const unsigned short* __restrict__ kf, unsigned short* __restrict__ y,
                  const unsigned short* __restrict__ post, long long u_sb, long long u_sh,
@@ -913,7 +920,7 @@ twiddle_fold_fwd(const unsigned short* __restrict__ u, const unsigned short* __r
                  long long y_so, long long post_so, int B, int H, int L, int out_offset,
                  int Lout, int BI, const int* __restrict__ tiles, int KC, int KZ, int qlive) {
   extern __shared__ __align__(16) unsigned char tf_smem[];
-  tf::TwiddleFold<N, DT, PRE, POST, HALF, SPARSE> k;
+  tf::TwiddleFold<N, DT, PRE, POST, HALF, MASK> k;
   tf::bind_args(k, u, pre, kf, y, post, u_sb, u_sh, pre_sb, pre_sh, y_sb, y_sh, post_sb, post_sh, B, H, L,
                 out_offset, Lout);
   k.live = static_cast<unsigned>(qlive);

@@ -137,7 +137,7 @@ def test_fused_conv_names_the_twiddle_folded_kernel(monkeypatch):
         conv(u, kf, y, L=4096, out_offset=0, Lout=4096)
     msg = str(info.value)
     assert kern.calls[0][1] == {"shared_mem": smem}
-    assert "twiddle_fold_fwd<4096, 1, false, false, false, false>" in msg and f"dynamic shared memory={smem} B" in msg, msg
+    assert "twiddle_fold_fwd<4096, 1, false, false, false, 0>" in msg and f"dynamic shared memory={smem} B" in msg, msg
 
 def test_cufft_elementwise(monkeypatch):
     kern = _FakeKernel(_cuda_error())

@@ -213,19 +213,20 @@ def test_eligibility(n, kw, ok):
 
 def test_names_and_shared_memory():
     names = twiddle_fold.all_name_expressions()
-    assert len(names) == len(set(names)) == 8 + 2 * 2 * 16 + 16  # 16384: no SPARSE
+    # 4096: dense, SPARSE; 8192: dense, SPARSE, GSKIP; 16384: dense, GSKIP (16 each)
+    assert len(names) == len(set(names)) == 8 + 16 * (2 + 3 + 2)
     assert names[:2] == [
         "pair_fold_fwd<0, false, false, true, 12, 2>",
         "pair_fold_fwd<0, false, true, true, 12, 2>",
     ]
     assert names[8:12] == [
-        "twiddle_fold_fwd<4096, 0, false, false, false, false>",
-        "twiddle_fold_fwd<4096, 0, false, false, false, true>",
-        "twiddle_fold_fwd<4096, 0, false, false, true, false>",
-        "twiddle_fold_fwd<4096, 0, false, false, true, true>",
+        "twiddle_fold_fwd<4096, 0, false, false, false, 0>",
+        "twiddle_fold_fwd<4096, 0, false, false, false, 1>",
+        "twiddle_fold_fwd<4096, 0, false, false, true, 0>",
+        "twiddle_fold_fwd<4096, 0, false, false, true, 1>",
     ]
     assert twiddle_fold.name_expression(8192, "bfloat16", True, False, True) == (
-        "twiddle_fold_fwd<8192, 1, true, false, true, false>"
+        "twiddle_fold_fwd<8192, 1, true, false, true, 0>"
     )
     for n in (4096, 8192):
         for sparse in (False, True):  # two blocks per SM on sm_90
@@ -240,6 +241,9 @@ def test_names_and_shared_memory():
     assert twiddle_fold.threads(16384) == 512
     with pytest.raises(ValueError, match="frequency-sparse"):
         twiddle_fold.name_expression(16384, "float16", sparse=True)
+    assert twiddle_fold.name_expression(16384, "float16", gskip=True).endswith(", 2>")
+    with pytest.raises(ValueError, match="group-skipping"):
+        twiddle_fold.name_expression(4096, "float16", gskip=True)
     with pytest.raises(ValueError, match="FFT size"):
         twiddle_fold.name_expression(2048, "float16")
 
