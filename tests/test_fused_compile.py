@@ -204,25 +204,27 @@ def test_fold_instantiations(arch):
 
 
 def test_twiddle_fold_instantiations():
-    """The twiddle-folded FFT-256 / 4096 / 8192 forward kernels, every (dtype, gates, half,
-    sparse) instantiation (kernels/twiddle_fold.cu and pair_fold.cuh, sm_90 only: they use stmatrix and
-    are dispatched only from compute capability 9.0)."""
+    """The twiddle-folded FFT-256 / 4096 / 8192 / 16384 forward kernels, every (dtype, gates,
+    half, mask kind) instantiation (kernels/twiddle_fold.cu and pair_fold.cuh, sm_90 only: they
+    use stmatrix and are dispatched only from compute capability 9.0)."""
     from cufftconv import twiddle_fold
 
     names = twiddle_fold.all_name_expressions()
     dts = range(len(twiddle_fold.DTYPES))
     groups = [[e for e in names
-               if e.startswith(f"{twiddle_fold.KERNEL_NAME}<{n}, {d},") and e.endswith(f"{sp}>")]
-              for n in twiddle_fold.SIZES if n != 256 for d in dts for sp in ("false", "true")]
+               if e.startswith(f"{twiddle_fold.KERNEL_NAME}<{n}, {d},") and e.endswith(f", {m}>")]
+              for n in twiddle_fold.SIZES if n != 256 for d in dts for m in range(3)]
+    groups = [g for g in groups if g]
     groups += [[e for e in names if e.startswith(f"{twiddle_fold.PAIR_KERNEL_NAME}<{d},")]
                for d in dts]
-    # one program per (N, dtype, sparse), in parallel
+    # one program per (N, dtype, mask kind), in parallel
     info = _run(groups, "sm_90", twiddle_fold)
     assert set(info) == set(names)
     _check_no_spills(info)
-    for name, v in info.items():  # twiddle_fold_fwd: 2 blocks of 256 threads per SM
-        n = 256 if name.startswith(twiddle_fold.PAIR_KERNEL_NAME) else 4096
-        assert v["regs"] <= 65536 // (twiddle_fold.threads(n) * (1 if n == 256 else 2)) // 8 * 8, name
+    for name, v in info.items():  # 2 blocks of 256 threads per SM; 16384: one of 512
+        n = 256 if name.startswith(twiddle_fold.PAIR_KERNEL_NAME) else int(name.split("<")[1].split(",")[0])
+        per_sm = 1 if n in (256, 16384) else 2
+        assert v["regs"] <= 65536 // (twiddle_fold.threads(n) * per_sm) // 8 * 8, name
 
 
 @pytest.mark.parametrize("arch", ["sm_90", *sorted(ARCH_SMEM)])
