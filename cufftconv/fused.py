@@ -682,13 +682,13 @@ class FusedConv(FamilyConv):
         npairs = ((b + 1) // 2) * h
         nunits = -(-npairs // self.pairs_per_block)
         smem = self.smem
-        strides = (*op.u_strides, *op.y_strides, op.u_outer, op.y_outer)
+        strides = (*op.u_strides, *op.y_strides)
         ptrs = [u.data.ptr, y.data.ptr]
         if pregate is not None:
-            strides += (*op.pre_strides, op.pre_outer)
+            strides += tuple(op.pre_strides)
             ptrs.append(pregate.data.ptr)
         if postgate is not None:
-            strides += (*op.post_strides, op.post_outer)
+            strides += tuple(op.post_strides)
             ptrs.append(postgate.data.ptr)
         tf = self._twiddle_fold(b, op.BI, L, out_offset, Lout, strides)
         tiles = self._tiles_arg()

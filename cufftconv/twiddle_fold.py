@@ -4,8 +4,7 @@ FFT 256 (``kernels/pair_fold.cuh``, 8 pairs of sequences as the MMA columns), on
 Same contract and filter spectrum as the Monarch kernel of :mod:`cufftconv.fused` (they take
 ``monarch_conv_fwd``'s parameter list), with every twiddle folded into the tensor cores' DFT
 matrices: about a third of the Monarch kernel's instructions at 4096. They need sm_90
-(``stmatrix``) and cover dense calls (two-level batches at 8192 / 16384, one level at 4096),
-gated or not, whose rows are 16-byte granular
+(``stmatrix``) and cover dense, one-level calls, gated or not, whose rows are 16-byte granular
 with B a multiple of :func:`batch_grain` (4 at 4096, 2 otherwise), and frequency-sparse
 calls at 4096 / 8192 (the SPARSE variant skips the masked classes' tiles);
 :class:`cufftconv.fused.FusedConv` takes them for those and the Monarch kernel for the rest.
@@ -210,7 +209,7 @@ def eligible(
     return (
         n in SIZES
         and masked_ok
-        and (BI == B or n in (8192, 16384))  # two-level batches: the in-place kernels
+        and BI == B
         and B > 0
         and B % batch_grain(n) == 0
         and all(v % GRAIN == 0 for v in (L, out_offset, Lout, *strides))
@@ -266,15 +265,5 @@ def kernel(
         kern.max_dynamic_shared_size_bytes = nbytes
         return kern, _blocks_per_sm(kern, threads(n), nbytes)
 
-    key = (
-        dev.id,
-        cc,
-        n,
-        dtype,
-        bool(pregate),
-        bool(postgate),
-        bool(half),
-        bool(sparse),
-        bool(gskip),
-    )
+    key = (dev.id, cc, n, dtype, bool(pregate), bool(postgate), bool(half), bool(sparse), bool(gskip))
     return _KERNELS.get(key, build)

@@ -139,8 +139,7 @@ struct TwiddleFold {
   u16* __restrict__ y;
   const u16* __restrict__ post;
   long long u_sb, u_sh, pre_sb, pre_sh, y_sb, y_sh, post_sb, post_sh;
-  long long u_so, pre_so, y_so, post_so;  // RX: the outer strides of a two-level batch
-  int B, H, L, out_offset, Lout, BI;
+  int B, H, L, out_offset, Lout;
   u32 live;  // SPARSE: the live word; GSKIP: bit g set when group g's spectrum is all zero
   u32 work, staging, tab, red, lst;  // shared addresses (lst: SPARSE lists)
   int lane, warp, tid, mi, i8;
@@ -176,20 +175,12 @@ struct TwiddleFold {
     const int ci = tid + r * THREADS, rs = ci >> 1;  // rs = 16 n1 + n2, ci & 1: n3 half
     return staging + wp * PLANE + cofs(rs >> 4, rs & 15, ci & 1);
   }
-  // RX: element offset of sequence b of the batch axis, (b / BI, b % BI) of a two-level batch
-  // (BI = B for one level; a pair may straddle two outer rows). 4096: b * sb (BI = B).
-  __device__ __forceinline__ long long seq_at(int b, long long sb, long long so) const {
-    if (!RX) return b * sb;
-    const int q = b / BI;
-    return q * so + (b - q * BI) * sb;
-  }
   // One L2 bulk prefetch per sequence of the unit: the first `count` values of its gate row.
-  __device__ __forceinline__ void prefetch_rows(const u16* g, long long sb, long long sh, long long so, int unit,
-                                                int count) const {
+  __device__ __forceinline__ void prefetch_rows(const u16* g, long long sb, long long sh, int unit, int count) const {
     if (tid < 2 * PAIRS) {
       int h, b0;
       unit_rows(unit, h, b0);
-      mc::prefetch_run(g + (RX ? seq_at(b0 + tid, sb, so) : (b0 + tid) * sb) + h * sh, 2 * count);
+      mc::prefetch_run(g + (b0 + tid) * sb + h * sh, 2 * count);
     }
   }
 
@@ -205,11 +196,11 @@ struct TwiddleFold {
         if (!live_chunk(wp, r)) continue;
         const int pos = chunk_pos(wp, r);
         const bool in = pos < L;
-        const u16* row = RX ? u + seq_at(b0 + seq_of(wp), u_sb, u_so) + h * u_sh : row0 + seq_of(wp) * u_sb;
+        const u16* row = row0 + seq_of(wp) * u_sb;
         mc::cp_async16(chunk_at(wp, r), in ? row + pos : row, in ? 16 : 0);
       }
     mc::cp_async_commit();
-    if (PRE) prefetch_rows(pre, pre_sb, pre_sh, pre_so, unit, min(L, N));  // read by gate_in
+    if (PRE) prefetch_rows(pre, pre_sb, pre_sh, unit, min(L, N));  // read by gate_in
   }
   // PRE: this thread's own staged chunks (issue_load's) times the pregate, rounded to the input
   // type, in place; positions >= L stay zero.
@@ -224,13 +215,8 @@ struct TwiddleFold {
       for (int r = 0; r < RR; ++r) {
         if (!live_chunk(wp, r)) continue;
         const int pos = chunk_pos(wp, r);
-        if constexpr (RX) {
-          const u16* row = pre + seq_at(b0 + seq_of(wp), pre_sb, pre_so) + h * pre_sh;
-          g[wp][r] = pos < L ? __ldg(reinterpret_cast<const uint4*>(row + pos)) : make_uint4(0u, 0u, 0u, 0u);
-        } else {
-          g[wp][r] = pos < L ? __ldg(reinterpret_cast<const uint4*>(row0 + seq_of(wp) * pre_sb + pos))
-                             : make_uint4(0u, 0u, 0u, 0u);
-        }
+        g[wp][r] = pos < L ? __ldg(reinterpret_cast<const uint4*>(row0 + seq_of(wp) * pre_sb + pos))
+                           : make_uint4(0u, 0u, 0u, 0u);
       }
 #pragma unroll
     for (int wp = 0; wp < 2 * P; ++wp)
@@ -380,9 +366,8 @@ struct TwiddleFold {
   __device__ __forceinline__ void store_natural(int unit, float s1, float s2) {
     int ch, b0;
     unit_rows(unit, ch, b0);
-    u16* yrow[2] = {y + seq_at(b0, y_sb, y_so) + ch * y_sh, y + seq_at(b0 + 1, y_sb, y_so) + ch * y_sh};
-    const u16* grow[2] = {POST ? post + seq_at(b0, post_sb, post_so) + ch * post_sh : nullptr,
-                          POST ? post + seq_at(b0 + 1, post_sb, post_so) + ch * post_sh : nullptr};
+    u16* row0 = y + b0 * y_sb + ch * y_sh;
+    const u16* grow0 = POST ? post + b0 * post_sb + ch * post_sh : nullptr;
 #pragma unroll
     for (int x = 0; x < 16 / WARPS; ++x) {
       const int n1 = warp + WARPS * x;
@@ -392,8 +377,8 @@ struct TwiddleFold {
         if (live_chunk(sp, 0) && t0 >= 0 && t0 < Lout) {
           uint4 val = lds128(work + sp * PLANE + cofs(n1, lane >> 1, lane & 1));
           if (POST)  // loaded at use: ahead of the loop it spills (128 registers)
-            val = finish<DT>(val, __ldg(reinterpret_cast<const uint4*>(grow[sp & 1] + t0)), s1, s2);
-          __stcs(reinterpret_cast<uint4*>(yrow[sp & 1] + t0), val);
+            val = finish<DT>(val, __ldg(reinterpret_cast<const uint4*>(grow0 + (sp & 1) * post_sb + t0)), s1, s2);
+          __stcs(reinterpret_cast<uint4*>(row0 + (sp & 1) * y_sb + t0), val);
         }
       }
     }
@@ -855,10 +840,10 @@ struct TwiddleFold {
       const bool next = unit + static_cast<int>(gridDim.x) < nunits;
       if (!RX && next) issue_load(unit + gridDim.x);
       if (RX && next) {  // (RX: copied after this unit's stores; into L2 now)
-        prefetch_rows(u, u_sb, u_sh, u_so, unit + gridDim.x, min(L, N));
-        if (PRE) prefetch_rows(pre, pre_sb, pre_sh, pre_so, unit + gridDim.x, min(L, N));
+        prefetch_rows(u, u_sb, u_sh, unit + gridDim.x, min(L, N));
+        if (PRE) prefetch_rows(pre, pre_sb, pre_sh, unit + gridDim.x, min(L, N));
       }
-      if (POST) prefetch_rows(post, post_sb, post_sh, post_so, unit, Lout);  // read by the store
+      if (POST) prefetch_rows(post, post_sb, post_sh, unit, Lout);  // read by the store
       if (SPARSE)
         stage_first_sparse(s, s2);
       else
@@ -939,7 +924,6 @@ twiddle_fold_fwd(const unsigned short* __restrict__ u, const unsigned short* __r
   tf::bind_args(k, u, pre, kf, y, post, u_sb, u_sh, pre_sb, pre_sh, y_sb, y_sh, post_sb, post_sh, B, H, L,
                 out_offset, Lout);
   k.live = static_cast<unsigned>(qlive);
-  k.u_so = u_so, k.pre_so = pre_so, k.y_so = y_so, k.post_so = post_so, k.BI = BI;
   k.run(tf_smem);
 }
 
