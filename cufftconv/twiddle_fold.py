@@ -265,5 +265,15 @@ def kernel(
         kern.max_dynamic_shared_size_bytes = nbytes
         return kern, _blocks_per_sm(kern, threads(n), nbytes)
 
-    key = (dev.id, cc, n, dtype, bool(pregate), bool(postgate), bool(half), bool(sparse), bool(gskip))
+    key = (
+        dev.id,
+        cc,
+        n,
+        dtype,
+        bool(pregate),
+        bool(postgate),
+        bool(half),
+        bool(sparse),
+        bool(gskip),
+    )
     return _KERNELS.get(key, build)
