@@ -593,7 +593,7 @@ class FusedConv(FamilyConv):
         n = self.n
         smem = self.smem if smem is None else smem
         if smem != self.smem:  # prepare picked the twiddle-folded kernel (its own smem size)
-            name = twiddle_fold.name_expression(*self._fold_variant(L, out_offset, Lout))
+            name = twiddle_fold.name_expression(*self._fold_variant(L, out_offset, Lout, BI != B))
         else:
             pad = _pad(n, L, out_offset, Lout, B, BI)
             name = name_expression(n, self.dtype, self.pregate, self.postgate, pad)
@@ -644,14 +644,14 @@ class FusedConv(FamilyConv):
             self.n, freq_mask=self.freq_mask, B=B, BI=BI, L=L, out_offset=out_offset,
             Lout=Lout, strides=strides,
         )
-        return twiddle_fold.kernel(*self._fold_variant(L, out_offset, Lout)) if ok else None
+        return twiddle_fold.kernel(*self._fold_variant(L, out_offset, Lout, BI != B)) if ok else None
 
-    def _fold_variant(self, L: int, out_offset: int, Lout: int) -> tuple:
-        """(n, dtype, pregate, postgate, half, sparse, gskip): the twiddle-folded instantiation
-        for a window."""
+    def _fold_variant(self, L: int, out_offset: int, Lout: int, two: bool = False) -> tuple:
+        """(n, dtype, pregate, postgate, half, sparse, gskip, two): the twiddle-folded
+        instantiation for a window (``two``: a two-level batch)."""
         half = twiddle_fold.half(self.n, L, out_offset, Lout)
         pg, sp, gs = self.pregate, self._fold_sparse, self._fold_gskip
-        return self.n, self.dtype, pg, self.postgate, half, sp, gs
+        return self.n, self.dtype, pg, self.postgate, half, sp, gs, two
 
     def _fold_smem(self) -> int:
         return twiddle_fold.smem(self.n, self._fold_sparse)
@@ -682,13 +682,13 @@ class FusedConv(FamilyConv):
         npairs = ((b + 1) // 2) * h
         nunits = -(-npairs // self.pairs_per_block)
         smem = self.smem
-        strides = (*op.u_strides, *op.y_strides)
+        strides = (*op.u_strides, *op.y_strides, op.u_outer, op.y_outer)
         ptrs = [u.data.ptr, y.data.ptr]
         if pregate is not None:
-            strides += tuple(op.pre_strides)
+            strides += (*op.pre_strides, op.pre_outer)
             ptrs.append(pregate.data.ptr)
         if postgate is not None:
-            strides += tuple(op.post_strides)
+            strides += (*op.post_strides, op.post_outer)
             ptrs.append(postgate.data.ptr)
         tf = self._twiddle_fold(b, op.BI, L, out_offset, Lout, strides)
         tiles = self._tiles_arg()

@@ -4,7 +4,8 @@ FFT 256 (``kernels/pair_fold.cuh``, 8 pairs of sequences as the MMA columns), on
 Same contract and filter spectrum as the Monarch kernel of :mod:`cufftconv.fused` (they take
 ``monarch_conv_fwd``'s parameter list), with every twiddle folded into the tensor cores' DFT
 matrices: about a third of the Monarch kernel's instructions at 4096. They need sm_90
-(``stmatrix``) and cover dense, one-level calls, gated or not, whose rows are 16-byte granular
+(``stmatrix``) and cover dense calls (two-level batches at 8192 / 16384, e.g. the partial
+path's windows; one level at 4096), gated or not, whose rows are 16-byte granular
 with B a multiple of :func:`batch_grain` (4 at 4096, 2 otherwise), and frequency-sparse
 calls at 4096 / 8192 (the SPARSE variant skips the masked classes' tiles);
 :class:`cufftconv.fused.FusedConv` takes them for those and the Monarch kernel for the rest.
@@ -35,9 +36,10 @@ _PAIR_TILE_BYTES = 2 * 16 * 17 * 16  # one pair_fold tile buffer (pf::PairFold::
 _SMEM_4096 = 2 * (4 * _PLANE) + 32 * _MAT_BYTES + 8 * 2 * 4  # work, staging, table, maxima
 _SPARSE_LISTS = 80  # TwiddleFold::LST: the SPARSE variant's live-column and block lists
 _DT_CODE = {"float16": 0, "bfloat16": 1}
-# (device, arch, n, dtype, pre, post, half, sparse, gskip) -> (kernel, per SM)
+# (device, arch, n, dtype, pre, post, half, sparse, gskip, two) -> (kernel, per SM)
 _KERNELS: OnceCache = OnceCache()
 GSKIP_SIZES: tuple[int, ...] = (8192, 16384)  # the GSKIP instantiations (dead_groups)
+TWO_SIZES: tuple[int, ...] = (8192, 16384)  # two-level batches (BI < B): the TWO instantiations
 
 
 def smem(n: int, sparse: bool = False) -> int:
@@ -88,11 +90,13 @@ def name_expression(
     half: bool = False,
     sparse: bool = False,
     gskip: bool = False,
+    two: bool = False,
 ) -> str:
     """``half``: the causal variant (L and out_offset + Lout at most n / 2; see :func:`half`);
     ``sparse``: the frequency-sparse variant (:func:`live_word`; sizes :data:`SPARSE_SIZES`);
     ``gskip``: the dense variant that skips the groups a mask zeroes (:func:`dead_groups`;
-    sizes :data:`GSKIP_SIZES`). The last template argument is 0 (dense), 1 (sparse) or 2."""
+    sizes :data:`GSKIP_SIZES`); ``two``: the dense variant for two-level batches (sizes
+    :data:`TWO_SIZES`). The last template argument is 0 (dense), 1, 2 or 3 (those three)."""
     if n not in SIZES:
         raise ValueError(f"FFT size {n} has no twiddle-folded kernel (sizes: {SIZES})")
     if dtype not in _DT_CODE:
@@ -101,26 +105,29 @@ def name_expression(
         raise ValueError(f"FFT size {n} has no frequency-sparse folded kernel ({SPARSE_SIZES})")
     if gskip and (sparse or n not in GSKIP_SIZES):
         raise ValueError(f"FFT size {n} has no group-skipping folded kernel ({GSKIP_SIZES})")
+    if two and (sparse or gskip or n not in TWO_SIZES):
+        raise ValueError(f"FFT size {n} has no two-level-batch folded kernel ({TWO_SIZES})")
     flags = ", ".join(str(bool(f)).lower() for f in (pregate, postgate, half))
     if n == 256:
         return f"{PAIR_KERNEL_NAME}<{_DT_CODE[dtype]}, {flags}, {PAIR_WARPS}, {PAIR_BUFS}>"
-    mask = 1 if sparse else 2 if gskip else 0
+    mask = 1 if sparse else 2 if gskip else 3 if two else 0
     return f"{KERNEL_NAME}<{n}, {_DT_CODE[dtype]}, {flags}, {mask}>"
 
 
 def all_name_expressions() -> list[str]:
     """Every instantiation :func:`eligible` can pick (FFT 256: the half variant only)."""
     return [
-        name_expression(n, dt, pre, post, hf, sp, gs)
+        name_expression(n, dt, pre, post, hf, sp, gs, tw)
         for n in SIZES
         for dt in DTYPES
         for pre in (False, True)
         for post in (False, True)
         for hf in ((True,) if n == 256 else (False, True))
-        for sp, gs in (
-            [(False, False)]
-            + ([(True, False)] if n in SPARSE_SIZES else [])
-            + ([(False, True)] if n in GSKIP_SIZES else [])
+        for sp, gs, tw in (
+            [(False, False, False)]
+            + ([(True, False, False)] if n in SPARSE_SIZES else [])
+            + ([(False, True, False)] if n in GSKIP_SIZES else [])
+            + ([(False, False, True)] if n in TWO_SIZES else [])
         )
     ]
 
@@ -209,7 +216,7 @@ def eligible(
     return (
         n in SIZES
         and masked_ok
-        and BI == B
+        and (BI == B or (n in TWO_SIZES and freq_mask is None))  # two-level: TWO
         and B > 0
         and B % batch_grain(n) == 0
         and all(v % GRAIN == 0 for v in (L, out_offset, Lout, *strides))
@@ -241,6 +248,7 @@ def kernel(
     half: bool = False,
     sparse: bool = False,
     gskip: bool = False,
+    two: bool = False,
 ):
     """(RawKernel, blocks per SM) on the current device, or None where it cannot run (below
     sm_90, or less shared memory per block than the kernel needs)."""
@@ -257,7 +265,7 @@ def kernel(
         nbytes = smem(n, sparse)
         if dev.attributes["MaxSharedMemoryPerBlockOptin"] < nbytes:
             return None
-        name = name_expression(n, dtype, pregate, postgate, half, sparse, gskip)
+        name = name_expression(n, dtype, pregate, postgate, half, sparse, gskip, two)
         mod = cp.RawModule(
             code=kernel_source(), options=compile_options(None), name_expressions=[name]
         )
@@ -275,5 +283,6 @@ def kernel(
         bool(half),
         bool(sparse),
         bool(gskip),
+        bool(two),
     )
     return _KERNELS.get(key, build)

@@ -87,11 +87,12 @@ __device__ __forceinline__ void build_table(unsigned char* tab, int tid, int thr
 // are put into L2 (bulk prefetch) a unit ahead. One 16-warp block per SM (8192: two 8-warp
 // blocks, 64 matrices).
 // MASK: 0 dense; 1 SPARSE (at most 8 live k1 per group, the compact path); 2 GSKIP (RX: whole
-// groups dead, see dead()). Each its own instantiation: the group branches cost the dense
-// kernels 4-11 % (8192 causal, 16384), measured.
+// groups dead, see dead()); 3 TWO (RX, dense: a two-level batch, see seq_at()). Each its own
+// instantiation: GSKIP's group branches and TWO's offsets cost the dense kernels 4-11 %
+// (8192 causal / gated, 16384), measured.
 template <int N, int DT, bool PRE, bool POST, bool HALF, int MASK>
 struct TwiddleFold {
-  static constexpr bool SPARSE = MASK == 1;
+  static constexpr bool SPARSE = MASK == 1, TWO = MASK == 3;
   static constexpr int R = N / 4096;
   static constexpr bool RX = R >= 2;
   static constexpr int LOG2R = R == 1 ? 0 : R == 2 ? 1 : 2;
@@ -117,7 +118,7 @@ struct TwiddleFold {
   // spilled registers; there it runs on the dead groups' radix-step values against their
   // zero spectrum, and nothing reads the result.
   static constexpr bool GSKIP = MASK == 2, MIDSKIP = GSKIP && R == 2;
-  static_assert(MASK >= 0 && MASK <= 2 && (!GSKIP || RX), "MASK: 0, 1, or 2 at 8192 / 16384");
+  static_assert(MASK >= 0 && MASK <= 3 && (!GSKIP || RX) && (!TWO || RX), "MASK: 0, 1, 2 / 3 at 8192 / 16384");
   __device__ __forceinline__ bool dead(int g) const { return GSKIP && ((live >> g) & 1u); }
   // SPARSE lists (bytes): live k1 of group g at LST_K + 16 g (padded with the last one), the
   // live blocks at LST_JOB (as ci | g << 4: block ci of group g holds k1 = list[ci]), counts
@@ -139,7 +140,8 @@ struct TwiddleFold {
   u16* __restrict__ y;
   const u16* __restrict__ post;
   long long u_sb, u_sh, pre_sb, pre_sh, y_sb, y_sh, post_sb, post_sh;
-  int B, H, L, out_offset, Lout;
+  long long u_so, pre_so, y_so, post_so;  // TWO: the outer strides of the two-level batch
+  int B, H, L, out_offset, Lout, BI;
   u32 live;  // SPARSE: the live word; GSKIP: bit g set when group g's spectrum is all zero
   u32 work, staging, tab, red, lst;  // shared addresses (lst: SPARSE lists)
   int lane, warp, tid, mi, i8;
@@ -175,12 +177,20 @@ struct TwiddleFold {
     const int ci = tid + r * THREADS, rs = ci >> 1;  // rs = 16 n1 + n2, ci & 1: n3 half
     return staging + wp * PLANE + cofs(rs >> 4, rs & 15, ci & 1);
   }
+  // Element offset of sequence b of the batch axis: TWO, (b / BI, b % BI) of a two-level batch
+  // (a pair may straddle two outer rows); else b * sb.
+  __device__ __forceinline__ long long seq_at(int b, long long sb, long long so) const {
+    if (!TWO) return b * sb;
+    const int q = b / BI;
+    return q * so + (b - q * BI) * sb;
+  }
   // One L2 bulk prefetch per sequence of the unit: the first `count` values of its gate row.
-  __device__ __forceinline__ void prefetch_rows(const u16* g, long long sb, long long sh, int unit, int count) const {
+  __device__ __forceinline__ void prefetch_rows(const u16* g, long long sb, long long sh, long long so, int unit,
+                                                int count) const {
     if (tid < 2 * PAIRS) {
       int h, b0;
       unit_rows(unit, h, b0);
-      mc::prefetch_run(g + (b0 + tid) * sb + h * sh, 2 * count);
+      mc::prefetch_run(g + (TWO ? seq_at(b0 + tid, sb, so) : (b0 + tid) * sb) + h * sh, 2 * count);
     }
   }
 
@@ -188,7 +198,9 @@ struct TwiddleFold {
     static_assert(RR * THREADS * 16 == 4096 * 2, "whole chunk rounds");
     int h, b0;
     unit_rows(unit, h, b0);
-    const u16* row0 = u + b0 * u_sb + h * u_sh;
+    const u16* row0 = u + (TWO ? seq_at(b0, u_sb, u_so) : b0 * u_sb) + h * u_sh;
+    // the pair's second sequence: u_sb further (TWO: maybe in the next outer row)
+    const long long s1 = TWO ? seq_at(b0 + 1, u_sb, u_so) - seq_at(b0, u_sb, u_so) : u_sb;
 #pragma unroll
     for (int wp = 0; wp < 2 * P; ++wp)
 #pragma unroll
@@ -196,18 +208,19 @@ struct TwiddleFold {
         if (!live_chunk(wp, r)) continue;
         const int pos = chunk_pos(wp, r);
         const bool in = pos < L;
-        const u16* row = row0 + seq_of(wp) * u_sb;
+        const u16* row = row0 + seq_of(wp) * s1;
         mc::cp_async16(chunk_at(wp, r), in ? row + pos : row, in ? 16 : 0);
       }
     mc::cp_async_commit();
-    if (PRE) prefetch_rows(pre, pre_sb, pre_sh, unit, min(L, N));  // read by gate_in
+    if (PRE) prefetch_rows(pre, pre_sb, pre_sh, pre_so, unit, min(L, N));  // read by gate_in
   }
   // PRE: this thread's own staged chunks (issue_load's) times the pregate, rounded to the input
   // type, in place; positions >= L stay zero.
   __device__ __forceinline__ void gate_in(int unit) {
     int h, b0;
     unit_rows(unit, h, b0);
-    const u16* row0 = pre + b0 * pre_sb + h * pre_sh;
+    const u16* row0 = pre + (TWO ? seq_at(b0, pre_sb, pre_so) : b0 * pre_sb) + h * pre_sh;
+    const long long s1 = TWO ? seq_at(b0 + 1, pre_sb, pre_so) - seq_at(b0, pre_sb, pre_so) : pre_sb;
     uint4 g[2 * P][RR];
 #pragma unroll
     for (int wp = 0; wp < 2 * P; ++wp)
@@ -215,7 +228,7 @@ struct TwiddleFold {
       for (int r = 0; r < RR; ++r) {
         if (!live_chunk(wp, r)) continue;
         const int pos = chunk_pos(wp, r);
-        g[wp][r] = pos < L ? __ldg(reinterpret_cast<const uint4*>(row0 + seq_of(wp) * pre_sb + pos))
+        g[wp][r] = pos < L ? __ldg(reinterpret_cast<const uint4*>(row0 + seq_of(wp) * s1 + pos))
                            : make_uint4(0u, 0u, 0u, 0u);
       }
 #pragma unroll
@@ -366,8 +379,10 @@ struct TwiddleFold {
   __device__ __forceinline__ void store_natural(int unit, float s1, float s2) {
     int ch, b0;
     unit_rows(unit, ch, b0);
-    u16* row0 = y + b0 * y_sb + ch * y_sh;
-    const u16* grow0 = POST ? post + b0 * post_sb + ch * post_sh : nullptr;
+    u16* row0 = y + (TWO ? seq_at(b0, y_sb, y_so) : b0 * y_sb) + ch * y_sh;
+    const u16* grow0 = POST ? post + (TWO ? seq_at(b0, post_sb, post_so) : b0 * post_sb) + ch * post_sh : nullptr;
+    const long long ys1 = TWO ? seq_at(b0 + 1, y_sb, y_so) - seq_at(b0, y_sb, y_so) : y_sb;
+    const long long ps1 = TWO && POST ? seq_at(b0 + 1, post_sb, post_so) - seq_at(b0, post_sb, post_so) : post_sb;
 #pragma unroll
     for (int x = 0; x < 16 / WARPS; ++x) {
       const int n1 = warp + WARPS * x;
@@ -377,8 +392,8 @@ struct TwiddleFold {
         if (live_chunk(sp, 0) && t0 >= 0 && t0 < Lout) {
           uint4 val = lds128(work + sp * PLANE + cofs(n1, lane >> 1, lane & 1));
           if (POST)  // loaded at use: ahead of the loop it spills (128 registers)
-            val = finish<DT>(val, __ldg(reinterpret_cast<const uint4*>(grow0 + (sp & 1) * post_sb + t0)), s1, s2);
-          __stcs(reinterpret_cast<uint4*>(row0 + (sp & 1) * y_sb + t0), val);
+            val = finish<DT>(val, __ldg(reinterpret_cast<const uint4*>(grow0 + (sp & 1) * ps1 + t0)), s1, s2);
+          __stcs(reinterpret_cast<uint4*>(row0 + (sp & 1) * ys1 + t0), val);
         }
       }
     }
@@ -840,10 +855,10 @@ struct TwiddleFold {
       const bool next = unit + static_cast<int>(gridDim.x) < nunits;
       if (!RX && next) issue_load(unit + gridDim.x);
       if (RX && next) {  // (RX: copied after this unit's stores; into L2 now)
-        prefetch_rows(u, u_sb, u_sh, unit + gridDim.x, min(L, N));
-        if (PRE) prefetch_rows(pre, pre_sb, pre_sh, unit + gridDim.x, min(L, N));
+        prefetch_rows(u, u_sb, u_sh, u_so, unit + gridDim.x, min(L, N));
+        if (PRE) prefetch_rows(pre, pre_sb, pre_sh, pre_so, unit + gridDim.x, min(L, N));
       }
-      if (POST) prefetch_rows(post, post_sb, post_sh, unit, Lout);  // read by the store
+      if (POST) prefetch_rows(post, post_sb, post_sh, post_so, unit, Lout);  // read by the store
       if (SPARSE)
         stage_first_sparse(s, s2);
       else
@@ -906,7 +921,7 @@ struct TwiddleFold {
 }  // namespace tf
 
 // Same parameters as monarch_conv_fwd (cufftconv.fused.Launcher / prepare build either); the
-// outer strides, BI and the tile list are unused here, the gates only with PRE / POST; qlive
+// outer strides and BI are used by TWO only, the tile list not at all, the gates only with PRE / POST; qlive
 // carries SPARSE's live word (cufftconv.twiddle_fold.live_word) or GSKIP's dead groups
 // (cufftconv.twiddle_fold.dead_groups).
 template <int N, int DT, bool PRE, bool POST, bool HALF, int MASK>
@@ -924,6 +939,7 @@ twiddle_fold_fwd(const unsigned short* __restrict__ u, const unsigned short* __r
   tf::bind_args(k, u, pre, kf, y, post, u_sb, u_sh, pre_sb, pre_sh, y_sb, y_sh, post_sb, post_sh, B, H, L,
                 out_offset, Lout);
   k.live = static_cast<unsigned>(qlive);
+  k.u_so = u_so, k.pre_so = pre_so, k.y_so = y_so, k.post_so = post_so, k.BI = BI;
   k.run(tf_smem);
 }
 

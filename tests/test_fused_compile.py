@@ -213,7 +213,7 @@ def test_twiddle_fold_instantiations():
     dts = range(len(twiddle_fold.DTYPES))
     groups = [[e for e in names
                if e.startswith(f"{twiddle_fold.KERNEL_NAME}<{n}, {d},") and e.endswith(f", {m}>")]
-              for n in twiddle_fold.SIZES if n != 256 for d in dts for m in range(3)]
+              for n in twiddle_fold.SIZES if n != 256 for d in dts for m in range(4)]
     groups = [g for g in groups if g]
     groups += [[e for e in names if e.startswith(f"{twiddle_fold.PAIR_KERNEL_NAME}<{d},")]
                for d in dts]

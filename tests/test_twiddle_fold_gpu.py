@@ -385,3 +385,66 @@ def test_sparse_many_units_per_block(n, mask_name):
     assert float(err.max()) <= TOL["float16"], (
         f"worst sequence {np.unravel_index(err.argmax(), err.shape)}"
     )
+
+
+@pytest.mark.parametrize("dtype", fused.DTYPES)
+@pytest.mark.parametrize(
+    ("n", "B0", "count", "gated"),
+    [
+        (16384, 2, 5, True),  # odd windows per row: pairs straddle two outer rows
+        (16384, 3, 2, False),
+        (8192, 2, 7, True),
+        (8192, 1, 4, False),
+    ],
+)
+def test_two_level_windows(n, B0, count, gated, dtype):
+    """(B0, count, H, n) overlapping windows of (B0, H, total) rows, as the partial path
+    builds them (inner stride hop, outer stride the row's): the TWO instantiations take them
+    (two-level batch), and each window's circular convolution matches float64. Outputs are
+    written to disjoint windows of a NaN-poisoned output row; the rest stays NaN."""
+    rng = np.random.default_rng(int(np.random.SeedSequence().entropy % (2**32)))
+    H, hop, lk = 3, n - 1000, 700
+    total = hop * (count - 1) + n
+    u = to_bits(rng.standard_normal((B0, H, total)), dtype)
+    pre = to_bits(rng.standard_normal((B0, H, total)), dtype) if gated else None
+    post = to_bits(rng.standard_normal((B0, H, hop * count)), dtype) if gated else None
+    k = (rng.standard_normal((H, lk)) / np.sqrt(lk)).astype(np.float32)
+    conv = fused.FusedConv(n, dtype, pregate=gated, postgate=gated)
+    kf = conv.filter_spectrum(cp.asarray(k))
+    st = cp.float16 if dtype == "float16" else cp.uint16
+
+    def windows(a, length, step):
+        it = a.itemsize
+        return cp.lib.stride_tricks.as_strided(
+            a, shape=(B0, count, H, length), strides=(a.strides[0], step * it, a.strides[1], it)
+        )
+
+    u_d = cp.asarray(u, dtype=st)
+    y_d = cp.full((B0, H, hop * count), nan_bits(dtype), dtype=st)
+    pre_d = None if pre is None else cp.asarray(pre, dtype=st)
+    post_d = None if post is None else cp.asarray(post, dtype=st)
+    off = 1000  # window outputs [off, off + hop) go to y[.., i hop : (i + 1) hop]
+    args = {
+        "L": n,
+        "out_offset": off,
+        "Lout": hop,
+        "pregate": None if pre_d is None else windows(pre_d, n, hop),
+        "postgate": None if post_d is None else windows(post_d, hop, hop),
+    }
+    uw, yw = windows(u_d, n, hop), windows(y_d, hop, hop)
+    smem = conv.prepare(uw, kf, yw, **args)[3]
+    assert smem == twiddle_fold.smem(n), "the twiddle-folded kernel declined the windows"
+    u_before = u_d.copy()
+    conv(uw, kf, yw, **args)
+    y = from_bits(cp.asnumpy(y_d), dtype)
+    assert bool((u_d == u_before).all()), "input written"
+    assert not np.isnan(y).any(), "unwritten outputs"
+    for b in range(B0):
+        for i in range(count):
+            x = from_bits(u[b, :, i * hop : i * hop + n], dtype)
+            g = None if pre is None else from_bits(pre[b, :, i * hop : i * hop + n], dtype)
+            p = None if post is None else from_bits(post[b, :, i * hop : (i + 1) * hop], dtype)
+            ref = reference(x[None], k.astype(np.float64), n, off, hop, g, p)[0]
+            got = y[b, :, i * hop : (i + 1) * hop]
+            err = np.linalg.norm(got - ref) / np.linalg.norm(ref)
+            assert err <= TOL[dtype], f"row {b} window {i}: rel err {err:.3e}"

@@ -206,15 +206,17 @@ def test_eligibility(n, kw, ok):
     assert twiddle_fold.eligible(n, freq_mask=quarter, **args) is fits
     assert twiddle_fold.eligible(n, freq_mask=half, **args) is fits
     assert twiddle_fold.eligible(n, freq_mask=no_dead, **args) is (ok and n == 4096)
-    assert not twiddle_fold.eligible(n, **dict(args, BI=1))
+    # two-level batches (BI < B, e.g. the partial path's windows): TWO at 8192 / 16384, dense
+    assert twiddle_fold.eligible(n, **dict(args, BI=1)) is (ok and n in twiddle_fold.TWO_SIZES)
+    assert not twiddle_fold.eligible(n, **dict(args, BI=1, freq_mask=half))
     # a gate's stride that is not 16-byte granular (strides of u, y, pre, post)
     assert not twiddle_fold.eligible(n, **dict(args, strides=(*strides, 12, 4)))
 
 
 def test_names_and_shared_memory():
     names = twiddle_fold.all_name_expressions()
-    # 4096: dense, SPARSE; 8192: dense, SPARSE, GSKIP; 16384: dense, GSKIP (16 each)
-    assert len(names) == len(set(names)) == 8 + 16 * (2 + 3 + 2)
+    # 4096: dense, SPARSE; 8192: dense, SPARSE, GSKIP, TWO; 16384: dense, GSKIP, TWO (16 each)
+    assert len(names) == len(set(names)) == 8 + 16 * (2 + 4 + 3)
     assert names[:2] == [
         "pair_fold_fwd<0, false, false, true, 12, 2>",
         "pair_fold_fwd<0, false, true, true, 12, 2>",
@@ -242,6 +244,9 @@ def test_names_and_shared_memory():
     with pytest.raises(ValueError, match="frequency-sparse"):
         twiddle_fold.name_expression(16384, "float16", sparse=True)
     assert twiddle_fold.name_expression(16384, "float16", gskip=True).endswith(", 2>")
+    assert twiddle_fold.name_expression(8192, "float16", two=True).endswith(", 3>")
+    with pytest.raises(ValueError, match="two-level"):
+        twiddle_fold.name_expression(4096, "float16", two=True)
     with pytest.raises(ValueError, match="group-skipping"):
         twiddle_fold.name_expression(4096, "float16", gskip=True)
     with pytest.raises(ValueError, match="FFT size"):
