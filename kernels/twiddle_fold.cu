@@ -450,6 +450,17 @@ struct TwiddleFold {
     }
   }
 
+  // The groups of item j in batches of PG (RX: one group and its matrix at a time; else all P
+  // with one matrix), GSKIP's dead groups skipped: f(first group, the batch's matrix mat_of(pb)).
+  template <bool INV, class M, class F>
+  __device__ __forceinline__ void each_group(M&& mat_of, F&& f) const {
+#pragma unroll
+    for (int pb = 0; pb < P; pb += PG) {
+      if constexpr (GSKIP)
+        if (dead(pb)) continue;
+      f(pb, load_mat<INV>(tab, mat_of(pb), lane));
+    }
+  }
   // F1 / I1: item n3 (fixed b), tiles h = column half (n2); rows a = contracted / output digit.
   // Epilogue scale s[p] per group; I1 also scales by s2[p] (ONE: s[p] is the whole scale) and
   // writes the output type (4096); F1 with bf16 input (4096) converts its tiles to fp16 times
@@ -461,11 +472,7 @@ struct TwiddleFold {
 #pragma unroll
     for (int x = 0; x < ITEMS; ++x) {
       const int j = warp + WARPS * x;
-#pragma unroll
-      for (int pb = 0; pb < P; pb += PG) {  // (RX: one group and its matrix at a time)
-        if constexpr (GSKIP)
-          if (dead(pb)) continue;
-        const Mat m = load_mat<INV>(tab, f1_mat(pb, j), lane);
+      each_group<INV>([&](int g) { return f1_mat(g, j); }, [&](int pb, const Mat& m) {
         u32 b[PG][2][4];
 #pragma unroll
         for (int pp = 0; pp < PG; ++pp)
@@ -504,7 +511,7 @@ struct TwiddleFold {
             else
               stsm_x4(work + (2 * p + pl) * PLANE + cofs(8 * kh + i8, j, h), o);
           }
-      }
+      });
     }
   }
   // F2 (INV false): item k1 (fixed a); tiles nh = column half (n3); read rows n3 (contiguous
@@ -515,17 +522,13 @@ struct TwiddleFold {
 #pragma unroll
     for (int x = 0; x < ITEMS; ++x) {
       const int j = warp + WARPS * x;
-#pragma unroll
-      for (int pb = 0; pb < P; pb += PG) {  // (RX: one group and its matrix at a time)
-        if constexpr (GSKIP)
-          if (dead(pb)) continue;
-        const Mat m = load_mat<INV>(tab, f2_mat(pb, j), lane);
+      each_group<INV>([&](int g) { return f2_mat(g, j); }, [&](int pb, const Mat& m) {
         u32 b[PG][2][4];
 #pragma unroll
         for (int pp = 0; pp < PG; ++pp) load_block<INV>(b[pp], work + (2 * (pb + pp) + pl) * PLANE, j);
 #pragma unroll
         for (int pp = 0; pp < PG; ++pp) second_block<INV>(m, b[pp], work + (2 * (pb + pp) + pl) * PLANE, j);
-      }
+      });
     }
   }
   // One 16x16 block (row a of a plane pair) of F2 / I2: its two column halves as B fragments,
