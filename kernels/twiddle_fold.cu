@@ -1,5 +1,6 @@
 // cufftconv: FFT-4096, 8192 and 16384 convolutions with every twiddle of the 4096-point transform
-// (and of the outer radix-2 / radix-4 step) folded into the tensor-core DFT matrices (sm_90: ldmatrix / stmatrix, plain and transposed).
+// (and of the outer radix-2 / radix-4 step) folded into the tensor-core DFT matrices (sm_90:
+// ldmatrix / stmatrix, plain and transposed).
 // FFT 256, with 8 pairs of sequences as the tile columns, is pair_fold.cuh (included at the end:
 // one NVRTC program for the family; shared pieces in fold_prims.cuh).
 //
@@ -23,8 +24,8 @@
 // (max |K| <= 1, exponent ef, FusedConv.filter_spectrum's layout) is applied with 2^-6, so
 // the inverse stages stay below 2^14 too; the output is scaled by 2^(ex + ef + 6).
 //
-// 8192 / 16384 add an outer radix-2 / radix-4 step (see TwiddleFold). HALF (causal: L and out_offset + Lout at
-// most N / 2): the upper half of the input is zero and that of the output is dropped, so the
+// 8192 / 16384 add an outer radix-2 / radix-4 step (see TwiddleFold). HALF (causal: L and
+// out_offset + Lout at most N / 2): the upper half of the input is zero and that of the output is dropped, so the
 // loads, the input transposition / radix-2 step and the store skip it, and at 4096 the first
 // stage reads only the lower half of its contracted digit (n1 < 8) and the last stage writes
 // only its rows n1 < 8. Gates: PRE multiplies the staged input by
@@ -78,14 +79,14 @@ __device__ __forceinline__ void build_table(unsigned char* tab, int tid, int thr
 // group count the compiler predicated both groups' code (no instructions saved).
 //
 // RX (N = 8192, 16384: R = 2, 4): a unit is one pair and P = R groups, the sub-transforms of
-// the frequencies g + R f' (8192: the even and odd ones). The radix-4 step's twiddle w16384^(g m'), m' = 256 n1 + 16 n2 + n3, is
-// folded into per-group matrices (build_table<4>): w64^(g n1) w16384^(g n3) into F1_g[n3] and
-// w1024^(g n2) into F2 of group g, G[4 k1 + g]; F3[k2] = G[4 k2]. 128 matrices (140 KB) leave no
-// room for a staging buffer, so the input lands in the work planes (natural order) and the
-// radix-4 steps run in place, each warp on its own 16-row blocks, which are also the ones its
-// copies fill: the next unit's copies start right after the warp's own stores, and its rows
-// are put into L2 (bulk prefetch) a unit ahead. One 16-warp block per SM (8192: two 8-warp
-// blocks, 64 matrices).
+// the frequencies g + R f' (8192: the even and odd ones). At 16384 the radix-4 step's twiddle
+// w16384^(g m'), m' = 256 n1 + 16 n2 + n3, is folded into per-group matrices (build_table<4>):
+// w64^(g n1) w16384^(g n3) into F1_g[n3] and w1024^(g n2) into F2 of group g, G[4 k1 + g];
+// F3[k2] = G[4 k2]. 128 matrices (140 KB) leave no room for a staging buffer, so the input
+// lands in the work planes (natural order) and the radix steps run in place, each warp on its
+// own 16-row blocks, which are also the ones its copies fill: the next unit's copies start
+// right after the warp's own stores, and its rows are put into L2 (bulk prefetch) a unit ahead.
+// One 16-warp block per SM (8192: two 8-warp blocks, 64 matrices).
 // MASK: 0 dense; 1 SPARSE (at most 8 live k1 per group, the compact path); 2 GSKIP (RX: whole
 // groups dead, see dead()); 3 TWO (RX, dense: a two-level batch, see seq_at()). Each its own
 // instantiation: GSKIP's group branches and TWO's offsets cost the dense kernels 4-11 %
@@ -273,8 +274,8 @@ struct TwiddleFold {
     const u32 v = __reduce_max_sync(0xffffffffu, max(m & 0xffffu, m >> 16));
     if (lane == 0) asm volatile("st.shared.u32 [%0], %1;" ::"r"(red + warp * P * 4), "r"(v));
   }
-  // The tiles of the four planes at this lane's row offset (STAGED: of the staging buffer,
-  // whose upper two planes hold the input's upper half, zero and not loaded for HALF).
+  // The tiles of the 2 P planes at this lane's row offset (STAGED: the natural-order input,
+  // whose planes 2 q + s of the upper half (q >= R / 2) are zero and not loaded for HALF).
   template <bool STAGED>
   __device__ __forceinline__ void load_planes(u32 (&d)[2 * P][4], u32 base, u32 ofs) const {
 #pragma unroll
@@ -297,8 +298,8 @@ struct TwiddleFold {
     z[1] = {a1.x + c1.x, a1.y + c1.y}, z[3] = {a1.x - c1.x, a1.y - c1.y};
   }
   // RX: the work planes in natural order (plane 2 q + s: sequence b0 + s, positions 4096 q + m')
-  // -> the work layout, in place (this warp's own 16-row blocks), with the radix-4 step: group g
-  // gets sum_q x_q w4^(q g) 2^-ex in fp16.
+  // -> the work layout, in place (this warp's own 16-row blocks), with the radix-R step: group g
+  // gets sum_q x_q w_R^(q g) 2^-ex in fp16.
   __device__ __forceinline__ void transpose_rx(int ex) {
     const float s = exp2i(-ex);
 #pragma unroll
@@ -332,9 +333,9 @@ struct TwiddleFold {
       for (int sp = 0; sp < 2 * P; ++sp) stsm_x4_t(work + sp * PLANE + work_row(n1), o[sp]);
     }
   }
-  // RX: the inverse radix-4 step into natural order in place (this warp's own blocks), then
-  // 16-byte stores: y_q = sum_g Z_g w4^(-q g), times 2^e (two factors); POST: in fp16 times 1/4
-  // (the sum of four may exceed the working range) and the store applies 4 s1 s2 and the gate.
+  // RX: the inverse radix-R step into natural order in place (this warp's own blocks), then
+  // 16-byte stores: y_q = sum_g Z_g w_R^(-q g), times 2^e (two factors); POST: in fp16 times 1/R
+  // (the sum of R may exceed the working range) and the store applies R s1 s2 and the gate.
   __device__ __forceinline__ void store_rx(int unit, float s1, float s2) {
 #pragma unroll
     for (int x = 0; x < 16 / WARPS; ++x) {
