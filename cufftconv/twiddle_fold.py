@@ -49,10 +49,9 @@ def smem(n: int, sparse: bool = False) -> int:
     if n == 256:
         return 18 * _MAT_BYTES + PAIR_WARPS * PAIR_BUFS * _PAIR_TILE_BYTES
     lists = _SPARSE_LISTS if sparse else 0
-    if n == 16384:
-        return 8 * _PLANE + 128 * _MAT_BYTES + 16 * 4 * 4
-    if n == 8192:  # in place: 4 planes, 64 matrices, 8 warps' maxima
-        return 4 * _PLANE + 64 * _MAT_BYTES + 8 * 2 * 4 + lists
+    if n in (8192, 16384):  # in place, R = n / 4096: 2 R planes, 32 R matrices, R maxima per warp
+        r = n // 4096
+        return 2 * r * _PLANE + 32 * r * _MAT_BYTES + threads(n) // 32 * r * 4 + lists
     return _SMEM_4096 + lists
 
 
