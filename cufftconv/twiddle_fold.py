@@ -1,12 +1,14 @@
-"""The twiddle-folded forward kernels: FFT 4096, 8192 and 16384 (``kernels/twiddle_fold.cu``) and
-FFT 256 (``kernels/pair_fold.cuh``, 8 pairs of sequences as the MMA columns), one program.
+"""The twiddle-folded forward kernels: FFT 4096, 8192 and 16384 (``kernels/twiddle_fold.cu``),
+FFT 512, 1024 and 2048 on the same 4096-point core with G = 4096 / n sequences of one channel
+interleaved (:data:`IL_SIZES`), and FFT 256 (``kernels/pair_fold.cuh``, 8 pairs of sequences as
+the MMA columns), one program.
 
 Same contract and filter spectrum as the Monarch kernel of :mod:`cufftconv.fused` (they take
 ``monarch_conv_fwd``'s parameter list), with every twiddle folded into the tensor cores' DFT
 matrices: about a third of the Monarch kernel's instructions at 4096. They need sm_90
 (``stmatrix``) and cover dense calls (two-level batches at 8192 / 16384, e.g. the partial
 path's windows; one level at 4096), gated or not, whose rows are 16-byte granular
-with B a multiple of :func:`batch_grain` (4 at 4096, 2 otherwise), and frequency-sparse
+with B a multiple of :func:`batch_grain` (4 at 4096, 4 G interleaved, 2 otherwise), and frequency-sparse
 calls at 4096 / 8192 (the SPARSE variant skips the masked classes' tiles);
 :class:`cufftconv.fused.FusedConv` takes them for those and the Monarch kernel for the rest.
 """
@@ -21,7 +23,11 @@ from .sources import inline_source
 KERNEL_FILE = "twiddle_fold.cu"
 KERNEL_NAME = "twiddle_fold_fwd"
 PAIR_KERNEL_NAME = "pair_fold_fwd"  # FFT 256
-SIZES: tuple[int, ...] = (256, 4096, 8192, 16384)
+SIZES: tuple[int, ...] = (256, 512, 1024, 2048, 4096, 8192, 16384)
+# FFT n < 4096 on the 4096-point core: z[G m + p] = x_p[m] for G = 4096 / n sequences x_p of one
+# channel, whose 4096-point circular convolution with the spectrum K[f mod n] (periodic: the
+# filter upsampled by G) is each x_p's n-point one. The kernel reads the FFT-n spectrum.
+IL_SIZES: tuple[int, ...] = (512, 1024, 2048)
 SPARSE_SIZES: tuple[int, ...] = (4096, 8192)  # frequency-sparse masks: the SPARSE instantiations
 DTYPES = ("float16", "bfloat16")
 THREADS = 256  # twiddle_fold_fwd (16384: RX_THREADS)
@@ -30,6 +36,7 @@ PAIR_WARPS, PAIR_BUFS = 12, 2  # pair_fold_fwd: warps per block, tile buffers pe
 PAIR_TILE = 8  # pairs per warp tile
 MIN_CC = 90  # stmatrix
 GRAIN = 8  # elements: L, out_offset, Lout and row strides must be multiples (16-byte chunks)
+# (interleaved sizes: :func:`grain`, the n / 256 values of one sequence in a 32-byte row)
 _PLANE = 16 * 35 * 16  # bytes of one padded 16-bit plane (tf::PLANE)
 _MAT_BYTES = 2 * 35 * 16  # one 16x16 complex fp16 table matrix (tf::MAT_BYTES)
 _PAIR_TILE_BYTES = 2 * 16 * 17 * 16  # one pair_fold tile buffer (pf::PairFold::BUF)
@@ -43,7 +50,8 @@ TWO_SIZES: tuple[int, ...] = (8192, 16384)  # two-level batches (BI < B): the TW
 
 
 def smem(n: int, sparse: bool = False) -> int:
-    """Dynamic shared memory per block (TwiddleFold<N, DT>::SMEM: 4096 work, staging, 32
+    """Dynamic shared memory per block (TwiddleFold<N, DT>::SMEM: 4096 and the interleaved
+    sizes work, staging, 32
     matrices; 8192 / 16384 in place: 4 / 8 work planes and 64 / 128 matrices; ``sparse`` adds
     its lists; PairFold::SMEM: 18 matrices and the warps' tile buffers)."""
     if n == 256:
@@ -60,13 +68,26 @@ def threads(n: int) -> int:
 
 
 def pairs_per_unit(n: int) -> int:
-    """Pairs of one channel per work unit of twiddle_fold_fwd (4096: 2, 8192 / 16384: 1)."""
-    return 2 if n == 4096 else 1
+    """Pairs of (4096-point) sequences of one channel per work unit of twiddle_fold_fwd (4096
+    and the interleaved sizes: 2, 8192 / 16384: 1)."""
+    return 2 if n <= 4096 else 1
+
+
+def interleave(n: int) -> int:
+    """G: sequences per 4096-point sequence (4096 / n for :data:`IL_SIZES`, else 1)."""
+    return 4096 // n if n in IL_SIZES else 1
 
 
 def batch_grain(n: int) -> int:
-    """B must be a multiple of this (pairs of sequences; 4096: two pairs of one channel)."""
-    return 2 * pairs_per_unit(n)
+    """B must be a multiple of this (pairs of sequences; 4096: two pairs of one channel;
+    interleaved sizes: two pairs of G sequences each)."""
+    return 2 * pairs_per_unit(n) * interleave(n)
+
+
+def grain(n: int) -> int:
+    """L, out_offset, Lout and the row strides must be multiples of this many elements (the
+    kernel's copies: 16 bytes, or n / 256 values for the interleaved sizes)."""
+    return n // 256 if n in IL_SIZES else GRAIN
 
 
 def kernel_source() -> str:
@@ -203,12 +224,13 @@ def eligible(
 ) -> bool:
     """Whether a forward call fits the kernel (pointers' 16-byte alignment is checked per call).
     Frequency-sparse calls: 4096 always (the SPARSE variant, or the dense one on the masked
-    spectrum where more than 8 k1 are live: at most half the spectrum zeroed); 8192 where the
+    spectrum where more than 8 k1 are live: at most half the spectrum zeroed), the interleaved
+    sizes always (the dense kernel on the masked spectrum, as the Monarch kernel); 8192 where the
     SPARSE variant fits or the mask zeroes a whole group (:func:`dead_groups`: the dense
     variant skips it); else the Monarch kernel's tile skipping."""
     masked_ok = (
         freq_mask is None
-        or n == 4096
+        or n <= 4096
         or (n == 8192 and sparse_fits(n, freq_mask))
         or dead_groups(n, freq_mask) != 0
     )
@@ -218,7 +240,7 @@ def eligible(
         and (BI == B or (n in TWO_SIZES and freq_mask is None))  # two-level: TWO
         and B > 0
         and B % batch_grain(n) == 0
-        and all(v % GRAIN == 0 for v in (L, out_offset, Lout, *strides))
+        and all(v % grain(n) == 0 for v in (L, out_offset, Lout, *strides))
         and 0 < L <= n
         and out_offset + Lout <= n
         and (n != 256 or half(n, L, out_offset, Lout))
@@ -231,12 +253,17 @@ def units(B: int, H: int, n: int) -> int:
     pairs = (B // 2) * H
     if n == 256:
         return -(-pairs // (PAIR_TILE * PAIR_WARPS))
-    return pairs // pairs_per_unit(n)
+    return pairs // interleave(n) // pairs_per_unit(n)
 
 
-def aligned(*ptrs: int) -> bool:
-    """Whether every pointer (u, y and the gates a call passes) is 16-byte aligned."""
-    return all(p % (2 * GRAIN) == 0 for p in ptrs)
+def align_bytes(n: int) -> int:
+    """The pointers' alignment the kernel of size n needs (its copies' size)."""
+    return 2 * grain(n)
+
+
+def aligned(n: int, *ptrs: int) -> bool:
+    """Whether every pointer (u, y and the gates a call passes) is :func:`align_bytes` aligned."""
+    return all(p % align_bytes(n) == 0 for p in ptrs)
 
 
 def kernel(

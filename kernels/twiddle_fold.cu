@@ -94,7 +94,12 @@ __device__ __forceinline__ void build_table(unsigned char* tab, int tid, int thr
 template <int N, int DT, bool PRE, bool POST, bool HALF, int MASK>
 struct TwiddleFold {
   static constexpr bool SPARSE = MASK == 1, TWO = MASK == 3;
-  static constexpr int R = N / 4096;
+  // IL (N = 512, 1024, 2048): G = 4096 / N sequences of one channel interleaved (see below).
+  static constexpr int G = N < 4096 ? 4096 / N : 1;
+  static constexpr bool IL = G > 1;
+  static_assert(G == 1 || G == 2 || G == 4 || G == 8, "FFT size 512 .. 16384");
+  static_assert(!IL || MASK == 0, "IL: dense only (a mask is in the spectrum it reads)");
+  static constexpr int R = IL ? 1 : N / 4096;
   static constexpr bool RX = R >= 2;
   static constexpr int LOG2R = R == 1 ? 0 : R == 2 ? 1 : 2;
   static constexpr int P = RX ? R : 2, PAIRS = P / R, WARPS = R == 4 ? 16 : 8, THREADS = 32 * WARPS;
@@ -128,7 +133,9 @@ struct TwiddleFold {
   static constexpr int SMEM = WORK + STG + TAB + WARPS * P * 4 + LST;  // work, staging, table, maxima, lists
   static constexpr int JOBS = 2 * P * 16 / WARPS;                      // 16x16 blocks per warp in a transpose
   static_assert(WARPS == 8 || RX, "HALF: job x of a warp has n1 < 8 exactly when x is even");
-  static constexpr int RR = 4096 * 2 / 16 / THREADS;  // 16-byte chunks per thread and plane
+  // IL: the pieces of a staging row (32 bytes) are the G sequences' C = 16 / G values each.
+  static constexpr int C = 16 / G, WDS = IL ? C / 2 : 4;  // IL piece: values, 32-bit words
+  static constexpr int RR = 4096 * 2 / (4 * WDS) / THREADS;  // chunks (IL: pieces) per thread and plane
   // HALF: which staged chunks / 16x16 blocks hold positions below N / 2.
   static __device__ __forceinline__ constexpr bool live_chunk(int wp, int r) {
     return !HALF || (R == 1 ? r < RR / 2 : wp < R);
@@ -152,6 +159,8 @@ struct TwiddleFold {
   // of n2); matrix mi = lane >> 3 is (n2 half mi & 1, n3 half mi >> 1) in both.
   __device__ __forceinline__ u32 natural_row(int n1) const { return cofs(n1, 8 * (mi & 1) + i8, mi >> 1); }
   __device__ __forceinline__ u32 work_row(int n1) const { return cofs(n1, 8 * (mi >> 1) + i8, mi & 1); }
+  // IL: work_row with the staging slot's digit n3 (slot_n3): the transpositions' other side.
+  __device__ __forceinline__ u32 il_row(int n1) const { return cofs(n1, slot_n3(8 * (mi >> 1) + i8), mi & 1); }
 
   // f(wp, n1) for each of this warp's JOBS 16x16 blocks (plane wp, rows a = n1).
   template <class F>
@@ -161,11 +170,12 @@ struct TwiddleFold {
       if (live_block(x)) f(x * WARPS / 16, (warp + WARPS * x) & 15);
   }
 
-  // The unit's pairs: sequences b0 .. b0 + 2 PAIRS - 1 of channel h.
+  // The unit's pairs: sequences b0 .. b0 + 2 PAIRS - 1 of channel h (IL: 2 PAIRS G sequences,
+  // plane wp holding b0 + G wp .. b0 + G wp + G - 1).
   __device__ __forceinline__ void unit_rows(int unit, int& h, int& b0) const {
-    const int pi = unit * PAIRS, bp2 = B >> 1;
+    const int pi = unit * PAIRS, bp2 = (B / G) >> 1;
     h = pi / bp2;
-    b0 = 2 * (pi - h * bp2);
+    b0 = 2 * G * (pi - h * bp2);
   }
   // Staging / work plane sp = 2 g + pl: sequence b0 + seq_of(sp), positions from pos_of(sp).
   static __device__ __forceinline__ constexpr int seq_of(int sp) { return R == 1 ? sp : (sp & 1); }
@@ -178,6 +188,19 @@ struct TwiddleFold {
     const int ci = tid + r * THREADS, rs = ci >> 1;  // rs = 16 n1 + n2, ci & 1: n3 half
     return staging + wp * PLANE + cofs(rs >> 4, rs & 15, ci & 1);
   }
+  // IL: piece r of plane wp that this thread copies, gates and reads back: the C values of
+  // sequence b0 + G wp + p from position C rs, at slots C p .. C p + C - 1 of staging row rs.
+  // Consecutive threads take consecutive rows of one sequence (contiguous global memory);
+  // HALF: rows rs < 128 only.
+  static constexpr int IL_ROWS = HALF ? 128 : 256;
+  __device__ __forceinline__ int piece_seq(int r) const { return (tid + r * THREADS) / IL_ROWS; }
+  __device__ __forceinline__ int piece_pos(int r) const { return C * ((tid + r * THREADS) % IL_ROWS); }
+  __device__ __forceinline__ u32 piece_at(int wp, int rs, int p) const {
+    return wp * PLANE + cofs(rs >> 4, rs & 15, (C * p) >> 3) + ((4 * WDS * p) & 15);
+  }
+  // IL: the work row (digit n3) of staging slot s: the transposition puts slot C p + i at n3 =
+  // G i + p, so x_p[m] sits at z[G m + p].
+  static __device__ __forceinline__ constexpr int slot_n3(int s) { return (s % C) * G + s / C; }
   // Element offset of sequence b of the batch axis: TWO, (b / BI, b % BI) of a two-level batch
   // (a pair may straddle two outer rows); else b * sb.
   __device__ __forceinline__ long long seq_at(int b, long long sb, long long so) const {
@@ -188,7 +211,7 @@ struct TwiddleFold {
   // One L2 bulk prefetch per sequence of the unit: the first `count` values of its gate row.
   __device__ __forceinline__ void prefetch_rows(const u16* g, long long sb, long long sh, long long so, int unit,
                                                 int count) const {
-    if (tid < 2 * PAIRS) {
+    if (tid < 2 * PAIRS * G) {
       int h, b0;
       unit_rows(unit, h, b0);
       mc::prefetch_run(g + (TWO ? seq_at(b0 + tid, sb, so) : (b0 + tid) * sb) + h * sh, 2 * count);
@@ -196,9 +219,24 @@ struct TwiddleFold {
   }
 
   __device__ __forceinline__ void issue_load(int unit) {
-    static_assert(RR * THREADS * 16 == 4096 * 2, "whole chunk rounds");
+    static_assert(RR * THREADS * 4 * WDS == 4096 * 2, "whole chunk rounds");
     int h, b0;
     unit_rows(unit, h, b0);
+    if constexpr (IL) {
+      const u16* row0 = u + b0 * u_sb + h * u_sh;
+#pragma unroll
+      for (int wp = 0; wp < 2 * P; ++wp)
+#pragma unroll
+        for (int r = 0; r < RR; ++r) {
+          if (!live_chunk(wp, r)) continue;
+          const int p = piece_seq(r), m = piece_pos(r);
+          const u16* row = row0 + (G * wp + p) * u_sb;
+          cp_async_words<WDS>(staging + piece_at(wp, m / C, p), m < L ? row + m : row, m < L ? 4 * WDS : 0);
+        }
+      mc::cp_async_commit();
+      if (PRE) prefetch_rows(pre, pre_sb, pre_sh, pre_so, unit, min(L, N));  // read by gate_in
+      return;
+    }
     const u16* row0 = u + (TWO ? seq_at(b0, u_sb, u_so) : b0 * u_sb) + h * u_sh;
     // the pair's second sequence: u_sb further (TWO: maybe in the next outer row)
     const long long s1 = TWO ? seq_at(b0 + 1, u_sb, u_so) - seq_at(b0, u_sb, u_so) : u_sb;
@@ -220,6 +258,35 @@ struct TwiddleFold {
   __device__ __forceinline__ void gate_in(int unit) {
     int h, b0;
     unit_rows(unit, h, b0);
+    if constexpr (IL) {
+      const u16* row0 = pre + b0 * pre_sb + h * pre_sh;
+      Words<WDS> g[2 * P][RR];
+#pragma unroll
+      for (int wp = 0; wp < 2 * P; ++wp)
+#pragma unroll
+        for (int r = 0; r < RR; ++r) {
+          if (!live_chunk(wp, r)) continue;
+          const int p = piece_seq(r), m = piece_pos(r);
+          if (m < L) {
+            g[wp][r] = ldg_words<WDS>(row0 + (G * wp + p) * pre_sb + m);
+          } else {
+#pragma unroll
+            for (int k = 0; k < WDS; ++k) g[wp][r].w[k] = 0u;
+          }
+        }
+#pragma unroll
+      for (int wp = 0; wp < 2 * P; ++wp)
+#pragma unroll
+        for (int r = 0; r < RR; ++r) {
+          if (!live_chunk(wp, r)) continue;
+          const int p = piece_seq(r), m = piece_pos(r);
+          const u32 a = staging + piece_at(wp, m / C, p);
+          Words<WDS> v = lds_words<WDS>(a);
+          gate_words<DT>(v, g[wp][r]);
+          sts_words(a, v);
+        }
+      return;
+    }
     const u16* row0 = pre + (TWO ? seq_at(b0, pre_sb, pre_so) : b0 * pre_sb) + h * pre_sh;
     const long long s1 = TWO ? seq_at(b0 + 1, pre_sb, pre_so) - seq_at(b0, pre_sb, pre_so) : pre_sb;
     uint4 g[2 * P][RR];
@@ -250,7 +317,7 @@ struct TwiddleFold {
     each_block([&](int wp, int n1) {
       u32 d[4];
       ldsm_x4(d, staging + wp * PLANE + natural_row(n1));
-      stsm_x4_t(work + wp * PLANE + work_row(n1), d);
+      stsm_x4_t(work + wp * PLANE + (IL ? il_row(n1) : work_row(n1)), d);
 #pragma unroll
       for (int q = 0; q < 4; ++q) m[wp >> 1] = mc::absmax2(m[wp >> 1], d[q]);
     });
@@ -418,10 +485,29 @@ struct TwiddleFold {
     unit_rows(unit, ch, b0);
     each_block([&](int wp, int n1) {
       u32 d[4];
-      ldsm_x4(d, work + wp * PLANE + work_row(n1));
+      ldsm_x4(d, work + wp * PLANE + (IL ? il_row(n1) : work_row(n1)));
       stsm_x4_t(work + wp * PLANE + natural_row(n1), d);
     });
     __syncwarp();
+    if constexpr (IL) {  // block (wp, n1): 16 rows x G pieces, G / 2 per lane (16 rows of one sequence)
+      u16* row0 = y + b0 * y_sb + ch * y_sh;
+      const u16* grow0 = POST ? post + b0 * post_sb + ch * post_sh : nullptr;
+#pragma unroll
+      for (int x = 0; x < JOBS; ++x) {
+        if (!live_block(x)) continue;
+        const int wp = x * WARPS / 16, n1 = (warp + WARPS * x) & 15;
+#pragma unroll
+        for (int k = 0; k < G / 2; ++k) {
+          const int p = (lane >> 4) + 2 * k, rb = lane & 15, t = C * (16 * n1 + rb) - out_offset;
+          if (t >= 0 && t < Lout) {
+            Words<WDS> v = lds_words<WDS>(work + piece_at(wp, 16 * n1 + rb, p));
+            if (POST) v = finish_words<DT>(v, ldg_words<WDS>(grow0 + (G * wp + p) * post_sb + t), s1[wp >> 1], s2[wp >> 1]);
+            stg_words(row0 + (G * wp + p) * y_sb + t, v);
+          }
+        }
+      }
+      return;
+    }
     u16* row0 = y + b0 * y_sb + ch * y_sh;
     const u16* grow0 = POST ? post + b0 * post_sb + ch * post_sh : nullptr;
     constexpr int GB = POST ? 4 : JOBS;  // postgate loads in flight at once (8 spill)
@@ -705,6 +791,15 @@ struct TwiddleFold {
     asm volatile("ld.shared.u8 %0, [%1];" : "=r"(v) : "r"(lst + i));
     return static_cast<int>(v);
   }
+  // IL: position of frequency f mod N in the FFT-N spectrum's order (cufftconv.fused.freq_index:
+  // f = q + r (row + 16 col), r = N / 256). A bit permutation, so the lane / warp bits and the
+  // compile-time bits of f map separately.
+  static __device__ __forceinline__ constexpr int spec_pos(int f) {
+    constexpr int LR = N == 512 ? 1 : N == 1024 ? 2 : 3;
+    f &= N - 1;
+    const int q = f & ((1 << LR) - 1), m = f >> LR, row = m & 15, col = m >> 4;
+    return 256 * q + 8 * (4 * (row & 7) + ((col & 7) >> 1)) + 4 * (col >> 3) + 2 * (row >> 3) + (col & 1);
+  }
   // This warp's filter values for the middle stage, from the spectrum in monarch_conv's order
   // (position tile * 256 + lane' * 8 + e' holds f = tile + 16 row + 256 col); loaded before the
   // barrier ahead of the stage so the loads hide behind it.
@@ -713,6 +808,8 @@ struct TwiddleFold {
     const u32* row = kf + static_cast<long long>(h) * (N + 4);
     const int g = lane >> 2, t = lane & 3;
     int ktile[R][2] = {};  // SPARSE: the k1 of this lane's columns 2 t, 2 t + 1
+    // IL: K_G[f] = K[f mod N] from the FFT-N spectrum (spec_pos), lane / warp bits once
+    const int il_base = IL ? spec_pos(2 * t + 16 * warp + 256 * g) : 0;
     if constexpr (SPARSE) {
 #pragma unroll
       for (int q = 0; q < R; ++q)
@@ -732,7 +829,10 @@ struct TwiddleFold {
             int tile = 16 * q + 8 * ch + 2 * t + (c & 1);
             if constexpr (SPARSE) tile = 16 * q + ktile[q][c & 1];  // the live column's k1
             const int ep = 4 * (c >> 1) + 2 * (j >> 3) + (g & 1);
-            k[q][x][ch][c] = __ldg(row + tile * 256 + lp * 8 + ep);
+            if constexpr (IL)  // frequency f = tile + 16 j + 256 (8 (c >> 1) + g): its bits split
+              k[q][x][ch][c] = __ldg(row + il_base + spec_pos((c & 1) + 8 * ch + 16 * WARPS * x + 2048 * (c >> 1)));
+            else
+              k[q][x][ch][c] = __ldg(row + tile * 256 + lp * 8 + ep);
           }
       }
     ef = static_cast<int>(mc::h2lo(__ldg(row + N)));
@@ -830,7 +930,7 @@ struct TwiddleFold {
     tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, mi = lane >> 3, i8 = lane & 7;
     build_table<RT>(smem + WORK + STG, tid, THREADS);
     if (SPARSE && tid == 0) build_lists(smem + (lst - work));  // read after the loop's first barrier
-    const int nunits = (B >> 1) * H / PAIRS;
+    const int nunits = ((B / G) >> 1) * H / PAIRS;
     if (static_cast<int>(blockIdx.x) < nunits) issue_load(blockIdx.x);
     for (int unit = blockIdx.x; unit < nunits; unit += gridDim.x) {
       mc::cp_async_wait<0>();
