@@ -70,7 +70,7 @@ def threads(n: int) -> int:
 def pairs_per_unit(n: int) -> int:
     """Pairs of (4096-point) sequences of one channel per work unit of twiddle_fold_fwd (4096
     and the interleaved sizes: 2, 8192 / 16384: 1)."""
-    return 2 if n <= 4096 else 1
+    return 2 if n == 4096 or n in IL_SIZES else 1
 
 
 def interleave(n: int) -> int:
@@ -230,7 +230,8 @@ def eligible(
     variant skips it); else the Monarch kernel's tile skipping."""
     masked_ok = (
         freq_mask is None
-        or n <= 4096
+        or n == 4096
+        or n in IL_SIZES
         or (n == 8192 and sparse_fits(n, freq_mask))
         or dead_groups(n, freq_mask) != 0
     )

@@ -1,5 +1,5 @@
-"""GPU tests of the twiddle-folded kernels (FFT 256, 4096, 8192, 16384; kernels/twiddle_fold.cu and
-pair_fold.cuh) in FusedConv.
+"""GPU tests of the twiddle-folded kernels (FFT 256, 4096, 8192, 16384, and 512 / 1024 / 2048
+interleaved on the 4096-point core; kernels/twiddle_fold.cu and pair_fold.cuh) in FusedConv.
 
 Each case asserts which kernel ran (the twiddle-folded one where the call fits it, the Monarch
 kernel where it does not), then checks the result against the float64 reference with fresh
@@ -80,6 +80,11 @@ def fits(n: int) -> list[Case]:
             Case("many_units_causal_gated", 4, 150, n // 2, n // 2, 0, n // 2, True, True),
             Case("many_units_gated_window", 2, 300, n - 1096, 1000, 1096, n - 2192, True, True),
         ]
+    if n in twiddle_fold.IL_SIZES:  # more units than blocks (2 per SM): each block loops
+        out += [
+            Case("many_units_gated", b, 600, n, n, 0, n, True, True),
+            Case("many_units_causal", 2 * b, 300, n // 2, n // 2, 0, n // 2, False, False),
+        ]
     if n == 256:  # more warp tiles (8 pairs) than warps in the grid: each warp loops
         out += [
             Case("many_tiles", 64, 600, n // 2, n // 2, 0, n // 2, False, False),
@@ -89,16 +94,20 @@ def fits(n: int) -> list[Case]:
 
 
 def declines(n: int) -> list[Case]:
-    f = _taken_length(n)  # (so that only the named property declines)
+    f, b = _taken_length(n), twiddle_fold.batch_grain(n)  # (only the named property declines)
     out = [
         Case("odd_B", 5, 3, f, f, 0, f, False, False),
         Case("gated_odd_B", 5, 3, f, f, 0, f, True, True),
-        Case("gated_unaligned_rows", 4, 3, n // 2, n // 2, 0, n // 2, True, True, layout="padded"),
-        Case("L_not_multiple_of_8", 4, 3, f - 3, n // 4, 0, f - 3, False, False),
-        Case("unaligned_rows", 4, 3, n // 2, n // 2, 0, n // 2, False, False, layout="padded"),
+        Case("gated_unaligned_rows", b, 3, n // 2, n // 2, 0, n // 2, True, True, layout="padded"),
+        Case("L_not_multiple_of_8", b, 3, f - 3, n // 4, 0, f - 3, False, False),
+        Case("unaligned_rows", b, 3, n // 2, n // 2, 0, n // 2, False, False, layout="padded"),
     ]
     if n == 4096:
         out.append(Case("B_not_multiple_of_4", 6, 3, n, n, 0, n, False, False))
+    if n in twiddle_fold.IL_SIZES:  # B a multiple of 2 but not of 4 G; L not of n / 256
+        out.append(Case("B_not_multiple_of_grain", b - 2, 3, n, n, 0, n, False, False))
+        if n > 512:
+            out.append(Case("L_not_multiple_of_grain", b, 3, n - 2, n // 4, 0, n - 2, True, False))
     return out
 
 
@@ -136,11 +145,14 @@ def test_declines_to_monarch(n, idx, dtype):
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_extreme_bf16_range_and_zero_pairs(n, dtype):
-    """Pairs at very different magnitudes in one unit (per-pair exponents), and an all-zero pair."""
+    """Pairs at very different magnitudes in one unit (per-pair exponents), and an all-zero pair.
+    (A pair's two sequences, and at the interleaved sizes its 2 G, share one exponent: they
+    get one scale here.)"""
     rng = np.random.default_rng(int(np.random.SeedSequence().entropy % (2**32)))
     scales = [1e-3, 1.0, 0.0, 2e2] if dtype == "float16" else [1e-15, 1.0, 0.0, 1e15]
-    B, H, L = 8, 2, _taken_length(n)
-    u = np.stack([s * rng.standard_normal((H, L)) for s in scales for _ in range(2)])
+    share = 2 * twiddle_fold.interleave(n)  # sequences that share an exponent
+    B, H, L = 4 * share, 2, _taken_length(n)
+    u = np.stack([s * rng.standard_normal((H, L)) for s in scales for _ in range(share)])
     k = (rng.standard_normal((H, L)) / np.sqrt(L)).astype(np.float32)
     ub = to_bits(u, dtype)
     conv = fused.FusedConv(n, dtype, pregate=False, postgate=False)
@@ -159,7 +171,7 @@ def test_extreme_bf16_range_and_zero_pairs(n, dtype):
             assert not np.any(y[b]), f"zero pair gave nonzero output (b={b})"
             continue
         err = np.linalg.norm(y[b] - ref[b]) / nr
-        assert err <= TOL[dtype], f"b={b} scale={scales[b // 2]}: rel err {err:.3e}"
+        assert err <= TOL[dtype], f"b={b} scale={scales[b // share]}: rel err {err:.3e}"
 
 
 def _offset_view(a, offset: int, dtype: str):
@@ -178,7 +190,7 @@ def test_plan_launcher_and_misaligned_pointers(n, dtype, gated):
     a misaligned y, pregate or postgate (a view one element into its buffer) to the Monarch
     kernel; all right."""
     rng = np.random.default_rng(int(np.random.SeedSequence().entropy % (2**32)))
-    B, H, L = 4, 3, _taken_length(n)
+    B, H, L = max(4, twiddle_fold.batch_grain(n)), 3, _taken_length(n)
     u = to_bits(rng.standard_normal((B, H, L)), dtype)
     pre = to_bits(rng.standard_normal((B, H, L)), dtype)
     post = to_bits(rng.standard_normal((B, H, L)), dtype)
@@ -208,7 +220,7 @@ def test_plan_launcher_and_misaligned_pointers(n, dtype, gated):
 @pytest.mark.parametrize("gated", [False, True])
 def test_deterministic(n, dtype, gated):
     L = _taken_length(n)
-    c = Case("det", 8, 6, L, n // 3, 0, L, gated, gated)
+    c = Case("det", max(8, twiddle_fold.batch_grain(n)), 6, L, n // 3, 0, L, gated, gated)
     conv, kf, (u_d, pre_d, post_d, y_d) = _check(n, c, dtype, "twiddle_fold")
     assert_repeatable(conv, kf, c, (u_d, pre_d, post_d, y_d), dtype, f"n={n} {dtype}")
 

@@ -190,7 +190,17 @@ def test_dft4_matches_numpy(rng):
         (256, {"B": 2, "L": 128, "out_offset": 8, "Lout": 120}, True),
         (256, {"B": 3, "L": 128, "out_offset": 0, "Lout": 128}, False),  # odd B
         (256, {"B": 2, "L": 120, "out_offset": 0, "Lout": 122}, False),  # Lout % 8
-        (2048, {"B": 4, "L": 2048, "out_offset": 0, "Lout": 2048}, False),  # no such size
+        (2048, {"B": 4, "L": 2048, "out_offset": 0, "Lout": 2048}, False),  # B % 8 (G = 2)
+        (2048, {"B": 8, "L": 2048, "out_offset": 0, "Lout": 2048}, True),
+        (2048, {"B": 8, "L": 1000, "out_offset": 8, "Lout": 992}, True),
+        (2048, {"B": 8, "L": 1020, "out_offset": 0, "Lout": 1020}, False),  # L % 8
+        (1024, {"B": 16, "L": 1020, "out_offset": 4, "Lout": 1016}, True),
+        (1024, {"B": 8, "L": 1024, "out_offset": 0, "Lout": 1024}, False),  # B % 16 (G = 4)
+        (1024, {"B": 16, "L": 1022, "out_offset": 0, "Lout": 1022}, False),  # L % 4
+        (512, {"B": 32, "L": 510, "out_offset": 2, "Lout": 508}, True),
+        (512, {"B": 32, "L": 511, "out_offset": 0, "Lout": 511}, False),  # L % 2
+        (512, {"B": 16, "L": 512, "out_offset": 0, "Lout": 512}, False),  # B % 32 (G = 8)
+        (32768, {"B": 4, "L": 32768, "out_offset": 0, "Lout": 32768}, False),  # no such size
     ],
 )
 def test_eligibility(n, kw, ok):
@@ -202,31 +212,42 @@ def test_eligibility(n, kw, ok):
     quarter = tuple(r % 4 == 0 for r in range(16))  # 8192: 8 live k1 in group 0, none in 1
     half = tuple(r % 2 == 0 for r in range(16))  # 8192: 16 live k1 in group 0, group 1 dead
     no_dead = tuple(r != 3 for r in range(16))  # 8192: 15 classes, both groups live
-    fits = ok and n in (*twiddle_fold.SPARSE_SIZES, 16384)
+    # (the interleaved sizes: any mask, the dense kernel on the masked spectrum)
+    fits = ok and n in (*twiddle_fold.SPARSE_SIZES, 16384, *twiddle_fold.IL_SIZES)
     assert twiddle_fold.eligible(n, freq_mask=quarter, **args) is fits
     assert twiddle_fold.eligible(n, freq_mask=half, **args) is fits
-    assert twiddle_fold.eligible(n, freq_mask=no_dead, **args) is (ok and n == 4096)
+    assert twiddle_fold.eligible(n, freq_mask=no_dead, **args) is (ok and (n == 4096 or n in twiddle_fold.IL_SIZES))
     # two-level batches (BI < B, e.g. the partial path's windows): TWO at 8192 / 16384, dense
     assert twiddle_fold.eligible(n, **dict(args, BI=1)) is (ok and n in twiddle_fold.TWO_SIZES)
     assert not twiddle_fold.eligible(n, **dict(args, BI=1, freq_mask=half))
-    # a gate's stride that is not 16-byte granular (strides of u, y, pre, post)
-    assert not twiddle_fold.eligible(n, **dict(args, strides=(*strides, 12, 4)))
+    # a gate's stride that is not granular (strides of u, y, pre, post)
+    assert not twiddle_fold.eligible(n, **dict(args, strides=(*strides, 12, 1)))
 
 
 def test_names_and_shared_memory():
     names = twiddle_fold.all_name_expressions()
-    # 4096: dense, SPARSE; 8192: dense, SPARSE, GSKIP, TWO; 16384: dense, GSKIP, TWO (16 each)
-    assert len(names) == len(set(names)) == 8 + 16 * (2 + 4 + 3)
+    # 512 / 1024 / 2048: dense; 4096: dense, SPARSE; 8192: dense, SPARSE, GSKIP, TWO; 16384:
+    # dense, GSKIP, TWO (16 each)
+    assert len(names) == len(set(names)) == 8 + 16 * (3 + 2 + 4 + 3)
     assert names[:2] == [
         "pair_fold_fwd<0, false, false, true, 12, 2>",
         "pair_fold_fwd<0, false, true, true, 12, 2>",
     ]
-    assert names[8:12] == [
+    assert names[8:10] == [
+        "twiddle_fold_fwd<512, 0, false, false, false, 0>",
+        "twiddle_fold_fwd<512, 0, false, false, true, 0>",
+    ]
+    assert names[56:60] == [
         "twiddle_fold_fwd<4096, 0, false, false, false, 0>",
         "twiddle_fold_fwd<4096, 0, false, false, false, 1>",
         "twiddle_fold_fwd<4096, 0, false, false, true, 0>",
         "twiddle_fold_fwd<4096, 0, false, false, true, 1>",
     ]
+    for n in twiddle_fold.IL_SIZES:  # the 4096 kernel's block
+        assert twiddle_fold.smem(n) == twiddle_fold.smem(4096)
+        assert twiddle_fold.threads(n) == twiddle_fold.threads(4096)
+        with pytest.raises(ValueError, match="frequency-sparse"):
+            twiddle_fold.name_expression(n, "float16", sparse=True)
     assert twiddle_fold.name_expression(8192, "bfloat16", True, False, True) == (
         "twiddle_fold_fwd<8192, 1, true, false, true, 0>"
     )
@@ -250,7 +271,7 @@ def test_names_and_shared_memory():
     with pytest.raises(ValueError, match="group-skipping"):
         twiddle_fold.name_expression(4096, "float16", gskip=True)
     with pytest.raises(ValueError, match="FFT size"):
-        twiddle_fold.name_expression(2048, "float16")
+        twiddle_fold.name_expression(32768, "float16")
 
 
 def test_pair_fold_filter_positions():
@@ -347,3 +368,83 @@ def test_sparse_fits():
     assert not twiddle_fold.sparse_fits(4096, twelve)
     assert not twiddle_fold.sparse_fits(8192, evens) and twiddle_fold.sparse_fits(8192, band)
     assert not twiddle_fold.use_sparse(4096, None) and twiddle_fold.use_sparse(4096, band)
+
+
+# Interleaved sizes (TwiddleFold::IL, n = 512, 1024, 2048 on the 4096-point core, G = 4096 / n).
+def spec_pos(n: int, f):
+    """TwiddleFold::spec_pos: position of frequency f mod n in the FFT-n spectrum order."""
+    lr = {512: 1, 1024: 2, 2048: 3}[n]
+    f = np.asarray(f) & (n - 1)
+    q, m = f & ((1 << lr) - 1), f >> lr
+    row, col = m & 15, m >> 4
+    return 256 * q + 8 * (4 * (row & 7) + ((col & 7) >> 1)) + 4 * (col >> 3) + 2 * (row >> 3) + (col & 1)
+
+
+@pytest.mark.parametrize("n", twiddle_fold.IL_SIZES)
+def test_interleaved_filter_gather(n):
+    """load_k (IL): the value the 4096-point middle stage needs at frequency f is K[f mod n] (the
+    spectrum of the filter upsampled by G), read from the FFT-n spectrum; the lane / warp bits
+    of f and its compile-time bits map separately (spec_pos is a bit permutation)."""
+    freq_n = fused.freq_index(n)
+    assert np.array_equal(freq_n[spec_pos(n, np.arange(n))], np.arange(n))
+    warp, x, ch, lane, c = np.meshgrid(
+        np.arange(8), np.arange(2), np.arange(2), np.arange(32), np.arange(4), indexing="ij"
+    )
+    g, t = lane >> 2, lane & 3
+    j = warp + 8 * x
+    f = (8 * ch + 2 * t + (c & 1)) + 16 * j + 256 * (8 * (c >> 1) + g)  # the 4096 kernel's
+    tile = 8 * ch + 2 * t + (c & 1)
+    pos4096 = tile * 256 + (4 * (j & 7) + (g >> 1)) * 8 + 4 * (c >> 1) + 2 * (j >> 3) + (g & 1)
+    assert np.array_equal(fused.freq_index(4096)[pos4096], f)
+    base = spec_pos(n, 2 * t + 16 * warp + 256 * g)
+    const = spec_pos(n, (c & 1) + 8 * ch + 128 * x + 2048 * (c >> 1))
+    assert np.array_equal(freq_n[base + const], f % n)
+
+
+@pytest.mark.parametrize("n", twiddle_fold.IL_SIZES)
+@pytest.mark.parametrize("half", [False, True])
+def test_interleaved_pieces_and_convolution(rng, n, half):
+    """The IL copies (issue_load: thread tid, round r -> sequence p, position m, staging row
+    rs, slot C p + i), the transposition's row slot_n3 and the store's pieces, mirrored: the
+    4096-point sequence the kernel transforms is z[G m + p] = x_p[m], and its circular
+    convolution with K[f mod n] gives each x_p's n-point one, written back to x_p's positions."""
+    G, C, threads = 4096 // n, 16 // (4096 // n), 256
+    rows = 128 if half else 256
+    x = rng.standard_normal((G, n))
+    if half:
+        x[:, n // 2 :] = 0
+    staging = np.full((256, 16), np.nan)
+    seen = set()
+    rr = G // 2 if half else G  # live rounds (live_chunk)
+    for tid in range(threads):
+        for r in range(rr):
+            ci = tid + r * threads
+            p, rs = ci // rows, ci % rows
+            m = C * rs
+            assert (p, rs) not in seen
+            seen.add((p, rs))
+            staging[rs, C * p : C * p + C] = x[p, m : m + C]
+    assert len(seen) == G * rows
+    staging[rows:] = 0  # HALF: never copied; the kernel's first stage skips rows n1 >= 8
+    slot_n3 = lambda s: (s % C) * G + s // C  # noqa: E731
+    z = np.empty(4096)
+    for rs in range(256):
+        for s in range(16):
+            z[16 * rs + slot_n3(s)] = staging[rs, s]
+    assert np.array_equal(z.reshape(-1, G).T, x)  # z[G m + p] = x_p[m]
+    k = rng.standard_normal(n)
+    kg = np.fft.fft(k)[np.arange(4096) % n]
+    yz = np.fft.ifft(np.fft.fft(z) * kg).real
+    nat = np.empty((256, 16))  # the store's transposition (work row slot_n3(s) -> slot s)
+    for rs in range(256):
+        for s in range(16):
+            nat[rs, s] = yz[16 * rs + slot_n3(s)]
+    y = np.full((G, n), np.nan)
+    for n1 in range(16):  # block (wp, n1): G / 2 pieces per lane
+        for lane in range(32):
+            for kk in range(G // 2):
+                p, rb = (lane >> 4) + 2 * kk, lane & 15
+                rs = 16 * n1 + rb
+                y[p, C * rs : C * rs + C] = nat[rs, C * p : C * p + C]
+    ref = np.fft.ifft(np.fft.fft(x, axis=-1) * np.fft.fft(k)[None], axis=-1).real
+    assert np.allclose(y, ref, atol=1e-9)
