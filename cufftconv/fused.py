@@ -635,7 +635,6 @@ class FusedConv(FamilyConv):
             tkern.kernel, (tgrid,), (twiddle_fold.threads(n),), self._fold_smem(), ttail,
             twiddle_fold.name_expression(*self._fold_variant(L, out_offset, Lout)),
             general=general, pregate=self.pregate, postgate=self.postgate,
-            align=twiddle_fold.align_bytes(n),
         )
 
     def _twiddle_fold(self, B: int, BI: int, L: int, out_offset: int, Lout: int, strides):
@@ -693,7 +692,7 @@ class FusedConv(FamilyConv):
             ptrs.append(postgate.data.ptr)
         tf = self._twiddle_fold(b, op.BI, L, out_offset, Lout, strides)
         tiles = self._tiles_arg()
-        if tf is not None and twiddle_fold.aligned(n, *ptrs):
+        if tf is not None and twiddle_fold.aligned(*ptrs):
             (kern, per_sm), nunits, smem = tf, twiddle_fold.units(b, h, n), self._fold_smem()
             tiles = self._fold_tiles
         grid = min(nunits, per_sm * _sm_count(cp.cuda.Device().id))
@@ -810,23 +809,21 @@ class Launcher:
 
 class AlignedLauncher(Launcher):
     """A :class:`Launcher` of the twiddle-folded kernel that hands calls whose u, y or gate
-    pointer is not ``align``-byte aligned (16; the interleaved sizes: their copies' size) to
-    ``general`` (the Monarch kernel's launcher for the same call)."""
+    pointer is not 16-byte aligned to ``general`` (the Monarch kernel's launcher for the same
+    call)."""
 
-    __slots__ = ("general", "mask", "post_mask", "pre_mask")
+    __slots__ = ("general", "post_mask", "pre_mask")
 
     def __init__(self, func, grid: tuple, block: tuple, smem: int, tail: tuple, name: str, *,
-                 general: Launcher, pregate: bool = False, postgate: bool = False,
-                 align: int = 16) -> None:
+                 general: Launcher, pregate: bool = False, postgate: bool = False) -> None:
         super().__init__(func, grid, block, smem, tail, name)
         self.general = general
-        self.mask = align - 1
         # a gate the kernel was not built with is never read: its pointer is not checked
-        self.pre_mask = self.mask if pregate else 0
-        self.post_mask = self.mask if postgate else 0
+        self.pre_mask = 15 if pregate else 0
+        self.post_mask = 15 if postgate else 0
 
     def __call__(self, u: int, pre: int, kf, y: int, post: int, stream) -> None:
-        if (u | y) & self.mask or pre & self.pre_mask or post & self.post_mask:
+        if (u | y) & 15 or pre & self.pre_mask or post & self.post_mask:
             self.general(u, pre, kf, y, post, stream)
         else:
             Launcher.__call__(self, u, pre, kf, y, post, stream)

@@ -36,7 +36,6 @@ PAIR_WARPS, PAIR_BUFS = 12, 2  # pair_fold_fwd: warps per block, tile buffers pe
 PAIR_TILE = 8  # pairs per warp tile
 MIN_CC = 90  # stmatrix
 GRAIN = 8  # elements: L, out_offset, Lout and row strides must be multiples (16-byte chunks)
-# (interleaved sizes: :func:`grain`, the n / 256 values of one sequence in a 32-byte row)
 _PLANE = 16 * 35 * 16  # bytes of one padded 16-bit plane (tf::PLANE)
 _MAT_BYTES = 2 * 35 * 16  # one 16x16 complex fp16 table matrix (tf::MAT_BYTES)
 _PAIR_TILE_BYTES = 2 * 16 * 17 * 16  # one pair_fold tile buffer (pf::PairFold::BUF)
@@ -82,12 +81,6 @@ def batch_grain(n: int) -> int:
     """B must be a multiple of this (pairs of sequences; 4096: two pairs of one channel;
     interleaved sizes: two pairs of G sequences each)."""
     return 2 * pairs_per_unit(n) * interleave(n)
-
-
-def grain(n: int) -> int:
-    """L, out_offset, Lout and the row strides must be multiples of this many elements (the
-    kernel's copies: 16 bytes, or n / 256 values for the interleaved sizes)."""
-    return n // 256 if n in IL_SIZES else GRAIN
 
 
 def kernel_source() -> str:
@@ -241,7 +234,7 @@ def eligible(
         and (BI == B or (n in TWO_SIZES and freq_mask is None))  # two-level: TWO
         and B > 0
         and B % batch_grain(n) == 0
-        and all(v % grain(n) == 0 for v in (L, out_offset, Lout, *strides))
+        and all(v % GRAIN == 0 for v in (L, out_offset, Lout, *strides))
         and 0 < L <= n
         and out_offset + Lout <= n
         and (n != 256 or half(n, L, out_offset, Lout))
@@ -257,14 +250,9 @@ def units(B: int, H: int, n: int) -> int:
     return pairs // interleave(n) // pairs_per_unit(n)
 
 
-def align_bytes(n: int) -> int:
-    """The pointers' alignment the kernel of size n needs (its copies' size)."""
-    return 2 * grain(n)
-
-
-def aligned(n: int, *ptrs: int) -> bool:
-    """Whether every pointer (u, y and the gates a call passes) is :func:`align_bytes` aligned."""
-    return all(p % align_bytes(n) == 0 for p in ptrs)
+def aligned(*ptrs: int) -> bool:
+    """Whether every pointer (u, y and the gates a call passes) is 16-byte aligned."""
+    return all(p % (2 * GRAIN) == 0 for p in ptrs)
 
 
 def kernel(

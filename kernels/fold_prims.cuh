@@ -125,7 +125,7 @@ __device__ __forceinline__ void pack(u32 o[4], const Acc& z, float s) {
 }
 
 // W 32-bit words (16, 8 or 4 bytes): the pieces of the interleaved kernels' (TwiddleFold::IL)
-// copies, gates and stores.
+// shared-memory rows.
 template <int W>
 struct Words {
   static_assert(W == 1 || W == 2 || W == 4, "4, 8 or 16 bytes");
@@ -151,29 +151,6 @@ __device__ __forceinline__ void sts_words(u32 a, const Words<W>& v) {
   else
     asm volatile("st.shared.u32 [%0], %1;" ::"r"(a), "r"(v.w[0]));
 }
-template <int W>
-__device__ __forceinline__ Words<W> ldg_words(const u16* p) {
-  Words<W> v;
-  if constexpr (W == 4) {
-    const uint4 x = __ldg(reinterpret_cast<const uint4*>(p));
-    v.w[0] = x.x, v.w[1] = x.y, v.w[2] = x.z, v.w[3] = x.w;
-  } else if constexpr (W == 2) {
-    const uint2 x = __ldg(reinterpret_cast<const uint2*>(p));
-    v.w[0] = x.x, v.w[1] = x.y;
-  } else {
-    v.w[0] = __ldg(reinterpret_cast<const u32*>(p));
-  }
-  return v;
-}
-template <int W>
-__device__ __forceinline__ void stg_words(u16* p, const Words<W>& v) {  // streaming (__stcs)
-  if constexpr (W == 4)
-    __stcs(reinterpret_cast<uint4*>(p), make_uint4(v.w[0], v.w[1], v.w[2], v.w[3]));
-  else if constexpr (W == 2)
-    __stcs(reinterpret_cast<uint2*>(p), make_uint2(v.w[0], v.w[1]));
-  else
-    __stcs(reinterpret_cast<u32*>(p), v.w[0]);
-}
 // 4 W bytes global -> shared, asynchronous; src_bytes 0 zero-fills (16 bytes bypass L1).
 template <int W>
 __device__ __forceinline__ void cp_async_words(u32 dst, const void* src, int src_bytes) {
@@ -188,10 +165,10 @@ __device__ __forceinline__ void cp_async_words(u32 dst, const void* src, int src
 }
 // x = pre * u per word, rounded to the input type (mc::gate_chunk's rule).
 template <int DT, int W>
-__device__ __forceinline__ void gate_words(Words<W>& v, const Words<W>& g) {
+__device__ __forceinline__ void gate_words(Words<W>& v, const u32* g) {
   using D = mc::Dt<DT>;
 #pragma unroll
-  for (int k = 0; k < W; ++k) v.w[k] = D::pack(D::lo(v.w[k]) * D::lo(g.w[k]), D::hi(v.w[k]) * D::hi(g.w[k]));
+  for (int k = 0; k < W; ++k) v.w[k] = D::pack(D::lo(v.w[k]) * D::lo(g[k]), D::hi(v.w[k]) * D::hi(g[k]));
 }
 
 // POST: 8 fp16 values at the working scale -> the output type, times s1 s2 and the postgate.
@@ -205,15 +182,6 @@ __device__ __forceinline__ uint4 finish(const uint4& v, const uint4& g, float s1
 #pragma unroll
   for (int k = 0; k < 4; ++k)
     oo[k] = D::pack(mc::h2lo(vv[k]) * s1 * s2 * D::lo(gg[k]), mc::h2hi(vv[k]) * s1 * s2 * D::hi(gg[k]));
-  return o;
-}
-template <int DT, int W>
-__device__ __forceinline__ Words<W> finish_words(const Words<W>& v, const Words<W>& g, float s1, float s2) {
-  using D = mc::Dt<DT>;
-  Words<W> o;
-#pragma unroll
-  for (int k = 0; k < W; ++k)
-    o.w[k] = D::pack(mc::h2lo(v.w[k]) * s1 * s2 * D::lo(g.w[k]), mc::h2hi(v.w[k]) * s1 * s2 * D::hi(g.w[k]));
   return o;
 }
 // mx: the largest |x| of a sequence set as 16-bit DT bits; 2^-ex brings it into

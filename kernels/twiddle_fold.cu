@@ -133,9 +133,10 @@ struct TwiddleFold {
   static constexpr int SMEM = WORK + STG + TAB + WARPS * P * 4 + LST;  // work, staging, table, maxima, lists
   static constexpr int JOBS = 2 * P * 16 / WARPS;                      // 16x16 blocks per warp in a transpose
   static_assert(WARPS == 8 || RX, "HALF: job x of a warp has n1 < 8 exactly when x is even");
-  // IL: the pieces of a staging row (32 bytes) are the G sequences' C = 16 / G values each.
-  static constexpr int C = 16 / G, WDS = IL ? C / 2 : 4;  // IL piece: values, 32-bit words
-  static constexpr int RR = 4096 * 2 / (4 * WDS) / THREADS;  // chunks (IL: pieces) per thread and plane
+  static constexpr int RR = 4096 * 2 / 16 / THREADS;  // 16-byte chunks per thread and plane
+  // IL: a staging row (32 bytes) holds C = 16 / G values of each of the G sequences (a piece
+  // of WDS words); a 16-byte chunk of a sequence is G / 2 pieces in consecutive rows.
+  static constexpr int C = 16 / G, WDS = C / 2;
   // HALF: which staged chunks / 16x16 blocks hold positions below N / 2.
   static __device__ __forceinline__ constexpr bool live_chunk(int wp, int r) {
     return !HALF || (R == 1 ? r < RR / 2 : wp < R);
@@ -188,14 +189,14 @@ struct TwiddleFold {
     const int ci = tid + r * THREADS, rs = ci >> 1;  // rs = 16 n1 + n2, ci & 1: n3 half
     return staging + wp * PLANE + cofs(rs >> 4, rs & 15, ci & 1);
   }
-  // IL: piece r of plane wp that this thread copies, gates and reads back: the C values of
-  // sequence b0 + G wp + p from position C rs, at slots C p .. C p + C - 1 of staging row rs.
-  // Consecutive threads take consecutive rows of one sequence (contiguous global memory);
-  // HALF: rows rs < 128 only.
-  static constexpr int IL_ROWS = HALF ? 128 : 256;
-  __device__ __forceinline__ int piece_seq(int r) const { return (tid + r * THREADS) / IL_ROWS; }
-  __device__ __forceinline__ int piece_pos(int r) const { return C * ((tid + r * THREADS) % IL_ROWS); }
-  __device__ __forceinline__ u32 piece_at(int wp, int rs, int p) const {
+  // IL: chunk r of plane wp that this thread copies, gates and reads back: positions 8 q ..
+  // 8 q + 7 of sequence b0 + G wp + p, whose piece i (C values) sits at slots C p .. of
+  // staging row G / 2 q + i. Consecutive threads take consecutive chunks of one sequence
+  // (contiguous global memory); HALF: positions below 2048 / G only (rows below 128).
+  static constexpr int QN = (HALF ? 128 : 256) * C / 8;  // chunks per sequence
+  __device__ __forceinline__ int il_seq(int r) const { return (tid + r * THREADS) / QN; }
+  __device__ __forceinline__ int il_chunk(int r) const { return (tid + r * THREADS) % QN; }
+  static __device__ __forceinline__ u32 piece_at(int wp, int rs, int p) {
     return wp * PLANE + cofs(rs >> 4, rs & 15, (C * p) >> 3) + ((4 * WDS * p) & 15);
   }
   // IL: the work row (digit n3) of staging slot s: the transposition puts slot C p + i at n3 =
@@ -219,7 +220,7 @@ struct TwiddleFold {
   }
 
   __device__ __forceinline__ void issue_load(int unit) {
-    static_assert(RR * THREADS * 4 * WDS == 4096 * 2, "whole chunk rounds");
+    static_assert(RR * THREADS * 16 == 4096 * 2, "whole chunk rounds");
     int h, b0;
     unit_rows(unit, h, b0);
     if constexpr (IL) {
@@ -229,9 +230,12 @@ struct TwiddleFold {
 #pragma unroll
         for (int r = 0; r < RR; ++r) {
           if (!live_chunk(wp, r)) continue;
-          const int p = piece_seq(r), m = piece_pos(r);
-          const u16* row = row0 + (G * wp + p) * u_sb;
-          cp_async_words<WDS>(staging + piece_at(wp, m / C, p), m < L ? row + m : row, m < L ? 4 * WDS : 0);
+          const int p = il_seq(r), q = il_chunk(r);
+          const bool in = 8 * q < L;
+          const u16* src = row0 + (G * wp + p) * u_sb + (in ? 8 * q : 0);
+#pragma unroll
+          for (int i = 0; i < G / 2; ++i)
+            cp_async_words<WDS>(staging + piece_at(wp, G / 2 * q + i, p), src + (in ? C * i : 0), in ? 4 * WDS : 0);
         }
       mc::cp_async_commit();
       if (PRE) prefetch_rows(pre, pre_sb, pre_sh, pre_so, unit, min(L, N));  // read by gate_in
@@ -260,30 +264,30 @@ struct TwiddleFold {
     unit_rows(unit, h, b0);
     if constexpr (IL) {
       const u16* row0 = pre + b0 * pre_sb + h * pre_sh;
-      Words<WDS> g[2 * P][RR];
+      uint4 g[2 * P][RR];
 #pragma unroll
       for (int wp = 0; wp < 2 * P; ++wp)
 #pragma unroll
         for (int r = 0; r < RR; ++r) {
           if (!live_chunk(wp, r)) continue;
-          const int p = piece_seq(r), m = piece_pos(r);
-          if (m < L) {
-            g[wp][r] = ldg_words<WDS>(row0 + (G * wp + p) * pre_sb + m);
-          } else {
-#pragma unroll
-            for (int k = 0; k < WDS; ++k) g[wp][r].w[k] = 0u;
-          }
+          const int p = il_seq(r), q = il_chunk(r);
+          g[wp][r] = 8 * q < L ? __ldg(reinterpret_cast<const uint4*>(row0 + (G * wp + p) * pre_sb + 8 * q))
+                               : make_uint4(0u, 0u, 0u, 0u);
         }
 #pragma unroll
       for (int wp = 0; wp < 2 * P; ++wp)
 #pragma unroll
         for (int r = 0; r < RR; ++r) {
           if (!live_chunk(wp, r)) continue;
-          const int p = piece_seq(r), m = piece_pos(r);
-          const u32 a = staging + piece_at(wp, m / C, p);
-          Words<WDS> v = lds_words<WDS>(a);
-          gate_words<DT>(v, g[wp][r]);
-          sts_words(a, v);
+          const int p = il_seq(r), q = il_chunk(r);
+          const u32* gw = reinterpret_cast<const u32*>(&g[wp][r]);
+#pragma unroll
+          for (int i = 0; i < G / 2; ++i) {
+            const u32 a = staging + piece_at(wp, G / 2 * q + i, p);
+            Words<WDS> v = lds_words<WDS>(a);
+            gate_words<DT>(v, gw + WDS * i);
+            sts_words(a, v);
+          }
         }
       return;
     }
@@ -489,20 +493,39 @@ struct TwiddleFold {
       stsm_x4_t(work + wp * PLANE + natural_row(n1), d);
     });
     __syncwarp();
-    if constexpr (IL) {  // block (wp, n1): 16 rows x G pieces, G / 2 per lane (16 rows of one sequence)
-      u16* row0 = y + b0 * y_sb + ch * y_sh;
-      const u16* grow0 = POST ? post + b0 * post_sb + ch * post_sh : nullptr;
+    if constexpr (IL) {  // block (wp, n1): 32 / G chunks of each of the G sequences, one per lane
+      constexpr int QB = 32 / G;
+      const int p = lane / QB, q = lane % QB;
+      u16* row0 = y + (b0 + p) * y_sb + ch * y_sh;
+      const u16* grow0 = POST ? post + (b0 + p) * post_sb + ch * post_sh : nullptr;
+      constexpr int GB = POST ? 4 : JOBS;  // postgate loads in flight at once
+      const auto t_of = [&](int x) { return 16 * C * ((warp + WARPS * x) & 15) + 8 * q - out_offset; };
 #pragma unroll
-      for (int x = 0; x < JOBS; ++x) {
-        if (!live_block(x)) continue;
-        const int wp = x * WARPS / 16, n1 = (warp + WARPS * x) & 15;
+      for (int x0 = 0; x0 < JOBS; x0 += GB) {
+        uint4 g[GB];
+        if (POST) {
 #pragma unroll
-        for (int k = 0; k < G / 2; ++k) {
-          const int p = (lane >> 4) + 2 * k, rb = lane & 15, t = C * (16 * n1 + rb) - out_offset;
+          for (int x = x0; x < x0 + GB; ++x) {
+            if (!live_block(x)) continue;
+            const int wp = x * WARPS / 16, t = t_of(x);
+            if (t >= 0 && t < Lout) g[x - x0] = __ldg(reinterpret_cast<const uint4*>(grow0 + G * wp * post_sb + t));
+          }
+        }
+#pragma unroll
+        for (int x = x0; x < x0 + GB; ++x) {
+          if (!live_block(x)) continue;
+          const int wp = x * WARPS / 16, n1 = (warp + WARPS * x) & 15, t = t_of(x);
           if (t >= 0 && t < Lout) {
-            Words<WDS> v = lds_words<WDS>(work + piece_at(wp, 16 * n1 + rb, p));
-            if (POST) v = finish_words<DT>(v, ldg_words<WDS>(grow0 + (G * wp + p) * post_sb + t), s1[wp >> 1], s2[wp >> 1]);
-            stg_words(row0 + (G * wp + p) * y_sb + t, v);
+            uint4 v;
+            u32* vw = reinterpret_cast<u32*>(&v);
+#pragma unroll
+            for (int i = 0; i < G / 2; ++i) {
+              const Words<WDS> pc = lds_words<WDS>(work + piece_at(wp, 16 * n1 + G / 2 * q + i, p));
+#pragma unroll
+              for (int k = 0; k < WDS; ++k) vw[WDS * i + k] = pc.w[k];
+            }
+            if (POST) v = finish<DT>(v, g[x - x0], s1[wp >> 1], s2[wp >> 1]);
+            __stcs(reinterpret_cast<uint4*>(row0 + G * wp * y_sb + t), v);
           }
         }
       }

@@ -104,10 +104,8 @@ def declines(n: int) -> list[Case]:
     ]
     if n == 4096:
         out.append(Case("B_not_multiple_of_4", 6, 3, n, n, 0, n, False, False))
-    if n in twiddle_fold.IL_SIZES:  # B a multiple of 2 but not of 4 G; L not of n / 256
+    if n in twiddle_fold.IL_SIZES:  # B a multiple of 2 but not of 4 G
         out.append(Case("B_not_multiple_of_grain", b - 2, 3, n, n, 0, n, False, False))
-        if n > 512:
-            out.append(Case("L_not_multiple_of_grain", b, 3, n - 2, n // 4, 0, n - 2, True, False))
     return out
 
 

@@ -194,11 +194,11 @@ def test_dft4_matches_numpy(rng):
         (2048, {"B": 8, "L": 2048, "out_offset": 0, "Lout": 2048}, True),
         (2048, {"B": 8, "L": 1000, "out_offset": 8, "Lout": 992}, True),
         (2048, {"B": 8, "L": 1020, "out_offset": 0, "Lout": 1020}, False),  # L % 8
-        (1024, {"B": 16, "L": 1020, "out_offset": 4, "Lout": 1016}, True),
+        (1024, {"B": 16, "L": 1016, "out_offset": 8, "Lout": 1008}, True),
+        (1024, {"B": 16, "L": 1020, "out_offset": 0, "Lout": 1020}, False),  # L % 8
         (1024, {"B": 8, "L": 1024, "out_offset": 0, "Lout": 1024}, False),  # B % 16 (G = 4)
-        (1024, {"B": 16, "L": 1022, "out_offset": 0, "Lout": 1022}, False),  # L % 4
-        (512, {"B": 32, "L": 510, "out_offset": 2, "Lout": 508}, True),
-        (512, {"B": 32, "L": 511, "out_offset": 0, "Lout": 511}, False),  # L % 2
+        (512, {"B": 32, "L": 504, "out_offset": 8, "Lout": 496}, True),
+        (512, {"B": 32, "L": 512, "out_offset": 4, "Lout": 500}, False),  # offset % 8
         (512, {"B": 16, "L": 512, "out_offset": 0, "Lout": 512}, False),  # B % 32 (G = 8)
         (32768, {"B": 4, "L": 32768, "out_offset": 0, "Lout": 32768}, False),  # no such size
     ],
@@ -404,27 +404,29 @@ def test_interleaved_filter_gather(n):
 @pytest.mark.parametrize("n", twiddle_fold.IL_SIZES)
 @pytest.mark.parametrize("half", [False, True])
 def test_interleaved_pieces_and_convolution(rng, n, half):
-    """The IL copies (issue_load: thread tid, round r -> sequence p, position m, staging row
-    rs, slot C p + i), the transposition's row slot_n3 and the store's pieces, mirrored: the
+    """The IL copies (issue_load: thread tid, round r -> sequence p, chunk q of 8 values, its
+    G / 2 pieces at staging rows G / 2 q + i, slots C p ..), the transposition's row slot_n3
+    and the store's chunks (lane -> sequence, chunk of the block), mirrored: the
     4096-point sequence the kernel transforms is z[G m + p] = x_p[m], and its circular
     convolution with K[f mod n] gives each x_p's n-point one, written back to x_p's positions."""
     G, C, threads = 4096 // n, 16 // (4096 // n), 256
     rows = 128 if half else 256
+    qn = rows * C // 8  # chunks per sequence
     x = rng.standard_normal((G, n))
     if half:
         x[:, n // 2 :] = 0
     staging = np.full((256, 16), np.nan)
     seen = set()
-    rr = G // 2 if half else G  # live rounds (live_chunk)
     for tid in range(threads):
-        for r in range(rr):
+        for r in range(1 if half else 2):  # live_chunk
             ci = tid + r * threads
-            p, rs = ci // rows, ci % rows
-            m = C * rs
-            assert (p, rs) not in seen
-            seen.add((p, rs))
-            staging[rs, C * p : C * p + C] = x[p, m : m + C]
-    assert len(seen) == G * rows
+            p, q = ci // qn, ci % qn
+            assert (p, q) not in seen
+            seen.add((p, q))
+            for i in range(G // 2):
+                rs = G // 2 * q + i
+                staging[rs, C * p : C * p + C] = x[p, 8 * q + C * i : 8 * q + C * i + C]
+    assert len(seen) == G * qn
     staging[rows:] = 0  # HALF: never copied; the kernel's first stage skips rows n1 >= 8
     slot_n3 = lambda s: (s % C) * G + s // C  # noqa: E731
     z = np.empty(4096)
@@ -440,11 +442,14 @@ def test_interleaved_pieces_and_convolution(rng, n, half):
         for s in range(16):
             nat[rs, s] = yz[16 * rs + slot_n3(s)]
     y = np.full((G, n), np.nan)
-    for n1 in range(16):  # block (wp, n1): G / 2 pieces per lane
+    qb = 32 // G
+    for n1 in range(16):  # block (wp, n1): one chunk of 8 values per lane
         for lane in range(32):
-            for kk in range(G // 2):
-                p, rb = (lane >> 4) + 2 * kk, lane & 15
-                rs = 16 * n1 + rb
-                y[p, C * rs : C * rs + C] = nat[rs, C * p : C * p + C]
+            p, q = lane // qb, lane % qb
+            t = 16 * C * n1 + 8 * q
+            assert np.isnan(y[p, t : t + 8]).all()
+            y[p, t : t + 8] = np.concatenate(
+                [nat[16 * n1 + G // 2 * q + i, C * p : C * p + C] for i in range(G // 2)]
+            )
     ref = np.fft.ifft(np.fft.fft(x, axis=-1) * np.fft.fft(k)[None], axis=-1).real
     assert np.allclose(y, ref, atol=1e-9)
