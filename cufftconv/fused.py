@@ -642,7 +642,7 @@ class FusedConv(FamilyConv):
         (see :mod:`cufftconv.twiddle_fold`; the pointers' alignment is checked per call)."""
         ok = twiddle_fold.eligible(
             self.n, freq_mask=self.freq_mask, B=B, BI=BI, L=L, out_offset=out_offset,
-            Lout=Lout, strides=strides,
+            Lout=Lout, strides=strides, gated=self.pregate or self.postgate,
         )
         return twiddle_fold.kernel(*self._fold_variant(L, out_offset, Lout, BI != B)) if ok else None
 

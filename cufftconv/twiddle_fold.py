@@ -28,6 +28,9 @@ SIZES: tuple[int, ...] = (256, 512, 1024, 2048, 4096, 8192, 16384)
 # channel, whose 4096-point circular convolution with the spectrum K[f mod n] (periodic: the
 # filter upsampled by G) is each x_p's n-point one. The kernel reads the FFT-n spectrum.
 IL_SIZES: tuple[int, ...] = (512, 1024, 2048)
+# Interleaved calls that the Monarch kernel runs faster: FFT 512 with a gate (bench rows with
+# the L2 flushed, one run, H200, 2026-11-23: gated 0.0974 vs 0.1097 ms; benchmarks/RESULTS.md).
+IL_GATED_SLOWER: tuple[int, ...] = (512,)
 SPARSE_SIZES: tuple[int, ...] = (4096, 8192)  # frequency-sparse masks: the SPARSE instantiations
 DTYPES = ("float16", "bfloat16")
 THREADS = 256  # twiddle_fold_fwd (16384: RX_THREADS)
@@ -214,8 +217,11 @@ def eligible(
     out_offset: int,
     Lout: int,
     strides: tuple[int, ...],
+    gated: bool = False,
 ) -> bool:
-    """Whether a forward call fits the kernel (pointers' 16-byte alignment is checked per call).
+    """Whether a forward call fits the kernel (pointers' 16-byte alignment is checked per call)
+    and the kernel is the faster one for it (``gated``: a pregate or postgate; see
+    :data:`IL_GATED_SLOWER`).
     Frequency-sparse calls: 4096 always (the SPARSE variant, or the dense one on the masked
     spectrum where more than 8 k1 are live: at most half the spectrum zeroed), the interleaved
     sizes always (the dense kernel on the masked spectrum, as the Monarch kernel); 8192 where the
@@ -238,6 +244,7 @@ def eligible(
         and 0 < L <= n
         and out_offset + Lout <= n
         and (n != 256 or half(n, L, out_offset, Lout))
+        and not (gated and n in IL_GATED_SLOWER)
     )
 
 

@@ -216,10 +216,14 @@ def test_eligibility(n, kw, ok):
     fits = ok and n in (*twiddle_fold.SPARSE_SIZES, 16384, *twiddle_fold.IL_SIZES)
     assert twiddle_fold.eligible(n, freq_mask=quarter, **args) is fits
     assert twiddle_fold.eligible(n, freq_mask=half, **args) is fits
-    assert twiddle_fold.eligible(n, freq_mask=no_dead, **args) is (ok and (n == 4096 or n in twiddle_fold.IL_SIZES))
+    assert twiddle_fold.eligible(n, freq_mask=no_dead, **args) is (
+        ok and (n == 4096 or n in twiddle_fold.IL_SIZES)
+    )
     # two-level batches (BI < B, e.g. the partial path's windows): TWO at 8192 / 16384, dense
     assert twiddle_fold.eligible(n, **dict(args, BI=1)) is (ok and n in twiddle_fold.TWO_SIZES)
     assert not twiddle_fold.eligible(n, **dict(args, BI=1, freq_mask=half))
+    # gated calls: the Monarch kernel at 512 (measured faster there)
+    assert twiddle_fold.eligible(n, **dict(args, gated=True)) is (ok and n != 512)
     # a gate's stride that is not granular (strides of u, y, pre, post)
     assert not twiddle_fold.eligible(n, **dict(args, strides=(*strides, 12, 1)))
 
@@ -377,7 +381,13 @@ def spec_pos(n: int, f):
     f = np.asarray(f) & (n - 1)
     q, m = f & ((1 << lr) - 1), f >> lr
     row, col = m & 15, m >> 4
-    return 256 * q + 8 * (4 * (row & 7) + ((col & 7) >> 1)) + 4 * (col >> 3) + 2 * (row >> 3) + (col & 1)
+    return (
+        256 * q
+        + 8 * (4 * (row & 7) + ((col & 7) >> 1))
+        + 4 * (col >> 3)
+        + 2 * (row >> 3)
+        + (col & 1)
+    )
 
 
 @pytest.mark.parametrize("n", twiddle_fold.IL_SIZES)
@@ -428,7 +438,7 @@ def test_interleaved_pieces_and_convolution(rng, n, half):
                 staging[rs, C * p : C * p + C] = x[p, 8 * q + C * i : 8 * q + C * i + C]
     assert len(seen) == G * qn
     staging[rows:] = 0  # HALF: never copied; the kernel's first stage skips rows n1 >= 8
-    slot_n3 = lambda s: (s % C) * G + s // C  # noqa: E731
+    slot_n3 = lambda s: (s % C) * G + s // C
     z = np.empty(4096)
     for rs in range(256):
         for s in range(16):
