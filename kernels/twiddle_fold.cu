@@ -24,6 +24,11 @@
 // (max |K| <= 1, exponent ef, FusedConv.filter_spectrum's layout) is applied with 2^-6, so
 // the inverse stages stay below 2^14 too; the output is scaled by 2^(ex + ef + 6).
 //
+// IL, N = 512 / 1024 / 2048: the 4096-point kernel on G = 4096 / N sequences x_p of one
+// channel interleaved, z[G m + p] = x_p[m]; with the spectrum K[f mod N] (the filter upsampled
+// by G) its circular convolution is each x_p's N-point one. The interleave is free: a staging
+// row holds C = 16 / G values of each sequence and the transposition maps slot C p + i to
+// n3 = G i + p (slot_n3); the filter is read from the FFT-N spectrum (spec_pos). B % (4 G) == 0.
 // 8192 / 16384 add an outer radix-2 / radix-4 step (see TwiddleFold). HALF (causal: L and
 // out_offset + Lout at most N / 2): the upper half of the input is zero and that of the output is dropped, so the
 // loads, the input transposition / radix-2 step and the store skip it, and at 4096 the first
@@ -94,7 +99,7 @@ __device__ __forceinline__ void build_table(unsigned char* tab, int tid, int thr
 template <int N, int DT, bool PRE, bool POST, bool HALF, int MASK>
 struct TwiddleFold {
   static constexpr bool SPARSE = MASK == 1, TWO = MASK == 3;
-  // IL (N = 512, 1024, 2048): G = 4096 / N sequences of one channel interleaved (see below).
+  // IL (N = 512, 1024, 2048): G = 4096 / N sequences of one channel interleaved (see the top).
   static constexpr int G = N < 4096 ? 4096 / N : 1;
   static constexpr bool IL = G > 1;
   static_assert(G == 1 || G == 2 || G == 4 || G == 8, "FFT size 512 .. 16384");
