@@ -230,12 +230,21 @@ def test_deterministic(n, dtype, gated):
 @pytest.mark.parametrize("dtype", fused.DTYPES)
 @pytest.mark.parametrize(
     ("n", "mode"),
-    [(256, "causal"), (4096, "causal"), (4096, "circular"), (8192, "causal"), (16384, "causal")],
+    [
+        (256, "causal"),
+        (1024, "circular"),
+        (2048, "causal"),
+        (4096, "causal"),
+        (4096, "circular"),
+        (8192, "causal"),
+        (16384, "causal"),
+    ],
 )
 def test_frozen_filter_backward_through_folded_kernel(n, mode, dtype):
     """torch autograd with k frozen: du, dpregate and dpostgate come from forward-kernel launches
-    (the adjoint convolutions), which take the twiddle-folded kernel at these shapes (B = 4,
-    16-byte granular rows; the causal ones its half variant). Checked against float64."""
+    (the adjoint convolutions), which take the twiddle-folded kernel at these shapes (B = 4, or
+    the interleaved sizes' grain; 16-byte granular rows; the causal ones its half variant).
+    Checked against float64."""
     torch = pytest.importorskip("torch")
     from test_grad_gpu import _check_grads, _host, _ref_bwd
 
@@ -249,10 +258,11 @@ def test_frozen_filter_backward_through_folded_kernel(n, mode, dtype):
         t = torch.randn(*shape, device="cuda", generator=g).to(tdt)
         return t.requires_grad_(grad)
 
-    u, pre, post, dy = rnd(4, 3, L), rnd(4, 3, L), rnd(4, 3, L), rnd(4, 3, L, grad=False)
+    b = max(4, twiddle_fold.batch_grain(n))
+    u, pre, post, dy = rnd(b, 3, L), rnd(b, 3, L), rnd(b, 3, L), rnd(b, 3, L, grad=False)
     k = (torch.randn(3, L, device="cuda", generator=g) / L**0.5).requires_grad_(False)
     conv = fused.FusedConv(n, dtype, pregate=True, postgate=True)
-    assert isinstance(conv.launcher(4, 3, L, 0, L), fused.AlignedLauncher)  # folded-eligible
+    assert isinstance(conv.launcher(b, 3, L, 0, L), fused.AlignedLauncher)  # folded-eligible
     y = ct.fftconv(u, k, mode=mode, pregate=pre, postgate=post)
     y.backward(dy)
     ref = _ref_bwd(dy, u, k, pre, post, mode)
@@ -263,7 +273,7 @@ def test_frozen_filter_backward_through_folded_kernel(n, mode, dtype):
         (u, None, pre, post),
         lambda t: isinstance(t, torch.Tensor),
     )
-    assert _host(y).shape == (4, 3, L)
+    assert _host(y).shape == (b, 3, L)
 
 
 # Frequency-sparse masks (frequency f kept iff mask[f % 16]) on the SPARSE variant at 4096 /
@@ -293,12 +303,13 @@ def _sparse_cases(n: int) -> list[Case]:
 @pytest.mark.parametrize("dtype", fused.DTYPES)
 @pytest.mark.parametrize("mask_name", list(SPARSE_MASKS))
 @pytest.mark.parametrize(
-    ("n", "idx"), [(n, i) for n in (*twiddle_fold.SPARSE_SIZES, 16384) for i in range(5)]
+    ("n", "idx"),
+    [(n, i) for n in (*twiddle_fold.SPARSE_SIZES, 16384, 1024, 2048) for i in range(5)],
 )
 def test_sparse_masks_match_masked_reference(n, idx, mask_name, dtype):
-    """The SPARSE variant runs where the mask fits it (else at 4096 the dense folded kernel on
-    the masked spectrum, at 8192 / 16384 the dense one skipping the groups the mask zeroes, or
-    the Monarch kernel; told apart by shared memory) and the result
+    """The SPARSE variant runs where the mask fits it (else at 4096 and the interleaved sizes
+    the dense folded kernel on the masked spectrum, at 8192 / 16384 the dense one skipping the
+    groups the mask zeroes, or the Monarch kernel; told apart by shared memory) and the result
     equals the float64 convolution with the masked spectrum; it differs from the dense one."""
     c, mask = _sparse_cases(n)[idx], SPARSE_MASKS[mask_name]
     seed = int(np.random.SeedSequence().entropy % (2**32))
@@ -322,7 +333,7 @@ def test_sparse_masks_match_masked_reference(n, idx, mask_name, dtype):
     if twiddle_fold.sparse_fits(n, mask):
         assert smem == twiddle_fold.smem(n, True), tag
         assert int(args[-1]) == twiddle_fold.live_word(n, mask), tag
-    elif n == 4096:
+    elif n == 4096 or n in twiddle_fold.IL_SIZES:
         assert smem == twiddle_fold.smem(n), tag
     elif twiddle_fold.dead_groups(n, mask):  # e.g. keep 1/2, odd classes: groups skipped
         assert smem == twiddle_fold.smem(n), tag
