@@ -1,0 +1,142 @@
+// Prototype (not dispatched): the backward's dk on the twiddle-folded FFT-4096 stages, no gates.
+// Appended to kernels/twiddle_fold.cu by benchmarks/fold_proto/dk_proto.py.
+//
+// Per block: channel h and a share of its batch. A unit is the pair of u rows b0, b0 + 1
+// (group 0) and the pair of dy rows b0, b0 + 1 (group 1), copied into the work planes in
+// natural order (each warp its own rows), transposed in place, through F1 / F2 (both groups
+// with the same matrices), then F3 in registers and conj(Z_u) Z_dy added in fp32 to a
+// shared-memory sum in the filter spectrum's order (each position owned by one lane: fixed
+// order, deterministic). The sum is FusedBwd's acc row (its Hermitian fold and one inverse
+// FFT per channel make dk).
+namespace tf {
+
+template <int DT>
+struct FoldDk : TwiddleFold<4096, DT, false, false, false, 0> {
+  using T = TwiddleFold<4096, DT, false, false, false, 0>;
+  static constexpr int THREADS = T::THREADS, WARPS = T::WARPS, P = T::P, RR = T::RR, ITEMS = T::ITEMS;
+  static constexpr int ACC = 4096 * 8;  // fp32 (re, im) per position
+  static constexpr int SMEM = T::WORK + T::TAB + WARPS * P * 4 + ACC;
+  const u16* __restrict__ dy;
+  long long dy_sb, dy_sh;
+  float* __restrict__ out;  // (nsplit, H, 4096, 2)
+  int nsplit;
+  u32 acc;
+
+  // Unit: pair b0 of channel h: planes 0, 1 = u[b0], u[b0 + 1]; planes 2, 3 = dy[b0], dy[b0 + 1].
+  __device__ __forceinline__ void load(int h, int b0) {
+#pragma unroll
+    for (int wp = 0; wp < 4; ++wp)
+#pragma unroll
+      for (int r = 0; r < RR; ++r) {
+        const int pos = this->chunk_pos(wp, r), len = wp < 2 ? this->L : this->Lout;
+        const u16* row = wp < 2 ? this->u + (b0 + wp) * this->u_sb + h * this->u_sh
+                                : dy + (b0 + wp - 2) * dy_sb + h * dy_sh;
+        const bool in = pos < len;
+        mc::cp_async16(this->chunk_at(wp, r), in ? row + pos : row, in ? 16 : 0);
+      }
+    mc::cp_async_commit();
+  }
+  __device__ __forceinline__ void prefetch(int h, int b0) const {
+    if (this->tid < 4) {
+      const int wp = this->tid;
+      const u16* row = wp < 2 ? this->u + (b0 + wp) * this->u_sb + h * this->u_sh
+                              : dy + (b0 + wp - 2) * dy_sb + h * dy_sh;
+      mc::prefetch_run(row, 2 * (wp < 2 ? this->L : this->Lout));
+    }
+  }
+  // This thread's sum of value c of column half ch of item x (lane-consecutive: no conflicts);
+  // its position in the spectrum order is pos().
+  __device__ __forceinline__ u32 slot(int x, int ch, int c) const {
+    return acc + (((x * 2 + ch) * 4 + c) * THREADS + this->tid) * 8;
+  }
+  __device__ __forceinline__ int pos(int x, int ch, int c) const {
+    const int g = this->lane >> 2, t = this->lane & 3, j = this->warp + WARPS * x;
+    const int tile = 8 * ch + 2 * t + (c & 1), lp = 4 * (j & 7) + (g >> 1);
+    return tile * 256 + lp * 8 + 4 * (c >> 1) + 2 * (j >> 3) + (g & 1);
+  }
+  // F3 of both groups (registers), sum += conj(Z_u) Z_dy sc.
+  __device__ __forceinline__ void mid(float sc) {
+    const int pl = this->mi >> 1, kh = this->mi & 1, lane = this->lane, warp = this->warp;
+#pragma unroll
+    for (int x = 0; x < ITEMS; ++x) {
+      const int j = warp + WARPS * x;
+      const Mat mf = load_mat<false>(this->tab, T::f3_mat(j), lane);
+#pragma unroll
+      for (int ch = 0; ch < 2; ++ch) {
+        u32 b[2][4];
+#pragma unroll
+        for (int p = 0; p < 2; ++p)
+          ldsm_x4(b[p], this->work + (2 * p + pl) * PLANE + cofs(8 * ch + this->i8, j, kh));
+        const Acc zu = cmma<false>(mf, b[0]), zd = cmma<false>(mf, b[1]);
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          const u32 a = slot(x, ch, c);
+          float re, im;
+          asm volatile("ld.shared.v2.f32 {%0,%1}, [%2];" : "=f"(re), "=f"(im) : "r"(a));
+          re += (zu.r[c] * zd.r[c] + zu.i[c] * zd.i[c]) * sc;
+          im += (zu.r[c] * zd.i[c] - zu.i[c] * zd.r[c]) * sc;
+          asm volatile("st.shared.v2.f32 [%0], {%1,%2};" ::"r"(a), "f"(re), "f"(im));
+        }
+      }
+    }
+  }
+
+  __device__ __forceinline__ void run(unsigned char* smem) {
+    this->work = mc::smem_u32(smem);
+    this->staging = this->work;  // in place
+    this->tab = this->work + T::WORK;
+    this->red = this->tab + T::TAB;
+    acc = this->red + WARPS * P * 4;
+    this->tid = threadIdx.x, this->lane = this->tid & 31, this->warp = this->tid >> 5;
+    this->mi = this->lane >> 3, this->i8 = this->lane & 7;
+    build_table<1>(smem + T::WORK, this->tid, THREADS);
+    for (int i = this->tid; i < 4096; i += THREADS)  // (the slots are this thread's: no barrier)
+      asm volatile("st.shared.v2.f32 [%0], {%1,%2};" ::"r"(acc + i * 8), "f"(0.f), "f"(0.f));
+    const int h = blockIdx.x / nsplit, split = blockIdx.x % nsplit, npairs = this->B >> 1;
+    const int p0 = split * npairs / nsplit, p1 = (split + 1) * npairs / nsplit;
+    __syncthreads();
+    for (int pi = p0; pi < p1; ++pi) {
+      load(h, 2 * pi);
+      mc::cp_async_wait<0>();
+      __syncwarp();      // (this warp's own rows)
+      this->transpose_in();  // in place (staging = work), maxima per pair
+      __syncthreads();
+      const int eu = this->pair_exp(0), ed = this->pair_exp(1);
+      float s[2], s2[2];
+      s[0] = DT == 0 ? exp2i(-eu) : 1.f, s2[0] = exp2i(-eu);
+      s[1] = DT == 0 ? exp2i(-ed) : 1.f, s2[1] = exp2i(-ed);
+      if (pi + 1 < p1) prefetch(h, 2 * pi + 2);
+      this->template stage_outer<false>(s, s2);
+      __syncthreads();
+      this->template stage_second<false>();
+      __syncthreads();
+      mid(exp2i(min(max(eu + ed + 12, -126), 127)));
+      __syncthreads();  // (the next unit's copies overwrite the work planes)
+    }
+    float2* o = reinterpret_cast<float2*>(out + (static_cast<long long>(split) * this->H + h) * 4096 * 2);
+#pragma unroll
+    for (int x = 0; x < ITEMS; ++x)
+#pragma unroll
+      for (int ch = 0; ch < 2; ++ch)
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+          float re, im;
+          asm volatile("ld.shared.v2.f32 {%0,%1}, [%2];" : "=f"(re), "=f"(im) : "r"(slot(x, ch, c)));
+          o[pos(x, ch, c)] = make_float2(re, im);
+        }
+  }
+};
+
+}  // namespace tf
+
+template <int DT>
+__global__ void __launch_bounds__(256, 2)
+    fold_dk(const unsigned short* __restrict__ u, const unsigned short* __restrict__ dy, float* __restrict__ out,
+            long long u_sb, long long u_sh, long long dy_sb, long long dy_sh, int B, int H, int L, int Lout,
+            int nsplit) {
+  extern __shared__ __align__(16) unsigned char dk_smem[];
+  tf::FoldDk<DT> k;
+  k.u = u, k.dy = dy, k.out = out, k.u_sb = u_sb, k.u_sh = u_sh, k.dy_sb = dy_sb, k.dy_sh = dy_sh;
+  k.B = B, k.H = H, k.L = L, k.Lout = Lout, k.nsplit = nsplit;
+  k.run(dk_smem);
+}
