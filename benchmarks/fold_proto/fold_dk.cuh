@@ -10,15 +10,22 @@
 // FFT per channel make dk).
 namespace tf {
 
-template <int DT>
-struct FoldDk : TwiddleFold<4096, DT, false, false, false, 0> {
-  using T = TwiddleFold<4096, DT, false, false, false, 0>;
+// HALF: u and dy within positions < 2048 (causal): their upper half is not copied and F1 reads
+// only the lower half of its contracted digit (the forward's HALF rules).
+// DU: also du = the inverse FFT of Z_dy times the adjoint filter's spectrum (kf: FusedBwd's
+// adjoint_spectrum), positions [0, L), as the forward kernel's middle / inverse stages on group 1
+// (group 0's inverse runs too, on values nothing reads), stored to du.
+template <int DT, bool HALF, bool DU>
+struct FoldDk : TwiddleFold<4096, DT, false, false, HALF, 0> {
+  using T = TwiddleFold<4096, DT, false, false, HALF, 0>;
   static constexpr int THREADS = T::THREADS, WARPS = T::WARPS, P = T::P, RR = T::RR, ITEMS = T::ITEMS;
   static constexpr int ACC = 4096 * 8;  // fp32 (re, im) per position
   static constexpr int SMEM = T::WORK + T::TAB + WARPS * P * 4 + ACC;
   const u16* __restrict__ dy;
   long long dy_sb, dy_sh;
   float* __restrict__ out;  // (nsplit, H, 4096, 2)
+  u16* __restrict__ du;      // (B, H, L) strides du_sb, du_sh
+  long long du_sb, du_sh;
   int nsplit;
   u32 acc;
 
@@ -28,6 +35,7 @@ struct FoldDk : TwiddleFold<4096, DT, false, false, false, 0> {
     for (int wp = 0; wp < 4; ++wp)
 #pragma unroll
       for (int r = 0; r < RR; ++r) {
+        if (!T::live_chunk(wp, r)) continue;
         const int pos = this->chunk_pos(wp, r), len = wp < 2 ? this->L : this->Lout;
         const u16* row = wp < 2 ? this->u + (b0 + wp) * this->u_sb + h * this->u_sh
                                 : dy + (b0 + wp - 2) * dy_sb + h * dy_sh;
@@ -54,13 +62,16 @@ struct FoldDk : TwiddleFold<4096, DT, false, false, false, 0> {
     const int tile = 8 * ch + 2 * t + (c & 1), lp = 4 * (j & 7) + (g >> 1);
     return tile * 256 + lp * 8 + 4 * (c >> 1) + 2 * (j >> 3) + (g & 1);
   }
-  // F3 of both groups (registers), sum += conj(Z_u) Z_dy sc.
-  __device__ __forceinline__ void mid(float sc) {
+  // F3 of both groups (registers), sum += conj(Z_u) Z_dy sc; DU: Z_dy times the filter (k, as
+  // stage_mid: times 2^-6) and I3 back into group 1's planes.
+  __device__ __forceinline__ void mid(float sc, const u32 (&k)[1][ITEMS][2][4]) {
     const int pl = this->mi >> 1, kh = this->mi & 1, lane = this->lane, warp = this->warp;
 #pragma unroll
     for (int x = 0; x < ITEMS; ++x) {
       const int j = warp + WARPS * x;
       const Mat mf = load_mat<false>(this->tab, T::f3_mat(j), lane);
+      Mat mv;
+      if constexpr (DU) mv = load_mat<true>(this->tab, T::f3_mat(j), lane);
 #pragma unroll
       for (int ch = 0; ch < 2; ++ch) {
         u32 b[2][4];
@@ -77,6 +88,48 @@ struct FoldDk : TwiddleFold<4096, DT, false, false, false, 0> {
           im += (zu.r[c] * zd.i[c] - zu.i[c] * zd.r[c]) * sc;
           asm volatile("st.shared.v2.f32 [%0], {%1,%2};" ::"r"(a), "f"(re), "f"(im));
         }
+        if constexpr (DU) {
+          Acc z = zd;
+#pragma unroll
+          for (int c = 0; c < 4; ++c) {
+            const float kr = mc::h2lo(k[0][x][ch][c]) * 0.015625f, ki = mc::h2hi(k[0][x][ch][c]) * 0.015625f;
+            const float zr = z.r[c], zi = z.i[c];
+            z.r[c] = zr * kr - zi * ki;
+            z.i[c] = zr * ki + zi * kr;
+          }
+          u32 o[4], bb[4];
+          pack<0>(o, z, 1.f);
+#pragma unroll
+          for (int w = 0; w < 4; ++w) bb[w] = mc::movt(o[w]);
+          pack<0>(o, cmma<true>(mv, bb), 1.f);
+          stsm_x4_t(this->work + (2 + pl) * PLANE + cofs(8 * ch + this->i8, j, kh), o);
+        }
+      }
+    }
+  }
+
+  // du rows b0, b0 + 1 from group 1's planes (2, 3): work -> natural order in place (this
+  // warp's blocks), 16-byte stores of positions [0, L).
+  __device__ __forceinline__ void store_du(int h, int b0) {
+#pragma unroll
+    for (int x = 0; x < T::JOBS; ++x) {
+      if (!T::live_block(x)) continue;
+      const int wp = x * WARPS / 16, n1 = (this->warp + WARPS * x) & 15;
+      if (wp < 2) continue;
+      u32 d[4];
+      ldsm_x4(d, this->work + wp * PLANE + this->work_row(n1));
+      stsm_x4_t(this->work + wp * PLANE + this->natural_row(n1), d);
+    }
+    __syncwarp();
+#pragma unroll
+    for (int x = 0; x < T::JOBS; ++x) {
+      if (!T::live_block(x)) continue;
+      const int wp = x * WARPS / 16, n1 = (this->warp + WARPS * x) & 15;
+      if (wp < 2) continue;
+      const int t = 256 * n1 + 8 * this->lane;
+      if (t < this->L) {
+        const uint4 v = lds128(this->work + wp * PLANE + cofs(n1, this->lane >> 1, this->lane & 1));
+        __stcs(reinterpret_cast<uint4*>(du + (b0 + wp - 2) * du_sb + h * du_sh + t), v);
       }
     }
   }
@@ -109,8 +162,23 @@ struct FoldDk : TwiddleFold<4096, DT, false, false, false, 0> {
       this->template stage_outer<false>(s, s2);
       __syncthreads();
       this->template stage_second<false>();
+      u32 k[1][ITEMS][2][4];
+      int ef = 0;
+      if constexpr (DU) this->load_k(k, ef, h);
       __syncthreads();
-      mid(exp2i(min(max(eu + ed + 12, -126), 127)));
+      mid(exp2i(min(max(eu + ed + 12, -126), 127)), k);
+      __syncthreads();
+      if constexpr (DU) {
+        this->template stage_second<true>();
+        __syncthreads();
+        // du's scale 2^(ed + ef + 6) into I1's epilogue (as the forward kernel's), as two factors
+        const int e = min(max(ed + ef + 6, -250), 250);
+        float o1[2], o2[2];
+        o1[0] = o1[1] = exp2i(e >> 1), o2[0] = o2[1] = exp2i(e - (e >> 1));
+        this->template stage_outer<true>(o1, o2);
+        __syncthreads();
+        store_du(h, 2 * pi);
+      }
       __syncthreads();  // (the next unit's copies overwrite the work planes)
     }
     float2* o = reinterpret_cast<float2*>(out + (static_cast<long long>(split) * this->H + h) * 4096 * 2);
@@ -129,14 +197,16 @@ struct FoldDk : TwiddleFold<4096, DT, false, false, false, 0> {
 
 }  // namespace tf
 
-template <int DT>
+template <int DT, bool HALF, bool DU>
 __global__ void __launch_bounds__(256, 2)
     fold_dk(const unsigned short* __restrict__ u, const unsigned short* __restrict__ dy, float* __restrict__ out,
             long long u_sb, long long u_sh, long long dy_sb, long long dy_sh, int B, int H, int L, int Lout,
-            int nsplit) {
+            int nsplit, const unsigned short* __restrict__ kr, unsigned short* __restrict__ du, long long du_sb,
+            long long du_sh) {
   extern __shared__ __align__(16) unsigned char dk_smem[];
-  tf::FoldDk<DT> k;
+  tf::FoldDk<DT, HALF, DU> k;
   k.u = u, k.dy = dy, k.out = out, k.u_sb = u_sb, k.u_sh = u_sh, k.dy_sb = dy_sb, k.dy_sh = dy_sh;
+  k.kf = reinterpret_cast<const unsigned*>(kr), k.du = du, k.du_sb = du_sb, k.du_sh = du_sh;
   k.B = B, k.H = H, k.L = L, k.Lout = Lout, k.nsplit = nsplit;
   k.run(dk_smem);
 }
