@@ -918,6 +918,19 @@ class FusedBwd(FamilyConv):
         units = -(-((b + 1) // 2) // config(n)["pairs_per_block"])  # per channel
         return kern, max(1, min(units, -(-slots // h)))
 
+    def _folded(self, b: int, L: int, Lout: int, outs: int, strides: tuple):
+        """The folded backward kernel (``kernels/fold_bwd.cuh``: FFT 4096, no gates, dk and at
+        most du) if the call fits it, else None (pointers' alignment is checked per call)."""
+        ok = twiddle_fold.bwd_eligible(
+            self.n, pregate=self.pregate, postgate=self.postgate, outs=outs, B=b, L=L,
+            Lout=Lout, strides=strides,
+        )
+        if not ok:
+            return None
+        half = L <= self.n // 2 and Lout <= self.n // 2
+        got = twiddle_fold.bwd_kernel(self.dtype, half, bool(outs & 1))
+        return None if got is None else got[0]
+
     def launcher(
         self, B: int, H: int, L: int, out_offset: int, Lout: int, Lk: int, k_used: int,
         k_dtype: str, outs: int,
@@ -997,6 +1010,12 @@ class FusedBwd(FamilyConv):
                     a[...] = 0
             return cp.zeros((h, Lk), dtype=cp.float32)
         kern, nsplit = self._geometry(b, h, op.L, op.out_offset, op.Lout, outs)
+        threads, smem = self.threads, self.smem
+        strides = (*op.u_strides, *op.y_strides) + (tuple(du_s) if du is not None else ())
+        fold = self._folded(b, op.L, op.Lout, outs, strides)
+        ptrs = [u.data.ptr, dy.data.ptr] + ([du.data.ptr] if du is not None else [])
+        if fold is not None and twiddle_fold.aligned(*ptrs):
+            kern, threads, smem = fold, twiddle_fold.THREADS, twiddle_fold.bwd_smem()
         acc = cp.empty((nsplit, h, n, 2), dtype=cp.float32)
         args = (
             u,
@@ -1024,7 +1043,7 @@ class FusedBwd(FamilyConv):
             np.int32(nsplit),
             np.int32(outs),
         )
-        kern((h * nsplit,), (self.threads,), args, shared_mem=self.smem)
+        kern((h * nsplit,), (threads,), args, shared_mem=smem)
         inv = _dk_order(n)
         herm = cp.empty((h, n // 2 + 1), dtype=cp.complex64)
         fold = _hermitian_kernel()
@@ -1152,8 +1171,13 @@ class BwdLauncher:
         sizes = (sp.real_bytes, sp.cplx_bytes, sp.spec_bytes * bool(outs & 3),
                  sp.spec_bytes * bool(outs & 4), nsplit * H * n * 8)
         self.offs, self.ws_bytes = _layout(sizes)
-        self.kern = PackedLaunch(kern, (H * nsplit,), (bwd.threads,), bwd.smem,
-                                 "Q" * 10 + "q" * 14 + "i" * 7)
+        fmt = "Q" * 10 + "q" * 14 + "i" * 7
+        self.kern = PackedLaunch(kern, (H * nsplit,), (bwd.threads,), bwd.smem, fmt)
+        # the folded backward where the shapes fit it (calls with 16-byte aligned u, dy, du)
+        fold = bwd._folded(B, L, Lout, outs, (H * L, L, H * Lout, Lout, H * L, L))
+        self.fold = None if fold is None else PackedLaunch(
+            fold, (H * nsplit,), (twiddle_fold.THREADS,), twiddle_fold.bwd_smem(), fmt
+        )
         self.tail = (
             H * L, L, H * L, L,  # u, pregate strides (batch, channel)
             H * Lout, Lout, H * Lout, Lout,  # dy, postgate
@@ -1181,7 +1205,10 @@ class BwdLauncher:
         kk = o_kk if outs & 4 else u
         targets = ((o_kr,) if outs & 3 else ()) + ((o_kk,) if outs & 4 else ())
         self.spectra(stream, k, ws, targets)
-        self.kern(sp, u, pre, dy, post, kr, kk, du, dpre, dpost, o_acc, *self.tail)
+        fold = self.fold is not None and not (u | dy | (du if outs & 1 else 0)) & 15
+        (self.fold if fold else self.kern)(
+            sp, u, pre, dy, post, kr, kk, du, dpre, dpost, o_acc, *self.tail
+        )
         self.herm(sp, o_acc, *self.herm_args, o_cplx)
         self.ifft(stream, o_cplx, o_real)  # unnormalised
         self.window(sp, o_real, *self.win_args, dk)

@@ -248,6 +248,89 @@ def eligible(
     )
 
 
+# The backward (kernels/fold_bwd.cuh): FFT 4096, no gates; dk, and du when asked (DU).
+BWD_KERNEL_NAME = "twiddle_fold_bwd"
+BWD_SIZES: tuple[int, ...] = (4096,)
+_BWD_KERNELS: OnceCache = OnceCache()  # (device, arch, dtype, half, du) -> (kernel, per SM)
+
+
+def bwd_name_expression(dtype: str, half: bool, du: bool) -> str:
+    """``half``: u, dy (and du) within positions < 2048; ``du``: du as well as dk."""
+    if dtype not in _DT_CODE:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    return (
+        f"{BWD_KERNEL_NAME}<{_DT_CODE[dtype]}, {str(bool(half)).lower()}, {str(bool(du)).lower()}>"
+    )
+
+
+def all_bwd_name_expressions() -> list[str]:
+    return [
+        bwd_name_expression(dt, hf, du)
+        for dt in DTYPES
+        for hf in (False, True)
+        for du in (False, True)
+    ]
+
+
+def bwd_smem() -> int:
+    """FoldBwd::SMEM: 4 work planes, 32 matrices, the maxima, the fp32 sums (4096 x 8 bytes)."""
+    return 4 * _PLANE + 32 * _MAT_BYTES + 8 * 2 * 4 + 4096 * 8
+
+
+def bwd_eligible(
+    n: int,
+    *,
+    pregate: bool,
+    postgate: bool,
+    outs: int,
+    B: int,
+    L: int,
+    Lout: int,
+    strides: tuple[int, ...],
+) -> bool:
+    """Whether a backward call fits the folded backward kernel (pointers' 16-byte alignment is
+    checked per call): FFT 4096, no gates, dk and at most du (``outs`` bit 0), B even, L, Lout
+    and the row strides of u, dy (and du) multiples of 8."""
+    return (
+        n in BWD_SIZES
+        and not pregate
+        and not postgate
+        and outs & ~1 == 0
+        and B > 0
+        and B % 2 == 0
+        and 0 < L <= n
+        and 0 < Lout <= n
+        and all(v % GRAIN == 0 for v in (L, Lout, *strides))
+    )
+
+
+def bwd_kernel(dtype: str, half: bool, du: bool):
+    """(RawKernel, blocks per SM) of the folded backward on the current device, or None where it
+    cannot run (below sm_90, or too little shared memory)."""
+    import cupy as cp
+
+    dev = cp.cuda.Device()
+    cc = int(dev.compute_capability)
+    if cc < MIN_CC:
+        return None
+
+    def build():
+        from .fused import _blocks_per_sm
+
+        nbytes = bwd_smem()
+        if dev.attributes["MaxSharedMemoryPerBlockOptin"] < nbytes:
+            return None
+        name = bwd_name_expression(dtype, half, du)
+        mod = cp.RawModule(
+            code=kernel_source(), options=compile_options(None), name_expressions=[name]
+        )
+        kern = mod.get_function(name)
+        kern.max_dynamic_shared_size_bytes = nbytes
+        return kern, _blocks_per_sm(kern, THREADS, nbytes)
+
+    return _BWD_KERNELS.get((dev.id, cc, dtype, bool(half), bool(du)), build)
+
+
 def units(B: int, H: int, n: int) -> int:
     """Blocks with work in a (B, H) call: one per unit (:func:`pairs_per_unit` pairs of one
     channel) of twiddle_fold_fwd, one per PAIR_WARPS tiles of PAIR_TILE pairs at 256."""

@@ -1077,3 +1077,6 @@ twiddle_fold_fwd(const unsigned short* __restrict__ u, const unsigned short* __r
 
 // FFT 256 (pairs as the MMA columns): the same family, one NVRTC program.
 #include "pair_fold.cuh"
+
+// The backward at FFT 4096 (no gates) on the same stages: the same family, one NVRTC program.
+#include "fold_bwd.cuh"

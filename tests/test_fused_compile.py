@@ -204,8 +204,8 @@ def test_fold_instantiations(arch):
 
 
 def test_twiddle_fold_instantiations():
-    """The twiddle-folded FFT-256 / 4096 / 8192 / 16384 forward kernels, every (dtype, gates,
-    half, mask kind) instantiation (kernels/twiddle_fold.cu and pair_fold.cuh, sm_90 only: they
+    """The twiddle-folded forward kernels (FFT 256 .. 16384), every (dtype, gates, half, mask
+    kind) instantiation, and the folded backward's (dtype, half, du) (kernels/twiddle_fold.cu and pair_fold.cuh, sm_90 only: they
     use stmatrix and are dispatched only from compute capability 9.0)."""
     from cufftconv import twiddle_fold
 
@@ -217,11 +217,17 @@ def test_twiddle_fold_instantiations():
     groups = [g for g in groups if g]
     groups += [[e for e in names if e.startswith(f"{twiddle_fold.PAIR_KERNEL_NAME}<{d},")]
                for d in dts]
+    bwd = twiddle_fold.all_bwd_name_expressions()  # the backward (fold_bwd.cuh), one program
+    names += bwd
+    groups.append(bwd)
     # one program per (N, dtype, mask kind), in parallel
     info = _run(groups, "sm_90", twiddle_fold)
     assert set(info) == set(names)
     _check_no_spills(info)
     for name, v in info.items():  # 2 blocks of 256 threads per SM; 16384: one of 512
+        if name.startswith(twiddle_fold.BWD_KERNEL_NAME):  # 2 blocks of 256 threads
+            assert v["regs"] <= 128, name
+            continue
         n = 256 if name.startswith(twiddle_fold.PAIR_KERNEL_NAME) else int(name.split("<")[1].split(",")[0])
         per_sm = 1 if n in (256, 16384) else 2
         assert v["regs"] <= 65536 // (twiddle_fold.threads(n) * per_sm) // 8 * 8, name

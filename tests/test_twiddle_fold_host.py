@@ -463,3 +463,34 @@ def test_interleaved_pieces_and_convolution(rng, n, half):
             )
     ref = np.fft.ifft(np.fft.fft(x, axis=-1) * np.fft.fft(k)[None], axis=-1).real
     assert np.allclose(y, ref, atol=1e-9)
+
+
+def test_backward_eligibility_and_names():
+    """The folded backward (fold_bwd.cuh): FFT 4096, no gates, dk with at most du, B even,
+    16-byte granular rows; every other call keeps monarch_bwd."""
+    ok = {
+        "pregate": False,
+        "postgate": False,
+        "outs": 1,
+        "B": 4,
+        "L": 2048,
+        "Lout": 2048,
+        "strides": (3 * 2048, 2048, 3 * 2048, 2048, 3 * 2048, 2048),
+    }
+    assert twiddle_fold.bwd_eligible(4096, **ok)
+    assert twiddle_fold.bwd_eligible(4096, **dict(ok, outs=0, L=4096, Lout=1000))
+    assert not twiddle_fold.bwd_eligible(8192, **ok)  # size
+    assert not twiddle_fold.bwd_eligible(4096, **dict(ok, pregate=True))  # gates
+    assert not twiddle_fold.bwd_eligible(4096, **dict(ok, postgate=True))
+    assert not twiddle_fold.bwd_eligible(4096, **dict(ok, outs=2))  # dpregate
+    assert not twiddle_fold.bwd_eligible(4096, **dict(ok, B=5))  # odd B
+    assert not twiddle_fold.bwd_eligible(4096, **dict(ok, L=2047))  # L % 8
+    assert not twiddle_fold.bwd_eligible(4096, **dict(ok, strides=(3 * 2048, 2052)))  # stride % 8
+    names = twiddle_fold.all_bwd_name_expressions()
+    assert len(names) == len(set(names)) == 8
+    assert (
+        twiddle_fold.bwd_name_expression("bfloat16", True, False)
+        == "twiddle_fold_bwd<1, true, false>"
+    )
+    # two blocks per SM: work, table, maxima, the fp32 sums
+    assert twiddle_fold.bwd_smem() == 4 * 8960 + 32 * 1120 + 64 + 4096 * 8 <= 227 * 1024 // 2 - 1024

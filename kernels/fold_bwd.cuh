@@ -1,13 +1,16 @@
-// Prototype (not dispatched): the backward's dk on the twiddle-folded FFT-4096 stages, no gates.
-// Appended to kernels/twiddle_fold.cu by benchmarks/fold_proto/dk_proto.py.
+// cufftconv: the backward of the FFT-4096 convolution on the twiddle-folded stages of
+// twiddle_fold.cu (included at its end), no gates: dk's batch sum and, on request, du.
 //
-// Per block: channel h and a share of its batch. A unit is the pair of u rows b0, b0 + 1
+// Per block: channel h and a share of its batch (split). A unit is the pair of u rows b0, b0 + 1
 // (group 0) and the pair of dy rows b0, b0 + 1 (group 1), copied into the work planes in
-// natural order (each warp its own rows), transposed in place, through F1 / F2 (both groups
-// with the same matrices), then F3 in registers and conj(Z_u) Z_dy added in fp32 to a
-// shared-memory sum in the filter spectrum's order (each position owned by one lane: fixed
-// order, deterministic). The sum is FusedBwd's acc row (its Hermitian fold and one inverse
-// FFT per channel make dk).
+// natural order (each warp its own rows: positions [0, L) of u, [0, Lout) of dy, the rest zero),
+// transposed in place, through F1 / F2 (both groups with the same matrices), then F3 in
+// registers and conj(Z_u) Z_dy added in fp32 to a shared-memory sum (each value owned by one
+// lane: a fixed order, deterministic), written at the end in the filter spectrum's order:
+// FusedBwd's acc row (its Hermitian fold, one inverse FFT per channel and the window make dk).
+// Same parameter list as monarch_bwd (cufftconv.fused.FusedBwd / BwdLauncher launch either).
+#pragma once
+
 namespace tf {
 
 // HALF: u and dy within positions < 2048 (causal): their upper half is not copied and F1 reads
@@ -16,7 +19,7 @@ namespace tf {
 // adjoint_spectrum), positions [0, L), as the forward kernel's middle / inverse stages on group 1
 // (group 0's inverse runs too, on values nothing reads), stored to du.
 template <int DT, bool HALF, bool DU>
-struct FoldDk : TwiddleFold<4096, DT, false, false, HALF, 0> {
+struct FoldBwd : TwiddleFold<4096, DT, false, false, HALF, 0> {
   using T = TwiddleFold<4096, DT, false, false, HALF, 0>;
   static constexpr int THREADS = T::THREADS, WARPS = T::WARPS, P = T::P, RR = T::RR, ITEMS = T::ITEMS;
   static constexpr int ACC = 4096 * 8;  // fp32 (re, im) per position
@@ -197,16 +200,22 @@ struct FoldDk : TwiddleFold<4096, DT, false, false, HALF, 0> {
 
 }  // namespace tf
 
+// The gates, kk, dpre, dpost and their strides are not read (no gates; outs: du only).
 template <int DT, bool HALF, bool DU>
 __global__ void __launch_bounds__(256, 2)
-    fold_dk(const unsigned short* __restrict__ u, const unsigned short* __restrict__ dy, float* __restrict__ out,
-            long long u_sb, long long u_sh, long long dy_sb, long long dy_sh, int B, int H, int L, int Lout,
-            int nsplit, const unsigned short* __restrict__ kr, unsigned short* __restrict__ du, long long du_sb,
-            long long du_sh) {
-  extern __shared__ __align__(16) unsigned char dk_smem[];
-  tf::FoldDk<DT, HALF, DU> k;
-  k.u = u, k.dy = dy, k.out = out, k.u_sb = u_sb, k.u_sh = u_sh, k.dy_sb = dy_sb, k.dy_sh = dy_sh;
+    twiddle_fold_bwd(const unsigned short* __restrict__ u, const unsigned short* __restrict__ pre,
+                     const unsigned short* __restrict__ dy, const unsigned short* __restrict__ post,
+                     const unsigned short* __restrict__ kr, const unsigned short* __restrict__ kk,
+                     unsigned short* __restrict__ du, unsigned short* __restrict__ dpre,
+                     unsigned short* __restrict__ dpost, float* __restrict__ acc, long long u_sb, long long u_sh,
+                     long long pre_sb, long long pre_sh, long long dy_sb, long long dy_sh, long long post_sb,
+                     long long post_sh, long long du_sb, long long du_sh, long long dpre_sb, long long dpre_sh,
+                     long long dpost_sb, long long dpost_sh, int B, int H, int L, int Lout, int out_offset,
+                     int nsplit, int outs) {
+  extern __shared__ __align__(16) unsigned char fb_smem[];
+  tf::FoldBwd<DT, HALF, DU> k;
+  k.u = u, k.dy = dy, k.out = acc, k.u_sb = u_sb, k.u_sh = u_sh, k.dy_sb = dy_sb, k.dy_sh = dy_sh;
   k.kf = reinterpret_cast<const unsigned*>(kr), k.du = du, k.du_sb = du_sb, k.du_sh = du_sh;
   k.B = B, k.H = H, k.L = L, k.Lout = Lout, k.nsplit = nsplit;
-  k.run(dk_smem);
+  k.run(fb_smem);
 }
