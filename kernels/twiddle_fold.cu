@@ -498,49 +498,15 @@ struct TwiddleFold {
       stsm_x4_t(work + wp * PLANE + natural_row(n1), d);
     });
     __syncwarp();
-    if constexpr (IL) {  // block (wp, n1): 32 / G chunks of each of the G sequences, one per lane
-      constexpr int QB = 32 / G;
-      const int p = lane / QB, q = lane % QB;
-      u16* row0 = y + (b0 + p) * y_sb + ch * y_sh;
-      const u16* grow0 = POST ? post + (b0 + p) * post_sb + ch * post_sh : nullptr;
-      constexpr int GB = POST ? 4 : JOBS;  // postgate loads in flight at once
-      const auto t_of = [&](int x) { return 16 * C * ((warp + WARPS * x) & 15) + 8 * q - out_offset; };
-#pragma unroll
-      for (int x0 = 0; x0 < JOBS; x0 += GB) {
-        uint4 g[GB];
-        if (POST) {
-#pragma unroll
-          for (int x = x0; x < x0 + GB; ++x) {
-            if (!live_block(x)) continue;
-            const int wp = x * WARPS / 16, t = t_of(x);
-            if (t >= 0 && t < Lout) g[x - x0] = __ldg(reinterpret_cast<const uint4*>(grow0 + G * wp * post_sb + t));
-          }
-        }
-#pragma unroll
-        for (int x = x0; x < x0 + GB; ++x) {
-          if (!live_block(x)) continue;
-          const int wp = x * WARPS / 16, n1 = (warp + WARPS * x) & 15, t = t_of(x);
-          if (t >= 0 && t < Lout) {
-            uint4 v;
-            u32* vw = reinterpret_cast<u32*>(&v);
-#pragma unroll
-            for (int i = 0; i < G / 2; ++i) {
-              const Words<WDS> pc = lds_words<WDS>(work + piece_at(wp, 16 * n1 + G / 2 * q + i, p));
-#pragma unroll
-              for (int k = 0; k < WDS; ++k) vw[WDS * i + k] = pc.w[k];
-            }
-            if (POST) v = finish<DT>(v, g[x - x0], s1[wp >> 1], s2[wp >> 1]);
-            __stcs(reinterpret_cast<uint4*>(row0 + G * wp * y_sb + t), v);
-          }
-        }
-      }
-      return;
-    }
-    u16* row0 = y + b0 * y_sb + ch * y_sh;
-    const u16* grow0 = POST ? post + b0 * post_sb + ch * post_sh : nullptr;
+    // job x: this lane's 16 bytes of block (wp, n1) (each_block's): position t of sequence
+    // b0 + G wp + p (IL: 32 / G chunks of each of the G sequences, one per lane, gathered from
+    // G / 2 pieces; else p = 0, the lane's chunk of the block's 256 positions)
+    constexpr int QB = IL ? 32 / G : 32;
+    const int p = IL ? lane / QB : 0, q = IL ? lane % QB : lane;
+    u16* row0 = y + (b0 + p) * y_sb + ch * y_sh;
+    const u16* grow0 = POST ? post + (b0 + p) * post_sb + ch * post_sh : nullptr;
     constexpr int GB = POST ? 4 : JOBS;  // postgate loads in flight at once (8 spill)
-    // job x: plane wp, output position t of this lane's 16 bytes (block n1 = each_block's)
-    const auto t_of = [&](int x) { return 256 * ((warp + WARPS * x) & 15) + 8 * lane - out_offset; };
+    const auto t_of = [&](int x) { return 16 * C * ((warp + WARPS * x) & 15) + 8 * q - out_offset; };
 #pragma unroll
     for (int x0 = 0; x0 < JOBS; x0 += GB) {
       uint4 g[GB];
@@ -549,7 +515,7 @@ struct TwiddleFold {
         for (int x = x0; x < x0 + GB; ++x) {
           if (!live_block(x)) continue;
           const int wp = x * WARPS / 16, t = t_of(x);
-          if (t >= 0 && t < Lout) g[x - x0] = __ldg(reinterpret_cast<const uint4*>(grow0 + wp * post_sb + t));
+          if (t >= 0 && t < Lout) g[x - x0] = __ldg(reinterpret_cast<const uint4*>(grow0 + G * wp * post_sb + t));
         }
       }
 #pragma unroll
@@ -557,9 +523,20 @@ struct TwiddleFold {
         if (!live_block(x)) continue;
         const int wp = x * WARPS / 16, n1 = (warp + WARPS * x) & 15, t = t_of(x);
         if (t >= 0 && t < Lout) {
-          uint4 v = lds128(work + wp * PLANE + cofs(n1, lane >> 1, lane & 1));
+          uint4 v;
+          if constexpr (IL) {
+            u32* vw = reinterpret_cast<u32*>(&v);
+#pragma unroll
+            for (int i = 0; i < G / 2; ++i) {
+              const Words<WDS> pc = lds_words<WDS>(work + piece_at(wp, 16 * n1 + G / 2 * q + i, p));
+#pragma unroll
+              for (int k = 0; k < WDS; ++k) vw[WDS * i + k] = pc.w[k];
+            }
+          } else {
+            v = lds128(work + wp * PLANE + cofs(n1, lane >> 1, lane & 1));
+          }
           if (POST) v = finish<DT>(v, g[x - x0], s1[wp >> 1], s2[wp >> 1]);
-          __stcs(reinterpret_cast<uint4*>(row0 + wp * y_sb + t), v);
+          __stcs(reinterpret_cast<uint4*>(row0 + G * wp * y_sb + t), v);
         }
       }
     }
