@@ -267,23 +267,30 @@ struct TwiddleFold {
   __device__ __forceinline__ void gate_in(int unit) {
     int h, b0;
     unit_rows(unit, h, b0);
-    if constexpr (IL) {
-      const u16* row0 = pre + b0 * pre_sb + h * pre_sh;
-      uint4 g[2 * P][RR];
+    const u16* row0 = pre + (TWO ? seq_at(b0, pre_sb, pre_so) : b0 * pre_sb) + h * pre_sh;
+    const long long s1 = TWO ? seq_at(b0 + 1, pre_sb, pre_so) - seq_at(b0, pre_sb, pre_so) : pre_sb;
+    uint4 g[2 * P][RR];
 #pragma unroll
-      for (int wp = 0; wp < 2 * P; ++wp)
+    for (int wp = 0; wp < 2 * P; ++wp)
 #pragma unroll
-        for (int r = 0; r < RR; ++r) {
-          if (!live_chunk(wp, r)) continue;
+      for (int r = 0; r < RR; ++r) {
+        if (!live_chunk(wp, r)) continue;
+        if constexpr (IL) {  // chunk il_chunk(r) of sequence b0 + G wp + il_seq(r)
           const int p = il_seq(r), q = il_chunk(r);
           g[wp][r] = 8 * q < L ? __ldg(reinterpret_cast<const uint4*>(row0 + (G * wp + p) * pre_sb + 8 * q))
                                : make_uint4(0u, 0u, 0u, 0u);
+        } else {
+          const int pos = chunk_pos(wp, r);
+          g[wp][r] = pos < L ? __ldg(reinterpret_cast<const uint4*>(row0 + seq_of(wp) * s1 + pos))
+                             : make_uint4(0u, 0u, 0u, 0u);
         }
+      }
 #pragma unroll
-      for (int wp = 0; wp < 2 * P; ++wp)
+    for (int wp = 0; wp < 2 * P; ++wp)
 #pragma unroll
-        for (int r = 0; r < RR; ++r) {
-          if (!live_chunk(wp, r)) continue;
+      for (int r = 0; r < RR; ++r) {
+        if (!live_chunk(wp, r)) continue;
+        if constexpr (IL) {  // its G / 2 pieces
           const int p = il_seq(r), q = il_chunk(r);
           const u32* gw = reinterpret_cast<const u32*>(&g[wp][r]);
 #pragma unroll
@@ -293,30 +300,12 @@ struct TwiddleFold {
             gate_words<DT>(v, gw + WDS * i);
             sts_words(a, v);
           }
+        } else {
+          const u32 a = chunk_at(wp, r);
+          uint4 v = lds128(a);
+          mc::gate_chunk<DT>(v, g[wp][r]);
+          sts128(a, v);
         }
-      return;
-    }
-    const u16* row0 = pre + (TWO ? seq_at(b0, pre_sb, pre_so) : b0 * pre_sb) + h * pre_sh;
-    const long long s1 = TWO ? seq_at(b0 + 1, pre_sb, pre_so) - seq_at(b0, pre_sb, pre_so) : pre_sb;
-    uint4 g[2 * P][RR];
-#pragma unroll
-    for (int wp = 0; wp < 2 * P; ++wp)
-#pragma unroll
-      for (int r = 0; r < RR; ++r) {
-        if (!live_chunk(wp, r)) continue;
-        const int pos = chunk_pos(wp, r);
-        g[wp][r] = pos < L ? __ldg(reinterpret_cast<const uint4*>(row0 + seq_of(wp) * s1 + pos))
-                           : make_uint4(0u, 0u, 0u, 0u);
-      }
-#pragma unroll
-    for (int wp = 0; wp < 2 * P; ++wp)
-#pragma unroll
-      for (int r = 0; r < RR; ++r) {
-        if (!live_chunk(wp, r)) continue;
-        const u32 a = chunk_at(wp, r);
-        uint4 v = lds128(a);
-        mc::gate_chunk<DT>(v, g[wp][r]);
-        sts128(a, v);
       }
   }
   // Staging (rows n2 of contiguous n3) -> work (rows n3 of contiguous n2); the largest |x| of
