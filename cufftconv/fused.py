@@ -918,17 +918,19 @@ class FusedBwd(FamilyConv):
         units = -(-((b + 1) // 2) // config(n)["pairs_per_block"])  # per channel
         return kern, max(1, min(units, -(-slots // h)))
 
-    def _folded(self, b: int, L: int, Lout: int, outs: int, strides: tuple):
-        """The folded backward kernel (``kernels/fold_bwd.cuh``: FFT 4096, no gates, dk and at
-        most du) if the call fits it, else None (pointers' alignment is checked per call)."""
+    def _folded(self, b: int, L: int, Lout: int, outs: int, strides: tuple, out_offset: int):
+        """The folded backward kernel (``kernels/fold_bwd.cuh``: FFT 4096; no gates with dk and
+        at most du, or both gates with every gradient) if the call fits it, else None
+        (pointers' alignment is checked per call)."""
         ok = twiddle_fold.bwd_eligible(
             self.n, pregate=self.pregate, postgate=self.postgate, outs=outs, B=b, L=L,
-            Lout=Lout, strides=strides,
+            Lout=Lout, strides=strides, out_offset=out_offset,
         )
         if not ok:
             return None
-        half = L <= self.n // 2 and Lout <= self.n // 2
-        got = twiddle_fold.bwd_kernel(self.dtype, half, bool(outs & 1))
+        mode = twiddle_fold.bwd_mode(self.pregate, self.postgate, outs)
+        half = twiddle_fold.bwd_half(self.n, L, out_offset, Lout, mode)
+        got = twiddle_fold.bwd_kernel(self.dtype, half, mode)
         return None if got is None else got[0]
 
     def launcher(
@@ -1011,9 +1013,10 @@ class FusedBwd(FamilyConv):
             return cp.zeros((h, Lk), dtype=cp.float32)
         kern, nsplit = self._geometry(b, h, op.L, op.out_offset, op.Lout, outs)
         threads, smem = self.threads, self.smem
-        strides = (*op.u_strides, *op.y_strides) + (tuple(du_s) if du is not None else ())
-        fold = self._folded(b, op.L, op.Lout, outs, strides)
-        ptrs = [u.data.ptr, dy.data.ptr] + ([du.data.ptr] if du is not None else [])
+        strides = (*op.u_strides, *op.y_strides, *op.pre_strides, *op.post_strides, *du_s, *dp_s,
+                   *dq_s)
+        fold = self._folded(b, op.L, op.Lout, outs, strides, op.out_offset)
+        ptrs = [a.data.ptr for a in (u, dy, pregate, postgate, du, dpre, dpost) if a is not None]
         if fold is not None and twiddle_fold.aligned(*ptrs):
             kern, threads, smem = fold, twiddle_fold.THREADS, twiddle_fold.bwd_smem()
         acc = cp.empty((nsplit, h, n, 2), dtype=cp.float32)
@@ -1174,10 +1177,13 @@ class BwdLauncher:
         fmt = "Q" * 10 + "q" * 14 + "i" * 7
         self.kern = PackedLaunch(kern, (H * nsplit,), (bwd.threads,), bwd.smem, fmt)
         # the folded backward where the shapes fit it (calls with 16-byte aligned u, dy, du)
-        fold = bwd._folded(B, L, Lout, outs, (H * L, L, H * Lout, Lout, H * L, L))
+        fold = bwd._folded(B, L, Lout, outs, (H * L, L, H * Lout, Lout), out_offset)
         self.fold = None if fold is None else PackedLaunch(
             fold, (H * nsplit,), (twiddle_fold.THREADS,), twiddle_fold.bwd_smem(), fmt
         )
+        # which of (pre, post, du, dpre, dpost) a folded call reads or writes
+        self.fold_ptrs = (bwd.pregate, bwd.postgate, bool(outs & 1), bool(outs & 2),
+                          bool(outs & 4))
         self.tail = (
             H * L, L, H * L, L,  # u, pregate strides (batch, channel)
             H * Lout, Lout, H * Lout, Lout,  # dy, postgate
@@ -1205,13 +1211,24 @@ class BwdLauncher:
         kk = o_kk if outs & 4 else u
         targets = ((o_kr,) if outs & 3 else ()) + ((o_kk,) if outs & 4 else ())
         self.spectra(stream, k, ws, targets)
-        fold = self.fold is not None and not (u | dy | (du if outs & 1 else 0)) & 15
+        fold = self.fold is not None and not (
+            u | dy | _used(self.fold_ptrs, (pre, post, du, dpre, dpost))
+        ) & 15
         (self.fold if fold else self.kern)(
             sp, u, pre, dy, post, kr, kk, du, dpre, dpost, o_acc, *self.tail
         )
         self.herm(sp, o_acc, *self.herm_args, o_cplx)
         self.ifft(stream, o_cplx, o_real)  # unnormalised
         self.window(sp, o_real, *self.win_args, dk)
+
+
+def _used(wanted: tuple, ptrs: tuple) -> int:
+    """The OR of the pointers a call uses (one alignment test for all)."""
+    out = 0
+    for w, p in zip(wanted, ptrs):
+        if w:
+            out |= p
+    return out
 
 
 def dk_from_product(prod, Lk: int, out_offset: int, inverse_order, xp):

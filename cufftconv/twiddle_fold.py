@@ -248,28 +248,42 @@ def eligible(
     )
 
 
-# The backward (kernels/fold_bwd.cuh): FFT 4096, no gates; dk, and du when asked (DU).
+# The backward (kernels/fold_bwd.cuh): FFT 4096; MODE 0 dk, 1 dk and du (no gates), 2 both gates
+# and every gradient (outs = 7: du, dpregate, dpostgate).
 BWD_KERNEL_NAME = "twiddle_fold_bwd"
 BWD_SIZES: tuple[int, ...] = (4096,)
-_BWD_KERNELS: OnceCache = OnceCache()  # (device, arch, dtype, half, du) -> (kernel, per SM)
+BWD_MODES = (0, 1, 2)
+_BWD_KERNELS: OnceCache = OnceCache()  # (device, arch, dtype, half, mode) -> (kernel, per SM)
 
 
-def bwd_name_expression(dtype: str, half: bool, du: bool) -> str:
-    """``half``: u, dy (and du) within positions < 2048; ``du``: du as well as dk."""
+def bwd_name_expression(dtype: str, half: bool, mode: int) -> str:
+    """``half``: u, dy (and the outputs) within positions < 2048; ``mode``: :data:`BWD_MODES`."""
     if dtype not in _DT_CODE:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    return (
-        f"{BWD_KERNEL_NAME}<{_DT_CODE[dtype]}, {str(bool(half)).lower()}, {str(bool(du)).lower()}>"
-    )
+    if mode not in BWD_MODES:
+        raise ValueError(f"mode must be one of {BWD_MODES}, got {mode!r}")
+    return f"{BWD_KERNEL_NAME}<{_DT_CODE[dtype]}, {str(bool(half)).lower()}, {mode}>"
 
 
 def all_bwd_name_expressions() -> list[str]:
     return [
-        bwd_name_expression(dt, hf, du)
-        for dt in DTYPES
-        for hf in (False, True)
-        for du in (False, True)
+        bwd_name_expression(dt, hf, m) for dt in DTYPES for hf in (False, True) for m in BWD_MODES
     ]
+
+
+def bwd_mode(pregate: bool, postgate: bool, outs: int) -> int | None:
+    """The folded backward's MODE for a call, or None where it has none (one gate alone, or
+    gates without every gradient)."""
+    if not pregate and not postgate and outs in (0, 1):
+        return outs
+    if pregate and postgate and outs == 7:
+        return 2
+    return None
+
+
+def bwd_half(n: int, L: int, out_offset: int, Lout: int, mode: int) -> bool:
+    """Whether the inputs (and, gated, the forward's window) lie within n / 2."""
+    return L <= n // 2 and Lout <= n // 2 and (mode != 2 or out_offset + Lout <= n // 2)
 
 
 def bwd_smem() -> int:
@@ -287,15 +301,16 @@ def bwd_eligible(
     L: int,
     Lout: int,
     strides: tuple[int, ...],
+    out_offset: int = 0,
 ) -> bool:
     """Whether a backward call fits the folded backward kernel (pointers' 16-byte alignment is
-    checked per call): FFT 4096, no gates, dk and at most du (``outs`` bit 0), B even, L, Lout
-    and the row strides of u, dy (and du) multiples of 8."""
+    checked per call): FFT 4096, :func:`bwd_mode` not None, B even, L, Lout and the row
+    strides of every operand multiples of 8 (gated: out_offset too)."""
+    mode = bwd_mode(pregate, postgate, outs)
     return (
         n in BWD_SIZES
-        and not pregate
-        and not postgate
-        and outs & ~1 == 0
+        and mode is not None
+        and (mode != 2 or out_offset % GRAIN == 0)
         and B > 0
         and B % 2 == 0
         and 0 < L <= n
@@ -304,7 +319,7 @@ def bwd_eligible(
     )
 
 
-def bwd_kernel(dtype: str, half: bool, du: bool):
+def bwd_kernel(dtype: str, half: bool, mode: int):
     """(RawKernel, blocks per SM) of the folded backward on the current device, or None where it
     cannot run (below sm_90, or too little shared memory)."""
     import cupy as cp
@@ -320,7 +335,7 @@ def bwd_kernel(dtype: str, half: bool, du: bool):
         nbytes = bwd_smem()
         if dev.attributes["MaxSharedMemoryPerBlockOptin"] < nbytes:
             return None
-        name = bwd_name_expression(dtype, half, du)
+        name = bwd_name_expression(dtype, half, mode)
         mod = cp.RawModule(
             code=kernel_source(), options=compile_options(None), name_expressions=[name]
         )
@@ -328,7 +343,7 @@ def bwd_kernel(dtype: str, half: bool, du: bool):
         kern.max_dynamic_shared_size_bytes = nbytes
         return kern, _blocks_per_sm(kern, THREADS, nbytes)
 
-    return _BWD_KERNELS.get((dev.id, cc, dtype, bool(half), bool(du)), build)
+    return _BWD_KERNELS.get((dev.id, cc, dtype, bool(half), mode), build)
 
 
 def units(B: int, H: int, n: int) -> int:

@@ -13,14 +13,21 @@
 
 namespace tf {
 
-// HALF: u and dy within positions < 2048 (causal): their upper half is not copied and F1 reads
-// only the lower half of its contracted digit (the forward's HALF rules).
-// DU: also du = the inverse FFT of Z_dy times the adjoint filter's spectrum (kf: FusedBwd's
-// adjoint_spectrum), positions [0, L), as the forward kernel's middle / inverse stages on group 1
-// (group 0's inverse runs too, on values nothing reads), stored to du.
-template <int DT, bool HALF, bool DU>
-struct FoldBwd : TwiddleFold<4096, DT, false, false, HALF, 0> {
-  using T = TwiddleFold<4096, DT, false, false, HALF, 0>;
+// HALF: u and dy within positions < 2048 (causal; GATED: the forward's window too): their upper
+// half is not copied, F1 reads and I1 writes only the lower half of their digit (the forward's
+// HALF rules).
+// MODE 0: dk. MODE 1 (DU): also du = the inverse FFT of Z_dy times the adjoint filter's spectrum
+// (kf: FusedBwd's adjoint_spectrum), positions [0, L), as the forward kernel's middle / inverse
+// stages on group 1 (group 0's inverse runs too, on values nothing reads), stored to du.
+// MODE 2 (GATED, both gates, every gradient): group 0 holds v = pre * u and group 1 g = post *
+// dy (rounded to the input type, as the forward's gate_in); dv from group 1 gives du = dv * pre
+// and dpre = dv * u, and group 0 times k's spectrum (kk) through the inverse stages is conv(v, k),
+// whose window [out_offset, out_offset + Lout) times dy is dpost. The inverse stages keep fp16 at
+// the working scale (the forward's POST rule) and the stores apply the scale and the gate in fp32.
+template <int DT, bool HALF, int MODE>
+struct FoldBwd : TwiddleFold<4096, DT, false, MODE == 2, HALF, 0> {
+  using T = TwiddleFold<4096, DT, false, MODE == 2, HALF, 0>;
+  static constexpr bool DU = MODE >= 1, GATED = MODE == 2;
   static constexpr int THREADS = T::THREADS, WARPS = T::WARPS, P = T::P, RR = T::RR, ITEMS = T::ITEMS;
   static constexpr int ACC = 4096 * 8;  // fp32 (re, im) per position
   static constexpr int SMEM = T::WORK + T::TAB + WARPS * P * 4 + ACC;
@@ -29,6 +36,10 @@ struct FoldBwd : TwiddleFold<4096, DT, false, false, HALF, 0> {
   float* __restrict__ out;  // (nsplit, H, 4096, 2)
   u16* __restrict__ du;      // (B, H, L) strides du_sb, du_sh
   long long du_sb, du_sh;
+  const u32* __restrict__ kk;  // GATED: k's spectrum (FusedConv.filter_spectrum's layout)
+  u16* __restrict__ dpre;
+  u16* __restrict__ dpost;
+  long long dpre_sb, dpre_sh, dpost_sb, dpost_sh;
   int nsplit;
   u32 acc;
 
@@ -47,11 +58,41 @@ struct FoldBwd : TwiddleFold<4096, DT, false, false, HALF, 0> {
       }
     mc::cp_async_commit();
   }
+  // GATED: this thread's own copied chunks times pre (group 0) / post (group 1), in place.
+  __device__ __forceinline__ void gate_own(int h, int b0) {
+    uint4 g[4][RR];
+#pragma unroll
+    for (int wp = 0; wp < 4; ++wp)
+#pragma unroll
+      for (int r = 0; r < RR; ++r) {
+        if (!T::live_chunk(wp, r)) continue;
+        const int pos = this->chunk_pos(wp, r), len = wp < 2 ? this->L : this->Lout;
+        const u16* row = wp < 2 ? this->pre + (b0 + wp) * this->pre_sb + h * this->pre_sh
+                                : this->post + (b0 + wp - 2) * this->post_sb + h * this->post_sh;
+        g[wp][r] = pos < len ? __ldg(reinterpret_cast<const uint4*>(row + pos)) : make_uint4(0u, 0u, 0u, 0u);
+      }
+    mc::cp_async_wait<0>();
+#pragma unroll
+    for (int wp = 0; wp < 4; ++wp)
+#pragma unroll
+      for (int r = 0; r < RR; ++r) {
+        if (!T::live_chunk(wp, r)) continue;
+        const u32 a = this->chunk_at(wp, r);
+        uint4 v = lds128(a);
+        mc::gate_chunk<DT>(v, g[wp][r]);
+        sts128(a, v);
+      }
+  }
   __device__ __forceinline__ void prefetch(int h, int b0) const {
     if (this->tid < 4) {
       const int wp = this->tid;
       const u16* row = wp < 2 ? this->u + (b0 + wp) * this->u_sb + h * this->u_sh
                               : dy + (b0 + wp - 2) * dy_sb + h * dy_sh;
+      mc::prefetch_run(row, 2 * (wp < 2 ? this->L : this->Lout));
+    } else if (GATED && this->tid < 8) {
+      const int wp = this->tid - 4;
+      const u16* row = wp < 2 ? this->pre + (b0 + wp) * this->pre_sb + h * this->pre_sh
+                              : this->post + (b0 + wp - 2) * this->post_sb + h * this->post_sh;
       mc::prefetch_run(row, 2 * (wp < 2 ? this->L : this->Lout));
     }
   }
@@ -67,7 +108,7 @@ struct FoldBwd : TwiddleFold<4096, DT, false, false, HALF, 0> {
   }
   // F3 of both groups (registers), sum += conj(Z_u) Z_dy sc; DU: Z_dy times the filter (k, as
   // stage_mid: times 2^-6) and I3 back into group 1's planes.
-  __device__ __forceinline__ void mid(float sc, const u32 (&k)[1][ITEMS][2][4]) {
+  __device__ __forceinline__ void mid(float sc, const u32 (&k)[1][ITEMS][2][4], const u32 (&kv)[1][ITEMS][2][4]) {
     const int pl = this->mi >> 1, kh = this->mi & 1, lane = this->lane, warp = this->warp;
 #pragma unroll
     for (int x = 0; x < ITEMS; ++x) {
@@ -91,21 +132,25 @@ struct FoldBwd : TwiddleFold<4096, DT, false, false, HALF, 0> {
           im += (zu.r[c] * zd.i[c] - zu.i[c] * zd.r[c]) * sc;
           asm volatile("st.shared.v2.f32 [%0], {%1,%2};" ::"r"(a), "f"(re), "f"(im));
         }
-        if constexpr (DU) {
-          Acc z = zd;
+        if constexpr (DU) {  // group 1 times kr; GATED: group 0 times kk too
 #pragma unroll
-          for (int c = 0; c < 4; ++c) {
-            const float kr = mc::h2lo(k[0][x][ch][c]) * 0.015625f, ki = mc::h2hi(k[0][x][ch][c]) * 0.015625f;
-            const float zr = z.r[c], zi = z.i[c];
-            z.r[c] = zr * kr - zi * ki;
-            z.i[c] = zr * ki + zi * kr;
+          for (int p = GATED ? 0 : 1; p < 2; ++p) {
+            Acc z = p ? zd : zu;
+#pragma unroll
+            for (int c = 0; c < 4; ++c) {
+              const u32 kw = p ? k[0][x][ch][c] : kv[0][x][ch][c];
+              const float kr = mc::h2lo(kw) * 0.015625f, ki = mc::h2hi(kw) * 0.015625f;
+              const float zr = z.r[c], zi = z.i[c];
+              z.r[c] = zr * kr - zi * ki;
+              z.i[c] = zr * ki + zi * kr;
+            }
+            u32 o[4], bb[4];
+            pack<0>(o, z, 1.f);
+#pragma unroll
+            for (int w = 0; w < 4; ++w) bb[w] = mc::movt(o[w]);
+            pack<0>(o, cmma<true>(mv, bb), 1.f);
+            stsm_x4_t(this->work + (2 * p + pl) * PLANE + cofs(8 * ch + this->i8, j, kh), o);
           }
-          u32 o[4], bb[4];
-          pack<0>(o, z, 1.f);
-#pragma unroll
-          for (int w = 0; w < 4; ++w) bb[w] = mc::movt(o[w]);
-          pack<0>(o, cmma<true>(mv, bb), 1.f);
-          stsm_x4_t(this->work + (2 + pl) * PLANE + cofs(8 * ch + this->i8, j, kh), o);
         }
       }
     }
@@ -137,6 +182,43 @@ struct FoldBwd : TwiddleFold<4096, DT, false, false, HALF, 0> {
     }
   }
 
+  // GATED: all four planes to natural order (this warp's blocks), then per 16-byte chunk at
+  // frame position t: group 1 (dv, t < L): du = dv * pre, dpre = dv * u; group 0 (conv(v, k)):
+  // dpost[t - out_offset] = its value * dy for t in the window. sg / sv: 2^e of dv / conv(v, k)
+  // as two factors each.
+  __device__ __forceinline__ void store_gated(int h, int b0, float sg1, float sg2, float sv1, float sv2) {
+#pragma unroll
+    for (int x = 0; x < T::JOBS; ++x) {
+      if (!T::live_block(x)) continue;
+      const int wp = x * WARPS / 16, n1 = (this->warp + WARPS * x) & 15;
+      u32 d[4];
+      ldsm_x4(d, this->work + wp * PLANE + this->work_row(n1));
+      stsm_x4_t(this->work + wp * PLANE + this->natural_row(n1), d);
+    }
+    __syncwarp();
+#pragma unroll
+    for (int x = 0; x < T::JOBS; ++x) {
+      if (!T::live_block(x)) continue;
+      const int wp = x * WARPS / 16, n1 = (this->warp + WARPS * x) & 15, t = 256 * n1 + 8 * this->lane;
+      const uint4 v = lds128(this->work + wp * PLANE + cofs(n1, this->lane >> 1, this->lane & 1));
+      if (wp >= 2) {
+        const int b = b0 + wp - 2;
+        if (t < this->L) {
+          const uint4 gp = __ldg(reinterpret_cast<const uint4*>(this->pre + b * this->pre_sb + h * this->pre_sh + t));
+          const uint4 gu = __ldg(reinterpret_cast<const uint4*>(this->u + b * this->u_sb + h * this->u_sh + t));
+          __stcs(reinterpret_cast<uint4*>(du + b * du_sb + h * du_sh + t), finish<DT>(v, gp, sg1, sg2));
+          __stcs(reinterpret_cast<uint4*>(dpre + b * dpre_sb + h * dpre_sh + t), finish<DT>(v, gu, sg1, sg2));
+        }
+      } else {
+        const int b = b0 + wp, to = t - this->out_offset;
+        if (to >= 0 && to < this->Lout) {
+          const uint4 gy = __ldg(reinterpret_cast<const uint4*>(dy + b * dy_sb + h * dy_sh + to));
+          __stcs(reinterpret_cast<uint4*>(dpost + b * dpost_sb + h * dpost_sh + to), finish<DT>(v, gy, sv1, sv2));
+        }
+      }
+    }
+  }
+
   __device__ __forceinline__ void run(unsigned char* smem) {
     this->work = mc::smem_u32(smem);
     this->staging = this->work;  // in place
@@ -153,7 +235,10 @@ struct FoldBwd : TwiddleFold<4096, DT, false, false, HALF, 0> {
     __syncthreads();
     for (int pi = p0; pi < p1; ++pi) {
       load(h, 2 * pi);
-      mc::cp_async_wait<0>();
+      if constexpr (GATED)
+        gate_own(h, 2 * pi);
+      else
+        mc::cp_async_wait<0>();
       __syncwarp();      // (this warp's own rows)
       this->transpose_in();  // in place (staging = work), maxima per pair
       __syncthreads();
@@ -165,22 +250,32 @@ struct FoldBwd : TwiddleFold<4096, DT, false, false, HALF, 0> {
       this->template stage_outer<false>(s, s2);
       __syncthreads();
       this->template stage_second<false>();
-      u32 k[1][ITEMS][2][4];
-      int ef = 0;
+      u32 k[1][ITEMS][2][4], kv[1][ITEMS][2][4];
+      int ef = 0, efv = 0;
       if constexpr (DU) this->load_k(k, ef, h);
+      if constexpr (GATED) {
+        const u32* kr = this->kf;
+        this->kf = kk;
+        this->load_k(kv, efv, h);
+        this->kf = kr;
+      }
       __syncthreads();
-      mid(exp2i(min(max(eu + ed + 12, -126), 127)), k);
+      mid(exp2i(min(max(eu + ed + 12, -126), 127)), k, kv);
       __syncthreads();
       if constexpr (DU) {
         this->template stage_second<true>();
         __syncthreads();
-        // du's scale 2^(ed + ef + 6) into I1's epilogue (as the forward kernel's), as two factors
-        const int e = min(max(ed + ef + 6, -250), 250);
+        // du's scale 2^(ed + ef + 6) (GATED: conv(v, k)'s 2^(eu + efv + 6) too), as two factors:
+        // into I1's epilogue, or (GATED) applied by the store
+        const int e = min(max(ed + ef + 6, -250), 250), ev = min(max(eu + efv + 6, -250), 250);
         float o1[2], o2[2];
-        o1[0] = o1[1] = exp2i(e >> 1), o2[0] = o2[1] = exp2i(e - (e >> 1));
+        o1[0] = o1[1] = GATED ? 1.f : exp2i(e >> 1), o2[0] = o2[1] = GATED ? 1.f : exp2i(e - (e >> 1));
         this->template stage_outer<true>(o1, o2);
         __syncthreads();
-        store_du(h, 2 * pi);
+        if constexpr (GATED)
+          store_gated(h, 2 * pi, exp2i(e >> 1), exp2i(e - (e >> 1)), exp2i(ev >> 1), exp2i(ev - (ev >> 1)));
+        else
+          store_du(h, 2 * pi);
       }
       __syncthreads();  // (the next unit's copies overwrite the work planes)
     }
@@ -200,8 +295,8 @@ struct FoldBwd : TwiddleFold<4096, DT, false, false, HALF, 0> {
 
 }  // namespace tf
 
-// The gates, kk, dpre, dpost and their strides are not read (no gates; outs: du only).
-template <int DT, bool HALF, bool DU>
+// MODE 0 / 1 read no gate, kk, dpre or dpost; outs is implied by MODE.
+template <int DT, bool HALF, int MODE>
 __global__ void __launch_bounds__(256, 2)
     twiddle_fold_bwd(const unsigned short* __restrict__ u, const unsigned short* __restrict__ pre,
                      const unsigned short* __restrict__ dy, const unsigned short* __restrict__ post,
@@ -213,9 +308,13 @@ __global__ void __launch_bounds__(256, 2)
                      long long dpost_sb, long long dpost_sh, int B, int H, int L, int Lout, int out_offset,
                      int nsplit, int outs) {
   extern __shared__ __align__(16) unsigned char fb_smem[];
-  tf::FoldBwd<DT, HALF, DU> k;
+  tf::FoldBwd<DT, HALF, MODE> k;
   k.u = u, k.dy = dy, k.out = acc, k.u_sb = u_sb, k.u_sh = u_sh, k.dy_sb = dy_sb, k.dy_sh = dy_sh;
   k.kf = reinterpret_cast<const unsigned*>(kr), k.du = du, k.du_sb = du_sb, k.du_sh = du_sh;
+  k.pre = pre, k.post = post, k.pre_sb = pre_sb, k.pre_sh = pre_sh, k.post_sb = post_sb, k.post_sh = post_sh;
+  k.kk = reinterpret_cast<const unsigned*>(kk), k.dpre = dpre, k.dpost = dpost;
+  k.dpre_sb = dpre_sb, k.dpre_sh = dpre_sh, k.dpost_sb = dpost_sb, k.dpost_sh = dpost_sh;
+  k.out_offset = out_offset;
   k.B = B, k.H = H, k.L = L, k.Lout = Lout, k.nsplit = nsplit;
   k.run(fb_smem);
 }

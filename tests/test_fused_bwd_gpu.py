@@ -179,29 +179,37 @@ def test_bad_operands_raise_before_launch():
         kern(u, u, None, L=100, out_offset=0, Lout=100, Lk=5, du=cp.empty((2, 3, 99), cp.float16))
 
 
-# The folded backward (kernels/fold_bwd.cuh: FFT 4096, no gates, dk and du): every mode's
-# offset, the half variant (u, dy within 2048) and the full one, B = 2 / 64, H = 2 / 111, with
-# and without du, fp16 and bf16; the calls must take it (FusedBwd._folded) and repeat bitwise.
+# The folded backward (kernels/fold_bwd.cuh: FFT 4096; no gates with dk and du, or both gates
+# with every gradient): every mode's offset, the half variant (u, dy within 2048) and the full
+# one, B = 2 / 64 / 8, H = 3 / 2 / 111, with and without du, fp16 and bf16; the calls must take
+# it (FusedBwd._folded; gated "same", whose offset is not a multiple of 8, must not) and repeat
+# bitwise.
 @pytest.mark.parametrize("dtype", fused.DTYPES)
 @pytest.mark.parametrize(
     "mode,L,Lk",
     [("causal", 2048, 2048), ("causal", 1000, 64), ("same", 2000, 1000), ("valid", 3000, 993),
      ("full", 2048, 1025), ("circular", 4096, 4096)],
 )
-@pytest.mark.parametrize("B,H,dv", [(2, 3, True), (64, 2, True), (8, 111, False)])
-def test_folded_backward(rng, dtype, mode, L, Lk, B, H, dv):
+@pytest.mark.parametrize(
+    "B,H,dv,gated", [(2, 3, True, False), (64, 2, True, False), (8, 111, False, False),
+                     (2, 3, True, True), (16, 9, True, True)]
+)
+def test_folded_backward(rng, dtype, mode, L, Lk, B, H, dv, gated):
     from cufftconv import twiddle_fold
 
     if int(cp.cuda.Device().compute_capability) < twiddle_fold.MIN_CC:
         pytest.skip("the folded backward needs sm_90")
-    got, want, (kern, u, dy, kr, kw) = _case(rng, 4096, dtype, B, H, L, Lk, mode, False, False,
+    got, want, (kern, u, dy, kr, kw) = _case(rng, 4096, dtype, B, H, L, Lk, mode, gated, gated,
                                              dv=dv)
-    lout = kw["Lout"]
-    strides = (H * L, L, H * lout, lout) + ((H * L, L) if dv else ())
-    assert kern._folded(B, L, lout, int(dv), strides) is not None, "declined"
+    lout, off = kw["Lout"], kw["out_offset"]
+    strides = (H * L, L, H * lout, lout)
+    outs = 7 if gated else int(dv)
+    taken = kern._folded(B, L, lout, outs, strides, off) is not None
+    assert taken is (not gated or off % 8 == 0), "declined" if taken is False else "taken"
     _check(got, want, dtype, mode)
     first = {name: a.copy() for name, a in got.items()}
     dk = kern(u, dy, kr, **kw)
     assert bool(cp.all(dk == cp.asarray(first["dk"]).astype(cp.float32))), "dk not repeatable"
-    if dv:
-        assert np.array_equal(_host(kw["du"], dtype), first["du"]), "du not repeatable"
+    for name in ("du", "dpre", "dpost"):
+        if name in first:
+            assert np.array_equal(_host(kw[name], dtype), first[name]), f"{name} not repeatable"

@@ -466,8 +466,9 @@ def test_interleaved_pieces_and_convolution(rng, n, half):
 
 
 def test_backward_eligibility_and_names():
-    """The folded backward (fold_bwd.cuh): FFT 4096, no gates, dk with at most du, B even,
-    16-byte granular rows; every other call keeps monarch_bwd."""
+    """The folded backward (fold_bwd.cuh): FFT 4096, no gates with dk and at most du, or both
+    gates with every gradient (offset granular too), B even, 16-byte granular rows; every other
+    call keeps monarch_bwd."""
     ok = {
         "pregate": False,
         "postgate": False,
@@ -480,17 +481,24 @@ def test_backward_eligibility_and_names():
     assert twiddle_fold.bwd_eligible(4096, **ok)
     assert twiddle_fold.bwd_eligible(4096, **dict(ok, outs=0, L=4096, Lout=1000))
     assert not twiddle_fold.bwd_eligible(8192, **ok)  # size
-    assert not twiddle_fold.bwd_eligible(4096, **dict(ok, pregate=True))  # gates
+    assert not twiddle_fold.bwd_eligible(4096, **dict(ok, pregate=True))  # one gate
     assert not twiddle_fold.bwd_eligible(4096, **dict(ok, postgate=True))
-    assert not twiddle_fold.bwd_eligible(4096, **dict(ok, outs=2))  # dpregate
+    assert not twiddle_fold.bwd_eligible(4096, **dict(ok, outs=2))  # dpregate without gates
+    both = dict(ok, pregate=True, postgate=True, outs=7)
+    assert twiddle_fold.bwd_eligible(4096, **both)  # the Hyena form, every gradient
+    assert twiddle_fold.bwd_eligible(4096, **dict(both, out_offset=992))
+    assert not twiddle_fold.bwd_eligible(4096, **dict(both, out_offset=499))  # offset % 8
+    assert not twiddle_fold.bwd_eligible(4096, **dict(both, outs=3))  # not every gradient
+    modes = [twiddle_fold.bwd_mode(*a) for a in ((0, 0, 0), (0, 0, 1), (1, 1, 7), (1, 0, 7))]
+    assert modes == [0, 1, 2, None]
+    assert twiddle_fold.bwd_half(4096, 2048, 0, 2048, 2)
+    assert not twiddle_fold.bwd_half(4096, 2048, 8, 2048, 2)  # the forward's window too
+    assert twiddle_fold.bwd_half(4096, 2048, 8, 2048, 1)
     assert not twiddle_fold.bwd_eligible(4096, **dict(ok, B=5))  # odd B
     assert not twiddle_fold.bwd_eligible(4096, **dict(ok, L=2047))  # L % 8
     assert not twiddle_fold.bwd_eligible(4096, **dict(ok, strides=(3 * 2048, 2052)))  # stride % 8
     names = twiddle_fold.all_bwd_name_expressions()
-    assert len(names) == len(set(names)) == 8
-    assert (
-        twiddle_fold.bwd_name_expression("bfloat16", True, False)
-        == "twiddle_fold_bwd<1, true, false>"
-    )
+    assert len(names) == len(set(names)) == 12
+    assert twiddle_fold.bwd_name_expression("bfloat16", True, 2) == "twiddle_fold_bwd<1, true, 2>"
     # two blocks per SM: work, table, maxima, the fp32 sums
     assert twiddle_fold.bwd_smem() == 4 * 8960 + 32 * 1120 + 64 + 4096 * 8 <= 227 * 1024 // 2 - 1024
