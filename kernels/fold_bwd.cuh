@@ -1,5 +1,6 @@
 // cufftconv: the backward of the FFT-4096 convolution on the twiddle-folded stages of
-// twiddle_fold.cu (included at its end), no gates: dk's batch sum and, on request, du.
+// twiddle_fold.cu (included at its end): dk's batch sum and, on request, du (no gates), or with
+// both gates every gradient (MODE below).
 //
 // Per block: channel h and a share of its batch (split). A unit is the pair of u rows b0, b0 + 1
 // (group 0) and the pair of dy rows b0, b0 + 1 (group 1), copied into the work planes in
