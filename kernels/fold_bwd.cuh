@@ -44,6 +44,18 @@ struct FoldBwd : TwiddleFold<4096, DT, false, MODE == 2, HALF, 0> {
   int nsplit;
   u32 acc;
 
+  // Plane wp of the unit (pair b0 of channel h): its row of u (planes 0, 1) or dy (2, 3), GATE:
+  // of pre or post instead; len: its length (L or Lout).
+  template <bool GATE = false>
+  __device__ __forceinline__ const u16* row_of(int wp, int h, int b0) const {
+    if (wp < 2)
+      return GATE ? this->pre + (b0 + wp) * this->pre_sb + h * this->pre_sh
+                  : this->u + (b0 + wp) * this->u_sb + h * this->u_sh;
+    return GATE ? this->post + (b0 + wp - 2) * this->post_sb + h * this->post_sh
+                : dy + (b0 + wp - 2) * dy_sb + h * dy_sh;
+  }
+  __device__ __forceinline__ int len(int wp) const { return wp < 2 ? this->L : this->Lout; }
+
   // Unit: pair b0 of channel h: planes 0, 1 = u[b0], u[b0 + 1]; planes 2, 3 = dy[b0], dy[b0 + 1].
   __device__ __forceinline__ void load(int h, int b0) {
 #pragma unroll
@@ -51,10 +63,9 @@ struct FoldBwd : TwiddleFold<4096, DT, false, MODE == 2, HALF, 0> {
 #pragma unroll
       for (int r = 0; r < RR; ++r) {
         if (!T::live_chunk(wp, r)) continue;
-        const int pos = this->chunk_pos(wp, r), len = wp < 2 ? this->L : this->Lout;
-        const u16* row = wp < 2 ? this->u + (b0 + wp) * this->u_sb + h * this->u_sh
-                                : dy + (b0 + wp - 2) * dy_sb + h * dy_sh;
-        const bool in = pos < len;
+        const int pos = this->chunk_pos(wp, r);
+        const u16* row = row_of(wp, h, b0);
+        const bool in = pos < len(wp);
         mc::cp_async16(this->chunk_at(wp, r), in ? row + pos : row, in ? 16 : 0);
       }
     mc::cp_async_commit();
@@ -67,10 +78,9 @@ struct FoldBwd : TwiddleFold<4096, DT, false, MODE == 2, HALF, 0> {
 #pragma unroll
       for (int r = 0; r < RR; ++r) {
         if (!T::live_chunk(wp, r)) continue;
-        const int pos = this->chunk_pos(wp, r), len = wp < 2 ? this->L : this->Lout;
-        const u16* row = wp < 2 ? this->pre + (b0 + wp) * this->pre_sb + h * this->pre_sh
-                                : this->post + (b0 + wp - 2) * this->post_sb + h * this->post_sh;
-        g[wp][r] = pos < len ? __ldg(reinterpret_cast<const uint4*>(row + pos)) : make_uint4(0u, 0u, 0u, 0u);
+        const int pos = this->chunk_pos(wp, r);
+        g[wp][r] = pos < len(wp) ? __ldg(reinterpret_cast<const uint4*>(row_of<true>(wp, h, b0) + pos))
+                                 : make_uint4(0u, 0u, 0u, 0u);
       }
     mc::cp_async_wait<0>();
 #pragma unroll
@@ -85,17 +95,10 @@ struct FoldBwd : TwiddleFold<4096, DT, false, MODE == 2, HALF, 0> {
       }
   }
   __device__ __forceinline__ void prefetch(int h, int b0) const {
-    if (this->tid < 4) {
-      const int wp = this->tid;
-      const u16* row = wp < 2 ? this->u + (b0 + wp) * this->u_sb + h * this->u_sh
-                              : dy + (b0 + wp - 2) * dy_sb + h * dy_sh;
-      mc::prefetch_run(row, 2 * (wp < 2 ? this->L : this->Lout));
-    } else if (GATED && this->tid < 8) {
-      const int wp = this->tid - 4;
-      const u16* row = wp < 2 ? this->pre + (b0 + wp) * this->pre_sb + h * this->pre_sh
-                              : this->post + (b0 + wp - 2) * this->post_sb + h * this->post_sh;
-      mc::prefetch_run(row, 2 * (wp < 2 ? this->L : this->Lout));
-    }
+    if (this->tid < 4)
+      mc::prefetch_run(row_of(this->tid, h, b0), 2 * len(this->tid));
+    else if (GATED && this->tid < 8)
+      mc::prefetch_run(row_of<true>(this->tid - 4, h, b0), 2 * len(this->tid - 4));
   }
   // This thread's sum of value c of column half ch of item x (lane-consecutive: no conflicts);
   // its position in the spectrum order is pos().
@@ -157,19 +160,20 @@ struct FoldBwd : TwiddleFold<4096, DT, false, MODE == 2, HALF, 0> {
     }
   }
 
-  // du rows b0, b0 + 1 from group 1's planes (2, 3): work -> natural order in place (this
-  // warp's blocks), 16-byte stores of positions [0, L).
-  __device__ __forceinline__ void store_du(int h, int b0) {
-#pragma unroll
-    for (int x = 0; x < T::JOBS; ++x) {
-      if (!T::live_block(x)) continue;
-      const int wp = x * WARPS / 16, n1 = (this->warp + WARPS * x) & 15;
-      if (wp < 2) continue;
+  // Planes first .. 3, this warp's blocks: work -> natural order in place (as the forward's store).
+  __device__ __forceinline__ void to_natural(int first) {
+    this->each_block([&](int wp, int n1) {
+      if (wp < first) return;
       u32 d[4];
       ldsm_x4(d, this->work + wp * PLANE + this->work_row(n1));
       stsm_x4_t(this->work + wp * PLANE + this->natural_row(n1), d);
-    }
+    });
     __syncwarp();
+  }
+  // du rows b0, b0 + 1 from group 1's planes (2, 3): work -> natural order in place (this
+  // warp's blocks), 16-byte stores of positions [0, L).
+  __device__ __forceinline__ void store_du(int h, int b0) {
+    to_natural(2);
 #pragma unroll
     for (int x = 0; x < T::JOBS; ++x) {
       if (!T::live_block(x)) continue;
@@ -188,15 +192,7 @@ struct FoldBwd : TwiddleFold<4096, DT, false, MODE == 2, HALF, 0> {
   // dpost[t - out_offset] = its value * dy for t in the window. sg / sv: 2^e of dv / conv(v, k)
   // as two factors each.
   __device__ __forceinline__ void store_gated(int h, int b0, float sg1, float sg2, float sv1, float sv2) {
-#pragma unroll
-    for (int x = 0; x < T::JOBS; ++x) {
-      if (!T::live_block(x)) continue;
-      const int wp = x * WARPS / 16, n1 = (this->warp + WARPS * x) & 15;
-      u32 d[4];
-      ldsm_x4(d, this->work + wp * PLANE + this->work_row(n1));
-      stsm_x4_t(this->work + wp * PLANE + this->natural_row(n1), d);
-    }
-    __syncwarp();
+    to_natural(0);
 #pragma unroll
     for (int x = 0; x < T::JOBS; ++x) {
       if (!T::live_block(x)) continue;
