@@ -56,43 +56,41 @@ struct FoldBwd : TwiddleFold<4096, DT, false, MODE == 2, HALF, 0> {
   }
   __device__ __forceinline__ int len(int wp) const { return wp < 2 ? this->L : this->Lout; }
 
-  // Unit: pair b0 of channel h: planes 0, 1 = u[b0], u[b0 + 1]; planes 2, 3 = dy[b0], dy[b0 + 1].
-  __device__ __forceinline__ void load(int h, int b0) {
+  // f(wp, r) for each 16-byte chunk r of plane wp that this thread copies (HALF: live ones).
+  template <class F>
+  __device__ __forceinline__ void each_chunk(F&& f) const {
 #pragma unroll
     for (int wp = 0; wp < 4; ++wp)
 #pragma unroll
-      for (int r = 0; r < RR; ++r) {
-        if (!T::live_chunk(wp, r)) continue;
-        const int pos = this->chunk_pos(wp, r);
-        const u16* row = row_of(wp, h, b0);
-        const bool in = pos < len(wp);
-        mc::cp_async16(this->chunk_at(wp, r), in ? row + pos : row, in ? 16 : 0);
-      }
+      for (int r = 0; r < RR; ++r)
+        if (T::live_chunk(wp, r)) f(wp, r);
+  }
+
+  // Unit: pair b0 of channel h: planes 0, 1 = u[b0], u[b0 + 1]; planes 2, 3 = dy[b0], dy[b0 + 1].
+  __device__ __forceinline__ void load(int h, int b0) {
+    each_chunk([&](int wp, int r) {
+      const int pos = this->chunk_pos(wp, r);
+      const u16* row = row_of(wp, h, b0);
+      const bool in = pos < len(wp);
+      mc::cp_async16(this->chunk_at(wp, r), in ? row + pos : row, in ? 16 : 0);
+    });
     mc::cp_async_commit();
   }
   // GATED: this thread's own copied chunks times pre (group 0) / post (group 1), in place.
   __device__ __forceinline__ void gate_own(int h, int b0) {
     uint4 g[4][RR];
-#pragma unroll
-    for (int wp = 0; wp < 4; ++wp)
-#pragma unroll
-      for (int r = 0; r < RR; ++r) {
-        if (!T::live_chunk(wp, r)) continue;
-        const int pos = this->chunk_pos(wp, r);
-        g[wp][r] = pos < len(wp) ? __ldg(reinterpret_cast<const uint4*>(row_of<true>(wp, h, b0) + pos))
-                                 : make_uint4(0u, 0u, 0u, 0u);
-      }
+    each_chunk([&](int wp, int r) {
+      const int pos = this->chunk_pos(wp, r);
+      g[wp][r] = pos < len(wp) ? __ldg(reinterpret_cast<const uint4*>(row_of<true>(wp, h, b0) + pos))
+                               : make_uint4(0u, 0u, 0u, 0u);
+    });
     mc::cp_async_wait<0>();
-#pragma unroll
-    for (int wp = 0; wp < 4; ++wp)
-#pragma unroll
-      for (int r = 0; r < RR; ++r) {
-        if (!T::live_chunk(wp, r)) continue;
-        const u32 a = this->chunk_at(wp, r);
-        uint4 v = lds128(a);
-        mc::gate_chunk<DT>(v, g[wp][r]);
-        sts128(a, v);
-      }
+    each_chunk([&](int wp, int r) {
+      const u32 a = this->chunk_at(wp, r);
+      uint4 v = lds128(a);
+      mc::gate_chunk<DT>(v, g[wp][r]);
+      sts128(a, v);
+    });
   }
   __device__ __forceinline__ void prefetch(int h, int b0) const {
     if (this->tid < 4)
