@@ -53,9 +53,9 @@ TWO_SIZES: tuple[int, ...] = (8192, 16384)  # two-level batches (BI < B): the TW
 
 def smem(n: int, sparse: bool = False) -> int:
     """Dynamic shared memory per block (TwiddleFold<N, DT>::SMEM: 4096 and the interleaved
-    sizes work, staging, 32
-    matrices; 8192 / 16384 in place: 4 / 8 work planes and 64 / 128 matrices; ``sparse`` adds
-    its lists; PairFold::SMEM: 18 matrices and the warps' tile buffers)."""
+    sizes work, staging, 32 matrices; 8192 / 16384 in place: 4 / 8 work planes and 64 / 128
+    matrices; ``sparse`` adds its lists; PairFold::SMEM: 18 matrices and the warps' tile
+    buffers)."""
     if n == 256:
         return 18 * _MAT_BYTES + PAIR_WARPS * PAIR_BUFS * _PAIR_TILE_BYTES
     lists = _SPARSE_LISTS if sparse else 0
@@ -322,28 +322,13 @@ def bwd_eligible(
 def bwd_kernel(dtype: str, half: bool, mode: int):
     """(RawKernel, blocks per SM) of the folded backward on the current device, or None where it
     cannot run (below sm_90, or too little shared memory)."""
-    import cupy as cp
-
-    dev = cp.cuda.Device()
-    cc = int(dev.compute_capability)
-    if cc < MIN_CC:
-        return None
-
-    def build():
-        from .fused import _blocks_per_sm
-
-        nbytes = bwd_smem()
-        if dev.attributes["MaxSharedMemoryPerBlockOptin"] < nbytes:
-            return None
-        name = bwd_name_expression(dtype, half, mode)
-        mod = cp.RawModule(
-            code=kernel_source(), options=compile_options(None), name_expressions=[name]
-        )
-        kern = mod.get_function(name)
-        kern.max_dynamic_shared_size_bytes = nbytes
-        return kern, _blocks_per_sm(kern, THREADS, nbytes)
-
-    return _BWD_KERNELS.get((dev.id, cc, dtype, bool(half), mode), build)
+    return _compiled(
+        _BWD_KERNELS,
+        (dtype, bool(half), mode),
+        lambda: bwd_name_expression(dtype, half, mode),
+        bwd_smem(),
+        THREADS,
+    )
 
 
 def units(B: int, H: int, n: int) -> int:
@@ -372,6 +357,20 @@ def kernel(
 ):
     """(RawKernel, blocks per SM) on the current device, or None where it cannot run (below
     sm_90, or less shared memory per block than the kernel needs)."""
+    flags = tuple(bool(f) for f in (pregate, postgate, half, sparse, gskip, two))
+    return _compiled(
+        _KERNELS,
+        (n, dtype, *flags),
+        lambda: name_expression(n, dtype, *flags),
+        smem(n, sparse),
+        threads(n),
+    )
+
+
+def _compiled(cache: OnceCache, key: tuple, name, nbytes: int, nthreads: int):
+    """(RawKernel, blocks per SM) of the instantiation ``name()`` of this family's program,
+    compiled once per (device, arch, key), or None below sm_90 or where the device's shared
+    memory per block is below ``nbytes``."""
     import cupy as cp
 
     dev = cp.cuda.Device()
@@ -382,27 +381,14 @@ def kernel(
     def build():
         from .fused import _blocks_per_sm
 
-        nbytes = smem(n, sparse)
         if dev.attributes["MaxSharedMemoryPerBlockOptin"] < nbytes:
             return None
-        name = name_expression(n, dtype, pregate, postgate, half, sparse, gskip, two)
+        nm = name()
         mod = cp.RawModule(
-            code=kernel_source(), options=compile_options(None), name_expressions=[name]
+            code=kernel_source(), options=compile_options(None), name_expressions=[nm]
         )
-        kern = mod.get_function(name)
+        kern = mod.get_function(nm)
         kern.max_dynamic_shared_size_bytes = nbytes
-        return kern, _blocks_per_sm(kern, threads(n), nbytes)
+        return kern, _blocks_per_sm(kern, nthreads, nbytes)
 
-    key = (
-        dev.id,
-        cc,
-        n,
-        dtype,
-        bool(pregate),
-        bool(postgate),
-        bool(half),
-        bool(sparse),
-        bool(gskip),
-        bool(two),
-    )
-    return _KERNELS.get(key, build)
+    return cache.get((dev.id, cc, *key), build)
