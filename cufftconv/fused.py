@@ -1176,14 +1176,15 @@ class BwdLauncher:
         self.offs, self.ws_bytes = _layout(sizes)
         fmt = "Q" * 10 + "q" * 14 + "i" * 7
         self.kern = PackedLaunch(kern, (H * nsplit,), (bwd.threads,), bwd.smem, fmt)
-        # the folded backward where the shapes fit it (calls with 16-byte aligned u, dy, du)
+        # the folded backward where the shapes fit it (calls whose pointers are 16-byte aligned)
         fold = bwd._folded(B, L, Lout, outs, (H * L, L, H * Lout, Lout), out_offset)
         self.fold = None if fold is None else PackedLaunch(
             fold, (H * nsplit,), (twiddle_fold.THREADS,), twiddle_fold.bwd_smem(), fmt
         )
-        # which of (pre, post, du, dpre, dpost) a folded call reads or writes
-        self.fold_ptrs = (bwd.pregate, bwd.postgate, bool(outs & 1), bool(outs & 2),
-                          bool(outs & 4))
+        # alignment masks of (pre, post, du, dpre, dpost): 0 for those a call does not use (as
+        # AlignedLauncher's)
+        used = (bwd.pregate, bwd.postgate, outs & 1, outs & 2, outs & 4)
+        self.fold_masks = tuple(15 if w else 0 for w in used)
         self.tail = (
             H * L, L, H * L, L,  # u, pregate strides (batch, channel)
             H * Lout, Lout, H * Lout, Lout,  # dy, postgate
@@ -1211,24 +1212,16 @@ class BwdLauncher:
         kk = o_kk if outs & 4 else u
         targets = ((o_kr,) if outs & 3 else ()) + ((o_kk,) if outs & 4 else ())
         self.spectra(stream, k, ws, targets)
+        mp, mq, m1, m2, m4 = self.fold_masks
         fold = self.fold is not None and not (
-            u | dy | _used(self.fold_ptrs, (pre, post, du, dpre, dpost))
-        ) & 15
+            (u | dy) & 15 or pre & mp or post & mq or du & m1 or dpre & m2 or dpost & m4
+        )
         (self.fold if fold else self.kern)(
             sp, u, pre, dy, post, kr, kk, du, dpre, dpost, o_acc, *self.tail
         )
         self.herm(sp, o_acc, *self.herm_args, o_cplx)
         self.ifft(stream, o_cplx, o_real)  # unnormalised
         self.window(sp, o_real, *self.win_args, dk)
-
-
-def _used(wanted: tuple, ptrs: tuple) -> int:
-    """The OR of the pointers a call uses (one alignment test for all)."""
-    out = 0
-    for w, p in zip(wanted, ptrs):
-        if w:
-            out |= p
-    return out
 
 
 def dk_from_product(prod, Lk: int, out_offset: int, inverse_order, xp):
