@@ -919,8 +919,8 @@ class FusedBwd(FamilyConv):
         return kern, max(1, min(units, -(-slots // h)))
 
     def _folded(self, b: int, L: int, Lout: int, outs: int, strides: tuple, out_offset: int):
-        """The folded backward kernel (``kernels/fold_bwd.cuh``: FFT 4096; no gates with dk and
-        at most du, or both gates with every gradient) if the call fits it, else None
+        """The folded backward kernel (``kernels/fold_bwd.cuh``: FFT 512 .. 4096; no gates with dk
+        and at most du, or both gates with every gradient) if the call fits it, else None
         (pointers' alignment is checked per call)."""
         ok = twiddle_fold.bwd_eligible(
             self.n, pregate=self.pregate, postgate=self.postgate, outs=outs, B=b, L=L,
@@ -930,7 +930,7 @@ class FusedBwd(FamilyConv):
             return None
         mode = twiddle_fold.bwd_mode(self.pregate, self.postgate, outs)
         half = twiddle_fold.bwd_half(self.n, L, out_offset, Lout, mode)
-        got = twiddle_fold.bwd_kernel(self.dtype, half, mode)
+        got = twiddle_fold.bwd_kernel(self.n, self.dtype, half, mode)
         return None if got is None else got[0]
 
     def launcher(

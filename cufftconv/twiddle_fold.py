@@ -248,26 +248,33 @@ def eligible(
     )
 
 
-# The backward (kernels/fold_bwd.cuh): FFT 4096; MODE 0 dk, 1 dk and du (no gates), 2 both gates
-# and every gradient (outs = 7: du, dpregate, dpostgate).
+# The backward (kernels/fold_bwd.cuh): FFT 4096, and 512 / 1024 / 2048 interleaved on the same
+# core; MODE 0 dk, 1 dk and du (no gates), 2 both gates and every gradient (outs = 7: du,
+# dpregate, dpostgate).
 BWD_KERNEL_NAME = "twiddle_fold_bwd"
-BWD_SIZES: tuple[int, ...] = (4096,)
+BWD_SIZES: tuple[int, ...] = (512, 1024, 2048, 4096)
 BWD_MODES = (0, 1, 2)
-_BWD_KERNELS: OnceCache = OnceCache()  # (device, arch, dtype, half, mode) -> (kernel, per SM)
+_BWD_KERNELS: OnceCache = OnceCache()  # (device, arch, n, dtype, half, mode) -> (kernel, per SM)
 
 
-def bwd_name_expression(dtype: str, half: bool, mode: int) -> str:
-    """``half``: u, dy (and the outputs) within positions < 2048; ``mode``: :data:`BWD_MODES`."""
+def bwd_name_expression(n: int, dtype: str, half: bool, mode: int) -> str:
+    """``half``: u, dy (and the outputs) within positions < n / 2; ``mode``: :data:`BWD_MODES`."""
+    if n not in BWD_SIZES:
+        raise ValueError(f"n must be one of {BWD_SIZES}, got {n!r}")
     if dtype not in _DT_CODE:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     if mode not in BWD_MODES:
         raise ValueError(f"mode must be one of {BWD_MODES}, got {mode!r}")
-    return f"{BWD_KERNEL_NAME}<{_DT_CODE[dtype]}, {str(bool(half)).lower()}, {mode}>"
+    return f"{BWD_KERNEL_NAME}<{n}, {_DT_CODE[dtype]}, {str(bool(half)).lower()}, {mode}>"
 
 
 def all_bwd_name_expressions() -> list[str]:
     return [
-        bwd_name_expression(dt, hf, m) for dt in DTYPES for hf in (False, True) for m in BWD_MODES
+        bwd_name_expression(n, dt, hf, m)
+        for n in BWD_SIZES
+        for dt in DTYPES
+        for hf in (False, True)
+        for m in BWD_MODES
     ]
 
 
@@ -304,28 +311,35 @@ def bwd_eligible(
     out_offset: int = 0,
 ) -> bool:
     """Whether a backward call fits the folded backward kernel (pointers' 16-byte alignment is
-    checked per call): FFT 4096, :func:`bwd_mode` not None, B even, L, Lout and the row
-    strides of every operand multiples of 8 (gated: out_offset too)."""
+    checked per call): n in :data:`BWD_SIZES`, :func:`bwd_mode` not None, B a multiple of 2 G
+    (:func:`bwd_grain`), L, Lout and the row strides of every operand multiples of 8 (gated:
+    out_offset too)."""
     mode = bwd_mode(pregate, postgate, outs)
     return (
         n in BWD_SIZES
         and mode is not None
         and (mode != 2 or out_offset % GRAIN == 0)
         and B > 0
-        and B % 2 == 0
+        and B % bwd_grain(n) == 0
         and 0 < L <= n
         and 0 < Lout <= n
         and all(v % GRAIN == 0 for v in (L, Lout, *strides))
     )
 
 
-def bwd_kernel(dtype: str, half: bool, mode: int):
+def bwd_grain(n: int) -> int:
+    """B must be a multiple of this for the folded backward: a unit is a pair of G sequences
+    per side."""
+    return 2 * interleave(n)
+
+
+def bwd_kernel(n: int, dtype: str, half: bool, mode: int):
     """(RawKernel, blocks per SM) of the folded backward on the current device, or None where it
     cannot run (below sm_90, or too little shared memory)."""
     return _compiled(
         _BWD_KERNELS,
-        (dtype, bool(half), mode),
-        lambda: bwd_name_expression(dtype, half, mode),
+        (n, dtype, bool(half), mode),
+        lambda: bwd_name_expression(n, dtype, half, mode),
         bwd_smem(),
         THREADS,
     )

@@ -1,14 +1,19 @@
 // cufftconv: the backward of the FFT-4096 convolution on the twiddle-folded stages of
-// twiddle_fold.cu (included at its end): dk's batch sum and, on request, du (no gates), or with
-// both gates every gradient (MODE below).
+// twiddle_fold.cu (included at its end), and of FFT 1024 / 2048 on the same core interleaved
+// (TwiddleFold::IL): dk's batch sum and, on request, du (no gates), or with both gates every
+// gradient (MODE below).
 //
 // Per block: channel h and a share of its batch (split). A unit is the pair of u rows b0, b0 + 1
-// (group 0) and the pair of dy rows b0, b0 + 1 (group 1), copied into the work planes in
-// natural order (each warp its own rows: positions [0, L) of u, [0, Lout) of dy, the rest zero),
-// transposed in place, through F1 / F2 (both groups with the same matrices), then F3 in
-// registers and conj(Z_u) Z_dy added in fp32 to a shared-memory sum (each value owned by one
-// lane: a fixed order, deterministic), written at the end in the filter spectrum's order:
-// FusedBwd's acc row (its Hermitian fold, one inverse FFT per channel and the window make dk).
+// (group 0) and the pair of dy rows b0, b0 + 1 (group 1) (IL: G sequences per row, b0 + G pl
+// + p in plane pl of a group), copied into the work planes in natural order (positions [0, L)
+// of u, [0, Lout) of dy, the rest zero; 4096: each warp its own rows), transposed in place,
+// through F1 / F2 (both groups with the same matrices), then F3 in registers and conj(Z_u) Z_dy
+// added in fp32 to a shared-memory sum (each value owned by one lane: a fixed order,
+// deterministic), written at the end in the filter spectrum's order: FusedBwd's acc row (its
+// Hermitian fold, one inverse FFT per channel and the window make dk). IL: the 4096-point
+// product summed over the G aliases f' + N j of each f' < N is G sum_p conj(U_p) D_p[f'] (the
+// cross-phase terms cancel), so the G aliases (in one thread's values and across lanes) are
+// added and the row written at N positions times 1 / G.
 // Same parameter list as monarch_bwd (cufftconv.fused.FusedBwd / BwdLauncher launch either).
 #pragma once
 
@@ -25,16 +30,18 @@ namespace tf {
 // and dpre = dv * u, and group 0 times k's spectrum (kk) through the inverse stages is conv(v, k),
 // whose window [out_offset, out_offset + Lout) times dy is dpost. The inverse stages keep fp16 at
 // the working scale (the forward's POST rule) and the stores apply the scale and the gate in fp32.
-template <int DT, bool HALF, int MODE>
-struct FoldBwd : TwiddleFold<4096, DT, false, MODE == 2, HALF, 0> {
-  using T = TwiddleFold<4096, DT, false, MODE == 2, HALF, 0>;
-  static constexpr bool DU = MODE >= 1, GATED = MODE == 2;
+template <int N, int DT, bool HALF, int MODE>
+struct FoldBwd : TwiddleFold<N, DT, false, MODE == 2, HALF, 0> {
+  using T = TwiddleFold<N, DT, false, MODE == 2, HALF, 0>;
+  static_assert(T::R == 1, "FFT 4096 or an interleaved size");
+  static constexpr bool DU = MODE >= 1, GATED = MODE == 2, IL = T::IL;
   static constexpr int THREADS = T::THREADS, WARPS = T::WARPS, P = T::P, RR = T::RR, ITEMS = T::ITEMS;
+  static constexpr int G = T::G, C = T::C;
   static constexpr int ACC = 4096 * 8;  // fp32 (re, im) per position
   static constexpr int SMEM = T::WORK + T::TAB + WARPS * P * 4 + ACC;
   const u16* __restrict__ dy;
   long long dy_sb, dy_sh;
-  float* __restrict__ out;  // (nsplit, H, 4096, 2)
+  float* __restrict__ out;  // (nsplit, H, N, 2)
   u16* __restrict__ du;      // (B, H, L) strides du_sb, du_sh
   long long du_sb, du_sh;
   const u32* __restrict__ kk;  // GATED: k's spectrum (FusedConv.filter_spectrum's layout)
@@ -44,15 +51,17 @@ struct FoldBwd : TwiddleFold<4096, DT, false, MODE == 2, HALF, 0> {
   int nsplit;
   u32 acc;
 
-  // Plane wp of the unit (pair b0 of channel h): its row of u (planes 0, 1) or dy (2, 3), GATE:
-  // of pre or post instead; len: its length (L or Lout).
+  // Row b of channel h of u (planes wp 0, 1) or dy (2, 3), GATE: of pre or post instead; sb:
+  // its batch stride; len: its length (L or Lout).
   template <bool GATE = false>
-  __device__ __forceinline__ const u16* row_of(int wp, int h, int b0) const {
+  __device__ __forceinline__ const u16* row_of(int wp, int h, int b) const {
     if (wp < 2)
-      return GATE ? this->pre + (b0 + wp) * this->pre_sb + h * this->pre_sh
-                  : this->u + (b0 + wp) * this->u_sb + h * this->u_sh;
-    return GATE ? this->post + (b0 + wp - 2) * this->post_sb + h * this->post_sh
-                : dy + (b0 + wp - 2) * dy_sb + h * dy_sh;
+      return GATE ? this->pre + b * this->pre_sb + h * this->pre_sh : this->u + b * this->u_sb + h * this->u_sh;
+    return GATE ? this->post + b * this->post_sb + h * this->post_sh : dy + b * dy_sb + h * dy_sh;
+  }
+  template <bool GATE = false>
+  __device__ __forceinline__ long long sb_of(int wp) const {
+    return wp < 2 ? (GATE ? this->pre_sb : this->u_sb) : (GATE ? this->post_sb : dy_sb);
   }
   __device__ __forceinline__ int len(int wp) const { return wp < 2 ? this->L : this->Lout; }
 
@@ -66,22 +75,50 @@ struct FoldBwd : TwiddleFold<4096, DT, false, MODE == 2, HALF, 0> {
         if (T::live_chunk(wp, r)) f(wp, r);
   }
 
-  // Unit: pair b0 of channel h: planes 0, 1 = u[b0], u[b0 + 1]; planes 2, 3 = dy[b0], dy[b0 + 1].
+  // Unit: pair b0 of channel h: planes 0, 1 = u[b0], u[b0 + 1]; planes 2, 3 = dy[b0], dy[b0 + 1]
+  // (IL: plane wp holds sequences b0 + G (wp & 1) .. + G - 1).
   __device__ __forceinline__ void load(int h, int b0) {
-    each_chunk([&](int wp, int r) {
-      const int pos = this->chunk_pos(wp, r);
-      const u16* row = row_of(wp, h, b0);
-      const bool in = pos < len(wp);
-      mc::cp_async16(this->chunk_at(wp, r), in ? row + pos : row, in ? 16 : 0);
-    });
+    if constexpr (IL) {
+#pragma unroll 1  // (unrolled, the 4 G rows' copy addresses stay live across the unit loop: spills)
+      for (int wp = 0; wp < 4; ++wp)
+#pragma unroll
+        for (int r = 0; r < RR; ++r)
+          if (T::live_chunk(wp, r)) this->copy_il(wp, r, row_of(wp, h, b0), sb_of(wp), len(wp), wp & 1);
+    } else {
+      each_chunk([&](int wp, int r) {
+        const int pos = this->chunk_pos(wp, r);
+        const u16* row = row_of(wp, h, b0 + (wp & 1));
+        const bool in = pos < len(wp);
+        mc::cp_async16(this->chunk_at(wp, r), in ? row + pos : row, in ? 16 : 0);
+      });
+    }
     mc::cp_async_commit();
   }
   // GATED: this thread's own copied chunks times pre (group 0) / post (group 1), in place.
   __device__ __forceinline__ void gate_own(int h, int b0) {
+    if constexpr (IL) {  // one group at a time (all four planes' gates at once spill)
+#pragma unroll
+      for (int g0 = 0; g0 < 4; g0 += 2) {
+        uint4 g[2][RR];
+#pragma unroll
+        for (int wp = g0; wp < g0 + 2; ++wp)
+#pragma unroll
+          for (int r = 0; r < RR; ++r)
+            if (T::live_chunk(wp, r))
+              g[wp - g0][r] = this->gate_il_load(r, row_of<true>(wp, h, b0), sb_of<true>(wp), len(wp), wp & 1);
+        if (g0 == 0) mc::cp_async_wait<0>();
+#pragma unroll
+        for (int wp = g0; wp < g0 + 2; ++wp)
+#pragma unroll
+          for (int r = 0; r < RR; ++r)
+            if (T::live_chunk(wp, r)) this->gate_il(wp, r, g[wp - g0][r]);
+      }
+      return;
+    }
     uint4 g[4][RR];
     each_chunk([&](int wp, int r) {
       const int pos = this->chunk_pos(wp, r);
-      g[wp][r] = pos < len(wp) ? __ldg(reinterpret_cast<const uint4*>(row_of<true>(wp, h, b0) + pos))
+      g[wp][r] = pos < len(wp) ? __ldg(reinterpret_cast<const uint4*>(row_of<true>(wp, h, b0 + (wp & 1)) + pos))
                                : make_uint4(0u, 0u, 0u, 0u);
     });
     mc::cp_async_wait<0>();
@@ -92,11 +129,13 @@ struct FoldBwd : TwiddleFold<4096, DT, false, MODE == 2, HALF, 0> {
       sts128(a, v);
     });
   }
+  // The next unit's rows into L2: one bulk prefetch per sequence (4 G of them; GATED: and their gates).
   __device__ __forceinline__ void prefetch(int h, int b0) const {
-    if (this->tid < 4)
-      mc::prefetch_run(row_of(this->tid, h, b0), 2 * len(this->tid));
-    else if (GATED && this->tid < 8)
-      mc::prefetch_run(row_of<true>(this->tid - 4, h, b0), 2 * len(this->tid - 4));
+    const int t = this->tid % (4 * G), wp = t / G, b = b0 + G * (wp & 1) + t % G;
+    if (this->tid < 4 * G)
+      mc::prefetch_run(row_of(wp, h, b), 2 * len(wp));
+    else if (GATED && this->tid < 8 * G)
+      mc::prefetch_run(row_of<true>(wp, h, b), 2 * len(wp));
   }
   // This thread's sum of value c of column half ch of item x (lane-consecutive: no conflicts);
   // its position in the spectrum order is pos().
@@ -158,31 +197,28 @@ struct FoldBwd : TwiddleFold<4096, DT, false, MODE == 2, HALF, 0> {
     }
   }
 
-  // Planes first .. 3, this warp's blocks: work -> natural order in place (as the forward's store).
-  __device__ __forceinline__ void to_natural(int first) {
-    this->each_block([&](int wp, int n1) {
-      if (wp < first) return;
-      u32 d[4];
-      ldsm_x4(d, this->work + wp * PLANE + this->work_row(n1));
-      stsm_x4_t(this->work + wp * PLANE + this->natural_row(n1), d);
-    });
-    __syncwarp();
-  }
-  // du rows b0, b0 + 1 from group 1's planes (2, 3): work -> natural order in place (this
-  // warp's blocks), 16-byte stores of positions [0, L).
-  __device__ __forceinline__ void store_du(int h, int b0) {
-    to_natural(2);
+  // Store job x of this warp (a live block of the natural-order planes): f(wp, b, t, v): this
+  // lane's 16 bytes v at position t of sequence b (IL: 32 / G lanes per sequence, each a chunk
+  // gathered from its G / 2 pieces) of the unit's pair b0, for planes first .. 3.
+  template <class F>
+  __device__ __forceinline__ void each_out(int b0, int first, F&& f) const {
+    constexpr int QB = 32 / G;
+    const int p = this->lane / QB, q = this->lane % QB;
 #pragma unroll
     for (int x = 0; x < T::JOBS; ++x) {
       if (!T::live_block(x)) continue;
       const int wp = x * WARPS / 16, n1 = (this->warp + WARPS * x) & 15;
-      if (wp < 2) continue;
-      const int t = 256 * n1 + 8 * this->lane;
-      if (t < this->L) {
-        const uint4 v = lds128(this->work + wp * PLANE + cofs(n1, this->lane >> 1, this->lane & 1));
-        __stcs(reinterpret_cast<uint4*>(du + (b0 + wp - 2) * du_sb + h * du_sh + t), v);
-      }
+      if (wp < first) continue;
+      f(wp, b0 + G * (wp & 1) + p, 16 * C * n1 + 8 * q, this->out_chunk(wp, n1, p, q));
     }
+  }
+  // du rows of the unit from group 1's planes (2, 3): work -> natural order in place (this
+  // warp's blocks), 16-byte stores of positions [0, L).
+  __device__ __forceinline__ void store_du(int h, int b0) {
+    this->to_natural(2);
+    each_out(b0, 2, [&](int, int b, int t, const uint4& v) {
+      if (t < this->L) __stcs(reinterpret_cast<uint4*>(du + b * du_sb + h * du_sh + t), v);
+    });
   }
 
   // GATED: all four planes to natural order (this warp's blocks), then per 16-byte chunk at
@@ -190,14 +226,9 @@ struct FoldBwd : TwiddleFold<4096, DT, false, MODE == 2, HALF, 0> {
   // dpost[t - out_offset] = its value * dy for t in the window. sg / sv: 2^e of dv / conv(v, k)
   // as two factors each.
   __device__ __forceinline__ void store_gated(int h, int b0, float sg1, float sg2, float sv1, float sv2) {
-    to_natural(0);
-#pragma unroll
-    for (int x = 0; x < T::JOBS; ++x) {
-      if (!T::live_block(x)) continue;
-      const int wp = x * WARPS / 16, n1 = (this->warp + WARPS * x) & 15, t = 256 * n1 + 8 * this->lane;
-      const uint4 v = lds128(this->work + wp * PLANE + cofs(n1, this->lane >> 1, this->lane & 1));
+    this->to_natural(0);
+    each_out(b0, 0, [&](int wp, int b, int t, const uint4& v) {
       if (wp >= 2) {
-        const int b = b0 + wp - 2;
         if (t < this->L) {
           const uint4 gp = __ldg(reinterpret_cast<const uint4*>(this->pre + b * this->pre_sb + h * this->pre_sh + t));
           const uint4 gu = __ldg(reinterpret_cast<const uint4*>(this->u + b * this->u_sb + h * this->u_sh + t));
@@ -205,13 +236,44 @@ struct FoldBwd : TwiddleFold<4096, DT, false, MODE == 2, HALF, 0> {
           __stcs(reinterpret_cast<uint4*>(dpre + b * dpre_sb + h * dpre_sh + t), finish<DT>(v, gu, sg1, sg2));
         }
       } else {
-        const int b = b0 + wp, to = t - this->out_offset;
+        const int to = t - this->out_offset;
         if (to >= 0 && to < this->Lout) {
           const uint4 gy = __ldg(reinterpret_cast<const uint4*>(dy + b * dy_sb + h * dy_sh + to));
           __stcs(reinterpret_cast<uint4*>(dpost + b * dpost_sb + h * dpost_sh + to), finish<DT>(v, gy, sv1, sv2));
         }
       }
-    }
+    });
+  }
+
+  // The sums in the filter spectrum's order (FusedBwd's acc row); IL: each f' < N once, the sum
+  // of its G aliases f' + N j (j = c >> 1 and lane bits 4, 3 of f's 256 (8 (c >> 1) + g)) times
+  // 1 / G, added in a fixed order.
+  __device__ __forceinline__ void write_sums(int split, int h) const {
+    float2* o = reinterpret_cast<float2*>(out + (static_cast<long long>(split) * this->H + h) * N * 2);
+    const int g = this->lane >> 2, t = this->lane & 3;
+#pragma unroll
+    for (int x = 0; x < ITEMS; ++x)
+#pragma unroll
+      for (int ch = 0; ch < 2; ++ch)
+#pragma unroll
+        for (int c = 0; c < (IL ? 2 : 4); ++c) {
+          float re, im;
+          asm volatile("ld.shared.v2.f32 {%0,%1}, [%2];" : "=f"(re), "=f"(im) : "r"(slot(x, ch, c)));
+          if constexpr (IL) {
+            float r2, i2;
+            asm volatile("ld.shared.v2.f32 {%0,%1}, [%2];" : "=f"(r2), "=f"(i2) : "r"(slot(x, ch, c + 2)));
+            re += r2, im += i2;  // bit 11
+#pragma unroll
+            for (int m = 16; m >= 64 / G; m >>= 1) {  // bits 10 (lane bit 4), 9 (lane bit 3)
+              re += __shfl_xor_sync(0xffffffffu, re, m);
+              im += __shfl_xor_sync(0xffffffffu, im, m);
+            }
+            const int f = 8 * ch + 2 * t + (c & 1) + 16 * (this->warp + WARPS * x) + 256 * g;
+            if (f < N) o[T::spec_pos(f)] = make_float2(re * (1.f / G), im * (1.f / G));
+          } else {
+            o[pos(x, ch, c)] = make_float2(re, im);
+          }
+        }
   }
 
   __device__ __forceinline__ void run(unsigned char* smem) {
@@ -225,23 +287,30 @@ struct FoldBwd : TwiddleFold<4096, DT, false, MODE == 2, HALF, 0> {
     build_table<1>(smem + T::WORK, this->tid, THREADS);
     for (int i = this->tid; i < 4096; i += THREADS)  // (the slots are this thread's: no barrier)
       asm volatile("st.shared.v2.f32 [%0], {%1,%2};" ::"r"(acc + i * 8), "f"(0.f), "f"(0.f));
-    const int h = blockIdx.x / nsplit, split = blockIdx.x % nsplit, npairs = this->B >> 1;
-    const int p0 = split * npairs / nsplit, p1 = (split + 1) * npairs / nsplit;
+    // units of channel h: pairs of G sequences per side
+    const int h = blockIdx.x / nsplit, split = blockIdx.x % nsplit, nu = this->B / (2 * G);
+    const int p0 = split * nu / nsplit, p1 = (split + 1) * nu / nsplit;
     __syncthreads();
     for (int pi = p0; pi < p1; ++pi) {
-      load(h, 2 * pi);
+      const int b0 = 2 * G * pi;
+      // IL: tid-derived copy addresses recomputed per unit (hoisted out of the loop, they spill)
+      if constexpr (IL) asm volatile("" : "+r"(this->tid));
+      load(h, b0);
       if constexpr (GATED)
-        gate_own(h, 2 * pi);
+        gate_own(h, b0);
       else
         mc::cp_async_wait<0>();
-      __syncwarp();      // (this warp's own rows)
+      if constexpr (IL)
+        __syncthreads();  // (a warp's copies span other warps' rows)
+      else
+        __syncwarp();  // (this warp's own rows)
       this->transpose_in();  // in place (staging = work), maxima per pair
       __syncthreads();
       const int eu = this->pair_exp(0), ed = this->pair_exp(1);
       float s[2], s2[2];
       s[0] = DT == 0 ? exp2i(-eu) : 1.f, s2[0] = exp2i(-eu);
       s[1] = DT == 0 ? exp2i(-ed) : 1.f, s2[1] = exp2i(-ed);
-      if (pi + 1 < p1) prefetch(h, 2 * pi + 2);
+      if (pi + 1 < p1) prefetch(h, b0 + 2 * G);
       this->template stage_outer<false>(s, s2);
       __syncthreads();
       this->template stage_second<false>();
@@ -268,30 +337,20 @@ struct FoldBwd : TwiddleFold<4096, DT, false, MODE == 2, HALF, 0> {
         this->template stage_outer<true>(o1, o2);
         __syncthreads();
         if constexpr (GATED)
-          store_gated(h, 2 * pi, exp2i(e >> 1), exp2i(e - (e >> 1)), exp2i(ev >> 1), exp2i(ev - (ev >> 1)));
+          store_gated(h, b0, exp2i(e >> 1), exp2i(e - (e >> 1)), exp2i(ev >> 1), exp2i(ev - (ev >> 1)));
         else
-          store_du(h, 2 * pi);
+          store_du(h, b0);
       }
       __syncthreads();  // (the next unit's copies overwrite the work planes)
     }
-    float2* o = reinterpret_cast<float2*>(out + (static_cast<long long>(split) * this->H + h) * 4096 * 2);
-#pragma unroll
-    for (int x = 0; x < ITEMS; ++x)
-#pragma unroll
-      for (int ch = 0; ch < 2; ++ch)
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-          float re, im;
-          asm volatile("ld.shared.v2.f32 {%0,%1}, [%2];" : "=f"(re), "=f"(im) : "r"(slot(x, ch, c)));
-          o[pos(x, ch, c)] = make_float2(re, im);
-        }
+    write_sums(split, h);
   }
 };
 
 }  // namespace tf
 
 // MODE 0 / 1 read no gate, kk, dpre or dpost; outs is implied by MODE.
-template <int DT, bool HALF, int MODE>
+template <int N, int DT, bool HALF, int MODE>
 __global__ void __launch_bounds__(256, 2)
     twiddle_fold_bwd(const unsigned short* __restrict__ u, const unsigned short* __restrict__ pre,
                      const unsigned short* __restrict__ dy, const unsigned short* __restrict__ post,
@@ -303,7 +362,7 @@ __global__ void __launch_bounds__(256, 2)
                      long long dpost_sb, long long dpost_sh, int B, int H, int L, int Lout, int out_offset,
                      int nsplit, int outs) {
   extern __shared__ __align__(16) unsigned char fb_smem[];
-  tf::FoldBwd<DT, HALF, MODE> k;
+  tf::FoldBwd<N, DT, HALF, MODE> k;
   k.u = u, k.dy = dy, k.out = acc, k.u_sb = u_sb, k.u_sh = u_sh, k.dy_sb = dy_sb, k.dy_sh = dy_sh;
   k.kf = reinterpret_cast<const unsigned*>(kr), k.du = du, k.du_sb = du_sb, k.du_sh = du_sh;
   k.pre = pre, k.post = post, k.pre_sb = pre_sb, k.pre_sh = pre_sh, k.post_sb = post_sb, k.post_sh = post_sh;

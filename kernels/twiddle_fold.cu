@@ -207,6 +207,51 @@ struct TwiddleFold {
   // IL: the work row (digit n3) of staging slot s: the transposition puts slot C p + i at n3 =
   // G i + p, so x_p[m] sits at z[G m + p].
   static __device__ __forceinline__ constexpr int slot_n3(int s) { return (s % C) * G + s / C; }
+  // IL: chunk r of plane wp from sequence G wq + il_seq(r) of the rows row0 + seq * sb (its
+  // positions 8 q .. 8 q + 7, zeros from len on) as its G / 2 pieces.
+  __device__ __forceinline__ void copy_il(int wp, int r, const u16* row0, long long sb, int len, int wq) const {
+    const int p = il_seq(r), q = il_chunk(r);
+    const bool in = 8 * q < len;
+    const u16* src = row0 + (G * wq + p) * sb + (in ? 8 * q : 0);
+#pragma unroll
+    for (int i = 0; i < G / 2; ++i)
+      cp_async_words<WDS>(staging + piece_at(wp, G / 2 * q + i, p), src + (in ? C * i : 0), in ? 4 * WDS : 0);
+  }
+  // IL: the 8 gate values of chunk r (rows as copy_il), zeros from len on.
+  __device__ __forceinline__ uint4 gate_il_load(int r, const u16* row0, long long sb, int len, int wq) const {
+    const int p = il_seq(r), q = il_chunk(r);
+    return 8 * q < len ? __ldg(reinterpret_cast<const uint4*>(row0 + (G * wq + p) * sb + 8 * q))
+                       : make_uint4(0u, 0u, 0u, 0u);
+  }
+  // IL: chunk r of plane wp times its gate values g, rounded to the input type, in place.
+  __device__ __forceinline__ void gate_il(int wp, int r, const uint4& g) const {
+    const int p = il_seq(r), q = il_chunk(r);
+    const u32* gw = reinterpret_cast<const u32*>(&g);
+#pragma unroll
+    for (int i = 0; i < G / 2; ++i) {
+      const u32 a = staging + piece_at(wp, G / 2 * q + i, p);
+      Words<WDS> v = lds_words<WDS>(a);
+      gate_words<DT>(v, gw + WDS * i);
+      sts_words(a, v);
+    }
+  }
+  // This lane's 16 bytes of the natural-order block (wp, n1): chunk q of the block's part of
+  // sequence p (IL: gathered from its G / 2 pieces; else p = 0, q = lane).
+  __device__ __forceinline__ uint4 out_chunk(int wp, int n1, int p, int q) const {
+    uint4 v;
+    if constexpr (IL) {
+      u32* vw = reinterpret_cast<u32*>(&v);
+#pragma unroll
+      for (int i = 0; i < G / 2; ++i) {
+        const Words<WDS> pc = lds_words<WDS>(work + piece_at(wp, 16 * n1 + G / 2 * q + i, p));
+#pragma unroll
+        for (int k = 0; k < WDS; ++k) vw[WDS * i + k] = pc.w[k];
+      }
+    } else {
+      v = lds128(work + wp * PLANE + cofs(n1, lane >> 1, lane & 1));
+    }
+    return v;
+  }
   // Element offset of sequence b of the batch axis: TWO, (b / BI, b % BI) of a two-level batch
   // (a pair may straddle two outer rows); else b * sb.
   __device__ __forceinline__ long long seq_at(int b, long long sb, long long so) const {
@@ -234,13 +279,7 @@ struct TwiddleFold {
       for (int wp = 0; wp < 2 * P; ++wp)
 #pragma unroll
         for (int r = 0; r < RR; ++r) {
-          if (!live_chunk(wp, r)) continue;
-          const int p = il_seq(r), q = il_chunk(r);
-          const bool in = 8 * q < L;
-          const u16* src = row0 + (G * wp + p) * u_sb + (in ? 8 * q : 0);
-#pragma unroll
-          for (int i = 0; i < G / 2; ++i)
-            cp_async_words<WDS>(staging + piece_at(wp, G / 2 * q + i, p), src + (in ? C * i : 0), in ? 4 * WDS : 0);
+          if (live_chunk(wp, r)) copy_il(wp, r, row0, u_sb, L, wp);
         }
       mc::cp_async_commit();
       if (PRE) prefetch_rows(pre, pre_sb, pre_sh, pre_so, unit, min(L, N));  // read by gate_in
@@ -276,9 +315,7 @@ struct TwiddleFold {
       for (int r = 0; r < RR; ++r) {
         if (!live_chunk(wp, r)) continue;
         if constexpr (IL) {  // chunk il_chunk(r) of sequence b0 + G wp + il_seq(r)
-          const int p = il_seq(r), q = il_chunk(r);
-          g[wp][r] = 8 * q < L ? __ldg(reinterpret_cast<const uint4*>(row0 + (G * wp + p) * pre_sb + 8 * q))
-                               : make_uint4(0u, 0u, 0u, 0u);
+          g[wp][r] = gate_il_load(r, row0, pre_sb, L, wp);
         } else {
           const int pos = chunk_pos(wp, r);
           g[wp][r] = pos < L ? __ldg(reinterpret_cast<const uint4*>(row0 + seq_of(wp) * s1 + pos))
@@ -291,15 +328,7 @@ struct TwiddleFold {
       for (int r = 0; r < RR; ++r) {
         if (!live_chunk(wp, r)) continue;
         if constexpr (IL) {  // its G / 2 pieces
-          const int p = il_seq(r), q = il_chunk(r);
-          const u32* gw = reinterpret_cast<const u32*>(&g[wp][r]);
-#pragma unroll
-          for (int i = 0; i < G / 2; ++i) {
-            const u32 a = staging + piece_at(wp, G / 2 * q + i, p);
-            Words<WDS> v = lds_words<WDS>(a);
-            gate_words<DT>(v, gw + WDS * i);
-            sts_words(a, v);
-          }
+          gate_il(wp, r, g[wp][r]);
         } else {
           const u32 a = chunk_at(wp, r);
           uint4 v = lds128(a);
@@ -475,18 +504,23 @@ struct TwiddleFold {
     }
     return scale_exp<DT>(mx, TOP);
   }
+  // Planes first .. 2 P - 1, this warp's 16x16 blocks: work -> natural order in place.
+  __device__ __forceinline__ void to_natural(int first = 0) {
+    each_block([&](int wp, int n1) {
+      if (wp < first) return;
+      u32 d[4];
+      ldsm_x4(d, work + wp * PLANE + (IL ? il_row(n1) : work_row(n1)));
+      stsm_x4_t(work + wp * PLANE + natural_row(n1), d);
+    });
+    __syncwarp();
+  }
   // Work -> natural order in place (each warp rewrites its own 16x16 blocks), then 16-byte
   // stores of the positions in [out_offset, out_offset + Lout). POST: the work holds fp16 at
   // the working scale; s1 s2 and the postgate are applied here (its loads issued first).
   __device__ __forceinline__ void store(int unit, const float (&s1)[P], const float (&s2)[P]) {
     int ch, b0;
     unit_rows(unit, ch, b0);
-    each_block([&](int wp, int n1) {
-      u32 d[4];
-      ldsm_x4(d, work + wp * PLANE + (IL ? il_row(n1) : work_row(n1)));
-      stsm_x4_t(work + wp * PLANE + natural_row(n1), d);
-    });
-    __syncwarp();
+    to_natural();
     // job x: this lane's 16 bytes of block (wp, n1) (each_block's): position t of sequence
     // b0 + G wp + p (IL: 32 / G chunks of each of the G sequences, one per lane, gathered from
     // G / 2 pieces; else p = 0, the lane's chunk of the block's 256 positions)
@@ -512,18 +546,7 @@ struct TwiddleFold {
         if (!live_block(x)) continue;
         const int wp = x * WARPS / 16, n1 = (warp + WARPS * x) & 15, t = t_of(x);
         if (t >= 0 && t < Lout) {
-          uint4 v;
-          if constexpr (IL) {
-            u32* vw = reinterpret_cast<u32*>(&v);
-#pragma unroll
-            for (int i = 0; i < G / 2; ++i) {
-              const Words<WDS> pc = lds_words<WDS>(work + piece_at(wp, 16 * n1 + G / 2 * q + i, p));
-#pragma unroll
-              for (int k = 0; k < WDS; ++k) vw[WDS * i + k] = pc.w[k];
-            }
-          } else {
-            v = lds128(work + wp * PLANE + cofs(n1, lane >> 1, lane & 1));
-          }
+          uint4 v = out_chunk(wp, n1, p, q);
           if (POST) v = finish<DT>(v, g[x - x0], s1[wp >> 1], s2[wp >> 1]);
           __stcs(reinterpret_cast<uint4*>(row0 + G * wp * y_sb + t), v);
         }

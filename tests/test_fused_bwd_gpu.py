@@ -179,27 +179,32 @@ def test_bad_operands_raise_before_launch():
         kern(u, u, None, L=100, out_offset=0, Lout=100, Lk=5, du=cp.empty((2, 3, 99), cp.float16))
 
 
-# The folded backward (kernels/fold_bwd.cuh: FFT 4096; no gates with dk and du, or both gates
-# with every gradient): every mode's offset, the half variant (u, dy within 2048) and the full
-# one, B = 2 / 64 / 8, H = 3 / 2 / 111, with and without du, fp16 and bf16; the calls must take
-# it (FusedBwd._folded; gated "same", whose offset is not a multiple of 8, must not) and repeat
-# bitwise.
+# The folded backward (kernels/fold_bwd.cuh: FFT 4096, and 512 .. 2048 interleaved; no gates with
+# dk and du, or both gates with every gradient): every mode's offset, the half variant (u, dy
+# within n / 2) and the full one, B = 1, 32 and 4 units of 2 G sequences (grain g) with H = 3 /
+# 2 / 111, with and without du, fp16 and bf16; the calls must take it (FusedBwd._folded; gated
+# "same", whose offset is not a multiple of 8, must not) and repeat bitwise.
+def _folded_cases(n):
+    """(mode, L, Lk) per mode at FFT n (L, Lout multiples of 8: the fold's granularity)."""
+    return [("causal", n // 2, n // 2), ("causal", n // 4 - 24, 64), ("same", n // 2 - 48, n // 4),
+            ("valid", 3 * n // 4 - 72, n // 4 - 31), ("full", n // 2, n // 4 + 1),
+            ("circular", n, n)]
+
+
 @pytest.mark.parametrize("dtype", fused.DTYPES)
+@pytest.mark.parametrize("n,mode,L,Lk", [(n, *c) for n in (512, 1024, 2048, 4096)
+                                          for c in _folded_cases(n)])
 @pytest.mark.parametrize(
-    "mode,L,Lk",
-    [("causal", 2048, 2048), ("causal", 1000, 64), ("same", 2000, 1000), ("valid", 3000, 993),
-     ("full", 2048, 1025), ("circular", 4096, 4096)],
+    "units,H,dv,gated", [(1, 3, True, False), (32, 2, True, False), (4, 111, False, False),
+                         (1, 3, True, True), (8, 9, True, True)]
 )
-@pytest.mark.parametrize(
-    "B,H,dv,gated", [(2, 3, True, False), (64, 2, True, False), (8, 111, False, False),
-                     (2, 3, True, True), (16, 9, True, True)]
-)
-def test_folded_backward(rng, dtype, mode, L, Lk, B, H, dv, gated):
+def test_folded_backward(rng, dtype, n, mode, L, Lk, units, H, dv, gated):
     from cufftconv import twiddle_fold
 
     if int(cp.cuda.Device().compute_capability) < twiddle_fold.MIN_CC:
         pytest.skip("the folded backward needs sm_90")
-    got, want, (kern, u, dy, kr, kw) = _case(rng, 4096, dtype, B, H, L, Lk, mode, gated, gated,
+    B = units * twiddle_fold.bwd_grain(n)
+    got, want, (kern, u, dy, kr, kw) = _case(rng, n, dtype, B, H, L, Lk, mode, gated, gated,
                                              dv=dv)
     lout, off = kw["Lout"], kw["out_offset"]
     strides = (H * L, L, H * lout, lout)

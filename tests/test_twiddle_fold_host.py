@@ -465,10 +465,44 @@ def test_interleaved_pieces_and_convolution(rng, n, half):
     assert np.allclose(y, ref, atol=1e-9)
 
 
+@pytest.mark.parametrize("n", twiddle_fold.IL_SIZES)
+def test_interleaved_backward_alias_sum(rng, n):
+    """FoldBwd (IL): conj(Z_u) Z_dy of the interleaved 4096-point rows, summed over the G aliases
+    f' + n j, is G sum_p conj(U_p) D_p[f'] (the cross-phase terms cancel); write_sums adds the
+    aliases (slot c + 2: bit 11; lane xor 16, 8: bits 10, 9) and writes each f' < n once at
+    spec_pos(f'), times 1 / G: monarch_bwd's acc row of FFT n."""
+    G = 4096 // n
+    xu = rng.standard_normal((G, n)) + 1j * rng.standard_normal((G, n))  # a pair per sequence
+    xd = rng.standard_normal((G, n)) + 1j * rng.standard_normal((G, n))
+    zu, zd = xu.T.reshape(-1), xd.T.reshape(-1)  # z[G m + p] = x_p[m]
+    prod = np.conj(np.fft.fft(zu)) * np.fft.fft(zd)  # the kernel's sums, by frequency
+    want = (np.conj(np.fft.fft(xu, axis=-1)) * np.fft.fft(xd, axis=-1)).sum(axis=0)
+    assert np.allclose(prod.reshape(G, n).sum(axis=0), G * want)
+    warp, x, ch, lane, c = np.meshgrid(
+        np.arange(8), np.arange(2), np.arange(2), np.arange(32), np.arange(4), indexing="ij"
+    )
+    g, t = lane >> 2, lane & 3
+    f = (8 * ch + 2 * t + (c & 1)) + 16 * (warp + 8 * x) + 256 * (8 * (c >> 1) + g)
+    v = prod[f]  # slot (x, ch, c) of lane `lane` in warp `warp`
+    s = v[..., :2] + v[..., 2:]  # bit 11
+    m = 16
+    while m >= 64 // G:  # __shfl_xor_sync over the lane axis
+        s = s + s[:, :, :, np.arange(32) ^ m, :]
+        m >>= 1
+    fw = f[..., :2]
+    out = np.full(n, np.nan + 0j)
+    written = fw < n
+    pos = spec_pos(n, fw[written])
+    assert len(set(pos.tolist())) == n  # each f' once
+    out[pos] = s[written] / G
+    freq_n = fused.freq_index(n)
+    assert np.allclose(out, want[freq_n])  # acc row: position i holds frequency freq_index[i]
+
+
 def test_backward_eligibility_and_names():
-    """The folded backward (fold_bwd.cuh): FFT 4096, no gates with dk and at most du, or both
-    gates with every gradient (offset granular too), B even, 16-byte granular rows; every other
-    call keeps monarch_bwd."""
+    """The folded backward (fold_bwd.cuh): FFT 512 .. 4096, no gates with dk and at most du, or
+    both gates with every gradient (offset granular too), B a multiple of 2 G, 16-byte granular
+    rows; every other call keeps monarch_bwd."""
     ok = {
         "pregate": False,
         "postgate": False,
@@ -497,8 +531,22 @@ def test_backward_eligibility_and_names():
     assert not twiddle_fold.bwd_eligible(4096, **dict(ok, B=5))  # odd B
     assert not twiddle_fold.bwd_eligible(4096, **dict(ok, L=2047))  # L % 8
     assert not twiddle_fold.bwd_eligible(4096, **dict(ok, strides=(3 * 2048, 2052)))  # stride % 8
+    assert not twiddle_fold.bwd_eligible(256, **dict(ok, L=128, Lout=128))  # size
+    small = dict(ok, L=512, Lout=512)
+    for n, grain in ((512, 16), (1024, 8), (2048, 4)):  # a unit: a pair of G sequences per side
+        assert twiddle_fold.bwd_grain(n) == grain
+        assert twiddle_fold.bwd_eligible(n, **dict(small, B=grain))
+        assert twiddle_fold.bwd_eligible(n, **dict(small, B=3 * grain))
+        assert not twiddle_fold.bwd_eligible(n, **dict(small, B=grain + 2))
+    assert twiddle_fold.bwd_half(1024, 512, 0, 512, 2)
+    assert not twiddle_fold.bwd_half(1024, 520, 0, 512, 0)
     names = twiddle_fold.all_bwd_name_expressions()
-    assert len(names) == len(set(names)) == 12
-    assert twiddle_fold.bwd_name_expression("bfloat16", True, 2) == "twiddle_fold_bwd<1, true, 2>"
+    assert len(names) == len(set(names)) == 12 * len(twiddle_fold.BWD_SIZES)
+    assert (
+        twiddle_fold.bwd_name_expression(1024, "bfloat16", True, 2)
+        == "twiddle_fold_bwd<1024, 1, true, 2>"
+    )
+    with pytest.raises(ValueError, match="n must be one of"):
+        twiddle_fold.bwd_name_expression(8192, "float16", False, 0)
     # two blocks per SM: work, table, maxima, the fp32 sums
     assert twiddle_fold.bwd_smem() == 4 * 8960 + 32 * 1120 + 64 + 4096 * 8 <= 227 * 1024 // 2 - 1024
