@@ -24,7 +24,7 @@ namespace tf {
 // HALF rules).
 // MODE 0: dk. MODE 1 (DU): also du = the inverse FFT of Z_dy times the adjoint filter's spectrum
 // (kf: FusedBwd's adjoint_spectrum), positions [0, L), as the forward kernel's middle / inverse
-// stages on group 1 (group 0's inverse runs too, on values nothing reads), stored to du.
+// stages on group 1 (group 0's are skipped), stored to du.
 // MODE 2 (GATED, both gates, every gradient): group 0 holds v = pre * u and group 1 g = post *
 // dy (rounded to the input type, as the forward's gate_in); dv from group 1 gives du = dv * pre
 // and dpre = dv * u, and group 0 times k's spectrum (kk) through the inverse stages is conv(v, k),
@@ -197,26 +197,39 @@ struct FoldBwd : TwiddleFold<N, DT, false, MODE == 2, HALF, 0> {
     }
   }
 
-  // Store job x of this warp (a live block of the natural-order planes): f(wp, b, t, v): this
-  // lane's 16 bytes v at position t of sequence b (IL: 32 / G lanes per sequence, each a chunk
-  // gathered from its G / 2 pieces) of the unit's pair b0, for planes first .. 3.
-  template <class F>
-  __device__ __forceinline__ void each_out(int b0, int first, F&& f) const {
+  // Store jobs of this warp (the live blocks of the natural-order planes [w0, w1)) in batches of
+  // NB: ld(wp, b, t) for each job of a batch first (their gate loads overlap), then st(wp, b, t,
+  // v, ld's value): this lane's 16 bytes v at position t of sequence b (IL: 32 / G lanes per
+  // sequence, each a chunk gathered from its G / 2 pieces) of the unit's pair b0.
+  template <int NB, class Ld, class St>
+  __device__ __forceinline__ void each_out(int b0, int w0, int w1, Ld&& ld, St&& st) const {
     constexpr int QB = 32 / G;
     const int p = this->lane / QB, q = this->lane % QB;
+    const auto job = [&](int x, int& wp, int& n1, int& b, int& t) {
+      wp = x * WARPS / 16, n1 = (this->warp + WARPS * x) & 15;
+      b = b0 + G * (wp & 1) + p, t = 16 * C * n1 + 8 * q;
+      return T::live_block(x) && wp >= w0 && wp < w1;
+    };
 #pragma unroll
-    for (int x = 0; x < T::JOBS; ++x) {
-      if (!T::live_block(x)) continue;
-      const int wp = x * WARPS / 16, n1 = (this->warp + WARPS * x) & 15;
-      if (wp < first) continue;
-      f(wp, b0 + G * (wp & 1) + p, 16 * C * n1 + 8 * q, this->out_chunk(wp, n1, p, q));
+    for (int x0 = 0; x0 < T::JOBS; x0 += NB) {
+      decltype(ld(0, 0, 0)) gv[NB];
+#pragma unroll
+      for (int x = x0; x < x0 + NB; ++x) {
+        int wp, n1, b, t;
+        if (job(x, wp, n1, b, t)) gv[x - x0] = ld(wp, b, t);
+      }
+#pragma unroll
+      for (int x = x0; x < x0 + NB; ++x) {
+        int wp, n1, b, t;
+        if (job(x, wp, n1, b, t)) st(wp, b, t, this->out_chunk(wp, n1, p, q), gv[x - x0]);
+      }
     }
   }
   // du rows of the unit from group 1's planes (2, 3): work -> natural order in place (this
   // warp's blocks), 16-byte stores of positions [0, L).
   __device__ __forceinline__ void store_du(int h, int b0) {
     this->to_natural(2);
-    each_out(b0, 2, [&](int, int b, int t, const uint4& v) {
+    each_out<1>(b0, 2, 4, [](int, int, int) { return 0; }, [&](int, int b, int t, const uint4& v, int) {
       if (t < this->L) __stcs(reinterpret_cast<uint4*>(du + b * du_sb + h * du_sh + t), v);
     });
   }
@@ -224,25 +237,51 @@ struct FoldBwd : TwiddleFold<N, DT, false, MODE == 2, HALF, 0> {
   // GATED: all four planes to natural order (this warp's blocks), then per 16-byte chunk at
   // frame position t: group 1 (dv, t < L): du = dv * pre, dpre = dv * u; group 0 (conv(v, k)):
   // dpost[t - out_offset] = its value * dy for t in the window. sg / sv: 2^e of dv / conv(v, k)
-  // as two factors each.
+  // as two factors each. HALF: one group at a time, the gate loads of its (two live) blocks
+  // issued together; else each block's loads at its use (batches spill at 128 registers).
   __device__ __forceinline__ void store_gated(int h, int b0, float sg1, float sg2, float sv1, float sv2) {
     this->to_natural(0);
-    each_out(b0, 0, [&](int wp, int b, int t, const uint4& v) {
-      if (wp >= 2) {
-        if (t < this->L) {
-          const uint4 gp = __ldg(reinterpret_cast<const uint4*>(this->pre + b * this->pre_sb + h * this->pre_sh + t));
-          const uint4 gu = __ldg(reinterpret_cast<const uint4*>(this->u + b * this->u_sb + h * this->u_sh + t));
-          __stcs(reinterpret_cast<uint4*>(du + b * du_sb + h * du_sh + t), finish<DT>(v, gp, sg1, sg2));
-          __stcs(reinterpret_cast<uint4*>(dpre + b * dpre_sb + h * dpre_sh + t), finish<DT>(v, gu, sg1, sg2));
+    const auto gate = [](const u16* row, int t) { return __ldg(reinterpret_cast<const uint4*>(row + t)); };
+    const u16* pre_h = this->pre + h * this->pre_sh;
+    const u16* u_h = this->u + h * this->u_sh;
+    const u16* dy_h = dy + h * dy_sh;
+    const auto dv_out = [&](int b, int t, const uint4& v, const uint4& gp, const uint4& gu) {
+      __stcs(reinterpret_cast<uint4*>(du + b * du_sb + h * du_sh + t), finish<DT>(v, gp, sg1, sg2));
+      __stcs(reinterpret_cast<uint4*>(dpre + b * dpre_sb + h * dpre_sh + t), finish<DT>(v, gu, sg1, sg2));
+    };
+    const auto post_out = [&](int b, int to, const uint4& v, const uint4& gy) {
+      __stcs(reinterpret_cast<uint4*>(dpost + b * dpost_sb + h * dpost_sh + to), finish<DT>(v, gy, sv1, sv2));
+    };
+    const auto in_window = [&](int t) { return t >= this->out_offset && t - this->out_offset < this->Lout; };
+    if constexpr (HALF) {
+      struct Two {
+        uint4 p, u;
+      };
+      each_out<4>(
+          b0, 2, 4,
+          [&](int, int b, int t) {
+            Two g{};
+            if (t < this->L) g = {gate(pre_h + b * this->pre_sb, t), gate(u_h + b * this->u_sb, t)};
+            return g;
+          },
+          [&](int, int b, int t, const uint4& v, const Two& g) {
+            if (t < this->L) dv_out(b, t, v, g.p, g.u);
+          });
+      each_out<4>(
+          b0, 0, 2,
+          [&](int, int b, int t) { return in_window(t) ? gate(dy_h + b * dy_sb, t - this->out_offset) : uint4{}; },
+          [&](int, int b, int t, const uint4& v, const uint4& gy) {
+            if (in_window(t)) post_out(b, t - this->out_offset, v, gy);
+          });
+    } else {
+      each_out<1>(b0, 0, 4, [](int, int, int) { return 0; }, [&](int wp, int b, int t, const uint4& v, int) {
+        if (wp >= 2) {
+          if (t < this->L) dv_out(b, t, v, gate(pre_h + b * this->pre_sb, t), gate(u_h + b * this->u_sb, t));
+        } else if (in_window(t)) {
+          post_out(b, t - this->out_offset, v, gate(dy_h + b * dy_sb, t - this->out_offset));
         }
-      } else {
-        const int to = t - this->out_offset;
-        if (to >= 0 && to < this->Lout) {
-          const uint4 gy = __ldg(reinterpret_cast<const uint4*>(dy + b * dy_sb + h * dy_sh + to));
-          __stcs(reinterpret_cast<uint4*>(dpost + b * dpost_sb + h * dpost_sh + to), finish<DT>(v, gy, sv1, sv2));
-        }
-      }
-    });
+      });
+    }
   }
 
   // The sums in the filter spectrum's order (FusedBwd's acc row); IL: each f' < N once, the sum
@@ -327,14 +366,15 @@ struct FoldBwd : TwiddleFold<N, DT, false, MODE == 2, HALF, 0> {
       mid(exp2i(min(max(eu + ed + 12, -126), 127)), k, kv);
       __syncthreads();
       if constexpr (DU) {
-        this->template stage_second<true>();
+        // (no gates: group 0's inverse would be read by nobody)
+        this->template stage_second<true, GATED ? 0 : 1>();
         __syncthreads();
         // du's scale 2^(ed + ef + 6) (GATED: conv(v, k)'s 2^(eu + efv + 6) too), as two factors:
         // into I1's epilogue, or (GATED) applied by the store
         const int e = min(max(ed + ef + 6, -250), 250), ev = min(max(eu + efv + 6, -250), 250);
         float o1[2], o2[2];
         o1[0] = o1[1] = GATED ? 1.f : exp2i(e >> 1), o2[0] = o2[1] = GATED ? 1.f : exp2i(e - (e >> 1));
-        this->template stage_outer<true>(o1, o2);
+        this->template stage_outer<true, false, GATED ? 0 : 1>(o1, o2);
         __syncthreads();
         if constexpr (GATED)
           store_gated(h, b0, exp2i(e >> 1), exp2i(e - (e >> 1)), exp2i(ev >> 1), exp2i(ev - (ev >> 1)));

@@ -568,8 +568,8 @@ struct TwiddleFold {
   // F1 / I1: item n3 (fixed b), tiles h = column half (n2); rows a = contracted / output digit.
   // Epilogue scale s[p] per group; I1 also scales by s2[p] (ONE: s[p] is the whole scale) and
   // writes the output type (4096); F1 with bf16 input (4096) converts its tiles to fp16 times
-  // s2[p] first.
-  template <bool INV, bool ONE = false>
+  // s2[p] first. Groups below G0 are skipped (the backward's u side, whose inverse nobody reads).
+  template <bool INV, bool ONE = false, int G0 = 0>
   __device__ __forceinline__ void stage_outer(const float (&s)[P], const float (&s2)[P]) {
     constexpr bool CUT = HALF && R == 1;  // (8192: the sub-transforms are full)
     const int pl = mi >> 1, kh = mi & 1;
@@ -583,6 +583,7 @@ struct TwiddleFold {
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
             const int p = pb + pp;
+            if (p < G0) continue;
             if (CUT && !INV) {  // F1, HALF: rows n1 >= 8 are zero: matrices (Re, n1 < 8), (Im, n1 < 8) only
               u32 d[2];
               ldsm_x2_t(d, work + (2 * p + (mi & 1)) * PLANE + cofs(i8, j, h));
@@ -596,6 +597,7 @@ struct TwiddleFold {
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
             const int p = pb + pp;
+            if (p < G0) continue;
             if (!INV && DT == 1 && R == 1) {  // raw bf16 input: to fp16 times 2^-ex (s2), exact
 #pragma unroll
               for (int q = 0; q < 4; ++q) {
@@ -620,7 +622,8 @@ struct TwiddleFold {
   }
   // F2 (INV false): item k1 (fixed a); tiles nh = column half (n3); read rows n3 (contiguous
   // n2), write rows k2 (contiguous n3). I2: read rows k2 transposed, write rows n3 transposed.
-  template <bool INV>
+  // Groups below G0 are skipped (as stage_outer).
+  template <bool INV, int G0 = 0>
   __device__ __forceinline__ void stage_second() {
     const int pl = mi >> 1;
 #pragma unroll
@@ -629,9 +632,11 @@ struct TwiddleFold {
       each_group<INV>([&](int g) { return f2_mat(g, j); }, [&](int pb, const Mat& m) {
         u32 b[PG][2][4];
 #pragma unroll
-        for (int pp = 0; pp < PG; ++pp) load_block<INV>(b[pp], work + (2 * (pb + pp) + pl) * PLANE, j);
+        for (int pp = 0; pp < PG; ++pp)
+          if (pb + pp >= G0) load_block<INV>(b[pp], work + (2 * (pb + pp) + pl) * PLANE, j);
 #pragma unroll
-        for (int pp = 0; pp < PG; ++pp) second_block<INV>(m, b[pp], work + (2 * (pb + pp) + pl) * PLANE, j);
+        for (int pp = 0; pp < PG; ++pp)
+          if (pb + pp >= G0) second_block<INV>(m, b[pp], work + (2 * (pb + pp) + pl) * PLANE, j);
       });
     }
   }
