@@ -1,5 +1,5 @@
 // cufftconv: the backward of the FFT-4096 convolution on the twiddle-folded stages of
-// twiddle_fold.cu (included at its end), and of FFT 1024 / 2048 on the same core interleaved
+// twiddle_fold.cu (included at its end), and of FFT 512 / 1024 / 2048 on the same core interleaved
 // (TwiddleFold::IL): dk's batch sum and, on request, du (no gates), or with both gates every
 // gradient (MODE below).
 //
@@ -19,7 +19,7 @@
 
 namespace tf {
 
-// HALF: u and dy within positions < 2048 (causal; GATED: the forward's window too): their upper
+// HALF: u and dy within positions < N / 2 (causal; GATED: the forward's window too): their upper
 // half is not copied, F1 reads and I1 writes only the lower half of their digit (the forward's
 // HALF rules).
 // MODE 0: dk. MODE 1 (DU): also du = the inverse FFT of Z_dy times the adjoint filter's spectrum
