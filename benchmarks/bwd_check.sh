@@ -14,8 +14,8 @@ fi
 CASES=${CASES-512/plain 512/gated 1024/plain 1024/gated 2048/plain 2048/gated 4096/plain 4096/gated}
 if [ -d .snapA ] && [ -n "$CASES" ]; then
   (cd benchmarks && for i in $(seq ${AB_ROUNDS:-1}); do
-     timeout ${AB_T:-120} python3 bwd_ab.py $PWD/../.snapA $CASES
-     timeout ${AB_T:-120} python3 bwd_ab.py $PWD/.. $CASES
+     timeout ${AB_T:-200} python3 bwd_ab.py $PWD/../.snapA $CASES
+     timeout ${AB_T:-200} python3 bwd_ab.py $PWD/.. $CASES
    done) > $OUT/ab.log 2>&1
   cat $OUT/ab.log
 fi
