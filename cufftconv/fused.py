@@ -1015,10 +1015,10 @@ class FusedBwd(FamilyConv):
         threads, smem = self.threads, self.smem
         strides = (*op.u_strides, *op.y_strides, *op.pre_strides, *op.post_strides, *du_s, *dp_s,
                    *dq_s)
-        fold = self._folded(b, op.L, op.Lout, outs, strides, op.out_offset)
+        folded = self._folded(b, op.L, op.Lout, outs, strides, op.out_offset)
         ptrs = [a.data.ptr for a in (u, dy, pregate, postgate, du, dpre, dpost) if a is not None]
-        if fold is not None and twiddle_fold.aligned(*ptrs):
-            kern, threads, smem = fold, twiddle_fold.THREADS, twiddle_fold.bwd_smem()
+        if folded is not None and twiddle_fold.aligned(*ptrs):
+            kern, threads, smem = folded, twiddle_fold.THREADS, twiddle_fold.bwd_smem()
         acc = cp.empty((nsplit, h, n, 2), dtype=cp.float32)
         args = (
             u,

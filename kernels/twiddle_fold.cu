@@ -1072,5 +1072,5 @@ twiddle_fold_fwd(const unsigned short* __restrict__ u, const unsigned short* __r
 // FFT 256 (pairs as the MMA columns): the same family, one NVRTC program.
 #include "pair_fold.cuh"
 
-// The backward at FFT 4096 (no gates) on the same stages: the same family, one NVRTC program.
+// The backward (FFT 512 .. 4096) on the same stages: the same family, one NVRTC program.
 #include "fold_bwd.cuh"

@@ -205,8 +205,9 @@ def test_fold_instantiations(arch):
 
 def test_twiddle_fold_instantiations():
     """The twiddle-folded forward kernels (FFT 256 .. 16384), every (dtype, gates, half, mask
-    kind) instantiation, and the folded backward's (dtype, half, du) (kernels/twiddle_fold.cu and pair_fold.cuh, sm_90 only: they
-    use stmatrix and are dispatched only from compute capability 9.0)."""
+    kind) instantiation, and the folded backward's (n, dtype, half, mode) (kernels/twiddle_fold.cu,
+    pair_fold.cuh and fold_bwd.cuh, sm_90 only: they use stmatrix and are dispatched only from
+    compute capability 9.0)."""
     from cufftconv import twiddle_fold
 
     names = twiddle_fold.all_name_expressions()
