@@ -919,8 +919,8 @@ class FusedBwd(FamilyConv):
         return kern, max(1, min(units, -(-slots // h)))
 
     def _folded(self, b: int, L: int, Lout: int, outs: int, strides: tuple, out_offset: int):
-        """The folded backward kernel (``kernels/fold_bwd.cuh``: FFT 512 .. 4096; no gates with dk
-        and at most du, or both gates with every gradient) if the call fits it, else None
+        """The folded backward kernel (``kernels/fold_bwd.cuh``: FFT 512 .. 8192; no gates with dk
+        and at most du, or (up to 4096) both gates with every gradient) if the call fits it, else None
         (pointers' alignment is checked per call)."""
         ok = twiddle_fold.bwd_eligible(
             self.n, pregate=self.pregate, postgate=self.postgate, outs=outs, B=b, L=L,
@@ -1018,7 +1018,7 @@ class FusedBwd(FamilyConv):
         folded = self._folded(b, op.L, op.Lout, outs, strides, op.out_offset)
         ptrs = [a.data.ptr for a in (u, dy, pregate, postgate, du, dpre, dpost) if a is not None]
         if folded is not None and twiddle_fold.aligned(*ptrs):
-            kern, threads, smem = folded, twiddle_fold.THREADS, twiddle_fold.bwd_smem()
+            kern, threads, smem = folded, twiddle_fold.THREADS, twiddle_fold.bwd_smem(n)
         acc = cp.empty((nsplit, h, n, 2), dtype=cp.float32)
         args = (
             u,
@@ -1179,7 +1179,7 @@ class BwdLauncher:
         # the folded backward where the shapes fit it (calls whose pointers are 16-byte aligned)
         fold = bwd._folded(B, L, Lout, outs, (H * L, L, H * Lout, Lout), out_offset)
         self.fold = None if fold is None else PackedLaunch(
-            fold, (H * nsplit,), (twiddle_fold.THREADS,), twiddle_fold.bwd_smem(), fmt
+            fold, (H * nsplit,), (twiddle_fold.THREADS,), twiddle_fold.bwd_smem(n), fmt
         )
         # alignment masks of (pre, post, du, dpre, dpost): 0 for those a call does not use (as
         # AlignedLauncher's)

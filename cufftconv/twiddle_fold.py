@@ -248,12 +248,13 @@ def eligible(
     )
 
 
-# The backward (kernels/fold_bwd.cuh): FFT 4096, and 512 / 1024 / 2048 interleaved on the same
-# core; MODE 0 dk, 1 dk and du (no gates), 2 both gates and every gradient (outs = 7: du,
-# dpregate, dpostgate).
+# The backward (kernels/fold_bwd.cuh): FFT 4096, 512 / 1024 / 2048 interleaved on the same core,
+# and 8192 (the radix-2 kernel's stages, one block per SM); MODE 0 dk, 1 dk and du (no gates),
+# 2 both gates and every gradient (outs = 7: du, dpregate, dpostgate; not at 8192).
 BWD_KERNEL_NAME = "twiddle_fold_bwd"
-BWD_SIZES: tuple[int, ...] = (512, 1024, 2048, 4096)
+BWD_SIZES: tuple[int, ...] = (512, 1024, 2048, 4096, 8192)
 BWD_MODES = (0, 1, 2)
+BWD_GATED_SIZES: tuple[int, ...] = (512, 1024, 2048, 4096)  # MODE 2
 _BWD_KERNELS: OnceCache = OnceCache()  # (device, arch, n, dtype, half, mode) -> (kernel, per SM)
 
 
@@ -263,8 +264,8 @@ def bwd_name_expression(n: int, dtype: str, half: bool, mode: int) -> str:
         raise ValueError(f"n must be one of {BWD_SIZES}, got {n!r}")
     if dtype not in _DT_CODE:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    if mode not in BWD_MODES:
-        raise ValueError(f"mode must be one of {BWD_MODES}, got {mode!r}")
+    if mode not in BWD_MODES or (mode == 2 and n not in BWD_GATED_SIZES):
+        raise ValueError(f"mode must be one of {BWD_MODES} (2 at {BWD_GATED_SIZES}), got {mode!r}")
     return f"{BWD_KERNEL_NAME}<{n}, {_DT_CODE[dtype]}, {str(bool(half)).lower()}, {mode}>"
 
 
@@ -275,6 +276,7 @@ def all_bwd_name_expressions() -> list[str]:
         for dt in DTYPES
         for hf in (False, True)
         for m in BWD_MODES
+        if m != 2 or n in BWD_GATED_SIZES
     ]
 
 
@@ -293,8 +295,11 @@ def bwd_half(n: int, L: int, out_offset: int, Lout: int, mode: int) -> bool:
     return L <= n // 2 and Lout <= n // 2 and (mode != 2 or out_offset + Lout <= n // 2)
 
 
-def bwd_smem() -> int:
-    """FoldBwd::SMEM: 4 work planes, 32 matrices, the maxima, the fp32 sums (4096 x 8 bytes)."""
+def bwd_smem(n: int) -> int:
+    """FoldBwd::SMEM: 4 work planes, 32 matrices, the maxima, the fp32 sums (4096 x 8 bytes);
+    8192: 8 planes (both sides), 64 matrices, two sides' maxima, 8192 sums."""
+    if n == 8192:
+        return 8 * _PLANE + 64 * _MAT_BYTES + 2 * 8 * 2 * 4 + 8192 * 8
     return 4 * _PLANE + 32 * _MAT_BYTES + 8 * 2 * 4 + 4096 * 8
 
 
@@ -318,7 +323,7 @@ def bwd_eligible(
     return (
         n in BWD_SIZES
         and mode is not None
-        and (mode != 2 or out_offset % GRAIN == 0)
+        and (mode != 2 or (out_offset % GRAIN == 0 and n in BWD_GATED_SIZES))
         and B > 0
         and B % bwd_grain(n) == 0
         and 0 < L <= n
@@ -340,7 +345,7 @@ def bwd_kernel(n: int, dtype: str, half: bool, mode: int):
         _BWD_KERNELS,
         (n, dtype, bool(half), mode),
         lambda: bwd_name_expression(n, dtype, half, mode),
-        bwd_smem(),
+        bwd_smem(n),
         THREADS,
     )
 

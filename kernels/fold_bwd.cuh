@@ -33,12 +33,16 @@ namespace tf {
 template <int N, int DT, bool HALF, int MODE>
 struct FoldBwd : TwiddleFold<N, DT, false, MODE == 2, HALF, 0> {
   using T = TwiddleFold<N, DT, false, MODE == 2, HALF, 0>;
-  static_assert(T::R == 1, "FFT 4096 or an interleaved size");
-  static constexpr bool DU = MODE >= 1, GATED = MODE == 2, IL = T::IL;
+  static_assert(T::R == 1 || (T::R == 2 && MODE < 2), "FFT 512 .. 4096, or 8192 without gates");
+  static constexpr bool DU = MODE >= 1, GATED = MODE == 2, IL = T::IL, RX = T::RX;
   static constexpr int THREADS = T::THREADS, WARPS = T::WARPS, P = T::P, RR = T::RR, ITEMS = T::ITEMS;
-  static constexpr int G = T::G, C = T::C;
-  static constexpr int ACC = 4096 * 8;  // fp32 (re, im) per position
-  static constexpr int SMEM = T::WORK + T::TAB + WARPS * P * 4 + ACC;
+  static constexpr int G = T::G, C = T::C, R = T::R;
+  // RX (8192): a side (u, dy) is the forward's whole unit (one pair, R groups in 2 R planes),
+  // the dy side's planes after u's (SIDE planes each), each with its own maxima; else a side
+  // is one group of the forward's unit.
+  static constexpr int SIDE = RX ? 2 * P : 2, SIDES = RX ? 2 * T::WORK : T::WORK, NRED = RX ? 2 : 1;
+  static constexpr int ACC = (RX ? N : 4096) * 8;  // fp32 (re, im) per position
+  static constexpr int SMEM = SIDES + T::TAB + NRED * WARPS * P * 4 + ACC;
   const u16* __restrict__ dy;
   long long dy_sb, dy_sh;
   float* __restrict__ out;  // (nsplit, H, N, 2)
@@ -137,19 +141,22 @@ struct FoldBwd : TwiddleFold<N, DT, false, MODE == 2, HALF, 0> {
     else if (GATED && this->tid < 8 * G)
       mc::prefetch_run(row_of<true>(wp, h, b), 2 * len(wp));
   }
-  // This thread's sum of value c of column half ch of item x (lane-consecutive: no conflicts);
-  // its position in the spectrum order is pos().
-  __device__ __forceinline__ u32 slot(int x, int ch, int c) const {
-    return acc + (((x * 2 + ch) * 4 + c) * THREADS + this->tid) * 8;
+  // This thread's sum of value c of column half ch of item x of group q (RX: the sub-transform
+  // of frequencies q + R f'; lane-consecutive: no conflicts); its position in the spectrum order
+  // is pos() (load_k's).
+  __device__ __forceinline__ u32 slot(int q, int x, int ch, int c) const {
+    return acc + ((((q * ITEMS + x) * 2 + ch) * 4 + c) * THREADS + this->tid) * 8;
   }
-  __device__ __forceinline__ int pos(int x, int ch, int c) const {
+  __device__ __forceinline__ int pos(int q, int x, int ch, int c) const {
     const int g = this->lane >> 2, t = this->lane & 3, j = this->warp + WARPS * x;
-    const int tile = 8 * ch + 2 * t + (c & 1), lp = 4 * (j & 7) + (g >> 1);
+    const int tile = 16 * q + 8 * ch + 2 * t + (c & 1), lp = 4 * (j & 7) + (g >> 1);
     return tile * 256 + lp * 8 + 4 * (c >> 1) + 2 * (j >> 3) + (g & 1);
   }
-  // F3 of both groups (registers), sum += conj(Z_u) Z_dy sc; DU: Z_dy times the filter (k, as
-  // stage_mid: times 2^-6) and I3 back into group 1's planes.
-  __device__ __forceinline__ void mid(float sc, const u32 (&k)[1][ITEMS][2][4], const u32 (&kv)[1][ITEMS][2][4]) {
+  // Side s, group q: the first plane of its (re, im) pair (this lane's: + pl).
+  __device__ __forceinline__ u32 side_plane(int s, int q) const { return this->work + (s * SIDE + 2 * q) * PLANE; }
+  // F3 of both sides (registers), sum += conj(Z_u) Z_dy sc; DU: Z_dy times the filter (k, as
+  // stage_mid: times 2^-6) and I3 back into the dy side's planes.
+  __device__ __forceinline__ void mid(float sc, const u32 (&k)[R][ITEMS][2][4], const u32 (&kv)[R][ITEMS][2][4]) {
     const int pl = this->mi >> 1, kh = this->mi & 1, lane = this->lane, warp = this->warp;
 #pragma unroll
     for (int x = 0; x < ITEMS; ++x) {
@@ -158,15 +165,17 @@ struct FoldBwd : TwiddleFold<N, DT, false, MODE == 2, HALF, 0> {
       Mat mv;
       if constexpr (DU) mv = load_mat<true>(this->tab, T::f3_mat(j), lane);
 #pragma unroll
+      for (int q = 0; q < R; ++q)
+#pragma unroll
       for (int ch = 0; ch < 2; ++ch) {
         u32 b[2][4];
 #pragma unroll
         for (int p = 0; p < 2; ++p)
-          ldsm_x4(b[p], this->work + (2 * p + pl) * PLANE + cofs(8 * ch + this->i8, j, kh));
+          ldsm_x4(b[p], side_plane(p, q) + pl * PLANE + cofs(8 * ch + this->i8, j, kh));
         const Acc zu = cmma<false>(mf, b[0]), zd = cmma<false>(mf, b[1]);
 #pragma unroll
         for (int c = 0; c < 4; ++c) {
-          const u32 a = slot(x, ch, c);
+          const u32 a = slot(q, x, ch, c);
           float re, im;
           asm volatile("ld.shared.v2.f32 {%0,%1}, [%2];" : "=f"(re), "=f"(im) : "r"(a));
           re += (zu.r[c] * zd.r[c] + zu.i[c] * zd.i[c]) * sc;
@@ -179,7 +188,7 @@ struct FoldBwd : TwiddleFold<N, DT, false, MODE == 2, HALF, 0> {
             Acc z = p ? zd : zu;
 #pragma unroll
             for (int c = 0; c < 4; ++c) {
-              const u32 kw = p ? k[0][x][ch][c] : kv[0][x][ch][c];
+              const u32 kw = p ? k[q][x][ch][c] : kv[q][x][ch][c];
               const float kr = mc::h2lo(kw) * 0.015625f, ki = mc::h2hi(kw) * 0.015625f;
               const float zr = z.r[c], zi = z.i[c];
               z.r[c] = zr * kr - zi * ki;
@@ -190,7 +199,7 @@ struct FoldBwd : TwiddleFold<N, DT, false, MODE == 2, HALF, 0> {
 #pragma unroll
             for (int w = 0; w < 4; ++w) bb[w] = mc::movt(o[w]);
             pack<0>(o, cmma<true>(mv, bb), 1.f);
-            stsm_x4_t(this->work + (2 * p + pl) * PLANE + cofs(8 * ch + this->i8, j, kh), o);
+            stsm_x4_t(side_plane(p, q) + pl * PLANE + cofs(8 * ch + this->i8, j, kh), o);
           }
         }
       }
@@ -291,16 +300,18 @@ struct FoldBwd : TwiddleFold<N, DT, false, MODE == 2, HALF, 0> {
     float2* o = reinterpret_cast<float2*>(out + (static_cast<long long>(split) * this->H + h) * N * 2);
     const int g = this->lane >> 2, t = this->lane & 3;
 #pragma unroll
+    for (int q = 0; q < R; ++q)
+#pragma unroll
     for (int x = 0; x < ITEMS; ++x)
 #pragma unroll
       for (int ch = 0; ch < 2; ++ch)
 #pragma unroll
         for (int c = 0; c < (IL ? 2 : 4); ++c) {
           float re, im;
-          asm volatile("ld.shared.v2.f32 {%0,%1}, [%2];" : "=f"(re), "=f"(im) : "r"(slot(x, ch, c)));
+          asm volatile("ld.shared.v2.f32 {%0,%1}, [%2];" : "=f"(re), "=f"(im) : "r"(slot(q, x, ch, c)));
           if constexpr (IL) {
             float r2, i2;
-            asm volatile("ld.shared.v2.f32 {%0,%1}, [%2];" : "=f"(r2), "=f"(i2) : "r"(slot(x, ch, c + 2)));
+            asm volatile("ld.shared.v2.f32 {%0,%1}, [%2];" : "=f"(r2), "=f"(i2) : "r"(slot(q, x, ch, c + 2)));
             re += r2, im += i2;  // bit 11
 #pragma unroll
             for (int m = 16; m >= 64 / G; m >>= 1) {  // bits 10 (lane bit 4), 9 (lane bit 3)
@@ -310,78 +321,149 @@ struct FoldBwd : TwiddleFold<N, DT, false, MODE == 2, HALF, 0> {
             const int f = 8 * ch + 2 * t + (c & 1) + 16 * (this->warp + WARPS * x) + 256 * g;
             if (f < N) o[T::spec_pos(f)] = make_float2(re * (1.f / G), im * (1.f / G));
           } else {
-            o[pos(x, ch, c)] = make_float2(re, im);
+            o[pos(q, x, ch, c)] = make_float2(re, im);
           }
         }
   }
 
+  // RX: side s's planes (and maxima) as the forward kernel's work / staging (in place).
+  __device__ __forceinline__ void use_side(int s, u32 base, u32 red0) {
+    this->work = this->staging = base + s * T::WORK;
+    this->red = red0 + s * WARPS * P * 4;
+  }
+  // RX: unit pi (pair b0 = 2 pi of channel h): the forward's radix step and stages on both
+  // sides, the product in mid (side 0's work as the base), DU: the inverse on the dy side and
+  // the forward's store_rx into du (y, Lout, out_offset standing for du's rows, L, 0).
+  __device__ __forceinline__ void unit_rx(int h, int pi, int p1, u32 base, u32 red0) {
+    const int b0 = 2 * pi;
+#pragma unroll
+    for (int s = 0; s < 2; ++s) {  // natural order; each warp fills its own rows
+      use_side(s, base, red0);
+#pragma unroll
+      for (int sp = 0; sp < 2 * P; ++sp)
+#pragma unroll
+        for (int r = 0; r < RR; ++r) {
+          if (!T::live_chunk(sp, r)) continue;
+          const int pos = this->chunk_pos(sp, r);
+          const u16* row = row_of(2 * s, h, b0 + (sp & 1));
+          const bool in = pos < len(2 * s);
+          mc::cp_async16(this->chunk_at(sp, r), in ? row + pos : row, in ? 16 : 0);
+        }
+    }
+    mc::cp_async_commit();
+    mc::cp_async_wait<0>();
+    __syncwarp();
+    int e[2];
+#pragma unroll
+    for (int s = 0; s < 2; ++s) use_side(s, base, red0), this->stage_max();
+    __syncthreads();
+#pragma unroll
+    for (int s = 0; s < 2; ++s) use_side(s, base, red0), e[s] = this->pair_exp(0);
+    if (pi + 1 < p1) prefetch(h, b0 + 2);
+#pragma unroll
+    for (int s = 0; s < 2; ++s) use_side(s, base, red0), this->transpose_rx(e[s]);
+    __syncthreads();
+    const float one[P] = {1.f, 1.f};
+#pragma unroll
+    for (int s = 0; s < 2; ++s) use_side(s, base, red0), this->template stage_outer<false>(one, one);
+    __syncthreads();
+#pragma unroll
+    for (int s = 0; s < 2; ++s) use_side(s, base, red0), this->template stage_second<false>();
+    u32 k[R][ITEMS][2][4];
+    int ef = 0;
+    if constexpr (DU) this->load_k(k, ef, h);
+    __syncthreads();
+    use_side(0, base, red0);
+    mid(exp2i(min(max(e[0] + e[1] + 12, -126), 127)), k, k);
+    __syncthreads();
+    if constexpr (DU) {
+      use_side(1, base, red0);
+      this->template stage_second<true>();
+      __syncthreads();
+      this->template stage_outer<true>(one, one);
+      __syncthreads();
+      const int ed = min(max(e[1] + ef + 6 - 1, -250), 250);  // (the inverse radix-2 step: 1 / 2)
+      const int lout = this->Lout, off = this->out_offset;
+      this->Lout = this->L, this->out_offset = 0;
+      this->store_rx(h * (this->B >> 1) + pi, exp2i(ed >> 1), exp2i(ed - (ed >> 1)));
+      this->Lout = lout, this->out_offset = off;
+    }
+    __syncthreads();  // (the next unit's copies overwrite the work planes)
+  }
+
   __device__ __forceinline__ void run(unsigned char* smem) {
-    this->work = mc::smem_u32(smem);
+    const u32 base = mc::smem_u32(smem);
+    this->work = base;
     this->staging = this->work;  // in place
-    this->tab = this->work + T::WORK;
+    this->tab = base + SIDES;
     this->red = this->tab + T::TAB;
-    acc = this->red + WARPS * P * 4;
+    const u32 red0 = this->red;
+    acc = this->red + NRED * WARPS * P * 4;
     this->tid = threadIdx.x, this->lane = this->tid & 31, this->warp = this->tid >> 5;
     this->mi = this->lane >> 3, this->i8 = this->lane & 7;
-    build_table<1>(smem + T::WORK, this->tid, THREADS);
-    for (int i = this->tid; i < 4096; i += THREADS)  // (the slots are this thread's: no barrier)
+    build_table<T::RT>(smem + SIDES, this->tid, THREADS);
+    for (int i = this->tid; i < ACC / 8; i += THREADS)  // (the slots are this thread's: no barrier)
       asm volatile("st.shared.v2.f32 [%0], {%1,%2};" ::"r"(acc + i * 8), "f"(0.f), "f"(0.f));
     // units of channel h: pairs of G sequences per side
     const int h = blockIdx.x / nsplit, split = blockIdx.x % nsplit, nu = this->B / (2 * G);
     const int p0 = split * nu / nsplit, p1 = (split + 1) * nu / nsplit;
     __syncthreads();
-    for (int pi = p0; pi < p1; ++pi) {
-      const int b0 = 2 * G * pi;
-      // IL: tid-derived copy addresses recomputed per unit (hoisted out of the loop, they spill)
-      if constexpr (IL) asm volatile("" : "+r"(this->tid));
-      load(h, b0);
-      if constexpr (GATED)
-        gate_own(h, b0);
-      else
-        mc::cp_async_wait<0>();
-      if constexpr (IL)
-        __syncthreads();  // (a warp's copies span other warps' rows)
-      else
-        __syncwarp();  // (this warp's own rows)
-      this->transpose_in();  // in place (staging = work), maxima per pair
-      __syncthreads();
-      const int eu = this->pair_exp(0), ed = this->pair_exp(1);
-      float s[2], s2[2];
-      s[0] = DT == 0 ? exp2i(-eu) : 1.f, s2[0] = exp2i(-eu);
-      s[1] = DT == 0 ? exp2i(-ed) : 1.f, s2[1] = exp2i(-ed);
-      if (pi + 1 < p1) prefetch(h, b0 + 2 * G);
-      this->template stage_outer<false>(s, s2);
-      __syncthreads();
-      this->template stage_second<false>();
-      u32 k[1][ITEMS][2][4], kv[1][ITEMS][2][4];
-      int ef = 0, efv = 0;
-      if constexpr (DU) this->load_k(k, ef, h);
-      if constexpr (GATED) {
-        const u32* kr = this->kf;
-        this->kf = kk;
-        this->load_k(kv, efv, h);
-        this->kf = kr;
-      }
-      __syncthreads();
-      mid(exp2i(min(max(eu + ed + 12, -126), 127)), k, kv);
-      __syncthreads();
-      if constexpr (DU) {
-        // (no gates: group 0's inverse would be read by nobody)
-        this->template stage_second<true, GATED ? 0 : 1>();
-        __syncthreads();
-        // du's scale 2^(ed + ef + 6) (GATED: conv(v, k)'s 2^(eu + efv + 6) too), as two factors:
-        // into I1's epilogue, or (GATED) applied by the store
-        const int e = min(max(ed + ef + 6, -250), 250), ev = min(max(eu + efv + 6, -250), 250);
-        float o1[2], o2[2];
-        o1[0] = o1[1] = GATED ? 1.f : exp2i(e >> 1), o2[0] = o2[1] = GATED ? 1.f : exp2i(e - (e >> 1));
-        this->template stage_outer<true, false, GATED ? 0 : 1>(o1, o2);
-        __syncthreads();
+    if constexpr (RX) {
+      for (int pi = p0; pi < p1; ++pi) unit_rx(h, pi, p1, base, red0);
+    } else {
+      for (int pi = p0; pi < p1; ++pi) {
+        const int b0 = 2 * G * pi;
+        // IL: tid-derived copy addresses recomputed per unit (hoisted out of the loop, they spill)
+        if constexpr (IL) asm volatile("" : "+r"(this->tid));
+        load(h, b0);
         if constexpr (GATED)
-          store_gated(h, b0, exp2i(e >> 1), exp2i(e - (e >> 1)), exp2i(ev >> 1), exp2i(ev - (ev >> 1)));
+          gate_own(h, b0);
         else
-          store_du(h, b0);
+          mc::cp_async_wait<0>();
+        if constexpr (IL)
+          __syncthreads();  // (a warp's copies span other warps' rows)
+        else
+          __syncwarp();  // (this warp's own rows)
+        this->transpose_in();  // in place (staging = work), maxima per pair
+        __syncthreads();
+        const int eu = this->pair_exp(0), ed = this->pair_exp(1);
+        float s[2], s2[2];
+        s[0] = DT == 0 ? exp2i(-eu) : 1.f, s2[0] = exp2i(-eu);
+        s[1] = DT == 0 ? exp2i(-ed) : 1.f, s2[1] = exp2i(-ed);
+        if (pi + 1 < p1) prefetch(h, b0 + 2 * G);
+        this->template stage_outer<false>(s, s2);
+        __syncthreads();
+        this->template stage_second<false>();
+        u32 k[R][ITEMS][2][4], kv[R][ITEMS][2][4];
+        int ef = 0, efv = 0;
+        if constexpr (DU) this->load_k(k, ef, h);
+        if constexpr (GATED) {
+          const u32* kr = this->kf;
+          this->kf = kk;
+          this->load_k(kv, efv, h);
+          this->kf = kr;
+        }
+        __syncthreads();
+        mid(exp2i(min(max(eu + ed + 12, -126), 127)), k, kv);
+        __syncthreads();
+        if constexpr (DU) {
+          // (no gates: group 0's inverse would be read by nobody)
+          this->template stage_second<true, GATED ? 0 : 1>();
+          __syncthreads();
+          // du's scale 2^(ed + ef + 6) (GATED: conv(v, k)'s 2^(eu + efv + 6) too), as two factors:
+          // into I1's epilogue, or (GATED) applied by the store
+          const int e = min(max(ed + ef + 6, -250), 250), ev = min(max(eu + efv + 6, -250), 250);
+          float o1[2], o2[2];
+          o1[0] = o1[1] = GATED ? 1.f : exp2i(e >> 1), o2[0] = o2[1] = GATED ? 1.f : exp2i(e - (e >> 1));
+          this->template stage_outer<true, false, GATED ? 0 : 1>(o1, o2);
+          __syncthreads();
+          if constexpr (GATED)
+            store_gated(h, b0, exp2i(e >> 1), exp2i(e - (e >> 1)), exp2i(ev >> 1), exp2i(ev - (ev >> 1)));
+          else
+            store_du(h, b0);
+        }
+        __syncthreads();  // (the next unit's copies overwrite the work planes)
       }
-      __syncthreads();  // (the next unit's copies overwrite the work planes)
     }
     write_sums(split, h);
   }
@@ -391,7 +473,7 @@ struct FoldBwd : TwiddleFold<N, DT, false, MODE == 2, HALF, 0> {
 
 // MODE 0 / 1 read no gate, kk, dpre or dpost; outs is implied by MODE.
 template <int N, int DT, bool HALF, int MODE>
-__global__ void __launch_bounds__(256, 2)
+__global__ void __launch_bounds__(256, N == 8192 ? 1 : 2)
     twiddle_fold_bwd(const unsigned short* __restrict__ u, const unsigned short* __restrict__ pre,
                      const unsigned short* __restrict__ dy, const unsigned short* __restrict__ post,
                      const unsigned short* __restrict__ kr, const unsigned short* __restrict__ kk,
@@ -409,6 +491,7 @@ __global__ void __launch_bounds__(256, 2)
   k.kk = reinterpret_cast<const unsigned*>(kk), k.dpre = dpre, k.dpost = dpost;
   k.dpre_sb = dpre_sb, k.dpre_sh = dpre_sh, k.dpost_sb = dpost_sb, k.dpost_sh = dpost_sh;
   k.out_offset = out_offset;
+  k.y = du, k.y_sb = du_sb, k.y_sh = du_sh;  // (8192: the forward's store writes du)
   k.B = B, k.H = H, k.L = L, k.Lout = Lout, k.nsplit = nsplit;
   k.run(fb_smem);
 }

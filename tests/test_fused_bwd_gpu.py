@@ -179,11 +179,12 @@ def test_bad_operands_raise_before_launch():
         kern(u, u, None, L=100, out_offset=0, Lout=100, Lk=5, du=cp.empty((2, 3, 99), cp.float16))
 
 
-# The folded backward (kernels/fold_bwd.cuh: FFT 4096, and 512 .. 2048 interleaved; no gates with
-# dk and du, or both gates with every gradient): every mode's offset, the half variant (u, dy
-# within n / 2) and the full one, B = 1, 32 and 4 units of 2 G sequences (grain g) with H = 3 /
-# 2 / 111, with and without du, fp16 and bf16; the calls must take it (FusedBwd._folded; gated
-# "same", whose offset is not a multiple of 8, must not) and repeat bitwise.
+# The folded backward (kernels/fold_bwd.cuh: FFT 4096, 512 .. 2048 interleaved and 8192; no gates
+# with dk and du, or, up to 4096, both gates with every gradient): every mode's offset, the half
+# variant (u, dy within n / 2) and the full one, B = 1, 32 and 4 units of 2 G sequences (grain g)
+# with H = 3 / 2 / 111, with and without du, fp16 and bf16; the calls must take it
+# (FusedBwd._folded; gated "same", whose offset is not a multiple of 8, and gated 8192 must not)
+# and repeat bitwise.
 def _folded_cases(n):
     """(mode, L, Lk) per mode at FFT n (L, Lout multiples of 8: the fold's granularity)."""
     return [("causal", n // 2, n // 2), ("causal", n // 4 - 24, 64), ("same", n // 2 - 48, n // 4),
@@ -192,7 +193,7 @@ def _folded_cases(n):
 
 
 @pytest.mark.parametrize("dtype", fused.DTYPES)
-@pytest.mark.parametrize("n,mode,L,Lk", [(n, *c) for n in (512, 1024, 2048, 4096)
+@pytest.mark.parametrize("n,mode,L,Lk", [(n, *c) for n in (512, 1024, 2048, 4096, 8192)
                                           for c in _folded_cases(n)])
 @pytest.mark.parametrize(
     "units,H,dv,gated", [(1, 3, True, False), (32, 2, True, False), (4, 111, False, False),
@@ -210,7 +211,8 @@ def test_folded_backward(rng, dtype, n, mode, L, Lk, units, H, dv, gated):
     strides = (H * L, L, H * lout, lout)
     outs = 7 if gated else int(dv)
     taken = kern._folded(B, L, lout, outs, strides, off) is not None
-    assert taken is (not gated or off % 8 == 0), "declined" if taken is False else "taken"
+    fits = not gated or (off % 8 == 0 and n in twiddle_fold.BWD_GATED_SIZES)
+    assert taken is fits, "declined" if taken is False else "taken"
     _check(got, want, dtype, mode)
     first = {name: a.copy() for name, a in got.items()}
     dk = kern(u, dy, kr, **kw)

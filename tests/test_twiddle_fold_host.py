@@ -514,7 +514,7 @@ def test_backward_eligibility_and_names():
     }
     assert twiddle_fold.bwd_eligible(4096, **ok)
     assert twiddle_fold.bwd_eligible(4096, **dict(ok, outs=0, L=4096, Lout=1000))
-    assert not twiddle_fold.bwd_eligible(8192, **ok)  # size
+    assert not twiddle_fold.bwd_eligible(16384, **ok)  # size
     assert not twiddle_fold.bwd_eligible(4096, **dict(ok, pregate=True))  # one gate
     assert not twiddle_fold.bwd_eligible(4096, **dict(ok, postgate=True))
     assert not twiddle_fold.bwd_eligible(4096, **dict(ok, outs=2))  # dpregate without gates
@@ -541,12 +541,19 @@ def test_backward_eligibility_and_names():
     assert twiddle_fold.bwd_half(1024, 512, 0, 512, 2)
     assert not twiddle_fold.bwd_half(1024, 520, 0, 512, 0)
     names = twiddle_fold.all_bwd_name_expressions()
-    assert len(names) == len(set(names)) == 12 * len(twiddle_fold.BWD_SIZES)
+    gated = twiddle_fold.BWD_GATED_SIZES
+    assert len(names) == len(set(names)) == 12 * len(gated) + 8 * (len(twiddle_fold.BWD_SIZES) - len(gated))
+    assert twiddle_fold.bwd_eligible(8192, **dict(ok, L=4096, Lout=4096))  # no gates
+    assert not twiddle_fold.bwd_eligible(8192, **dict(both, L=4096, Lout=4096))  # MODE 2: <= 4096
+    with pytest.raises(ValueError, match="mode must be one of"):
+        twiddle_fold.bwd_name_expression(8192, "float16", False, 2)
     assert (
         twiddle_fold.bwd_name_expression(1024, "bfloat16", True, 2)
         == "twiddle_fold_bwd<1024, 1, true, 2>"
     )
     with pytest.raises(ValueError, match="n must be one of"):
-        twiddle_fold.bwd_name_expression(8192, "float16", False, 0)
+        twiddle_fold.bwd_name_expression(16384, "float16", False, 0)
     # two blocks per SM: work, table, maxima, the fp32 sums
-    assert twiddle_fold.bwd_smem() == 4 * 8960 + 32 * 1120 + 64 + 4096 * 8 <= 227 * 1024 // 2 - 1024
+    assert twiddle_fold.bwd_smem(4096) == 4 * 8960 + 32 * 1120 + 64 + 4096 * 8 <= 227 * 1024 // 2 - 1024
+    # 8192, one block per SM: both sides' 8 planes, 64 matrices, two sides' maxima, the sums
+    assert twiddle_fold.bwd_smem(8192) == 8 * 8960 + 64 * 1120 + 128 + 8192 * 8 <= 227 * 1024
