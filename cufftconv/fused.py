@@ -359,7 +359,17 @@ _SPECTRUM_NAMES = (
     "dk_hermitian",
     *(f"pad_filter<{kt}>" for kt in K_TYPE_CODE.values()),
     *(f"dk_window<{kt}>" for kt in K_TYPE_CODE.values()),
+    *(f"filter_spectra_direct<{kt}>" for kt in K_TYPE_CODE.values()),
+    *(f"dk_finish<{kt}>" for kt in K_TYPE_CODE.values()),
 )
+# Sizes whose filter spectra and dk finish in one per-channel launch each (kernels/spectrum.cu:
+# filter_spectra_direct, dk_finish, a shared-memory transform); larger ones take cuFFT.
+DIRECT_MAX_N = 8192
+
+
+def direct_smem(n: int) -> int:
+    """Dynamic shared memory of ``filter_spectra_direct`` / ``dk_finish`` at size n."""
+    return (n // 2 + 1 + n // 4) * 8
 
 
 def _spectrum_functions() -> dict:
@@ -373,7 +383,11 @@ def _spectrum_functions() -> dict:
             options=compile_options(None),
             name_expressions=list(_SPECTRUM_NAMES),
         )
-        return {name: mod.get_function(name) for name in _SPECTRUM_NAMES}
+        fns = {name: mod.get_function(name) for name in _SPECTRUM_NAMES}
+        for name, fn in fns.items():
+            if name.startswith(("filter_spectra_direct", "dk_finish")):
+                fn.max_dynamic_shared_size_bytes = direct_smem(DIRECT_MAX_N)
+        return fns
 
     return _SPECTRUM.get((dev.id, dev.compute_capability), build)
 
@@ -386,6 +400,17 @@ def _spectrum_kernel(reverse: bool):
 def _hermitian_kernel():
     """``dk_hermitian`` (kernels/spectrum.cu)."""
     return _spectrum_functions()["dk_hermitian"]
+
+
+def _mask_spectra(freq_mask, n: int, outs) -> None:
+    """Zero the kernel-order spectra ``outs`` where the frequency mask (if any) drops a bin."""
+    if freq_mask is None:
+        return
+    cp = _cupy()
+    keep = np.asarray(freq_mask, dtype=np.float16)[freq_index(n) % 16]
+    keep2 = cp.asarray(keep.repeat(2))[None, :]
+    for out in outs:
+        out[:, : 2 * n] *= keep2
 
 
 def _plan1d(inverse: bool, n: int, batch: int):
@@ -552,6 +577,17 @@ class FusedConv(FamilyConv):
         h, n = k.shape[0], self.n
         outs = [cp.empty((h, filter_row_halves(n)), dtype=cp.float16) for _ in reverse_shifts]
         freq = _freq_order(n)
+        if n <= DIRECT_MAX_N:
+            kc = cp.ascontiguousarray(k, dtype=cp.float32)
+            fn = _spectrum_functions()[f"filter_spectra_direct<{K_TYPE_CODE['float32']}>"]
+            for out, shift in zip(outs, reverse_shifts):
+                rev, own = (out, np.uint64(0)) if shift is not None else (np.uint64(0), out)
+                if h:
+                    fn((h,), (256,), (kc, np.int32(kc.shape[1]), np.int32(kc.shape[1]),
+                                      np.int32(n), freq, np.int64(shift or 0), rev, own),
+                       shared_mem=direct_smem(n))
+            _mask_spectra(self.freq_mask, n, outs)
+            return outs
         step = max(1, SPECTRUM_CHUNK_BYTES // (16 * n))  # rfft temporaries bounded, not O(H n)
         for h0 in range(0, h, step):
             h1 = min(h0 + step, h)
@@ -560,11 +596,7 @@ class FusedConv(FamilyConv):
                 _spectrum_kernel(shift is not None)(
                     (h1 - h0,), (256,), (kr, freq, np.int32(n), np.int64(shift or 0), out[h0:h1])
                 )
-        if self.freq_mask is not None:
-            keep = np.asarray(self.freq_mask, dtype=np.float16)[freq_index(n) % 16]
-            keep2 = cp.asarray(keep.repeat(2))[None, :]
-            for out in outs:
-                out[:, : 2 * n] *= keep2
+        _mask_spectra(self.freq_mask, n, outs)
         return outs
 
     # --------------------------------------------------------------------------------------------
@@ -1048,6 +1080,15 @@ class FusedBwd(FamilyConv):
         )
         kern((h * nsplit,), (threads,), args, shared_mem=smem)
         inv = _dk_order(n)
+        if n <= DIRECT_MAX_N:
+            dk = cp.empty((h, Lk), dtype=cp.float32)
+            _spectrum_functions()[f"dk_finish<{K_TYPE_CODE['float32']}>"](
+                (h,), (256,),
+                (acc, np.int32(nsplit), np.int32(h), np.int32(n), inv, np.float32(0.5 / n),
+                 np.int32((-op.out_offset) % n), np.int32(Lk), np.int32(Lk), dk),
+                shared_mem=direct_smem(n),
+            )
+            return dk
         herm = cp.empty((h, n // 2 + 1), dtype=cp.complex64)
         fold = _hermitian_kernel()
         fold(_grid256(herm.size), (256,),
@@ -1090,14 +1131,16 @@ def _layout(sizes) -> tuple[tuple[int, ...], int]:
 
 
 class SpectrumLauncher:
-    """Kernel-order filter spectra of a contiguous k (H, Lk) in ``k_dtype`` on raw pointers:
-    ``pad_filter`` (k's first ``k_used`` taps as zero-padded float32 rows), one rfft (cuFFT)
-    and one ``kernel_order_spectrum`` per entry of ``shifts`` (None: k's own spectrum, an int
-    s: the reversed filter's, as :meth:`FusedConv.filter_spectra`), each into an fp16
-    (H, 2n + 8) buffer. Dense spectra only (no frequency mask).
+    """Kernel-order filter spectra of a contiguous k (H, Lk) in ``k_dtype`` on raw pointers,
+    one per entry of ``shifts`` (None: k's own spectrum, an int s: the reversed filter's, as
+    :meth:`FusedConv.filter_spectra`), each into an fp16 (H, 2n + 8) buffer, from k's first
+    ``k_used`` taps. Dense spectra only (no frequency mask).
 
-    The float32 rows and the rfft live in a caller's workspace laid out by :func:`_layout`
-    with (:attr:`real_bytes`, :attr:`cplx_bytes`, ...) first, free again after the last
+    n <= :data:`DIRECT_MAX_N`: one ``filter_spectra_direct`` launch (at most two spectra, as
+    :func:`adjoint_shifts` gives). Larger n: ``pad_filter`` (zero-padded float32 rows), one
+    rfft (cuFFT) and one ``kernel_order_spectrum`` per shift; the float32 rows and the rfft
+    live in a caller's workspace laid out by :func:`_layout` with (:attr:`real_bytes`,
+    :attr:`cplx_bytes`, ...) first (both 0 for the direct launch), free again after the last
     ordering kernel in stream order.
     """
 
@@ -1109,6 +1152,18 @@ class SpectrumLauncher:
         fns = _spectrum_functions()
         self.n, self.H = n, H
         self.freq = int(_freq_order(n).data.ptr)
+        self.direct = None
+        rev = [sh for sh in shifts if sh is not None]
+        if n <= DIRECT_MAX_N and len(rev) <= 1 and len(shifts) - len(rev) <= 1:
+            # (rev, own) outputs of one launch; the shift is the reversed filter's, if any
+            self.direct = PackedLaunch(fns[f"filter_spectra_direct<{kt}>"], (H,), (256,),
+                                       direct_smem(n), "QiiiQqQQ")
+            self.k_args = (k_used, Lk, n, self.freq)
+            self.shifts, self.rev_shift = shifts, (rev or [0])[0]
+            self.real_bytes = self.cplx_bytes = self.cplx_at = 0
+            self.spec_bytes = H * filter_row_halves(n) * 2
+            self.ws_sizes = (0, 0) + (self.spec_bytes,) * len(shifts)
+            return
         self.real_bytes, self.cplx_bytes = H * n * 4, H * (n // 2 + 1) * 8
         self.cplx_at = _align(self.real_bytes)  # the rfft's offset in the workspace
         self.spec_bytes = H * filter_row_halves(n) * 2  # one output spectrum
@@ -1125,6 +1180,15 @@ class SpectrumLauncher:
     def __call__(self, stream, k: int, ws: int, outs: tuple[int, ...]) -> None:
         """On ``stream`` (a CuPy stream): the spectra of k into ``outs`` (pointers), with the
         workspace at pointer ``ws``."""
+        if self.direct is not None:
+            rev = own = 0
+            for shift, out in zip(self.shifts, outs):
+                if shift is None:
+                    own = out
+                else:
+                    rev = out
+            self.direct(stream.ptr, k, *self.k_args, self.rev_shift, rev, own)
+            return
         sp, c, freq, n = stream.ptr, ws + self.cplx_at, self.freq, self.n
         self.pad(sp, k, *self.k_args, ws)
         self.fft(stream, ws, c)
@@ -1150,10 +1214,10 @@ class BwdLauncher:
     For C-contiguous u, pregate (B, H, L), dy, postgate (B, H, Lout), k (H, Lk) in
     ``k_dtype`` and outputs du, dpregate (B, H, L), dpostgate (B, H, Lout) and dk (H, Lk)
     in k's dtype. ``outs``: bit 0 du, bit 1 dpregate, bit 2 dpostgate wanted (dk always).
-    Seven or eight launches out of one workspace allocation: the spectra
-    (:class:`SpectrumLauncher`: the adjoint one for du / dpregate, k's own for dpostgate),
-    ``monarch_bwd``, ``dk_hermitian``, the inverse rfft and ``dk_window`` (dk cut to its
-    taps, in k's dtype). The arithmetic of :meth:`FusedBwd.__call__` and
+    Launches out of one workspace allocation: the spectra (:class:`SpectrumLauncher`: the
+    adjoint one for du / dpregate, k's own for dpostgate), the backward kernel, then
+    ``dk_finish`` (n <= :data:`DIRECT_MAX_N`) or ``dk_hermitian``, the inverse rfft and
+    ``dk_window`` (dk cut to its taps, in k's dtype). The arithmetic of :meth:`FusedBwd.__call__` and
     ``AdjointBwdExecutor``'s dk conversion, without their per-call checks; the raw kernels
     launch with pre-packed arguments (:class:`cufftconv.launch.PackedLaunch`).
     """
@@ -1195,6 +1259,11 @@ class BwdLauncher:
                                  "QiiiQfQ")
         self.herm_args = (nsplit, H, n, int(_dk_order(n).data.ptr), 0.5 / n)
         kt = K_TYPE_CODE[k_dtype]
+        # n <= DIRECT_MAX_N: dk_hermitian, the inverse rfft and dk_window in one launch
+        self.finish = None if n > DIRECT_MAX_N else PackedLaunch(
+            _spectrum_functions()[f"dk_finish<{kt}>"], (H,), (256,), direct_smem(n), "QiiiQfiiiQ"
+        )
+        self.finish_args = (*self.herm_args[:4], 0.5 / n, (-out_offset) % n, k_used, Lk)
         self.window = PackedLaunch(_spectrum_functions()[f"dk_window<{kt}>"], _grid256(H * Lk),
                                    (256,), 0, "QiiiiiQ")
         self.win_args = (H, n, (-out_offset) % n, k_used, Lk)
@@ -1219,6 +1288,9 @@ class BwdLauncher:
         (self.fold if fold else self.kern)(
             sp, u, pre, dy, post, kr, kk, du, dpre, dpost, o_acc, *self.tail
         )
+        if self.finish is not None:
+            self.finish(sp, o_acc, *self.finish_args, dk)
+            return
         self.herm(sp, o_acc, *self.herm_args, o_cplx)
         self.ifft(stream, o_cplx, o_real)  # unnormalised
         self.window(sp, o_real, *self.win_args, dk)

@@ -53,3 +53,27 @@ def test_float64_filter_and_chunks(rng, monkeypatch):
     conv = fused.FusedConv(n, "bfloat16", pregate=True, postgate=False)
     got = cp.asnumpy(conv.filter_spectrum(cp.asarray(k), reverse_shift=5)).astype(np.float64)
     np.testing.assert_allclose(got, _want(k, n, 5), rtol=0, atol=2 ** -11)
+
+
+@pytest.mark.parametrize("n", [256, 2048, fused.DIRECT_MAX_N, 16384])
+@pytest.mark.parametrize("k_dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_launcher_matches_filter_spectra(rng, n, k_dtype):
+    """SpectrumLauncher (the fast paths' raw launch: filter_spectra_direct up to DIRECT_MAX_N,
+    else padding, rfft and ordering) writes bitwise what FusedConv.filter_spectra gives for
+    k's first k_used taps in float32, both spectra of a backward call, the output pool poisoned."""
+    from cufftconv.dtypes import from_compute, to_compute
+
+    H, Lk, k_used, shift = 7, n // 2 + 3, n // 2 - 5, 41
+    k = from_compute(cp.asarray(rng.standard_normal((H, Lk)).astype(np.float32)), k_dtype, cp)
+    sl = fused.SpectrumLauncher(n, H, Lk, k_used, k_dtype, (shift, None))
+    offs, total = fused._layout(sl.ws_sizes)
+    ws = cp.full(total // 2 + 8, np.nan, dtype=cp.float16)
+    base = ws.data.ptr
+    sl(cp.cuda.get_current_stream(), k.data.ptr, base, tuple(base + o for o in offs[2:]))
+    conv = fused.FusedConv(n, "float16", pregate=False, postgate=False)
+    kc = to_compute(k[:, :k_used], k_dtype, "float32", cp)
+    want = [cp.asnumpy(a) for a in conv.filter_spectra(kc, (shift, None))]
+    raw = cp.asnumpy(ws).view(np.uint8)
+    for o, w in zip(offs[2:], want):
+        got = raw[o : o + w.nbytes].view(np.float16).reshape(w.shape)
+        assert np.array_equal(got.view(np.uint16), w.view(np.uint16))
