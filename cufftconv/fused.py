@@ -363,8 +363,11 @@ _SPECTRUM_NAMES = (
     *(f"dk_finish<{kt}>" for kt in K_TYPE_CODE.values()),
 )
 # Sizes whose filter spectra and dk finish in one per-channel launch each (kernels/spectrum.cu:
-# filter_spectra_direct, dk_finish, a shared-memory transform); larger ones take cuFFT.
-DIRECT_MAX_N = 8192
+# filter_spectra_direct, dk_finish, a shared-memory transform); larger ones take cuFFT. Same-run
+# A/B (H200): 512 backward -7 %, 4096 / 8192 +4..8 % (dk_finish's gathers of acc in kernel
+# order from global memory grow with n; benchmarks/fold_proto/dk_finish_staged.patch stages
+# the row in shared memory, not yet run), so only up to 512.
+DIRECT_MAX_N = 512
 
 
 def direct_smem(n: int) -> int:

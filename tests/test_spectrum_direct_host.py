@@ -71,14 +71,14 @@ def _direct_irfft(X: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("n", [256, 512, 4096, fused.DIRECT_MAX_N])
+@pytest.mark.parametrize("n", [256, 512, 4096, 8192])
 def test_direct_rfft_matches_numpy(n):
     rng = np.random.default_rng(n)
     x = rng.standard_normal(n // 3 + 1)
     np.testing.assert_allclose(_direct_rfft(x, n), np.fft.rfft(x, n), rtol=0, atol=1e-9)
 
 
-@pytest.mark.parametrize("n", [256, 1024, fused.DIRECT_MAX_N])
+@pytest.mark.parametrize("n", [256, 1024, 8192])
 def test_direct_irfft_matches_numpy(n):
     rng = np.random.default_rng(n + 1)
     X = rng.standard_normal(n // 2 + 1) + 1j * rng.standard_normal(n // 2 + 1)
@@ -103,5 +103,5 @@ def test_dk_finish_mirror_matches_dk_from_product():
 
 
 def test_direct_smem_fits():
-    assert fused.direct_smem(fused.DIRECT_MAX_N) <= 227 * 1024
+    assert fused.direct_smem(8192) <= 227 * 1024  # the kernels take M = n / 2 <= 4096
     assert fused.DIRECT_MAX_N in fused.SUPPORTED_N
