@@ -132,8 +132,12 @@ def test_all_instantiations_sm90():
 
 @pytest.mark.parametrize("arch", sorted(ARCH_SMEM))
 def test_dispatchable_instantiations(arch):
-    """The fp16 forward kernels that fit the architecture (bf16: see the module's budget)."""
+    """The fp16 forward kernels that fit the architecture (bf16: see the module's budget).
+    sm_86 compiles variant 0 of each only, as test_dk_instantiations (sm_80, whose instruction
+    set sm_86 shares, compiles all five): the CI run must stay under 20 minutes."""
     groups = _groups_fitting(ARCH_SMEM[arch], ("float16",))
+    if arch == "sm_86":
+        groups = [[e for e in g if e.endswith(", 0>")] for g in groups]
     assert groups, "no fused kernel fits this architecture"
     info = _run(groups, arch)
     assert set(info) == {e for g in groups for e in g}
