@@ -1155,6 +1155,7 @@ class SpectrumLauncher:
         fns = _spectrum_functions()
         self.n, self.H = n, H
         self.freq = int(_freq_order(n).data.ptr)
+        self.spec_bytes = H * filter_row_halves(n) * 2  # one output spectrum
         self.direct = None
         rev = [sh for sh in shifts if sh is not None]
         if n <= DIRECT_MAX_N and len(rev) <= 1 and len(shifts) - len(rev) <= 1:
@@ -1164,12 +1165,10 @@ class SpectrumLauncher:
             self.k_args = (k_used, Lk, n, self.freq)
             self.shifts, self.rev_shift = shifts, (rev or [0])[0]
             self.real_bytes = self.cplx_bytes = self.cplx_at = 0
-            self.spec_bytes = H * filter_row_halves(n) * 2
             self.ws_sizes = (0, 0) + (self.spec_bytes,) * len(shifts)
             return
         self.real_bytes, self.cplx_bytes = H * n * 4, H * (n // 2 + 1) * 8
         self.cplx_at = _align(self.real_bytes)  # the rfft's offset in the workspace
-        self.spec_bytes = H * filter_row_halves(n) * 2  # one output spectrum
         # the workspace's pieces when the outputs live in it too (offsets: _layout)
         self.ws_sizes = (self.real_bytes, self.cplx_bytes) + (self.spec_bytes,) * len(shifts)
         self.fft = RawFFT(False, n, H)
@@ -1262,14 +1261,15 @@ class BwdLauncher:
                                  "QiiiQfQ")
         self.herm_args = (nsplit, H, n, int(_dk_order(n).data.ptr), 0.5 / n)
         kt = K_TYPE_CODE[k_dtype]
-        # n <= DIRECT_MAX_N: dk_hermitian, the inverse rfft and dk_window in one launch
-        self.finish = None if n > DIRECT_MAX_N else PackedLaunch(
-            _spectrum_functions()[f"dk_finish<{kt}>"], (H,), (256,), direct_smem(n), "QiiiQfiiiQ"
-        )
-        self.finish_args = (*self.herm_args[:4], 0.5 / n, (-out_offset) % n, k_used, Lk)
         self.window = PackedLaunch(_spectrum_functions()[f"dk_window<{kt}>"], _grid256(H * Lk),
                                    (256,), 0, "QiiiiiQ")
         self.win_args = (H, n, (-out_offset) % n, k_used, Lk)
+        # n <= DIRECT_MAX_N: dk_hermitian, the inverse rfft and dk_window in one launch, with
+        # the hermitian fold's arguments and the window's (start, k_used, Lk)
+        self.finish = None if n > DIRECT_MAX_N else PackedLaunch(
+            _spectrum_functions()[f"dk_finish<{kt}>"], (H,), (256,), direct_smem(n), "QiiiQfiiiQ"
+        )
+        self.finish_args = (*self.herm_args, *self.win_args[2:])
 
     def __call__(
         self, u: int, pre: int, dy: int, post: int, k: int, du: int, dpre: int, dpost: int,
